@@ -1,0 +1,48 @@
+"""The limits and timeouts our servers enforce, each with the precedent that makes the
+default defensible.  One frozen dataclass, shared by both scratch servers and by the
+strict request checks, so a limit is defined in exactly one place and every one of them
+is configurable from the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    # Request line (method SP target SP version).  RFC 9112 section 3 recommends
+    # supporting at least 8000 octets; gunicorn's limit_request_line is 4094, nginx's
+    # large_client_header_buffers 8 KiB, node 16 KiB for the whole head.  Over: 414.
+    max_request_line: int = 8190
+    # One header field line.  gunicorn limit_request_field_size 8190, Apache
+    # LimitRequestFieldSize 8190.  Over: 431 (RFC 6585 section 5).
+    max_header_line: int = 8190
+    # Number of header fields.  gunicorn limit_request_fields 100, Apache 100.  Over: 431.
+    max_header_count: int = 100
+    # The whole head, request line included.  node's --max-http-header-size 16 KiB,
+    # h11's default max_incomplete_event_size 16 KiB; we allow 64 KiB like hypercorn's
+    # h11_max_incomplete_size.  Over: 431.
+    max_head_bytes: int = 65536
+    # Request body, enforced by the server before the app sees it.  The contract's own
+    # limits are smaller (1 MiB items, 16 MiB echo), so this is a backstop, like nginx's
+    # client_max_body_size; 0 disables.  Over: 413.
+    max_body_bytes: int = 64 * 1024 * 1024
+    # Seconds to receive a complete request head once its first byte has arrived
+    # (Apache mod_reqtimeout header=20-40, nginx client_header_timeout 60s).  Slowloris
+    # defence: a client that trickles its headers is cut off.
+    header_timeout: float = 20.0
+    # Seconds an idle keep-alive connection is kept (uvicorn 5, gunicorn keepalive 2,
+    # nginx keepalive_timeout 75).
+    keepalive_timeout: float = 5.0
+    # Requests served at once before new ones are answered 503 (overload shedding,
+    # like uvicorn's --limit-concurrency; 0 disables).
+    max_concurrency: int = 0
+    # listen() backlog (gunicorn --backlog 2048, uvicorn 2048; the kernel caps it at
+    # net.core.somaxconn).
+    backlog: int = 2048
+    # WebSocket message size (the contract's 16 MiB echo; websockets' default is 1 MiB,
+    # uvicorn --ws-max-size 16 MiB).  Over: close 1009 (RFC 6455 section 7.4.1).
+    max_ws_message: int = 16 * 1024 * 1024
+    # Seconds to let in-flight requests finish after SIGTERM (gunicorn graceful_timeout 30).
+    graceful_timeout: float = 30.0
