@@ -12,20 +12,38 @@ pydantic does: a body with a bad name and a bad price reports both).
 The rules follow what FastAPI + pydantic v2 do for the contract's declarations, so a
 client sees the same ``type`` and ``msg`` strings from every layer:
 
-* integers parse like pydantic's lax mode: surrounding whitespace, a sign and ``_``
-  between digits are accepted (that is Python's ``int()``), but only ASCII digits;
+* integers parse like pydantic's lax mode: surrounding whitespace, a sign, ``_``
+  between digits and a fractional part of zeros (``5.0``, ``5.000``) are accepted, but
+  only ASCII digits; more than 4300 significant digits is ``int_parsing_size`` (the
+  limit CPython put on ``int(str)`` against quadratic-time parsing, CVE-2020-10735);
 * ``price`` is a strict number: booleans and numeric strings are refused, ``NaN`` and
   infinities too (``allow_inf_nan=False``: JSON has no way to send them back);
-* unknown body fields are ignored (pydantic's default ``extra="ignore"``).
+* unknown body fields are ignored (pydantic's default ``extra="ignore"``);
+* an error's ``input`` that is NaN or an infinity is written as ``null``: Python's
+  ``json.loads`` accepts ``NaN`` and turns ``1e400`` into ``inf``, but JSON has no way
+  to send them back (FastAPI's default 422 handler fails on them with a 500, so the
+  FastAPI layer writes them as ``null`` too).
 
-What it deliberately doesn't do: content negotiation.  The body is parsed as JSON
-whatever its ``Content-Type`` says, the lenient choice.
+* the body is parsed as JSON only when ``Content-Type`` says so -- ``application/json``
+  or any ``application/*+json``, parameters ignored -- and a body without the header is
+  *not* JSON.  That is FastAPI's ``strict_content_type`` default: a browser can send a
+  cross-site POST with ``text/plain`` or no type without a CORS preflight, so treating
+  such a body as JSON would let any web page create items on a service at localhost.
+  Any other type reaches the model as the raw body, which is not an object:
+  ``model_attributes_type``, with the body (decoded as UTF-8) as the input.
+
+What it deliberately doesn't do: FastAPI answers a JSON body that is not UTF-8 with
+400 ``{"detail": "There was an error parsing the body"}`` (its JSON decoder raises a
+``UnicodeDecodeError``, not a ``JSONDecodeError``); these functions report it as the
+``json_invalid`` 422 the contract asks for (RFC 8259 §8.1: JSON text is UTF-8).
 """
 
 from __future__ import annotations
 
+import email.message
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,8 +73,19 @@ class ValidationFailed(Exception):
     errors: list[Error]
 
     def detail(self) -> dict[str, list[Error]]:
-        """The response body: ``{"detail": [...]}``."""
-        return {"detail": self.errors}
+        """The response body: ``{"detail": [...]}``, with NaN and infinities as ``None``."""
+        return {"detail": _finite(self.errors)}
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON ``null``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 def _error(type_: str, loc: list[Any], msg: str, input_: Any, ctx: dict[str, Any] | None = None) -> Error:
@@ -66,26 +95,29 @@ def _error(type_: str, loc: list[Any], msg: str, input_: Any, ctx: dict[str, Any
     return err
 
 
-def _parse_int(raw: str) -> int | None:
-    """pydantic's lax str -> int: Python's int() restricted to ASCII input."""
-    text = raw.strip()
-    if not text.isascii():
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
+# pydantic's lax string -> int: ASCII digits with optional sign and single underscores
+# between digits (Python's int() literal syntax), then optionally a fractional part
+# made only of zeros.  "5.0" is 5; "5.5", "5." and ".0" are not integers.
+_LAX_INT = re.compile(r"([+-]?)([0-9]+(?:_[0-9]+)*)(?:\.0+)?")
+MAX_INT_DIGITS = 4300  # CPython's sys.int_info.default_max_str_digits, which pydantic applies too
 
 
-def _int_parsing(loc: list[Any], raw: str) -> Error:
-    return _error("int_parsing", loc, "Input should be a valid integer, unable to parse string as an integer", raw)
+def _parse_int(raw: str, loc: list[Any]) -> int | Error:
+    """pydantic's lax str -> int: the integer, or the error pydantic would report."""
+    match = _LAX_INT.fullmatch(raw.strip())
+    if match is None:
+        return _error("int_parsing", loc, "Input should be a valid integer, unable to parse string as an integer", raw)
+    sign, digits = match.group(1), match.group(2).replace("_", "").lstrip("0")
+    if len(digits) > MAX_INT_DIGITS:
+        return _error("int_parsing_size", loc, "Unable to parse input string as an integer, exceeded maximum size", raw)
+    return int(sign + (digits or "0"))
 
 
 def parse_item_id(raw: str) -> int:
     """The ``{item_id}`` path parameter."""
-    value = _parse_int(raw)
-    if value is None:
-        raise ValidationFailed([_int_parsing(["path", "item_id"], raw)])
+    value = _parse_int(raw, ["path", "item_id"])
+    if isinstance(value, dict):
+        raise ValidationFailed([value])
     return value
 
 
@@ -93,10 +125,10 @@ def _query_int(params: dict[str, str], name: str, default: int, ge: int, le: int
     raw = params.get(name)
     if raw is None:
         return default
-    value = _parse_int(raw)
     loc = ["query", name]
-    if value is None:
-        errors.append(_int_parsing(loc, raw))
+    value = _parse_int(raw, loc)
+    if isinstance(value, dict):
+        errors.append(value)
     elif value < ge:
         errors.append(_error("greater_than_equal", loc, f"Input should be greater than or equal to {ge}", raw, {"ge": ge}))
     elif le is not None and value > le:
@@ -134,14 +166,38 @@ def parse_slow_ms(params: dict[str, str]) -> int:
     return ms
 
 
-def parse_new_item(body: bytes) -> dict[str, Any]:
+def is_json_content_type(content_type: str | None) -> bool:
+    """FastAPI's test: ``application/json`` or ``application/*+json``; no header is not JSON.
+
+    The header is parsed the way FastAPI parses it, with the standard library's
+    ``email.message`` (RFC 2045 syntax, case-insensitive, parameters ignored; a
+    malformed type counts as ``text/plain``).
+    """
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    if message.get_content_maintype() != "application":
+        return False
+    subtype = message.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def parse_new_item(body: bytes, content_type: str | None) -> dict[str, Any]:
     """``POST /items``: the JSON body -> ``{"name", "price", "tags"}``, or every error found.
 
-    Mirrors FastAPI: an empty body is a missing body, undecodable JSON is ``json_invalid``
-    at the byte position, a non-object is ``model_attributes_type`` at ``["body"]``.
+    ``content_type`` is the request's ``Content-Type`` header (``None`` when absent).
+    Mirrors FastAPI: an empty body is a missing body, a body that is not declared JSON
+    is not an object, undecodable JSON is ``json_invalid`` at the byte position, a
+    non-object is ``model_attributes_type`` at ``["body"]``.
     """
     if not body:
         raise ValidationFailed([_error("missing", ["body"], "Field required", None)])
+    if not is_json_content_type(content_type):
+        raise ValidationFailed(
+            [_error("model_attributes_type", ["body"], "Input should be a valid dictionary or object to extract fields from",
+                    body.decode("utf-8", "replace"))]
+        )
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
