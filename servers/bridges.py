@@ -1,0 +1,240 @@
+"""Bridges: a WSGI app on an ASGI server, and an ASGI app on a WSGI server (a2wsgi).
+
+Theory of operation
+-------------------
+**WSGI -> ASGI** (``wsgi_to_asgi``): ``a2wsgi.WSGIMiddleware`` is an ASGI app.  For each
+HTTP request it builds a PEP 3333 environ from the scope and runs the WSGI callable in a
+``ThreadPoolExecutor`` (``threads`` workers, a2wsgi's default 10), feeding ``wsgi.input``
+from ``receive()`` and turning ``start_response`` and the body iterable into
+``http.response.*`` messages through a small bounded queue.  So the event loop never
+blocks, but a WSGI app still needs one thread per request in flight: an ASGI server in
+front does not make ``time.sleep`` concurrent beyond the pool size.  A WebSocket
+connection is closed before it is accepted (the client sees 403 on most servers, where a
+WSGI layer on a WSGI server answers 404), and the lifespan protocol is acknowledged and
+otherwise ignored -- WSGI has neither.
+
+**ASGI -> WSGI** (``asgi_to_wsgi``): ``a2wsgi.ASGIMiddleware`` is a WSGI callable.  It
+runs one asyncio event loop in a daemon thread per process, and for each request
+schedules the ASGI app on it, blocking the server's worker thread until the response
+arrives.  What is lost: WebSockets (a WSGI server cannot hand over the socket) and the
+lifespan protocol -- a2wsgi never sends ``lifespan.startup``.  Request bodies are read
+from ``wsgi.input`` up to ``CONTENT_LENGTH``, so a chunked upload (no Content-Length)
+arrives empty unless the server sets it.
+
+**Lifespan through ASGI -> WSGI: our choice.**  Our ASGI layers open their store in
+lifespan startup (CONTRACT.md #13), and open it lazily on first use if startup never
+ran.  The bridge below *drives the lifespan itself*, once per process, on a2wsgi's own
+event loop, before the first request: it sends ``lifespan.startup``, waits for
+``lifespan.startup.complete``, and sends ``lifespan.shutdown`` at interpreter exit.  So
+``/health`` reports ``"startup_complete": true`` through the bridge as it does on an ASGI
+server, and a startup failure stops the server from starting rather than surfacing as a
+500 later.  Set ``LAYERCAKE_BRIDGE_LIFESPAN=off`` to see the other behaviour (the store is
+opened lazily and ``startup_complete`` is false).  The lifespan ``state`` dict (ASGI
+lifespan spec, "Lifespan State") is copied into each request's scope, as a server does.
+
+**Loading by import string.**  Servers in a subprocess load the app from a
+``module:attr`` string, so this module exposes two ready-made attributes, each built at
+import from an environment variable naming the real app::
+
+    LAYERCAKE_WSGI_APP=layers.flask.app:app     uvicorn servers.bridges:wsgi_on_asgi
+    LAYERCAKE_ASGI_APP=layers.fastapi.app:app   gunicorn servers.bridges:asgi_on_wsgi
+
+Building at import (in each worker process, after the fork) means a bad target fails
+the server's start, the first request is not the one that pays for the import, and every
+worker has its own thread pool, event loop and store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import importlib
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+WSGI_APP_ENV = "LAYERCAKE_WSGI_APP"  # the WSGI app that wsgi_on_asgi serves
+ASGI_APP_ENV = "LAYERCAKE_ASGI_APP"  # the ASGI app that asgi_on_wsgi serves
+THREADS_ENV = "LAYERCAKE_BRIDGE_THREADS"  # WSGI->ASGI thread pool size
+LIFESPAN_ENV = "LAYERCAKE_BRIDGE_LIFESPAN"  # "on" (default) | "off": ASGI->WSGI drives lifespan?
+
+#: a2wsgi's own default pool size; the same order as gunicorn-gthread's 8 or waitress's 4.
+DEFAULT_THREADS = 10
+#: How long a lifespan startup may take before the bridge gives up (uvicorn has no limit;
+#: ours open an in-memory SQLite database, which takes milliseconds).
+LIFESPAN_TIMEOUT = 30.0
+
+ENV_FOR = {"wsgi->asgi": WSGI_APP_ENV, "asgi->wsgi": ASGI_APP_ENV}
+TARGET_FOR = {"wsgi->asgi": "servers.bridges:wsgi_on_asgi", "asgi->wsgi": "servers.bridges:asgi_on_wsgi"}
+
+#: What each direction costs, for the registry's notes and the grid.
+LOSSES = {
+    "wsgi->asgi": (
+        f"the WSGI app runs in a thread pool ({THREADS_ENV}, default {DEFAULT_THREADS}; --threads sets it): "
+        "no more requests in flight than threads",
+        "WebSocket connections are closed before accept (403), where a WSGI server answers 404",
+        "lifespan is acknowledged and ignored (WSGI has none)",
+    ),
+    "asgi->wsgi": (
+        "no WebSockets: a WSGI server cannot hand the socket to the app",
+        "no lifespan from the server: the bridge drives startup/shutdown itself once per process "
+        f"({LIFESPAN_ENV}=off to let the store open lazily instead)",
+        "the request body is read up to Content-Length: chunked uploads arrive empty",
+        "each request blocks one server thread while the ASGI app runs on the bridge's event loop",
+    ),
+}
+
+
+def target_for(bridge: str) -> str:
+    """The import string a server loads for ``bridge`` ("wsgi->asgi" or "asgi->wsgi")."""
+    return TARGET_FOR[bridge]
+
+
+def load(target: str) -> Any:
+    """Import ``module:attr`` (attr may be dotted) and return the object."""
+    module_name, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in (attr or "app").split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# --------------------------------------------------------------------------------------
+# WSGI -> ASGI
+# --------------------------------------------------------------------------------------
+
+
+def wsgi_to_asgi(app: Callable[..., Iterable[bytes]], threads: int = DEFAULT_THREADS) -> Any:
+    """An ASGI app running the WSGI ``app`` in a pool of ``threads`` threads."""
+    from a2wsgi import WSGIMiddleware
+
+    middleware = WSGIMiddleware(app, workers=threads)
+
+    async def bridge(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # The ASGI spec promises only that ``receive`` is an awaitable callable; a2wsgi hands
+        # ``receive()`` to run_coroutine_threadsafe, which wants a real coroutine.  Granian's
+        # receive returns a Rust future, so wrap it in one.
+        async def receive_coroutine() -> Any:
+            return await receive()
+
+        await middleware(scope, receive_coroutine, send)
+
+    bridge.threads = threads  # type: ignore[attr-defined]
+    return bridge
+
+
+# --------------------------------------------------------------------------------------
+# ASGI -> WSGI
+# --------------------------------------------------------------------------------------
+
+
+class LifespanDriver:
+    """Runs one ASGI lifespan cycle on ``loop`` (a loop running in another thread).
+
+    The message order is the ASGI lifespan spec's: ``lifespan.startup`` ->
+    ``lifespan.startup.complete | failed``; later ``lifespan.shutdown`` ->
+    ``lifespan.shutdown.complete | failed``.  An app that raises on the lifespan scope
+    does not support it; the spec says a server then carries on without it, and so do we.
+    """
+
+    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop, state: dict[str, Any]) -> None:
+        self.app, self.loop, self.state = app, loop, state
+        self.supported = False
+        self._to_app: asyncio.Queue[dict[str, Any]] | None = None
+        self._from_app: asyncio.Queue[dict[str, Any]] | None = None
+        self._task: asyncio.Future[None] | None = None
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
+        assert self._to_app is not None and self._from_app is not None
+        try:
+            await self.app(scope, self._to_app.get, self._from_app.put)
+        except BaseException as exc:  # the app does not do lifespan, or its startup raised
+            await self._from_app.put({"type": "layercake.lifespan.raised", "message": repr(exc)})
+
+    async def _cycle(self, message: str, timeout: float) -> dict[str, Any]:
+        if self._to_app is None:
+            self._to_app, self._from_app = asyncio.Queue(), asyncio.Queue()
+            self._task = asyncio.ensure_future(self._run())
+        assert self._from_app is not None
+        await self._to_app.put({"type": message})
+        return await asyncio.wait_for(self._from_app.get(), timeout)
+
+    def startup(self, timeout: float = LIFESPAN_TIMEOUT) -> None:
+        reply = asyncio.run_coroutine_threadsafe(self._cycle("lifespan.startup", timeout), self.loop).result()
+        if reply["type"] == "lifespan.startup.failed":
+            raise RuntimeError(f"ASGI lifespan startup failed: {reply.get('message', '')}")
+        self.supported = reply["type"] == "lifespan.startup.complete"
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        if not self.supported:
+            return
+        self.supported = False
+        try:
+            asyncio.run_coroutine_threadsafe(self._cycle("lifespan.shutdown", timeout), self.loop).result(timeout + 1)
+        except Exception:  # noqa: BLE001 -- at interpreter exit, a failed shutdown is only logged by the app
+            pass
+
+
+def asgi_to_wsgi(app: Any, lifespan: bool = True) -> Any:
+    """A WSGI callable running the ASGI ``app``; with ``lifespan``, startup has run on return."""
+    from a2wsgi import ASGIMiddleware
+
+    state: dict[str, Any] = {}
+
+    async def with_state(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # ASGI lifespan spec: each request scope gets a shallow copy of the lifespan state.
+        await app({**scope, "state": dict(state)}, receive, send)
+
+    middleware = ASGIMiddleware(with_state)
+    if lifespan:
+        driver = LifespanDriver(app, middleware.loop, state)
+        driver.startup()
+        atexit.register(driver.shutdown)
+        middleware.lifespan = driver  # for whoever wants to look: .supported
+    return middleware
+
+
+# --------------------------------------------------------------------------------------
+# The import-string targets
+# --------------------------------------------------------------------------------------
+
+
+class _Unconfigured:
+    """Stands in for a bridge whose environment variable is not set: says so when called."""
+
+    def __init__(self, env: str) -> None:
+        self.env = env
+
+    def _message(self) -> str:
+        return f"servers.bridges: set {self.env}=module:attr to name the app this bridge serves"
+
+
+class _UnconfiguredASGI(_Unconfigured):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError(self._message())
+
+
+class _UnconfiguredWSGI(_Unconfigured):
+    def __call__(self, environ: Any, start_response: Any) -> Iterable[bytes]:
+        raise RuntimeError(self._message())
+
+
+def _wsgi_on_asgi_from_environment() -> Any:
+    target = os.environ.get(WSGI_APP_ENV)
+    if not target:
+        return _UnconfiguredASGI(WSGI_APP_ENV)
+    return wsgi_to_asgi(load(target), int(os.environ.get(THREADS_ENV) or DEFAULT_THREADS))
+
+
+def _asgi_on_wsgi_from_environment() -> Any:
+    target = os.environ.get(ASGI_APP_ENV)
+    if not target:
+        return _UnconfiguredWSGI(ASGI_APP_ENV)
+    return asgi_to_wsgi(load(target), lifespan=os.environ.get(LIFESPAN_ENV, "on") != "off")
+
+
+#: An ASGI app: the WSGI app named by $LAYERCAKE_WSGI_APP, run in a thread pool.
+wsgi_on_asgi = _wsgi_on_asgi_from_environment()
+#: A WSGI app: the ASGI app named by $LAYERCAKE_ASGI_APP, its lifespan started already.
+asgi_on_wsgi = _asgi_on_wsgi_from_environment()
