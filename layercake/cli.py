@@ -1,0 +1,60 @@
+"""The ``layercake`` command: a thin click group over library functions.
+
+Each module in :mod:`layercake.commands` lists its commands in ``COMMANDS``; this
+module gathers them, so adding a command never means editing a shared file.  Errors
+that are the user's to fix arrive as :class:`~layercake.errors.LayercakeError` and are
+printed as one line with their exit status -- a typo deserves a list of the right
+names, not a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import click
+
+from layercake import __version__, commands
+from layercake.errors import LayercakeError
+
+
+class _Group(click.Group):
+    """A group whose commands' LayercakeErrors become one clean line on stderr."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except LayercakeError as exc:
+            click.echo(f"layercake: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="layercake")
+def cli() -> None:
+    """layercake: the Python web stack, one layer at a time.
+
+    One contract (CONTRACT.md) built at six layers -- bare WSGI, Werkzeug, Flask, bare
+    ASGI, Starlette, FastAPI -- served by our own annotated servers and the real ones.
+    Start with `layercake tour`.
+    """
+
+
+def _register() -> None:
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
+            cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="layercake")
+
+
+if __name__ == "__main__":  # python -m layercake.cli
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""One module per topic; each lists its click commands in ``COMMANDS`` (see layercake.cli)."""

@@ -1,0 +1,103 @@
+"""``layercake layers``, ``verify`` and ``tour``: the first commands a newcomer runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from layercake.contract import GROUPS, CaseResult, run_contract
+from layercake.errors import LayercakeError
+from layercake.ladder import TourRow, own_lines, tour_rows
+from layers import LAYERS, get_layer
+
+console = Console()
+
+
+@click.command("layers")
+def layers_cmd() -> None:
+    """List the six layers: interface, the rung below, own lines of code, what each adds."""
+    table = Table(title="The ladder (CONTRACT.md at every rung)")
+    for col in ("layer", "interface", "built on", "own lines", "/docs", "what it adds"):
+        table.add_column(col, justify="right" if col == "own lines" else "left")
+    for layer in LAYERS.values():
+        table.add_row(layer.name, layer.interface, layer.below or f"({layer.interface.upper()} itself)",
+                      str(own_lines(layer)), "yes" if layer.docs else "-", layer.description)
+    console.print(table)
+
+
+def _print_result(result: CaseResult) -> None:
+    mark = "[green]pass[/]" if result.ok else "[red]FAIL[/]"
+    console.print(f"  {mark}  {result.case.group:<9} {result.case.id:<20} {result.case.title}")
+    if not result.ok:
+        console.print(f"        [red]{result.detail}[/]", highlight=False)
+
+
+@click.command("verify")
+@click.argument("layer")
+@click.option("--server", "server", default=None, help="Serve the layer on this server and check over real HTTP.")
+@click.option("--group", "groups", multiple=True, type=click.Choice(GROUPS), help="Only these case groups.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the results here.")
+def verify_cmd(layer: str, server: str | None, groups: tuple[str, ...], json_file: Path | None) -> None:
+    """Run every contract case against LAYER; exit 0 only if all pass.
+
+    Without --server the app is driven in-process (WSGI through wsgiref.validate, ASGI
+    with lifespan and WebSocket); with --server it is served on a free loopback port.
+    """
+    spec = get_layer(layer)
+    if server is None:
+        console.print(f"[bold]{spec.name}[/] in-process ({spec.interface.upper()}, no socket)")
+        results = run_contract(None, spec, groups or None, on_result=_print_result)
+    else:
+        from servers.registry import ServerOptions, start_server
+
+        with start_server(server, spec.name, ServerOptions(port=0)) as running:
+            bridge = f" through the {running.bridge} bridge" if running.bridge else ""
+            console.print(f"[bold]{spec.name}[/] on [bold]{server}[/]{bridge} at {running.url}")
+            console.print(f"  [dim]$ {running.native_command}[/]", highlight=False)
+            results = run_contract(running.url, spec, groups or None, on_result=_print_result)
+    passed = sum(r.ok for r in results)
+    colour = "green" if passed == len(results) else "red"
+    console.print(f"[{colour}]{passed}/{len(results)} contract cases passed[/]")
+    if json_file:
+        json_file.write_text(json.dumps({"layer": spec.name, "server": server or "in-process",
+                                         "results": [r.as_dict() for r in results]}, indent=2))
+    if passed != len(results):
+        raise LayercakeError(f"{len(results) - passed} contract case(s) failed for {spec.name}", exit_code=1)
+
+
+@click.command("tour")
+@click.option("--seconds", default=0.4, show_default=True, help="Timing budget per layer for the in-process cost.")
+def tour_cmd(seconds: float) -> None:
+    """The five-minute introduction: verify every layer and show what each costs."""
+    console.rule("[bold]layercake tour")
+    console.print("Six layers implement one contract (CONTRACT.md). Each is checked in-process, then timed "
+                  "on GET /json with no socket in the way: the cost is the framework's own.\n")
+    rows: list[TourRow] = []
+    with console.status("verifying and timing the layers…"):
+        for row in tour_rows(seconds_per_layer=seconds):
+            rows.append(row)
+            console.print(f"  {row.layer.name:<10} {row.passed}/{row.total} cases, {row.us_per_request:7.1f} µs/request")
+    table = Table(title="The ladder, in-process")
+    for col in ("layer", "interface", "own lines", "contract", "µs / request", "× bare"):
+        table.add_column(col, justify="left" if col in ("layer", "interface") else "right")
+    for row in rows:
+        ok = row.passed == row.total
+        table.add_row(row.layer.name, row.layer.interface, str(row.own_lines),
+                      f"[{'green' if ok else 'red'}]{row.passed}/{row.total}[/]",
+                      f"{row.us_per_request:.1f}", f"{row.ratio_to_bare:.2f}×")
+    console.print(table)
+    failed = [r for r in rows if r.passed != r.total]
+    for row in failed:
+        for res in row.failures:
+            console.print(f"  [red]{row.layer.name}: {res.case.id}: {res.detail}[/]", highlight=False)
+    console.print("\nNext: [bold]layercake verify fastapi --server uvicorn[/] checks the same contract over real HTTP; "
+                  "[bold]layercake layers[/] lists the ladder.")
+    if failed:
+        raise LayercakeError(f"{len(failed)} layer(s) did not pass the whole contract", exit_code=1)
+
+
+COMMANDS = [layers_cmd, verify_cmd, tour_cmd]
