@@ -1,0 +1,1 @@
+"""bare_asgi: the contract as an ASGI application written by hand, with no framework."""
