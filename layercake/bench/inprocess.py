@@ -1,0 +1,624 @@
+"""In-process cost of a layer: µs per request, and deterministic work counters.
+
+Theory of operation
+-------------------
+Over a socket, a layer's cost is mixed with the server's, the kernel's and the load
+generator's, and with whatever else the machine is doing.  Here the app is called
+directly -- a prebuilt ``environ`` (PEP 3333) or ``scope`` (ASGI HTTP), a ``receive``
+that hands over the body once, a ``send``/``start_response`` that only notes the
+status and counts bytes -- so what is measured is the layer alone.  Two kinds of
+figure come out:
+
+**Time** (µs per request): a hot loop of batches, timed with ``perf_counter``, for a
+few tenths of a second; the median batch and the range.  This is noisy like any
+timing, only much less than a socket benchmark.
+
+**Counters**, which are deterministic -- the same on a busy machine as on a quiet
+one, two runs give identical numbers:
+
+- *Python calls*: frames entered, seen by ``sys.setprofile`` ``call`` events.  On
+  CPython 3.11 resuming a generator or coroutine also enters its frame and is counted
+  (an ``await`` chain is real work the interpreter does);
+- *C calls*: ``c_call`` events -- builtins and extension functions.  pydantic-core is
+  Rust, so FastAPI's validation and serialisation show up here, not as Python calls;
+- *lines*: distinct source lines executed (``sys.settrace`` ``line`` events, as a set
+  of ``(file, line)``), and ``line_events``, the number of line events (a loop's body
+  counts once per iteration);
+- *allocation*: with ``tracemalloc``, the peak of traced memory above the level
+  before the request (``peak_bytes``) and what stays allocated after it
+  (``net_bytes``).
+
+Each is broken down by *package*, decided from the code's file (or, for a C call, the
+function's module): ``layer`` (``layers/``: our layer code and the shared store and
+validator), ``server`` (``servers/``; in-process this is empty, and the driver's own
+``receive``/``send``/``start_response``, which stand in for a server, are counted as
+``driver``), ``starlette``, ``fastapi``, ``pydantic`` (with pydantic-core), ``werkzeug``,
+``flask``, ``a2wsgi``, ``stdlib`` (including ``asyncio``, ``json``, ``sqlite3`` and
+builtins), and ``other`` (e.g. anyio, jinja2, itsdangerous).
+
+How determinism is kept: each layer is measured in a fresh subprocess (``python -m
+layercake.bench.inprocess LAYER``), so no layer inherits another's imports or caches;
+each endpoint is called ``WARMUP`` times before anything is counted (first-call paths:
+lazy imports, compiled regexes, ``functools.cache`` fills); the counted request runs
+with the garbage collector disabled (a collection would run ``__del__`` methods and
+weakref callbacks of unrelated objects); and threads are covered -- FastAPI runs a
+plain ``def`` endpoint in a worker thread, so the hooks are installed for new threads
+(``threading.setprofile``/``settrace``) before the app is loaded, and they uninstall
+themselves per thread when counting is over, so the timing loop runs unhooked.
+
+Why not the lead's :mod:`layercake.inprocess` drivers: they are built for checking
+the contract -- the ASGI driver runs its loop on a background thread and hands every
+request across with ``run_coroutine_threadsafe``, the WSGI one wraps the app in
+``wsgiref.validate`` -- which is right for correctness and wrong here: both add work
+per request that would be counted and timed as the layer's.  This driver is the
+smallest thing that satisfies each spec: the same event loop thread as the caller,
+no validation wrapper, and a ``receive`` that returns the body once and then waits
+for the response to finish before reporting ``http.disconnect`` (ASGI HTTP spec:
+``receive`` blocks until there is a message).
+
+What it deliberately doesn't do: parse HTTP, or count the work of a server (that is
+what the socket benchmark adds on top), or count time spent in C inside a call (the
+profiler sees calls, not their duration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from layercake.bench.endpoints import ENDPOINTS, LADDER_ENDPOINTS, Endpoint
+from layercake.errors import LayercakeError
+
+#: Calls of each endpoint before counting or timing: enough to pass every first-call path
+#: we have seen (FastAPI builds its dependency cache on the first request, Werkzeug
+#: compiles its URL map on the first match, SQLite prepares statements on first use).
+WARMUP = 50
+
+#: Seconds the loop thread sleeps at the end of a counted ASGI request so thread-pool
+#: workers reach their idle wait inside the counting window (one ``time.sleep`` C call,
+#: counted under ``driver`` on every request alike).
+SETTLE = 0.02
+
+#: The packages of a breakdown, in the order reports show them.
+PACKAGES = ("layer", "server", "driver", "starlette", "fastapi", "pydantic", "werkzeug", "flask", "a2wsgi",
+            "stdlib", "other")
+
+PROJECT = Path(__file__).resolve().parents[2]
+_THIS_FILE = str(Path(__file__).resolve())
+_STDLIB = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
+_SITE = ("site-packages", "dist-packages")
+_TOP_LEVEL = {"starlette": "starlette", "fastapi": "fastapi", "pydantic": "pydantic", "pydantic_core": "pydantic",
+              "werkzeug": "werkzeug", "flask": "flask", "a2wsgi": "a2wsgi", "layers": "layer", "servers": "server"}
+
+
+# --- which package a piece of code belongs to -------------------------------------------------------------------------
+
+
+def package_of_file(filename: str) -> str:
+    """The breakdown package for a code object's ``co_filename``."""
+    if filename == _THIS_FILE:
+        return "driver"
+    if filename.startswith("<frozen "):
+        return "stdlib"  # frozen modules are the stdlib's (importlib, os, codecs, ...)
+    path = os.path.abspath(filename)
+    for marker in _SITE:
+        sep = f"{os.sep}{marker}{os.sep}"
+        if sep in path:
+            top = path.split(sep, 1)[1].split(os.sep, 1)[0].removesuffix(".py")
+            return _TOP_LEVEL.get(top, "other")
+    if path.startswith(str(PROJECT) + os.sep):
+        top = path[len(str(PROJECT)) + 1 :].split(os.sep, 1)[0]
+        return _TOP_LEVEL.get(top, "other")
+    if path.startswith(_STDLIB):
+        return "stdlib"
+    return "other"
+
+
+def package_of_module(module: str | None) -> str | None:
+    """The package for a C function's ``__module__`` (None when it has none we can use)."""
+    if not module:
+        return None
+    top = module.split(".", 1)[0].lstrip("_") if module.startswith("_pydantic") else module.split(".", 1)[0]
+    if top in _TOP_LEVEL:
+        return _TOP_LEVEL[top]
+    if top in sys.stdlib_module_names or top == "builtins" or top.lstrip("_") in sys.stdlib_module_names:
+        return "stdlib"
+    return "other"
+
+
+def package_of_c_function(func: Any, caller_filename: str) -> str:
+    """A C call belongs to its function's module; a method to its type's; else to its caller."""
+    module = getattr(func, "__module__", None)
+    if module is None:
+        owner = getattr(func, "__self__", None)
+        if owner is not None and not isinstance(owner, type(sys)):
+            module = type(owner).__module__
+        elif owner is not None:
+            module = owner.__name__
+    return package_of_module(module) or package_of_file(caller_filename)
+
+
+# --- the counters ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Counts:
+    """Work counters for one request, by package."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    c_calls: Counter[str] = field(default_factory=Counter)
+    lines: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+    line_events: Counter[str] = field(default_factory=Counter)
+    peak_bytes: int = 0
+    net_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        packages = [p for p in PACKAGES if self.calls[p] or self.c_calls[p] or self.lines.get(p)]
+        return {
+            "calls": sum(self.calls.values()),
+            "c_calls": sum(self.c_calls.values()),
+            "lines": sum(len(s) for s in self.lines.values()),
+            "line_events": sum(self.line_events.values()),
+            "peak_bytes": self.peak_bytes,
+            "net_bytes": self.net_bytes,
+            "by_package": {
+                p: {"calls": self.calls[p], "c_calls": self.c_calls[p], "lines": len(self.lines.get(p, ())),
+                    "line_events": self.line_events[p]}
+                for p in packages
+            },
+        }
+
+
+class _Hooks:
+    """sys.setprofile / sys.settrace hooks, armed for every thread, active only while counting."""
+
+    def __init__(self) -> None:
+        self.counts = Counts()
+        self.profiling = False
+        self.tracing = False
+        self.armed = True
+        self._file_package: dict[str, str] = {}
+
+    def _package(self, filename: str) -> str:
+        pkg = self._file_package.get(filename)
+        if pkg is None:
+            pkg = self._file_package[filename] = package_of_file(filename)
+        return pkg
+
+    def profile(self, frame: Any, event: str, arg: Any) -> None:
+        if not self.profiling:
+            if not self.armed:
+                sys.setprofile(None)  # counting is over: unhook this thread for the timing loop
+            return
+        if event == "call":
+            self.counts.calls[self._package(frame.f_code.co_filename)] += 1
+        elif event == "c_call":
+            self.counts.c_calls[package_of_c_function(arg, frame.f_code.co_filename)] += 1
+
+    def trace(self, frame: Any, event: str, arg: Any) -> Callable[..., Any] | None:
+        if not self.tracing:
+            if not self.armed:
+                sys.settrace(None)
+            return None
+        return self._trace_lines
+
+    def _trace_lines(self, frame: Any, event: str, arg: Any) -> Callable[..., Any] | None:
+        if event == "line" and self.tracing:
+            filename = frame.f_code.co_filename
+            pkg = self._package(filename)
+            self.lines_of(pkg).add((filename, frame.f_lineno))
+            self.counts.line_events[pkg] += 1
+        return self._trace_lines
+
+    def lines_of(self, pkg: str) -> set[tuple[str, int]]:
+        return self.counts.lines.setdefault(pkg, set())
+
+
+# --- the minimal drivers ---------------------------------------------------------------------------------------------
+
+
+def _split(path: str) -> tuple[str, str]:
+    p, _, q = path.partition("?")
+    return p, q
+
+
+class WSGICall:
+    """One prebuilt WSGI request, callable over and over (PEP 3333)."""
+
+    def __init__(self, app: Any, endpoint: Endpoint) -> None:
+        self.app = app
+        req = endpoint.request
+        path, query = _split(req.path)
+        self.body = req.body
+        self.environ = {
+            "REQUEST_METHOD": req.method, "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": query,
+            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000",
+            "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        }
+        if req.body or req.method == "POST":
+            self.environ.update(CONTENT_TYPE=req.content_type, CONTENT_LENGTH=str(len(req.body)))
+        self.status = ""
+
+    def _start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+        self.status = status
+        return self._write
+
+    def _write(self, data: bytes) -> None:  # PEP 3333's legacy write(); counted like a body chunk
+        self.size += len(data)
+
+    def __call__(self) -> int:
+        environ = dict(self.environ)  # an app may write to its environ; each request gets a fresh one
+        environ["wsgi.input"] = io.BytesIO(self.body)
+        self.size = 0
+        result = self.app(environ, self._start_response)
+        try:
+            for chunk in result:
+                self.size += len(chunk)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        return int(self.status[:3])
+
+
+class ASGICall:
+    """One prebuilt ASGI HTTP request, awaited over and over on the caller's event loop."""
+
+    def __init__(self, app: Any, endpoint: Endpoint, state: dict[str, Any]) -> None:
+        self.app = app
+        req = endpoint.request
+        path, query = _split(req.path)
+        headers = [(b"host", b"127.0.0.1:8000")]
+        if req.body or req.method == "POST":
+            headers += [(b"content-type", req.content_type.encode()), (b"content-length", str(len(req.body)).encode())]
+        self.scope = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+            "method": req.method, "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+            "query_string": query.encode(), "headers": headers, "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        self.state = state
+        self.body = req.body
+
+    async def __call__(self) -> int:
+        scope = dict(self.scope)
+        scope["headers"] = list(self.scope["headers"])
+        scope["state"] = dict(self.state)  # lifespan spec: each request gets a shallow copy of the state
+        finished = asyncio.get_running_loop().create_future()
+        pending = [{"type": "http.request", "body": self.body, "more_body": False}]
+        status = 0
+
+        async def receive() -> dict[str, Any]:
+            if pending:
+                return pending.pop()
+            await finished  # ASGI: receive() waits; after the response, the client is "gone"
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                if not finished.done():
+                    finished.set_result(None)
+
+        await self.app(scope, receive, send)
+        return status
+
+
+class Lifespan:
+    """The ASGI lifespan protocol on the caller's loop: startup before requests, shutdown after."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.state = app, {}
+        self.supported = False
+
+    async def startup(self) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
+
+        async def run() -> None:
+            try:
+                await self.app(scope, self.inbox.get, self.outbox.put)
+            except Exception as exc:  # the spec: raising here means "lifespan not supported"
+                await self.outbox.put({"type": "unsupported", "error": repr(exc)})
+
+        self.task = asyncio.ensure_future(run())
+        await self.inbox.put({"type": "lifespan.startup"})
+        reply = await self.outbox.get()
+        if reply["type"] == "lifespan.startup.failed":
+            raise LayercakeError(f"lifespan startup failed: {reply.get('message', '')}")
+        self.supported = reply["type"] == "lifespan.startup.complete"
+
+    async def shutdown(self) -> None:
+        if self.supported:
+            await self.inbox.put({"type": "lifespan.shutdown"})
+            await asyncio.wait_for(self.outbox.get(), 10)
+
+
+# --- measuring one layer ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EndpointCost:
+    layer: str
+    endpoint: str
+    status: int
+    us_per_request: dict[str, float]  # median, min, max, n (batches)
+    counters: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _load(name: str, interface: str | None) -> tuple[str, Any]:
+    """A layer by name, or any app by ``module:attr`` with its interface (for tests and experiments)."""
+    if ":" in name:
+        import importlib
+
+        if interface not in ("wsgi", "asgi"):
+            raise LayercakeError(f"{name}: an import string needs its interface (wsgi or asgi)", 2)
+        module, _, attr = name.partition(":")
+        return interface, getattr(importlib.import_module(module), attr)
+    from layers import get_layer
+
+    layer = get_layer(name)
+    return layer.interface, layer.load()
+
+
+class _Runner:
+    """Calls one request of one layer: synchronously for WSGI, on a private loop for ASGI."""
+
+    def __init__(self, layer_name: str, interface: str | None = None) -> None:
+        self.interface, self.app = _load(layer_name, interface)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        if self.interface == "asgi":
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            self.lifespan = Lifespan(self.app)
+            self.loop.run_until_complete(self.lifespan.startup())
+
+    def call_for(self, endpoint: Endpoint) -> Callable[[int], int]:
+        """A function making ``n`` requests and returning the last status."""
+        if self.loop is None:
+            call = WSGICall(self.app, endpoint)
+
+            def run_wsgi(n: int) -> int:
+                status = 0
+                for _ in range(n):
+                    status = call()
+                return status
+
+            return run_wsgi
+        acall = ASGICall(self.app, endpoint, self.lifespan.state)
+        loop = self.loop
+
+        async def many(n: int) -> int:
+            status = 0
+            for _ in range(n):
+                status = await acall()
+            return status
+
+        return lambda n: loop.run_until_complete(many(n))
+
+    def counted(self, endpoint: Endpoint, hooks: _Hooks) -> Counts:
+        """One request under each counter in turn: profile, trace, tracemalloc."""
+        hooks.counts = Counts()
+        run = self.call_for(endpoint)
+        if self.loop is None:
+            bracket = _SyncBracket(run)
+        else:
+            bracket = _AsyncBracket(self.app, endpoint, self.lifespan.state, self.loop)
+        gc.collect()
+        gc.disable()
+        # Threads switch only when one blocks, never on the 5 ms timer: a request that hands
+        # work to a thread pool (FastAPI's plain ``def`` endpoints) then interleaves the same way
+        # every time -- the loop thread runs until it waits in select(), the worker until it
+        # waits for its next job -- instead of however the timer happened to fall.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(100.0)
+        try:
+            bracket.run(lambda: (setattr(hooks, "profiling", True), sys.setprofile(hooks.profile)),
+                        lambda: (sys.setprofile(None), setattr(hooks, "profiling", False)))
+            bracket.run(lambda: (setattr(hooks, "tracing", True), sys.settrace(hooks.trace)),
+                        lambda: (sys.settrace(None), setattr(hooks, "tracing", False)))
+            tracemalloc.start()
+            try:
+                marks: dict[str, int] = {}
+
+                def begin() -> None:
+                    tracemalloc.reset_peak()
+                    marks["before"] = tracemalloc.get_traced_memory()[0]
+
+                def end() -> None:
+                    current, peak = tracemalloc.get_traced_memory()
+                    marks["net"], marks["peak"] = current - marks["before"], peak - marks["before"]
+
+                bracket.run(begin, end)
+            finally:
+                tracemalloc.stop()
+        finally:
+            sys.setswitchinterval(switch_interval)
+            gc.enable()
+        hooks.counts.peak_bytes, hooks.counts.net_bytes = marks["peak"], marks["net"]
+        return hooks.counts
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.run_until_complete(self.lifespan.shutdown())
+            self.loop.close()
+
+
+class _SyncBracket:
+    def __init__(self, run: Callable[[int], int]) -> None:
+        self.run_n = run
+
+    def run(self, begin: Callable[[], Any], end: Callable[[], Any]) -> None:
+        begin()
+        try:
+            self.run_n(1)
+        finally:
+            end()
+
+
+class _AsyncBracket:
+    """Switch the counters on and off *inside* the coroutine, so the event loop's own
+    run_until_complete scaffolding is not counted -- only what the request makes the
+    loop do (tasks the app spawns, a thread pool hand-off) is."""
+
+    def __init__(self, app: Any, endpoint: Endpoint, state: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.call = ASGICall(app, endpoint, state)
+        self.loop = loop
+
+    def run(self, begin: Callable[[], Any], end: Callable[[], Any]) -> None:
+        async def once() -> None:
+            begin()
+            try:
+                await self.call()
+                # A thread-pool worker may still be finishing its job's tail (task_done, then
+                # waiting for the next job) when the response is complete.  Give it the GIL
+                # until it blocks, so that tail is counted every time, not when the race says.
+                time.sleep(SETTLE)
+            finally:
+                end()
+
+        self.loop.run_until_complete(once())
+
+
+def time_requests(run: Callable[[int], int], seconds: float, batch: int = 50) -> dict[str, float]:
+    """Median µs per request over batches for about ``seconds`` (at least 3 batches)."""
+    samples = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(samples) < 3:
+        started = time.perf_counter()
+        run(batch)
+        samples.append((time.perf_counter() - started) / batch * 1e6)
+    return {"median": round(statistics.median(samples), 2), "min": round(min(samples), 2),
+            "max": round(max(samples), 2), "n": len(samples)}
+
+
+def measure_layer(layer_name: str, endpoints: Iterable[str] = LADDER_ENDPOINTS, seconds: float = 0.5,
+                  count: bool = True, interface: str | None = None) -> list[EndpointCost]:
+    """Measure one layer in *this* process.  Prefer :func:`measure` (a fresh subprocess per layer)."""
+    hooks = _Hooks()
+    if count:
+        threading.setprofile(hooks.profile)
+        threading.settrace(hooks.trace)
+    runner = _Runner(layer_name, interface)
+    results = []
+    try:
+        for name in endpoints:
+            endpoint = ENDPOINTS[name]
+            run = runner.call_for(endpoint)
+            status = run(WARMUP)
+            if status != endpoint.status:
+                raise LayercakeError(f"{layer_name} answered {endpoint.label} with {status}, expected "
+                                     f"{endpoint.status}: fix the layer (layercake verify {layer_name}) before "
+                                     "measuring it")
+            counters = runner.counted(endpoint, hooks).to_dict() if count else {}
+            results.append(EndpointCost(layer_name, name, status, {}, counters))
+        hooks.armed = False  # from here each thread's hooks remove themselves at their next event
+        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.settrace(None)  # type: ignore[arg-type]
+        for result in results:
+            result.us_per_request = time_requests(runner.call_for(ENDPOINTS[result.endpoint]), seconds)
+    finally:
+        runner.close()
+    return results
+
+
+def measure(layer_name: str, endpoints: Iterable[str] = LADDER_ENDPOINTS, seconds: float = 0.5,
+            count: bool = True, timeout: float = 300.0, interface: str | None = None) -> list[EndpointCost]:
+    """Measure one layer in a fresh subprocess (isolated imports and caches: see the module docs).
+
+    ``layer_name`` may also be a ``module:attr`` import string, with ``interface``.
+    """
+    command = [sys.executable, "-m", "layercake.bench.inprocess", layer_name, "--endpoints", ",".join(endpoints),
+               "--seconds", f"{seconds:g}"] + ([] if count else ["--no-count"])
+    if interface:
+        command += ["--interface", interface]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=PROJECT)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-8:])
+        raise LayercakeError(f"in-process measurement of {layer_name} failed:\n{tail}")
+    return [EndpointCost(**row) for row in json.loads(done.stdout)]
+
+
+@dataclass
+class LadderRow:
+    """One rung of :func:`quick_ladder`: a layer's cost for one endpoint, in-process."""
+
+    layer: str
+    interface: str
+    endpoint: str
+    us: float  # median µs per request
+    calls: int  # Python calls per request
+    c_calls: int
+    lines: int  # distinct source lines executed
+    by_package: dict[str, dict[str, int]]
+    ratio_to_bare: float  # µs against the bare layer of the same interface
+
+    @property
+    def calls_by_package(self) -> dict[str, int]:
+        return {p: n["calls"] for p, n in self.by_package.items() if n["calls"]}
+
+
+def quick_ladder(seconds_per_layer: float = 0.3, endpoint: str = "json", layers: Iterable[str] | None = None,
+                 on_row: Callable[[LadderRow], None] | None = None) -> list[LadderRow]:
+    """The ladder in-process, for ``layercake tour``: per layer, µs and calls for one endpoint.
+
+    Each layer is measured in its own subprocess (about a second each, mostly imports),
+    in ladder order; ``on_row`` is called as each row is ready, for a progress display.
+    """
+    from layers import LAYERS
+
+    rows: list[LadderRow] = []
+    bare: dict[str, float] = {}
+    for name in layers or LAYERS:
+        layer = LAYERS[name]
+        (cost,) = measure(name, [endpoint], seconds_per_layer)
+        c = cost.counters
+        us = cost.us_per_request["median"]
+        bare.setdefault(layer.interface, us)
+        row = LadderRow(name, layer.interface, endpoint, us, c["calls"], c["c_calls"], c["lines"], c["by_package"],
+                        round(us / bare[layer.interface], 2))
+        rows.append(row)
+        if on_row:
+            on_row(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m layercake.bench.inprocess",
+                                     description="Measure one layer in-process; prints JSON.")
+    parser.add_argument("layer")
+    parser.add_argument("--endpoints", default=",".join(LADDER_ENDPOINTS))
+    parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--no-count", action="store_true")
+    parser.add_argument("--interface", choices=("wsgi", "asgi"), help="with a module:attr instead of a layer")
+    args = parser.parse_args(argv)
+    results = measure_layer(args.layer, [e for e in args.endpoints.split(",") if e], args.seconds,
+                            count=not args.no_count, interface=args.interface)
+    json.dump([r.to_dict() for r in results], sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
