@@ -1,0 +1,181 @@
+"""The ASGI side of the core: scopes built from h11 requests, and the rules an application's ``send()`` must follow.
+
+Theory of operation
+-------------------
+An ASGI server calls ``await app(scope, receive, send)`` once per connection-level event (an HTTP request, a
+WebSocket, the process lifespan).  ``scope`` describes it; ``receive`` and ``send`` are awaitables exchanging
+dict messages.  This module holds the parts of that conversation that need no event loop:
+
+* :func:`http_scope` and :func:`websocket_scope` -- the "Connection Scope" tables of the ASGI HTTP & WebSocket
+  spec (version 2.4): ``asgi.version``/``spec_version``, ``http_version``, ``method``, ``scheme``, ``path``
+  (percent-decoded and UTF-8 decoded), ``raw_path``, ``query_string``, ``root_path``, lowercased byte
+  ``headers``, ``client``, ``server``, ``state`` (and ``subprotocols`` for WebSockets).
+* :class:`HTTPSend` -- the HTTP send side as a three-state machine: ``http.response.start`` exactly once, then
+  ``http.response.body`` until one arrives without ``more_body``, then nothing.  Any other order raises
+  :class:`ASGIProtocolError` naming the message expected and the one received, like uvicorn's.  Messages are
+  turned into h11 events and the bytes returned to the server, which writes them.
+
+The WebSocket frame side is in ``websocket.py``; lifespan needs nothing here but its message names.
+
+What this module deliberately does not do: ASGI extensions (``http.response.trailers``, ``pathsend``,
+``websocket.http.response``) -- none is advertised in ``scope["extensions"]``, so a conforming app never uses them,
+and one that does gets a readable error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+
+from servers.core.http import DateHeader, decode_path, split_target
+
+__all__ = ["ASGI_VERSION", "ASGIProtocolError", "HTTPSend", "http_scope", "websocket_scope"]
+
+# ASGI spec: "asgi["version"]" is the version of the ASGI callable style (3.0: single callable); "spec_version"
+# the version of the HTTP/WebSocket spec implemented (2.4 added the OSError rule for send() after disconnect).
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+
+class ASGIProtocolError(RuntimeError):
+    """The application sent a message that breaks the ASGI message order or shape; it names both."""
+
+
+def _path(raw_path: bytes) -> str:
+    # ASGI HTTP spec, "path": "HTTP request target excluding any query string, with percent-encoded sequences and
+    # UTF-8 byte sequences decoded into characters."  Invalid UTF-8 becomes U+FFFD rather than a crash;
+    # raw_path keeps the exact bytes.
+    return decode_path(raw_path).decode("utf-8", "replace")
+
+
+def http_scope(request: h11.Request, *, server: tuple[str, int], client: tuple[str, int] | None,
+               state: dict[str, Any] | None, root_path: str = "") -> dict[str, Any]:
+    raw_path, query = split_target(request.target)
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": request.http_version.decode("ascii"),
+        "method": request.method.decode("ascii"),  # h11 keeps it as sent; methods are case-sensitive (RFC 9110 §9.1)
+        "scheme": "http",
+        "path": _path(raw_path),
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root_path,
+        # ASGI: "header names should be lowercased"; h11 already lowercases and keeps order and repeats.
+        "headers": [(name, value) for name, value in request.headers],
+        "client": client,
+        "server": server,
+    }
+    if state is not None:
+        # ASGI lifespan spec, "Lifespan State": "the server will make a shallow copy of the state dict for each
+        # request" -- so one request cannot add keys another request sees.
+        scope["state"] = state.copy()
+    return scope
+
+
+def websocket_scope(request: h11.Request, *, server: tuple[str, int], client: tuple[str, int] | None,
+                    state: dict[str, Any] | None, root_path: str = "") -> dict[str, Any]:
+    scope = http_scope(request, server=server, client=client, state=state, root_path=root_path)
+    scope["type"] = "websocket"
+    scope["scheme"] = "ws"
+    del scope["method"]  # not part of the WebSocket scope
+    protocols = [value for name, value in request.headers if name == b"sec-websocket-protocol"]
+    # RFC 6455 §4.1: Sec-WebSocket-Protocol is a comma-separated list, possibly repeated; order is preference.
+    scope["subprotocols"] = [p.strip().decode("latin-1") for v in protocols for p in v.split(b",") if p.strip()]
+    return scope
+
+
+def _message_type(message: Any) -> str:
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ASGIProtocolError(f"ASGI messages are dicts with a 'type' string, got {message!r:.200}")
+    return message["type"]
+
+
+def check_headers(headers: Any, where: str) -> list[tuple[bytes, bytes]]:
+    """ASGI: "headers: Iterable[[byte string, byte string]]".  CR, LF and NUL are refused: they would split the
+    response (RFC 9110 §5.5)."""
+    checked = []
+    try:
+        for name, value in headers:
+            if not isinstance(name, bytes) or not isinstance(value, bytes):
+                raise ASGIProtocolError(f"{where}: header names and values must be bytes, got {name!r}: {value!r}")
+            if b"\r" in value or b"\n" in value or b"\0" in value or b"\r" in name or b"\n" in name:
+                raise ASGIProtocolError(f"{where}: header {name!r} contains CR, LF or NUL: {value!r}")
+            checked.append((name, value))
+    except (TypeError, ValueError):
+        raise ASGIProtocolError(f"{where}: 'headers' must be an iterable of [name, value] byte pairs") from None
+    return checked
+
+
+class HTTPSend:
+    """The send side of one HTTP request cycle (ASGI HTTP spec, "Response Start" and "Response Body").
+
+    ``message(msg)`` validates ``msg`` against the state and returns the bytes to write (possibly ``b""``).
+    States: ``"start"`` → ``"body"`` → ``"done"``.
+    """
+
+    __slots__ = ("conn", "state", "server_header", "date", "head_request", "close", "status", "body_bytes",
+                 "_start")
+
+    def __init__(self, conn: h11.Connection, *, server_header: bytes, date: DateHeader, head_request: bool = False,
+                 close: bool = False) -> None:
+        self.conn = conn
+        self.state = "start"
+        self.server_header = server_header
+        self.date = date
+        self.head_request = head_request
+        self.close = close
+        self.status = 0
+        self.body_bytes = 0
+        self._start: h11.Response | None = None
+
+    @property
+    def started(self) -> bool:
+        """Have the response headers gone to the client?"""
+        return self.state != "start" and self._start is None
+
+    def message(self, message: Any) -> bytes:
+        kind = _message_type(message)
+        if self.state == "start":
+            if kind != "http.response.start":
+                raise ASGIProtocolError(f"Expected ASGI message 'http.response.start', but got {kind!r}.")
+            status = message.get("status")
+            if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
+                raise ASGIProtocolError(f"http.response.start 'status' must be an int 100..999, got {status!r}")
+            if message.get("trailers"):
+                raise ASGIProtocolError("http.response.start 'trailers': this server does not offer the "
+                                        "http.response.trailers extension (it is not in scope['extensions'])")
+            headers = check_headers(message.get("headers", ()), "http.response.start")
+            names = {name.lower() for name, _ in headers}
+            if b"date" not in names:
+                headers.append((b"date", self.date.value()))
+            if b"server" not in names:
+                headers.append((b"server", self.server_header))
+            if self.close and b"connection" not in names:
+                headers.append((b"connection", b"close"))
+            self.status = status
+            # ASGI HTTP spec, "Response Start": "the protocol server must not start sending the response to the
+            # client until it has received at least one Response Body event."  So the head waits here and goes
+            # out together with the first body -- one write for a one-message response.
+            self._start = h11.Response(status_code=status, headers=headers)
+            self.state = "body"
+            return b""
+        if self.state == "body":
+            if kind != "http.response.body":
+                raise ASGIProtocolError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
+            body = message.get("body", b"")
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise ASGIProtocolError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
+            out = []
+            if self._start is not None:
+                out.append(self.conn.send(self._start))
+                self._start = None
+            # HEAD, 204 and 304 responses have no content (RFC 9110 §9.3.2, §15.3.5, §15.4.5): drop what the app sends.
+            if body and not (self.head_request or self.status in (204, 304)):
+                out.append(self.conn.send(h11.Data(data=body)))
+                self.body_bytes += len(body)
+            if not message.get("more_body", False):
+                out.append(self.conn.send(h11.EndOfMessage()))
+                self.state = "done"
+            return b"".join(out)
+        raise ASGIProtocolError(f"Unexpected ASGI message {kind!r} sent, after response already completed.")

@@ -1,0 +1,109 @@
+"""Finding the request head in a byte stream, before h11 sees it.
+
+Theory of operation
+-------------------
+HTTP/1.1 frames a request as a *head* (request line, header field lines, an empty line) and an optional body
+(RFC 9112 section 2.1).  h11 parses heads happily, but it is lenient in places and its size limit applies only to
+data it has not yet parsed, so our servers do not hand it raw bytes.  Instead each connection owns a
+:class:`HeadReader`:
+
+1. bytes from the socket are appended to its buffer;
+2. while no empty line has arrived, ``check_partial_head`` (``servers/core/strict.py``) may reject the head early --
+   a request line or header block that is already too long is refused without waiting for the rest (414/431);
+3. once the empty line arrives, ``check_head`` sees the complete head and may reject it (400, 501, 505 ...);
+4. only a head that passed both is returned, together with whatever followed it (the start of the body, or a
+   pipelined request), for the server to feed to a *fresh* ``h11.Connection``.
+
+Using one h11 connection per request cycle (see ``servers/core/http.py``) is what makes step 4 safe: h11 never
+parses a second, pipelined head that did not go through our checks, because after ``EndOfMessage`` we take the
+unparsed bytes back (``trailing_data``) and start over here.
+
+What this module deliberately does not do: any syntax checking of its own.  That is ``strict.py``'s job (owned by
+the hardening work, issue 8).  If that module is not installed yet, a minimal fallback enforces only the size
+limits, so the servers are never unbounded.
+
+The end of the head
+-------------------
+RFC 9112 section 2.2: "a recipient MAY recognize a single LF as a line terminator and ignore any preceding CR".
+We therefore look for the first empty line in either spelling -- ``\\r\\n\\r\\n`` or ``\\n\\n`` (and the mixed
+forms) -- and leave to ``check_head`` whether a bare-LF head is accepted.  Leading empty lines are dropped, as
+section 2.2 asks: "a server that is expecting to receive and parse a request-line SHOULD ignore at least one empty
+line (CRLF) received prior to the request-line" (old clients sent a CRLF after a POST body).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from servers.core.limits import Limits
+
+try:
+    from servers.core.strict import Rejection, check_head, check_partial_head
+except ImportError:  # pragma: no cover - only until the hardening engineer's strict.py exists
+
+    @dataclass(frozen=True)
+    class Rejection:  # type: ignore[no-redef]
+        status: int
+        reason: str
+        rule: str
+
+    def check_partial_head(buf: bytes, limits: Limits) -> Rejection | None:  # type: ignore[misc]
+        line_end = buf.find(b"\n")
+        if (line_end if line_end >= 0 else len(buf)) > limits.max_request_line:
+            return Rejection(414, "request line too long", "RFC 9112 §3 ¶5")
+        if len(buf) > limits.max_head_bytes:
+            return Rejection(431, "request header fields too large", "RFC 6585 §5")
+        return None
+
+    def check_head(head: bytes, limits: Limits) -> Rejection | None:  # type: ignore[misc]
+        return check_partial_head(head, limits)
+
+
+__all__ = ["HeadReader", "Rejection", "check_head", "check_partial_head"]
+
+# The first empty line: LF, optional CR, LF.  (A CRLF line ending is "\r\n"; the empty line after it is "\r\n"
+# again, so the pattern "\n\r?\n" finds "\r\n\r\n", "\n\n", "\r\n\n" and "\n\r\n" alike.)
+_END_OF_HEAD = re.compile(rb"\n\r?\n")
+
+
+class HeadReader:
+    """Accumulates one request head at a time.
+
+    ``feed(data)`` returns ``None`` while more bytes are needed, a :class:`Rejection` when the head must be
+    refused, or ``(head, rest)`` once a complete head passed the checks.  After a head has been returned the reader
+    is empty and ready for the next one; ``rest`` belongs to the caller.
+
+    >>> r = HeadReader(Limits())
+    >>> r.feed(b"GET / HTTP/1.1\\r\\nHost: a\\r")
+    >>> r.feed(b"\\n\\r\\nxyz")
+    (b'GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n', b'xyz')
+    """
+
+    __slots__ = ("limits", "_buf", "_scanned")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._buf = b""
+        self._scanned = 0  # bytes already searched for the empty line (so a trickled head is not rescanned)
+
+    @property
+    def started(self) -> bool:
+        """True once any byte of a head has arrived (the header-read timeout runs from here)."""
+        return bool(self._buf)
+
+    def feed(self, data: bytes) -> tuple[bytes, bytes] | Rejection | None:
+        buf = self._buf + data if self._buf else data
+        if buf[:1] in (b"\r", b"\n"):
+            buf = buf.lstrip(b"\r\n")  # RFC 9112 §2.2: ignore empty lines before the request line
+        match = _END_OF_HEAD.search(buf, max(0, self._scanned - 2))
+        if match is None:
+            self._buf, self._scanned = buf, len(buf)
+            return check_partial_head(buf, self.limits)
+        head_end = match.end()
+        head, rest = buf[:head_end], buf[head_end:]
+        self._buf, self._scanned = b"", 0
+        rejection = check_head(head, self.limits)
+        if rejection is not None:
+            return rejection
+        return head, rest

@@ -1,0 +1,207 @@
+"""What both scratch servers do around serving: the command line, logging, loading the app, the listening socket,
+and the pre-fork arbiter behind ``--workers N``.
+
+Theory of operation
+-------------------
+``python -m servers.scratch_wsgi MODULE:ATTR`` and ``python -m servers.scratch_asgi MODULE:ATTR`` share their
+flags (``--host --port --workers --no-access-log --log-level`` and one flag per :class:`Limits` field, e.g.
+``--max-body-bytes``, ``--header-timeout``), so :func:`parser` builds both and :func:`limits_from` turns the
+parsed flags into a ``Limits``.  Once the server accepts connections it prints exactly one line to stderr,
+``layercake: serving on http://HOST:PORT`` (with the real port when ``--port 0``): scripts and the registry wait
+for it.
+
+Several processes: a pre-forked listener, not SO_REUSEPORT
+----------------------------------------------------------
+``--workers N`` runs N copies of the server in N processes, to use N cores despite the GIL.  Two ways exist to let
+them share a port:
+
+* **SO_REUSEPORT** (Linux 3.9+): every process binds its *own* socket to the same port and the kernel spreads new
+  connections across them by a hash of the addresses.  Distribution is even, but each socket has its own accept
+  queue: connections already queued on the socket of a worker that exits are reset; ``--port 0`` would give every
+  worker a different port; and the option is absent or has other semantics on macOS and Windows.
+* **A pre-forked listener** (gunicorn's arbiter, and uvicorn's ``--workers``): the parent binds once, then forks;
+  the children inherit the one listening socket and all call ``accept`` on it.  One queue: nothing is lost when a
+  worker exits, the port is known before forking (so ``--port 0`` works and the parent can announce it), and it is
+  portable to every POSIX system.  The cost is the "thundering herd" -- every idle worker wakes for a connection
+  only one of them gets -- which for a handful of workers is a few wasted wakeups, and the kernel only hands the
+  connection to one ``accept``.
+
+We pre-fork.  The parent (:func:`run_workers`) is an arbiter in gunicorn's sense: it "never knows anything about
+individual clients".  It binds, forks, waits until every child reports it is ready (through a pipe: after the ASGI
+lifespan startup, say), prints the serving line, forwards SIGTERM/SIGINT to the children, replaces a child that
+dies unexpectedly, and exits with 0 after a graceful shutdown -- or with the child's code when a child fails at
+startup (a lifespan ``startup.failed`` stops the whole server rather than looping on respawns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from servers.core.limits import Limits
+
+log = logging.getLogger("layercake.server")
+
+# Exit code when the application cannot start (bad MODULE:ATTR, lifespan startup.failed); uvicorn uses 3 too.
+STARTUP_FAILED = 3
+
+
+class StartupFailed(Exception):
+    """The application could not be loaded or refused to start; the message says why."""
+
+
+# --- the command line ---------------------------------------------------------------------------------------------
+
+def parser(prog: str, description: str, *, threads: bool) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("app", metavar="MODULE:ATTR", help="the application object, e.g. layers.bare_wsgi.app:app")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default 8000)")
+    if threads:
+        p.add_argument("--threads", type=int, default=8, help="worker threads per process (default 8)")
+    p.add_argument("--workers", type=int, default=1, help="processes sharing the listener (default 1)")
+    p.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    limits = p.add_argument_group("limits (defaults and precedents: servers/core/limits.py)")
+    for f in dataclasses.fields(Limits):
+        limits.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                            metavar=type(f.default).__name__.upper(), help=f"default {f.default}")
+    return p
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    return Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+
+
+def load_app(target: str) -> Any:
+    """Import ``module:attr``.  A user's mistake becomes :class:`StartupFailed` with a readable message."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise StartupFailed(f"application must be given as MODULE:ATTR, e.g. layers.bare_wsgi.app:app (got {target!r})")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise StartupFailed(f"cannot import module {module_name!r}: {exc}") from exc
+        raise
+    try:
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise StartupFailed(f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+# --- the listening socket -----------------------------------------------------------------------------------------
+
+def bind(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket.  SO_REUSEADDR so a restart does not wait for TIME_WAIT connections to expire."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupFailed(f"cannot bind {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(backlog)  # Limits.backlog; the kernel caps it at net.core.somaxconn
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def announce(sock: socket.socket) -> None:
+    """The one line others wait for.  stderr, flushed, exactly this shape."""
+    print(f"layercake: serving on {url_of(sock)}", file=sys.stderr, flush=True)
+
+
+# --- several processes: the arbiter -------------------------------------------------------------------------------
+
+def run_workers(count: int, sock: socket.socket, child: Callable[[Callable[[], None]], int]) -> int:
+    """Fork ``count`` children running ``child(ready)`` on the inherited ``sock``; return the exit code.
+
+    ``child`` must call ``ready()`` once it serves, and return its exit code.  See the module docstring.
+    """
+    if count <= 1:
+        return child(lambda: announce(sock))
+    read_end, write_end = os.pipe()
+    children: dict[int, int] = {}  # pid -> slot
+    stopping: list[int] = []
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the child: default signal dispositions, its own handlers come from child()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.close(read_end)
+            code = 1
+            try:
+                code = child(lambda: os.write(write_end, b"r"))
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+            finally:
+                os._exit(code)  # never return into the parent's stack
+        children[pid] = slot
+
+    def forward(signum: int, frame: Any) -> None:
+        stopping.append(signum)
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for slot in range(count):
+        spawn(slot)
+    os.close(write_end)
+    ready = 0
+    os.set_blocking(read_end, False)
+    exit_code = 0
+    while children:
+        try:
+            ready += len(os.read(read_end, 64))
+            if ready >= count:
+                announce(sock)
+                ready = -(10**9)  # announce once
+        except BlockingIOError:
+            pass
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            time.sleep(0.05)
+            continue
+        slot = children.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            exit_code = max(exit_code, code if code > 0 else 0)
+        elif ready >= 0:  # a worker died before every worker was ready: a startup failure, stop everything
+            log.error("worker %d exited with %d during startup; stopping", pid, code)
+            forward(signal.SIGTERM, None)
+            exit_code = code or STARTUP_FAILED
+        else:
+            log.warning("worker %d exited unexpectedly with %d; starting a new one", pid, code)
+            spawn(slot)
+    sock.close()
+    return exit_code
