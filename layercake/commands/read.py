@@ -1,0 +1,96 @@
+"""``layercake read``, ``layercake loc`` and ``layercake site``: reading the annotated source.
+
+Thin wrappers: the work is in :mod:`layercake.reader` (terminal) and
+:mod:`layercake.site` (static HTML), which the tests call directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from layercake.errors import LayercakeError
+
+
+def _console() -> Console:
+    """Colour and the terminal's width on a TTY; plain text 160 columns wide (or $COLUMNS)
+    otherwise, so a pipe or a file gets the side-by-side layout without escape codes."""
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(highlight=False, no_color=True, width=int(os.environ.get("COLUMNS", "0") or 0) or 160)
+
+
+@click.command()
+@click.argument("targets", nargs=-1, metavar="TARGET [TARGET]")
+@click.option("--diff", is_flag=True, help="Show two layers (or the two scratch servers) side by side.")
+@click.option("--comments", is_flag=True, help="With --diff: show comments and docstrings too, not just code.")
+@click.option("--above", is_flag=True, help="Put comments above the code even on a wide terminal.")
+@click.option("--pager/--no-pager", default=None, help="Page the output (default: when stdout is a terminal).")
+def read(targets: tuple[str, ...], diff: bool, comments: bool, above: bool, pager: bool | None) -> None:
+    """Read annotated source: a layer, a server, `core`, `shared` or a project path.
+
+    \b
+      layercake read flask
+      layercake read scratch-asgi
+      layercake read --diff bare_wsgi werkzeug
+      layercake read --diff scratch-wsgi scratch-asgi
+    """
+    from layercake.reader import render_diff, render_target, resolve
+
+    if diff and len(targets) != 2:
+        raise LayercakeError("read --diff takes exactly two targets, e.g. `layercake read --diff bare_asgi starlette`",
+                             exit_code=2)
+    if not diff and len(targets) != 1:
+        raise LayercakeError("read takes one target (a layer, a server or a path); "
+                             "use --diff A B for two", exit_code=2)
+    resolved = [resolve(t) for t in targets]
+    console = _console()
+    use_pager = sys.stdout.isatty() if pager is None else pager
+
+    def draw() -> None:
+        if diff:
+            render_diff(console, resolved[0], resolved[1], comments=comments)
+        else:
+            render_target(console, resolved[0], side_by_side=False if above else None)
+
+    if use_pager:
+        # less needs -R to show colours; respect a LESS the user already set.
+        os.environ.setdefault("LESS", "-R")
+        with console.pager(styles=True):
+            draw()
+    else:
+        draw()
+
+
+@click.command()
+def loc() -> None:
+    """Lines of each layer's own code, and lines of library code run per request."""
+    from layercake.reader import loc_table
+
+    _console().print(loc_table())
+
+
+@click.command()
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("site"),
+              show_default=True, help="Directory to write the site into.")
+@click.option("--serve", is_flag=True, help="Then serve it on scratch-wsgi (our own server) until Ctrl-C.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port for --serve.")
+@click.option("--traces/--no-traces", default=True, help="Record the canonical traces (needs running servers).")
+def site(out: Path, serve: bool, port: int, traces: bool) -> None:
+    """Build the static site: the ladder, annotated source, benchmarks, grid, traces."""
+    from layercake.site import build_site, serve_site
+
+    console = Console()
+    report = build_site(out, traces=traces, log=lambda msg: console.print(f"[dim]{msg}[/]"))
+    console.print(f"[bold green]built[/] {report.pages} pages in {report.seconds:.1f} s → {out}/index.html")
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if serve:
+        serve_site(out, port=port, log=console.print)
+
+
+COMMANDS = [read, loc, site]

@@ -1,0 +1,219 @@
+"""The measured figures the reader and the site quote: where they come from, and when.
+
+Theory of operation
+-------------------
+layercake never types a number into a page.  Every figure the reader and the site show
+-- per-request µs, Python calls and source lines executed (the in-process counters),
+requests per second over real sockets -- is read from the benchmark results that
+``layercake bench`` writes as JSON into ``docs/bench/`` (the schema is the benchmark
+engineer's, documented in :mod:`layercake.bench`).  :func:`load_figures` reads the most
+recent result file of each kind and keeps where each figure came from and when it was
+measured, so a page can say "measured 2026-11-29 02:10 UTC (docs/bench/ladder.json)".
+
+When no result file exists the figures are simply absent, and callers say so and name
+the command that produces them (:data:`HOW_TO_MEASURE`); nothing is estimated.
+
+What this module deliberately does not do: run benchmarks.  Measuring takes seconds to
+minutes and belongs to ``layercake bench``; reading must be instant and repeatable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT = Path(__file__).resolve().parent.parent
+BENCH_DIR = PROJECT / "docs" / "bench"
+
+HOW_TO_MEASURE = {
+    "in_process": "layercake bench --in-process --json docs/bench/inprocess.json",
+    "ladder": "layercake bench --json docs/bench/ladder.json --markdown docs/bench/ladder.md --charts docs/bench/",
+}
+
+# Packages whose lines count as "our layer's own code" rather than library code.
+OWN_PACKAGES = ("layer", "our layer", "layers", "own")
+
+
+@dataclass
+class Cost:
+    """One layer's in-process cost per request (one endpoint)."""
+
+    layer: str
+    endpoint: str
+    us: float | None
+    calls: int | None
+    lines: int | None  # distinct source lines executed
+    by_package: dict[str, dict[str, int]] = field(default_factory=dict)  # package -> {"calls", "lines"}
+    measured_at: str | None = None
+    origin: str = ""  # the file the figure came from
+
+    @property
+    def library_lines(self) -> int | None:
+        """Distinct lines executed outside the layer's own code, when broken down."""
+        if not self.by_package:
+            return None
+        return sum(n.get("lines", 0) for pkg, n in self.by_package.items() if pkg.lower() not in OWN_PACKAGES)
+
+    def summary(self) -> str:
+        parts = []
+        if self.us is not None:
+            parts.append(f"{self.us:,.1f} µs")
+        if self.calls is not None:
+            parts.append(f"{self.calls:,} Python calls")
+        if self.lines is not None:
+            parts.append(f"{self.lines:,} distinct lines run")
+        return ", ".join(parts) + f" (GET {self.endpoint}, in-process, no socket)"
+
+
+@dataclass
+class Throughput:
+    """Requests per second of one layer on one server, one endpoint (median of runs)."""
+
+    layer: str
+    server: str
+    endpoint: str
+    concurrency: int | None
+    rps: float
+    rps_min: float | None = None
+    rps_max: float | None = None
+    errors: int = 0
+    measured_at: str | None = None
+    origin: str = ""
+
+
+@dataclass
+class Figures:
+    costs: dict[str, Cost] = field(default_factory=dict)  # by layer name
+    throughput: list[Throughput] = field(default_factory=list)
+    origin: str = ""  # the in-process result file
+    measured_at: str | None = None
+    ladder_origin: str = ""
+    ladder_measured_at: str | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def cost(self, layer: str) -> Cost | None:
+        return self.costs.get(layer)
+
+    def rps(self, layer: str, endpoint: str = "plaintext") -> Throughput | None:
+        """The best-concurrency median req/s of ``layer`` on ``endpoint``, if measured."""
+        found = [t for t in self.throughput if t.layer == layer and t.endpoint == endpoint]
+        return max(found, key=lambda t: t.rps) if found else None
+
+    @property
+    def empty(self) -> bool:
+        return not self.costs and not self.throughput
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(PROJECT))
+    except ValueError:
+        return str(path)
+
+
+def load_figures(bench_dir: Path = BENCH_DIR) -> Figures:
+    """The newest in-process and over-the-socket figures found in ``bench_dir``."""
+    figures = Figures()
+    if not bench_dir.is_dir():
+        return figures
+    files = sorted(bench_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in files:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        if not figures.costs:
+            costs, when = _costs(data, _display(path))
+            if costs:
+                figures.costs, figures.origin, figures.measured_at = costs, _display(path), when
+                figures.environment = figures.environment or _environment(data)
+        if not figures.throughput:
+            runs, when = _throughput(data, _display(path))
+            if runs:
+                figures.throughput, figures.ladder_origin, figures.ladder_measured_at = runs, _display(path), when
+                figures.environment = _environment(data) or figures.environment
+    return figures
+
+
+# --- Reading the result files ---
+
+
+def _environment(data: dict[str, Any]) -> dict[str, Any]:
+    env = data.get("environment") or data.get("env") or {}
+    return env if isinstance(env, dict) else {}
+
+
+def _when(data: dict[str, Any]) -> str | None:
+    env = _environment(data)
+    for source in (data, env):
+        for key in ("measured_at", "started_at", "timestamp", "time", "date", "finished_at"):
+            value = source.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A figure that may be a bare number or a {"median": ...} summary."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        return _number(value.get("median"))
+    return None
+
+
+def _costs(data: dict[str, Any], origin: str) -> tuple[dict[str, Cost], str | None]:
+    rows = data.get("in_process") or data.get("inprocess") or []
+    if isinstance(rows, dict):
+        rows = rows.get("results") or [dict(v, layer=k) for k, v in rows.items() if isinstance(v, dict)]
+    when = _when(data)
+    costs: dict[str, Cost] = {}
+    preferred = ("json", "/json", "plaintext", "/plaintext")
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, dict) or "layer" not in row:
+            continue
+        endpoint = str(row.get("endpoint") or row.get("path") or "")
+        counters = row.get("counters") if isinstance(row.get("counters"), dict) else row
+        us = _number(row.get("us_per_request", row.get("us")))
+        calls = _number(counters.get("calls"))
+        lines = _number(counters.get("lines"))
+        packages = counters.get("by_package") or counters.get("packages") or {}
+        by_package = {
+            str(pkg): {k: int(v) for k, v in n.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            for pkg, n in (packages.items() if isinstance(packages, dict) else ())
+            if isinstance(n, dict)
+        }
+        cost = Cost(str(row["layer"]), endpoint.lstrip("/") or "?", us,
+                    int(calls) if calls is not None else None, int(lines) if lines is not None else None,
+                    by_package, when, origin)
+        current = costs.get(cost.layer)
+        rank = preferred.index(endpoint) if endpoint in preferred else len(preferred)
+        if current is None or rank < (preferred.index(current.endpoint) if current.endpoint in preferred else 99):
+            costs[cost.layer] = cost
+    return costs, when
+
+
+def _throughput(data: dict[str, Any], origin: str) -> tuple[list[Throughput], str | None]:
+    rows = data.get("results") or data.get("runs") or []
+    when = _when(data)
+    found: list[Throughput] = []
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, dict) or "layer" not in row:
+            continue
+        rps = _number(row.get("rps", row.get("requests_per_second")))
+        if rps is None:
+            continue
+        summary = row.get("rps") if isinstance(row.get("rps"), dict) else {}
+        found.append(Throughput(
+            str(row["layer"]), str(row.get("server", "?")), str(row.get("endpoint", "?")).lstrip("/"),
+            row.get("concurrency") if isinstance(row.get("concurrency"), int) else None, rps,
+            _number(summary.get("min")), _number(summary.get("max")),
+            int(row.get("errors", 0) or 0) if isinstance(row.get("errors", 0), int) else 0, when, origin,
+        ))
+    return found, when
