@@ -1,0 +1,404 @@
+"""Run a traced server, send one real request, and assemble the record.
+
+Theory of operation
+-------------------
+:func:`trace` starts the layer on a server through the registry
+(``servers.registry.start_server``), serving ``layercake.trace.target:app`` -- the
+layer wrapped in recorders -- with the environment that tells it the layer and a
+directory for its records.  The registry is handed a copy of the layer whose interface
+is the server's, so it adds no bridge of its own: the target builds the bridge itself,
+with a recorder on each side (see :mod:`layercake.trace.target`).
+
+The request goes over loopback on a raw socket, so the trace holds the exact bytes
+sent and received.  It carries ``Connection: close`` and we read to end of file: the
+simplest framing every server honours (RFC 9112 §9.6), and one that works on HTTP/1.0
+servers such as wsgiref.  The response is then parsed with h11 in the client role,
+which de-chunks the body and reports the framing.
+
+Before the traced request, ``warmup`` requests (the same one when it is safe to repeat,
+``GET /json`` otherwise) pay the first-request costs -- FastAPI builds its middleware
+stack, anyio imports its thread pool, ``re`` compiles patterns -- so the call tree shows
+the steady state.  ``warmup=0`` traces the very first request instead.
+
+:func:`scope_diff` sends the same request to several servers and compares the environs
+or scopes; :func:`lifespan` runs a server through start, one request and a graceful
+stop, and reads back the lifespan events in order.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h11
+
+from layercake import __version__
+from layercake.errors import LayercakeError
+from layercake.trace.model import LifespanRecord, ScopeDiff, Trace
+from layercake.trace.serving import DIR_ENV, LAYER_ENV, LIFESPAN_ENV, SERVE_ENV, TARGET
+from layers import Layer, get_layer
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+RECORD_TIMEOUT = 10.0  # seconds to wait for the server to write a request's record
+IO_TIMEOUT = 15.0  # seconds for one exchange: /slow?ms=10000 is the contract's longest
+
+
+# ---------------------------------------------------------------------------------------
+# The request on the wire
+# ---------------------------------------------------------------------------------------
+
+
+def build_request(method: str, path: str, host: str, body: bytes = b"",
+                  headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    """The raw HTTP/1.1 request we send: request line, headers, blank line, body."""
+    if not path.startswith("/"):
+        raise LayercakeError(f"the path must start with '/', not {path!r}", 2)
+    names = {k.lower() for k, _ in headers}
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"] if "host" not in names else [f"{method} {path} HTTP/1.1"]
+    if "user-agent" not in names:
+        lines.append(f"User-Agent: layercake-trace/{__version__}")
+    if "accept" not in names:
+        lines.append("Accept: */*")
+    lines += [f"{k}: {v}" for k, v in headers]
+    if body and "content-type" not in names:
+        lines.append(f"Content-Type: {_guess_type(body)}")
+    if (body or method in ("POST", "PUT", "PATCH")) and "content-length" not in names \
+            and "transfer-encoding" not in names:
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _guess_type(body: bytes) -> str:
+    try:
+        json.loads(body)
+    except ValueError:
+        return "application/octet-stream"
+    return "application/json"
+
+
+def exchange(host: str, port: int, raw: bytes, timeout: float = IO_TIMEOUT) -> bytes:
+    """Send ``raw`` on a fresh connection and return every byte received until the server closes."""
+    received = bytearray()
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(raw)
+        while True:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                raise LayercakeError(f"no end of response from {host}:{port} within {timeout:.0f} s "
+                                     f"(got {len(received)} bytes)", 1) from None
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            received += data
+    return bytes(received)
+
+
+def parse_response(request: bytes, response: bytes) -> dict[str, Any]:
+    """The response as h11 (client role) reads it: status, headers, de-chunked body, framing."""
+    client = h11.Connection(h11.CLIENT)
+    head, _, body = request.partition(b"\r\n\r\n")
+    request_line, *header_lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = request_line.split(" ", 2)
+    headers = [tuple(line.split(": ", 1)) for line in header_lines]
+    client.send(h11.Request(method=method, target=target, headers=headers))
+    if body:
+        client.send(h11.Data(data=body))
+    client.send(h11.EndOfMessage())
+    client.receive_data(response)
+    client.receive_data(b"")
+    out: dict[str, Any] = {"status": None, "reason": "", "http_version": "", "headers": [], "body": "",
+                           "chunks": 0, "framing": None, "error": None}
+    chunks: list[bytes] = []
+    try:
+        while True:
+            event = client.next_event()
+            if isinstance(event, h11.Response):
+                out["status"], out["reason"] = event.status_code, event.reason.decode("latin-1")
+                out["http_version"] = event.http_version.decode()
+                out["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in event.headers.raw_items()]
+                names = {k.lower() for k, _ in out["headers"]}
+                out["framing"] = ("chunked" if "transfer-encoding" in names else
+                                  "content-length" if "content-length" in names else "close-delimited")
+            elif isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)) or event is h11.NEED_DATA:
+                break
+    except h11.RemoteProtocolError as exc:
+        out["error"] = f"h11 could not parse the response: {exc}"
+    out["body"] = b"".join(chunks).decode("latin-1")
+    out["chunks"] = len(chunks)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Running the traced server
+# ---------------------------------------------------------------------------------------
+
+
+class _Records:
+    """The directory the traced server writes into, read from this side."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def requests(self) -> list[Path]:
+        return sorted(self.directory.glob("request-*.json"), key=lambda p: p.stat().st_mtime_ns)
+
+    def wait_for_request(self, after: int, timeout: float = RECORD_TIMEOUT) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.requests()
+            if len(found) > after:
+                return json.loads(found[-1].read_text())
+            time.sleep(0.02)
+        raise LayercakeError("the traced server wrote no record for the request "
+                             "(did the request reach the app?)", 1)
+
+    def lines(self, name: str) -> list[dict[str, Any]]:
+        path = self.directory / name
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@contextmanager
+def traced_server(layer: Layer, server: str | None = None, http: str | None = None,
+                  lifespan_mode: str = "pass", directory: Path | None = None,
+                  ) -> Iterator[tuple[Any, _Records, Any]]:
+    """Start ``layer`` on ``server`` serving the recording target; yield (server, records, spec).
+
+    The records' directory is temporary unless ``directory`` is given (then the caller owns it).
+    """
+    from servers.registry import ServerOptions, default_server, get_server, start_server
+
+    spec = get_server(server or default_server(layer.interface))
+    owned = directory is None
+    directory = directory or Path(tempfile.mkdtemp(prefix="layercake-trace-"))
+    env = {LAYER_ENV: layer.name, DIR_ENV: str(directory), SERVE_ENV: spec.interface, LIFESPAN_ENV: lifespan_mode}
+    # The registry sees a layer of the server's own interface: the target does the bridging.
+    as_served = replace(layer, interface=spec.interface, target=TARGET)
+    opts = ServerOptions(app_target=TARGET, env=env, http=http)
+    try:
+        with start_server(spec, as_served, opts) as srv:
+            yield srv, _Records(directory), spec
+    finally:
+        if owned:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _native_command(spec: Any, layer: Layer, http: str | None) -> str:
+    """What a user would type to run this layer on this server without the tracer."""
+    from servers.registry import ServerOptions, plan_server
+
+    try:
+        return plan_server(spec, layer, ServerOptions(port=8000, http=http)).native_command
+    except Exception as exc:  # noqa: BLE001 -- only a label; never fail a trace over it
+        return f"(unavailable: {exc})"
+
+
+PARSER_NOTES = {
+    "h11": "h11's events, observed by wrapping h11.Connection inside the server process",
+    "http.server": "what http.server's parse_request made of the head (its parser is a readline loop)",
+    None: "opaque: this server parses HTTP outside Python's reach (or in code we do not hook); "
+          "what it produced is the environ/scope below",
+}
+
+
+def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: int, pid: int) -> dict[str, Any]:
+    mine = [e for e in events if e.get("pid") == pid]
+    conn = None
+    for event in mine:  # the last connection that carried our request
+        if event.get("event") in ("Request", "parse_request") and event.get("method") == method \
+                and event.get("target") == path:
+            conn = event["conn"]
+    if conn is None:
+        return {"observed": None, "events": []}
+    chosen = [e for e in mine if e["conn"] == conn]
+    # id() is reused after a connection is freed: keep the run that ends with our request's.
+    start = 0
+    for i, event in enumerate(chosen):
+        if event.get("t_ns", 0) <= t0_ns and event.get("op") in ("receive_data", "parse_request") \
+                and (i == 0 or chosen[i - 1].get("event") == "ConnectionClosed" or event.get("op") == "parse_request"):
+            start = i
+    chosen = chosen[start:]
+    observed = "http.server" if chosen and chosen[0].get("op") == "parse_request" else "h11"
+    for event in chosen:
+        event["t_ns"] -= t0_ns
+    return {"observed": observed, "events": chosen}
+
+
+def trace(layer_name: str, server: str | None = None, method: str = "GET", path: str = "/",
+          body: bytes = b"", headers: Sequence[tuple[str, str]] = (), warmup: int = 1,
+          http: str | None = None) -> Trace:
+    """Trace one request to ``layer_name`` on ``server`` (default: ours for its interface)."""
+    layer = get_layer(layer_name)
+    method = method.upper()
+    with traced_server(layer, server, http) as (srv, records, spec):
+        host = f"{srv.host}:{srv.port}"
+        warm = build_request(method, path, host, body, headers) if method in SAFE_METHODS \
+            else build_request("GET", "/json", host)
+        for _ in range(warmup):
+            seen = len(records.requests())
+            exchange(srv.host, srv.port, warm)
+            records.wait_for_request(after=seen)
+        time.sleep(0.05)  # let the warm-up connection's last parser events land
+        before = len(records.requests())
+        raw = build_request(method, path, host, body, headers)
+        received = exchange(srv.host, srv.port, raw)
+        record = records.wait_for_request(after=before)
+        time.sleep(0.05)
+        parser = _parser_events(records.lines("parser.jsonl"), method, path, record["t0_ns"], record["pid"])
+        bridge = spec.bridge_for(layer.interface)
+    outer = record["interfaces"][0] if record["interfaces"] else spec.interface
+    return Trace(
+        layer=layer.name, interface=layer.interface, server=spec.name, server_interface=spec.interface,
+        bridge=bridge, native_command=_native_command(spec, layer, http), method=method, path=path,
+        request_bytes=raw, response_bytes=received, response=parse_response(raw, received),
+        parser={"name": spec.parser, "observed": parser["observed"], "note": PARSER_NOTES[parser["observed"]],
+                "events": parser["events"]},
+        environ=record["environ"], scope=record["scope"], conversation=record["conversation"],
+        profile=record["profile"],
+        server_process={"pid": record["pid"], "duration_ns": record["duration_ns"], "errors": record["errors"],
+                        "interfaces": record["interfaces"], "outer_interface": outer},
+        warmup=warmup,
+        meta={"python": platform.python_version(), "created": datetime.now(UTC).isoformat(timespec="seconds"),
+              "layercake": __version__, "host": platform.node()},
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# scope-diff
+# ---------------------------------------------------------------------------------------
+
+
+def _outer_view(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The interface view the *server* built: the outer recorder's environ or scope."""
+    outer = record["interfaces"][0]
+    return outer, (record["environ"] if outer == "wsgi" else record["scope"]) or {}
+
+
+def _flatten(view: dict[str, Any]) -> dict[str, Any]:
+    """One row per key; headers become one row per header, numbered, so order and casing show."""
+    out: dict[str, Any] = {}
+    for key, value in view.items():
+        if key == "headers" and isinstance(value, list):
+            for i, pair in enumerate(value):
+                out[f"headers[{i}]"] = f"{pair[0]}: {pair[1]}" if isinstance(pair, list) and len(pair) == 2 else pair
+        elif isinstance(value, dict) and key in ("asgi", "extensions", "state"):
+            if not value:
+                out[key] = {}
+            for sub, subvalue in value.items():
+                out[f"{key}.{sub}"] = subvalue
+        else:
+            out[key] = value
+    return out
+
+
+_VOLATILE = ("client", "server", "REMOTE_PORT", "SERVER_PORT", "HTTP_HOST", "headers[0]")
+
+
+def scope_diff(layer_name: str, servers: Sequence[str], method: str = "GET", path: str = "/",
+               body: bytes = b"", headers: Sequence[tuple[str, str]] = ()) -> ScopeDiff:
+    """Send the same request to ``layer_name`` on each server and compare what the app was handed.
+
+    Every server gets the same request bytes, ``Host`` included (``127.0.0.1:8000``, not the
+    random port), so a difference in a value is the server's doing.
+    """
+    if len(servers) < 2:
+        raise LayercakeError("scope-diff needs at least two servers, e.g. --servers scratch-asgi,uvicorn", 2)
+    layer = get_layer(layer_name)
+    views: dict[str, dict[str, Any]] = {}
+    interfaces: dict[str, str] = {}
+    order: dict[str, list[str]] = {}
+    raw = build_request(method.upper(), path, "127.0.0.1:8000", body, headers)
+    for name in servers:
+        with traced_server(layer, name) as (srv, records, _spec):
+            exchange(srv.host, srv.port, raw)
+            record = records.wait_for_request(after=0)
+        interface, view = _outer_view(record)
+        interfaces[name] = interface
+        views[name] = _flatten(view)
+        if interface == "asgi":
+            order[name] = [pair[0] for pair in view.get("headers", [])]
+        else:
+            order[name] = [k for k in view if k.startswith("HTTP_") or k in ("CONTENT_TYPE", "CONTENT_LENGTH")]
+    keys: list[str] = []
+    for view in views.values():
+        keys += [k for k in view if k not in keys]
+    rows = []
+    for key in sorted(keys, key=_key_order):
+        values = {name: views[name].get(key, ScopeDiff.MISSING) for name in servers}
+        distinct = {json.dumps(v, sort_keys=True, default=repr) for v in values.values()}
+        rows.append({"key": key, "values": values, "differs": len(distinct) > 1})
+    return ScopeDiff(layer=layer.name, method=method.upper(), path=path, servers=list(servers),
+                     interfaces=interfaces, rows=rows, header_order=order)
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    # The CGI-style names first, then wsgi.*, then server-specific extensions (PEP 3333 order).
+    if key.startswith("headers["):
+        return (1, f"{int(key[8:-1]):04d}")
+    if key.isupper():
+        return (0, key)
+    if key.startswith("wsgi."):
+        return (2, key)
+    return (3, key)
+
+
+# ---------------------------------------------------------------------------------------
+# lifespan
+# ---------------------------------------------------------------------------------------
+
+
+def lifespan(layer_name: str, server: str | None = None, mode: str = "pass",
+             probe_path: str = "/health") -> LifespanRecord:
+    """Start, send one request, stop gracefully; the lifespan events in the order they happened."""
+    from servers.registry import ServerStartError, default_server, get_server
+
+    layer = get_layer(layer_name)
+    spec = get_server(server or default_server(layer.interface))
+    records = _Records(Path(tempfile.mkdtemp(prefix="layercake-lifespan-")))
+    started, exit_status, output, probe = False, None, "", None
+    request_marks: list[dict[str, Any]] = []
+    try:
+        with traced_server(layer, spec.name, lifespan_mode=mode, directory=records.directory) as (srv, _, _):
+            started = True
+            raw = build_request("GET", probe_path, f"{srv.host}:{srv.port}")
+            received = exchange(srv.host, srv.port, raw)
+            parsed = parse_response(raw, received)
+            record = records.wait_for_request(after=0)
+            probe = {"path": probe_path, "status": parsed["status"], "body": parsed["body"][:300]}
+            request_marks.append({"kind": f"request GET {probe_path}", "t_ns": record["t0_ns"],
+                                  "pid": record["pid"], "thread": None, "task": None,
+                                  "status": parsed["status"], "duration_ns": record["duration_ns"]})
+            exit_status = srv.stop()
+            output = srv.output()
+    except ServerStartError as exc:  # e.g. --simulate fail-startup: the server refuses to start
+        output = exc.output
+    finally:
+        events = records.lines("lifespan.jsonl")
+        shutil.rmtree(records.directory, ignore_errors=True)
+    events = sorted(events + request_marks, key=lambda e: e["t_ns"])
+    t0 = events[0]["t_ns"] if events else 0
+    for event in events:
+        event["t_ns"] -= t0
+    return LifespanRecord(layer=layer.name, interface=layer.interface, server=spec.name,
+                          bridge=spec.bridge_for(layer.interface),
+                          native_command=_native_command(spec, layer, None), mode=mode, events=events,
+                          started=started, exit_status=exit_status, server_output=output, probe=probe)
+
