@@ -1,0 +1,286 @@
+"""The strict request-head checks with plain bytes: no sockets, no servers.
+
+Every rule in ``strict.RULES`` is produced by at least one head here; every corpus case
+gets the same answer whole, byte by byte and in random pieces (the server calls
+``check_partial_head`` on each read, then ``check_head`` on the complete head); and
+hypothesis checks that arbitrary bytes only ever give ``None`` or one of the table's
+rejections, with the same segmentation independence.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from layercake.corpus import load_corpus
+from servers.core import strict
+from servers.core.limits import Limits
+from servers.core.strict import RULES, Rejection, check_head, check_partial_head
+
+LIMITS = Limits()
+CORPUS = load_corpus()
+
+
+def head(*lines: bytes) -> bytes:
+    return b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+
+
+GET = b"GET / HTTP/1.1"
+HOST = b"Host: example.com"
+
+# (rule name, head): the head must be refused by exactly that rule.
+REJECTED = [
+    ("bare-lf", b"GET / HTTP/1.1\nHost: a\r\n\r\n"),
+    ("bare-lf", b"GET / HTTP/1.1\r\nHost: a\n\r\n\r\n"),
+    ("leading-empty-line", b"\r\n" + head(GET, HOST)),
+    ("request-line-too-long", head(b"GET /" + b"a" * 9000 + b" HTTP/1.1", HOST)),
+    ("field-line-too-long", head(GET, HOST, b"X: " + b"a" * 9000)),
+    ("too-many-fields", head(GET, HOST, *[b"X: y"] * 100)),
+    ("head-too-large", head(GET, HOST, *[b"X: " + b"a" * 8000] * 9)),
+    ("request-line-syntax", head(b"GET  / HTTP/1.1", HOST)),
+    ("request-line-syntax", head(b"GET /", HOST)),
+    ("request-line-syntax", head(b"GET / HTTP/1.1 ", HOST)),
+    ("request-line-syntax", head(b"GET\t/ HTTP/1.1", HOST)),
+    ("method-syntax", head(b"G(T / HTTP/1.1", HOST)),
+    ("version-syntax", head(b"GET / HTTP/1.10", HOST)),
+    ("version-syntax", head(b"GET / http/1.1", HOST)),
+    ("version-syntax", head(b"GET / HTTP/1.1\rX", HOST)),
+    ("version-unsupported", head(b"GET / HTTP/2.0", HOST)),
+    ("version-unsupported", head(b"GET / HTTP/0.9", HOST)),
+    ("version-unsupported", head(b"PRI * HTTP/2.0")),
+    ("target-bytes", head(b"GET /a#b HTTP/1.1", HOST)),
+    ("target-bytes", head(b"GET /\x00 HTTP/1.1", HOST)),
+    ("target-bytes", head(b"GET /caf\xe9 HTTP/1.1", HOST)),
+    ("target-bytes", head(b"GET /\x7f HTTP/1.1", HOST)),
+    ("target-form", head(b"GET index.html HTTP/1.1", HOST)),
+    ("target-form", head(b"GET example.com:80 HTTP/1.1", HOST)),
+    ("asterisk-not-options", head(b"GET * HTTP/1.1", HOST)),
+    ("connect-not-authority", head(b"CONNECT / HTTP/1.1", HOST)),
+    ("connect-not-authority", head(b"CONNECT example.com HTTP/1.1", HOST)),
+    ("connect-not-authority", head(b"CONNECT http://example.com/ HTTP/1.1", HOST)),
+    ("absolute-form-invalid", head(b"GET ftp://example.com/ HTTP/1.1", HOST)),
+    ("absolute-form-invalid", head(b"GET http:///x HTTP/1.1", HOST)),
+    ("absolute-form-invalid", head(b"GET http://u@example.com/ HTTP/1.1", HOST)),
+    ("absolute-form-invalid", head(b"GET http://:80/ HTTP/1.1", HOST)),
+    ("whitespace-after-request-line", head(GET, b" X: y", HOST)),
+    ("obs-fold", head(GET, HOST, b"X: y", b"\tz")),
+    ("field-no-colon", head(GET, HOST, b"X")),
+    ("whitespace-before-colon", head(GET, b"Host : a")),
+    ("whitespace-before-colon", head(GET, HOST, b"X\t: y")),
+    ("field-name-syntax", head(GET, HOST, b": y")),
+    ("field-name-syntax", head(GET, HOST, b"X@Y: z")),
+    ("field-value-crlf-nul", head(GET, HOST, b"X: a\x00b")),
+    ("field-value-crlf-nul", head(GET, HOST, b"X: a\rb")),
+    ("field-value-ctl", head(GET, HOST, b"X: a\x1bb")),
+    ("field-value-ctl", head(GET, HOST, b"X: a\x7f")),
+    ("host-missing", head(GET)),
+    ("host-repeated", head(GET, HOST, HOST)),
+    ("host-repeated", head(b"GET / HTTP/1.0", HOST, HOST)),
+    ("host-invalid", head(GET, b"Host: a b")),
+    ("host-invalid", head(GET, b"Host: a/b")),
+    ("host-invalid", head(GET, b"Host: a:b")),
+    ("host-invalid", head(GET, b"Host: a, b")),
+    ("te-in-http10", head(b"POST / HTTP/1.0", b"Transfer-Encoding: chunked")),
+    ("cl-and-te", head(b"POST / HTTP/1.1", HOST, b"Content-Length: 1", b"Transfer-Encoding: chunked")),
+    ("cl-and-te", head(b"POST / HTTP/1.1", HOST, b"Transfer-Encoding: chunked", b"Content-Length: 1")),
+    ("cl-repeated", head(b"POST / HTTP/1.1", HOST, b"Content-Length: 1", b"Content-Length: 1")),
+    ("cl-repeated", head(b"POST / HTTP/1.1", HOST, b"Content-Length: 1,1")),
+    ("cl-invalid", head(b"POST / HTTP/1.1", HOST, b"Content-Length: +1")),
+    ("cl-invalid", head(b"POST / HTTP/1.1", HOST, b"Content-Length: 1 1")),
+    ("cl-invalid", head(b"POST / HTTP/1.1", HOST, b"Content-Length:")),
+    ("te-empty", head(b"POST / HTTP/1.1", HOST, b"Transfer-Encoding: , ,")),
+    ("te-syntax", head(b"POST / HTTP/1.1", HOST, b"Transfer-Encoding: chun ked")),
+    ("chunked-not-last", head(b"POST / HTTP/1.1", HOST, b"Transfer-Encoding: chunked, gzip")),
+    ("chunked-twice", head(b"POST / HTTP/1.1", HOST, b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked")),
+    ("te-unsupported", head(b"POST / HTTP/1.1", HOST, b"Transfer-Encoding: gzip, chunked")),
+    ("te-unsupported", head(b"POST / HTTP/1.1", HOST, b"Transfer-Encoding: identity")),
+    ("te-unsupported", head(b"POST / HTTP/1.1", HOST, b"Transfer-Encoding: chunked;q=1")),
+    ("body-too-large", head(b"POST / HTTP/1.1", HOST, b"Content-Length: 67108865")),
+    ("expect-unsupported", head(b"POST / HTTP/1.1", HOST, b"Expect: 100-continue, x")),
+]
+
+ACCEPTED = [
+    head(GET, HOST),
+    head(b"GET / HTTP/1.0"),
+    head(GET, b"Host:"),
+    head(GET, b"host:example.com:8080"),
+    head(GET, b"Host: [::1]:80"),
+    head(GET, b"Host: xn--caf-dma.example"),
+    head(b"GET /?a=|{}^&b=%zz HTTP/1.1", HOST),
+    head(b"GET http://example.com HTTP/1.1", HOST),
+    head(b"GET HTTPS://example.com:443/a?b HTTP/1.1", HOST),
+    head(b"OPTIONS * HTTP/1.1", HOST),
+    head(b"CONNECT example.com:443 HTTP/1.1", b"Host: example.com:443"),
+    head(b"M-SEARCH / HTTP/1.1", HOST),
+    head(GET, HOST, b"X: \t a\tb \t", b"Y: caf\xe9", b"Z:"),
+    head(b"POST / HTTP/1.1", HOST, b"Content-Length: 0"),
+    head(b"POST / HTTP/1.1", HOST, b"Content-Length: 67108864"),
+    head(b"POST / HTTP/1.1", HOST, b"Transfer-Encoding: Chunked"),
+    head(b"POST / HTTP/1.1", HOST, b"Transfer-Encoding: ,chunked, "),
+    head(b"POST / HTTP/1.1", HOST, b"Expect: 100-Continue"),
+    head(b"GET /" + b"a" * 8176 + b" HTTP/1.1", HOST),  # exactly 8190 bytes
+    head(GET, HOST, *[b"X: y"] * 99),  # exactly 100 fields
+]
+
+
+@pytest.mark.parametrize(("rule", "data"), REJECTED, ids=[f"{rule}-{i}" for i, (rule, _) in enumerate(REJECTED)])
+def test_rejected(rule: str, data: bytes) -> None:
+    assert check_head(data, LIMITS) == RULES[rule]
+
+
+@pytest.mark.parametrize("data", ACCEPTED, ids=[repr(d[:40]) for d in ACCEPTED])
+def test_accepted(data: bytes) -> None:
+    assert check_head(data, LIMITS) is None
+
+
+def test_every_rule_is_exercised() -> None:
+    assert {rule for rule, _ in REJECTED} == set(RULES)
+
+
+def test_rule_statuses_and_citations() -> None:
+    for name, rejection in RULES.items():
+        assert isinstance(rejection, Rejection)
+        assert rejection.status in {400, 413, 414, 417, 431, 501, 505}, name
+        assert rejection.rule.startswith("RFC "), name
+
+
+def test_misuse_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        check_head(b"GET / HTTP/1.1\r\nHost: a\r\n", LIMITS)  # not complete
+    with pytest.raises(ValueError):
+        check_head(b"GET / HTTP/1.1\r\n\r\nHost: a\r\n\r\n", LIMITS)  # two heads
+    with pytest.raises(ValueError):
+        check_partial_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", LIMITS)
+
+
+def test_limits_come_from_the_limits_object() -> None:
+    small = replace(Limits(), max_request_line=20, max_header_line=10, max_header_count=2, max_head_bytes=60)
+    assert check_head(head(b"GET /" + b"a" * 6 + b" HTTP/1.1", b"Host: a"), small) is None  # 20 bytes
+    assert check_head(head(b"GET /" + b"a" * 7 + b" HTTP/1.1", b"Host: a"), small) == RULES["request-line-too-long"]
+    assert check_head(head(GET, b"Host: abcd"), small) is None  # 10 bytes
+    assert check_head(head(GET, b"Host: abcde"), small) == RULES["field-line-too-long"]
+    assert check_head(head(GET, b"Host: a", b"X: 1", b"Y: 2"), small) == RULES["too-many-fields"]
+    body_limit = replace(Limits(), max_body_bytes=10)
+    assert check_head(head(b"POST / HTTP/1.1", HOST, b"Content-Length: 11"), body_limit) == RULES["body-too-large"]
+    unlimited = replace(Limits(), max_body_bytes=0)
+    assert check_head(head(b"POST / HTTP/1.1", HOST, b"Content-Length: 11"), unlimited) is None
+
+
+def test_partial_head_rejects_as_soon_as_certain() -> None:
+    # A request line is over the limit once byte limit+1 arrives, not when it ends...
+    assert check_partial_head(b"GET /" + b"a" * 8185, LIMITS) is None  # 8190 bytes
+    assert check_partial_head(b"GET /" + b"a" * 8186, LIMITS) == RULES["request-line-too-long"]
+    # ...unless that byte is a CR, which may be the start of the line's CRLF.
+    assert check_partial_head(b"GET /" + b"a" * 8185 + b"\r", LIMITS) is None
+    assert check_partial_head(b"GET /" + b"a" * 8185 + b"\r\n", LIMITS) is None
+    assert check_partial_head(b"GET /" + b"a" * 8185 + b"\rX", LIMITS) == RULES["request-line-too-long"]
+    # A bare LF is refused at once: the head would otherwise never "end".
+    assert check_partial_head(b"GET / HTTP/1.1\n", LIMITS) == RULES["bare-lf"]
+    assert check_partial_head(b"\r\n", LIMITS) == RULES["leading-empty-line"]
+    assert check_partial_head(b"G", LIMITS) is None
+    assert check_partial_head(b"", LIMITS) is None
+
+
+# --- segmentation independence -------------------------------------------------------
+
+
+def server_answer(data: bytes, cuts: list[int], limits: Limits = LIMITS) -> Rejection | None:
+    """What a scratch server decides for the first request in ``data`` received in
+    pieces ending at ``cuts``: check_partial_head on each incomplete buffer, then
+    check_head on the head cut at its first CRLF CRLF."""
+    for cut in [*sorted(set(cuts)), len(data)]:
+        buf = data[:cut]
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            return check_head(buf[: end + 4], limits)
+        rejection = check_partial_head(buf, limits)
+        if rejection is not None:
+            return rejection
+    return None
+
+
+def every_byte(data: bytes) -> list[int]:
+    return list(range(1, len(data) + 1))
+
+
+def random_cuts(data: bytes, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 12)))) if len(data) > 1 else []
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[case.id for case in CORPUS])
+def test_corpus_case_is_segmentation_independent(case) -> None:
+    whole = server_answer(case.raw, [])
+    assert server_answer(case.raw, every_byte(case.raw)) == whole
+    for seed in range(5):
+        assert server_answer(case.raw, random_cuts(case.raw, seed)) == whole
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[case.id for case in CORPUS])
+def test_corpus_case_matches_expected_status(case) -> None:
+    # The head checks decide every rejection the corpus expects of the first request,
+    # except the chunked-body ones, which h11 decides once the body arrives.
+    answer = server_answer(case.raw, [])
+    if answer is not None:
+        assert answer.status in case.expect[0]
+    else:
+        assert case.category == "chunked" or case.expect[0] & {200, 204, 404, 405}
+
+
+# --- hypothesis: random bytes only ever give None or a Rejection from the table ----------
+
+# Bytes biased towards the interesting ones, so random heads get past the first line.
+interesting = st.sampled_from(
+    [b"\r\n", b"\r", b"\n", b" ", b"\t", b":", b",", b"\x00", b"\x7f", b"\xe9", b"GET / HTTP/1.1\r\n", b"HTTP/1.0",
+     b"Host: a\r\n", b"Content-Length: 5\r\n", b"Transfer-Encoding: chunked\r\n", b"*", b"/", b"a", b"0", b"\r\n\r\n"]
+)
+chunks = st.lists(st.one_of(interesting, st.binary(max_size=8)), max_size=30).map(b"".join)
+small_limits = st.builds(
+    Limits,
+    max_request_line=st.integers(1, 40),
+    max_header_line=st.integers(1, 40),
+    max_header_count=st.integers(0, 5),
+    max_head_bytes=st.integers(1, 120),
+    max_body_bytes=st.integers(0, 10),
+)
+DEFINED = set(RULES.values())
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=chunks, limits=st.one_of(st.just(LIMITS), small_limits))
+def test_random_bytes_give_only_defined_rejections(data: bytes, limits: Limits) -> None:
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        result = check_head(data[: end + 4], limits)
+    else:
+        result = check_partial_head(data, limits)
+    assert result is None or result in DEFINED
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=chunks, limits=st.one_of(st.just(LIMITS), small_limits), seed=st.integers(0, 2**32))
+def test_random_bytes_are_segmentation_independent(data: bytes, limits: Limits, seed: int) -> None:
+    whole = server_answer(data, [], limits)
+    assert server_answer(data, every_byte(data), limits) == whole
+    assert server_answer(data, random_cuts(data, seed), limits) == whole
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=chunks, limits=small_limits)
+def test_fast_path_never_hides_a_violation(data: bytes, limits: Limits) -> None:
+    data = data.split(b"\r\n\r\n")[0]
+    if not strict._may_violate(data, limits):
+        assert strict._framing(data, limits) is None
+
+
+def test_core_imports_no_io() -> None:
+    tree = ast.parse(Path(strict.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"socket", "selectors", "threading", "asyncio", "ssl"}
