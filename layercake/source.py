@@ -191,6 +191,23 @@ def _comment_lines(text: str) -> dict[int, str]:
 # --- Cutting into sections ---
 
 
+# A decorative rule: a comment of nothing but ``=`` or ``-`` (a banner's top and bottom).
+_RULE = re.compile(r"^(={5,}|-{5,})$")
+
+
+def _banner_title(comments: dict[int, str], number: int) -> str | None:
+    """The title of a banner heading whose first rule is on line ``number``, if it is one:
+
+        # ==========
+        # Accept loop
+        # ==========
+    """
+    title, closing = comments.get(number + 1), comments.get(number + 2)
+    if title is None or closing is None or not title.strip() or _RULE.match(title.strip()):
+        return None
+    return title.strip() if _RULE.match(closing.strip()) else None
+
+
 def _heading_of(comment: str) -> str | None:
     match = _HEADING.match("#" + comment) or _HEADING.match("# " + comment)
     return match.group("title") if match else None
@@ -259,16 +276,35 @@ def parse_text(text: str, path: Path | str = "<string>", split_at: Iterable[str]
             n_comment += 1
             comment = comments[number]
             title = _heading_of(comment)
-            if title is not None:
+            top = not text_line[:1].isspace()
+            first = number
+            if _RULE.match(comment.strip()) and top:
+                banner = _banner_title(comments, number)
+                if banner is not None:
+                    # A banner heading: a rule, the title, a rule -- three comment lines.
+                    title = banner
+                    n_comment += 2
+                    number += 2
+                else:
+                    start = start or number
+                    number += 1  # a lone decorative rule says nothing in prose
+                    continue
+            if title is not None and top:
                 flush()
                 heading, opened_heading = title, True
                 prose.append(f"## {title}")
+                prose.append("")
+            elif title is not None:
+                # An indented heading (``    # -- lifecycle ---``) names a part of a class:
+                # a section of its own and a sub-heading, but not a block key.
+                flush()
+                prose.append(f"### {title}")
                 prose.append("")
             else:
                 if code:
                     flush()
                 prose.append(comment)
-            start = start or number
+            start = start or first
         elif not text_line.strip():
             n_blank += 1
             if code:
@@ -308,8 +344,13 @@ class Block:
     lines: list[Line] = field(default_factory=list)  # the block's full source, comments included
 
     @property
+    def code(self) -> list[Line]:
+        """The block's code alone: no comments, no docstrings (gaps keep their numbers)."""
+        return [ln for s in self.sections for ln in s.code]
+
+    @property
     def code_lines(self) -> int:
-        return sum(1 for s in self.sections for ln in s.code if ln.text.strip())
+        return sum(1 for ln in self.code if ln.text.strip())
 
 
 def _key(text: str) -> str:

@@ -116,3 +116,16 @@ def test_every_layer_has_the_shared_headings_and_handlers(path: Path):
     keys = {b.key for b in blocks(src)}
     assert {"json_hello", "get_item", "create_item"} <= keys
     assert keys & set(HANDLERS) >= {"plaintext", "json_hello", "get_item", "list_items", "create_item"}
+
+
+def test_banner_headings_and_indented_subheadings():
+    text = (
+        "import x\n\n# " + "=" * 20 + "\n# Accept loop\n# " + "=" * 20 + "\n\nclass Server:\n"
+        "    # -- lifecycle ------\n\n    def start(self):\n        pass\n"
+    )
+    src = parse_text(text)
+    assert src.headings == ["Accept loop"]
+    assert [b.key for b in blocks(src)] == ["(top)", "accept loop"]
+    assert blocks(src)[1].lines[0].number == 3  # the block starts at the banner's first rule
+    assert any(s.prose.startswith("### lifecycle") and s.heading == "Accept loop" for s in src.sections)
+    assert src.comment_lines == 4 and src.lines == len(text.splitlines())

@@ -1,0 +1,50 @@
+"""The static site: ``layercake site [--out DIR] [--serve]``.
+
+:func:`build_site` (in :mod:`layercake.site.build`) writes the pages; :func:`serve_site`
+serves them with our own ``scratch-wsgi`` server running the static-file app in
+:mod:`layercake.site.serve` -- the site about the servers is served by one of them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from layercake.errors import LayercakeError
+from layercake.site.build import BuildReport, annotated_files, build_site, links_of, source_page
+
+__all__ = ["BuildReport", "annotated_files", "build_site", "links_of", "serve_site", "source_page", "start_site_server"]
+
+SERVE_WITH = "scratch-wsgi"
+APP_TARGET = "layercake.site.serve:app"
+
+
+def start_site_server(out: Path | str, port: int = 0, host: str = "127.0.0.1", capture_output: bool = True):  # noqa: ANN201
+    """Start scratch-wsgi serving the built site in ``out``; a ``RunningServer`` (a context manager).
+
+    The server is started through the registry like any layer, with ``app_target``
+    pointing at the static-file app and ``LAYERCAKE_SITE`` telling it which directory.
+    """
+    from servers.registry import ServerOptions, start_server
+
+    root = Path(out).resolve()
+    if not (root / "index.html").is_file():
+        raise LayercakeError(f"no site in {out}: build it first with `layercake site --out {out}`")
+    # The registry starts a layer; bare_wsgi is named only for its interface (WSGI):
+    # app_target replaces the application it would serve.
+    opts = ServerOptions(host=host, port=port, app_target=APP_TARGET, env={"LAYERCAKE_SITE": str(root)},
+                         capture_output=capture_output)
+    return start_server(SERVE_WITH, "bare_wsgi", opts)
+
+
+def serve_site(out: Path | str, port: int = 8000, host: str = "127.0.0.1",
+               log: Callable[[str], None] = print) -> None:
+    """Serve the site on scratch-wsgi until Ctrl-C."""
+    with start_site_server(out, port, host, capture_output=False) as server:
+        log(f"serving {out} on {server.url}/ with {SERVE_WITH} ({server.native_command}); Ctrl-C stops")
+        try:
+            while server.alive():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            log("stopping")

@@ -1,0 +1,643 @@
+"""``layercake site``: the static site -- the ladder, annotated source, benchmarks, grid, traces.
+
+Theory of operation
+-------------------
+:func:`build_site` writes plain HTML files and one stylesheet into a directory.  Pages
+link to each other by relative URLs and load nothing from the network (no web fonts,
+no CDN, no JavaScript at all), so the directory can be opened from disk, served by
+:mod:`layercake.site.serve`, or copied anywhere.
+
+The pages, and where each one's content comes from:
+
+=========================  ===========================================================
+``index.html``             the ladder: :data:`layers.LAYERS`, our servers, line counts
+                           from :mod:`layercake.source`, per-request figures and req/s
+                           from :mod:`layercake.figures` (the bench results' JSON)
+``source/<path>.html``     one pycco page per annotated file: the layers, their shared
+                           code, the sans-I/O core and both scratch servers
+``diff/<a>--<b>.html``     each rung beside the one below it, aligned by handler, and
+                           the two scratch servers aligned by section
+``bench/index.html``       the benchmark report: ``docs/bench/*.md`` and its charts
+``grid.html``              the compatibility grid (``layercake grid --json`` output)
+``traces/index.html``      traces of canonical requests, one page each
+=========================  ===========================================================
+
+The libraries do the rendering -- pygments highlights code, python-markdown turns
+comments and reports into HTML -- and this module is only the glue: which files, which
+pages, which links.  A figure that has not been measured is never invented: the page
+says "not measured yet" and names the command that measures it.
+
+What it deliberately doesn't do: run benchmarks or the grid (minutes of load on a
+shared machine).  It reads their latest results from ``docs/``; traces, which take a
+second each, are recorded at build time when the trace package and the layers exist,
+within a time budget, and otherwise read from ``docs/traces/``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import markdown
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+from layercake.figures import HOW_TO_MEASURE, Figures, load_figures
+from layercake.source import Block, Line, SourceFile, align, blocks, parse
+
+PROJECT = Path(__file__).resolve().parents[2]
+STYLESHEET = Path(__file__).with_name("style.css")
+PYGMENTS_STYLE = "friendly"
+
+# What gets a pycco page: every .py file under these (an __init__.py with nothing in it
+# is skipped), in this order on the source index.
+ANNOTATED: tuple[str, ...] = (
+    "layers/bare_wsgi", "layers/werkzeug", "layers/flask",
+    "layers/bare_asgi", "layers/starlette", "layers/fastapi",
+    "layers/shared",
+    "servers/core",
+    "servers/scratch_common.py",
+    "servers/scratch_wsgi.py", "servers/scratch_wsgi",
+    "servers/scratch_asgi.py", "servers/scratch_asgi",
+)
+SCRATCH_SERVERS: dict[str, tuple[str, str]] = {
+    "scratch-wsgi": ("servers/scratch_wsgi.py", "servers/scratch_wsgi"),
+    "scratch-asgi": ("servers/scratch_asgi.py", "servers/scratch_asgi"),
+}
+# The canonical traced requests: (method, path, body).
+TRACED: tuple[tuple[str, str, str | None], ...] = (
+    ("GET", "/json", None),
+    ("POST", "/items", '{"name": "traced", "price": 9.5, "tags": ["site"]}'),
+)
+TRACE_BUDGET = 35.0  # seconds of the one-minute build that recording traces may take
+
+NAV = (("index.html", "Ladder"), ("source/index.html", "Source"), ("diff/index.html", "Side by side"),
+       ("bench/index.html", "Benchmarks"), ("grid.html", "Grid"), ("traces/index.html", "Traces"))
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    pages: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what is missing and how to get it
+    written: list[Path] = field(default_factory=list)
+
+
+# --- Small HTML helpers ---
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def missing(what: str, command: str) -> str:
+    """The one way the site says a figure is absent: plainly, with the command to run."""
+    return f'<span class="missing">{esc(what)} — run <code>{esc(command)}</code></span>'
+
+
+def prose_html(text: str) -> str:
+    return markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists"], output_format="html")
+
+
+class Site:
+    """Where pages go, how they link, and what was written."""
+
+    def __init__(self, out: Path, report: BuildReport, built_at: str, commit: str) -> None:
+        self.out, self.report, self.built_at, self.commit = out, report, built_at, commit
+
+    def root(self, page: str) -> str:
+        """The relative prefix from ``page`` back to the site root."""
+        return "../" * page.count("/")
+
+    def write(self, page: str, title: str, body: str, here: str = "") -> None:
+        root = self.root(page)
+        nav = " ".join(
+            f'<a href="{root}{href}"{" class=here" if href == here else ""}>{esc(label)}</a>' for href, label in NAV
+        )
+        text = (
+            "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{esc(title)} · layercake</title>\n"
+            f"<link rel=\"stylesheet\" href=\"{root}style.css\">\n</head>\n<body>\n"
+            f"<header class=\"top\"><a class=\"brand\" href=\"{root}index.html\">layercake</a><nav>{nav}</nav></header>\n"
+            f"<main>\n{body}\n</main>\n"
+            f"<footer>Built {esc(self.built_at)} from commit <code>{esc(self.commit)}</code> by "
+            "<code>layercake site</code>. Figures come from the result files named beside them.</footer>\n"
+            "</body>\n</html>\n"
+        )
+        path = self.out / page
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        self.report.pages += 1
+        self.report.written.append(path)
+
+
+# --- Annotated files ---
+
+
+def annotated_files(project: Path = PROJECT) -> list[Path]:
+    """Every file that gets a pycco page, in ladder order."""
+    found: list[Path] = []
+    for entry in ANNOTATED:
+        path = project / entry
+        if path.is_file():
+            candidates = [path]
+        elif path.is_dir():
+            candidates = sorted(p for p in path.rglob("*.py") if "__pycache__" not in p.parts)
+        else:
+            continue
+        for candidate in candidates:
+            if candidate.name == "__init__.py" and not candidate.read_text(encoding="utf-8").strip():
+                continue
+            if candidate not in found:
+                found.append(candidate)
+    return found
+
+
+def source_page(path: Path, project: Path = PROJECT) -> str:
+    """The site path of the pycco page for ``path`` (``source/layers/flask/app.py.html``)."""
+    return f"source/{path.relative_to(project).as_posix()}.html"
+
+
+def _runs(lines: list[Line]) -> list[list[Line]]:
+    runs: list[list[Line]] = []
+    for line in lines:
+        if runs and runs[-1][-1].number + 1 == line.number:
+            runs[-1].append(line)
+        else:
+            runs.append([line])
+    return runs
+
+
+_LEXER = PythonLexer(stripnl=False, ensurenl=False)
+
+
+def code_html(lines: list[Line]) -> str:
+    """Highlighted code with the file's own line numbers, one anchor per line (#L-12)."""
+    parts = []
+    for i, run in enumerate(_runs(lines)):
+        if i:
+            parts.append('<div class="gap">⋮</div>')
+        formatter = HtmlFormatter(linenos="inline", linenostart=run[0].number, lineanchors="L",
+                                  anchorlinenos=False, cssclass="highlight", wrapcode=True)
+        parts.append(highlight("\n".join(ln.text for ln in run) + "\n", _LEXER, formatter))
+    return "\n".join(parts)
+
+
+def _readme(path: Path) -> str:
+    readme = path.parent / "README.md"
+    if path.name != "app.py" or not readme.exists():
+        return ""
+    return f'<div class="readme">{prose_html(readme.read_text(encoding="utf-8"))}</div>'
+
+
+def write_source_page(site: Site, source: SourceFile, project: Path, figures: Figures) -> str:
+    rel = source.path.relative_to(project).as_posix()
+    page = source_page(source.path, project)
+    sections = []
+    for i, section in enumerate(source.sections):
+        prose = prose_html(section.prose) if section.prose.strip() else ""
+        code = code_html(section.code) if section.code else ""
+        sections.append(f'<section class="section" id="section-{i}">\n<div class="prose">{prose}</div>\n'
+                        f'<div class="code">{code}</div>\n</section>')
+    layer = _layer_of(source.path, project)
+    cost = ""
+    if layer is not None:
+        cost = f"<p class=\"stats\">Per request: {_cost_text(layer, figures)}</p>"
+    body = (
+        f'<div class="doc-head"><h1><code>{esc(rel)}</code></h1>\n'
+        f'<p class="stats">{source.code_lines:,} lines of code · {source.comment_lines:,} lines of comments and '
+        f'docstrings · {source.blank_lines:,} blank · {len(source.sections)} sections</p>{cost}</div>\n'
+        f"{_readme(source.path)}\n<div class=\"sections\">\n" + "\n".join(sections) + "\n</div>"
+    )
+    site.write(page, rel, body, "source/index.html")
+    return page
+
+
+def _layer_of(path: Path, project: Path) -> str | None:
+    from layers import LAYERS
+
+    parts = path.relative_to(project).parts
+    if len(parts) >= 3 and parts[0] == "layers" and parts[1] in LAYERS and parts[-1] == "app.py":
+        return parts[1]
+    return None
+
+
+def _cost_text(layer: str, figures: Figures) -> str:
+    cost = figures.cost(layer)
+    if cost is None:
+        return missing("not measured yet", HOW_TO_MEASURE["in_process"])
+    return (f"{esc(cost.summary())} <span class=\"note\">— measured {esc(cost.measured_at or '(no time recorded)')}"
+            f", {esc(cost.origin)}</span>")
+
+
+def write_source_index(site: Site, sources: list[SourceFile], project: Path) -> None:
+    rows = []
+    for source in sources:
+        rel = source.path.relative_to(project).as_posix()
+        first = (source.docstring.split("\n\n", 1)[0].replace("\n", " ") or "")[:160]
+        rows.append(f'<tr><td class="name"><a href="{esc(source_page(source.path, project).removeprefix("source/"))}">'
+                    f"{esc(rel)}</a></td><td class=\"num\">{source.code_lines:,}</td>"
+                    f"<td class=\"num\">{source.comment_lines:,}</td><td>{esc(first)}</td></tr>")
+    body = ("<h1>Annotated source</h1>\n<p class=\"lede\">Every file of the layers, their shared code, the sans-I/O "
+            "core and our two servers, with its comments beside the code they explain.</p>\n"
+            "<table class=\"ladder\"><thead><tr><th>file</th><th>code</th><th>comments</th><th>what it is</th>"
+            "</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>")
+    site.write("source/index.html", "Annotated source", body, "source/index.html")
+
+
+# --- Side by side ---
+
+
+def diff_pairs(project: Path = PROJECT) -> list[tuple[str, str, Path, Path]]:
+    """(name A, name B, file A, file B) for each rung and the one below it, and the servers."""
+    from layers import LAYERS
+
+    pairs = []
+    for layer in LAYERS.values():
+        if layer.below:
+            a, b = project / "layers" / layer.below / "app.py", project / "layers" / layer.name / "app.py"
+            if a.exists() and b.exists():
+                pairs.append((layer.below, layer.name, a, b))
+    servers = [_server_file(name, project) for name in SCRATCH_SERVERS]
+    if all(p is not None and p.is_file() for p in servers):
+        pairs.append(("scratch-wsgi", "scratch-asgi", servers[0], servers[1]))  # type: ignore[arg-type]
+    return pairs
+
+
+def _server_file(name: str, project: Path) -> Path | None:
+    for candidate in SCRATCH_SERVERS[name]:
+        path = project / candidate
+        if path.exists():
+            return path
+    return None
+
+
+def diff_page(a: str, b: str) -> str:
+    return f"diff/{a}--{b}.html"
+
+
+def _block_cell(block: Block | None) -> str:
+    if block is None:
+        return '<td class="none">(nothing here)</td>'
+    if not block.code:
+        return '<td class="none">(comments only)</td>'
+    return f"<td>{code_html(block.code)}</td>"
+
+
+def write_diff_page(site: Site, a: str, b: str, path_a: Path, path_b: Path, project: Path) -> str:
+    source_a, source_b = parse(path_a), parse(path_b)
+    rows = []
+    for left, right in align(blocks(source_a), blocks(source_b)):
+        key = (left or right).key  # type: ignore[union-attr]
+        rows.append(f'<tr class="key"><td colspan="2" id="{esc(key)}">{esc(key)}</td></tr>')
+        rows.append(f"<tr>{_block_cell(left)}{_block_cell(right)}</tr>")
+    root = "../"
+    body = (
+        f"<h1>{esc(a)} beside {esc(b)}</h1>\n<p class=\"lede\">Aligned by handler and section heading: each row is "
+        "the same piece of the contract in both files, so what differs is the framework, never the work. Code only: "
+        "each file's page has the comments.</p>\n"
+        f"<table class=\"diff\"><thead><tr><th><a href=\"{root}{esc(source_page(path_a, project))}\">{esc(a)}</a> — "
+        f"{source_a.code_lines:,} lines of code</th><th><a href=\"{root}{esc(source_page(path_b, project))}\">"
+        f"{esc(b)}</a> — {source_b.code_lines:,} lines of code</th></tr></thead>\n<tbody>\n"
+        + "\n".join(rows) + "\n</tbody></table>"
+    )
+    page = diff_page(a, b)
+    site.write(page, f"{a} beside {b}", body, "diff/index.html")
+    return page
+
+
+def write_diff_index(site: Site, pairs: list[tuple[str, str, Path, Path]]) -> None:
+    if pairs:
+        items = "\n".join(f'<li><a href="{esc(diff_page(a, b).removeprefix("diff/"))}">{esc(a)} → {esc(b)}</a></li>'
+                          for a, b, _, _ in pairs)
+        body = f"<h1>Side by side</h1>\n<p class=\"lede\">Each rung beside the one below it.</p>\n<ul>{items}</ul>"
+    else:
+        body = "<h1>Side by side</h1>\n<p>No two layers have been written yet.</p>"
+    site.write("diff/index.html", "Side by side", body, "diff/index.html")
+
+
+# --- The ladder (index) ---
+
+
+def _num(value: float | int | None, fmt: str = "{:,.0f}") -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[str, str, Path, Path]]) -> None:
+    from layers import LAYERS
+
+    diffs = {b: diff_page(a, b) for a, b, _, _ in pairs}
+    sections = []
+    for interface in ("wsgi", "asgi"):
+        rows = []
+        for layer in [la for la in LAYERS.values() if la.interface == interface]:
+            path = project / "layers" / layer.name / "app.py"
+            if path.exists():
+                src = parse(path)
+                name = f'<a href="{esc(source_page(path, project))}">{esc(layer.name)}</a>'
+                code, comments = f"{src.code_lines:,}", f"{src.comment_lines:,}"
+            else:
+                name, code, comments = esc(layer.name), "(not written)", "—"
+            cost = figures.cost(layer.name)
+            calls = _num(cost.calls if cost else None)
+            lines = _num(cost.lines if cost else None)
+            us = _num(cost.us if cost else None, "{:,.1f}")
+            rps = figures.rps(layer.name)
+            rps_text = (f"{rps.rps:,.0f}<br><span class=\"note\">{esc(rps.endpoint)} on {esc(rps.server)}"
+                        f"{f', c{rps.concurrency}' if rps.concurrency else ''}</span>") if rps else "—"
+            below = (f'<a href="{esc(diffs[layer.name])}">beside {esc(layer.below)}</a>'
+                     if layer.name in diffs else esc(layer.below or "—"))
+            rows.append(
+                f'<tr><td class="name">{name}<span class="badge {interface}">{interface.upper()}</span></td>'
+                f"<td>{esc(layer.description)}</td><td>{below}</td><td class=\"num\">{code}</td>"
+                f"<td class=\"num\">{comments}</td><td class=\"num\">{calls}</td><td class=\"num\">{lines}</td>"
+                f"<td class=\"num\">{us}</td><td class=\"num\">{rps_text}</td></tr>"
+            )
+        rows.reverse()  # the framework on top, the interface at the bottom: a ladder you climb
+        sections.append(
+            f"<h2>{interface.upper()} ladder</h2>\n<table class=\"ladder\"><thead><tr><th>rung</th><th>what it adds"
+            "</th><th>below</th><th>code lines</th><th>comment lines</th><th>calls / request</th>"
+            "<th>lines run / request</th><th>µs / request</th><th>req/s</th></tr></thead><tbody>\n"
+            + "\n".join(rows) + "\n</tbody></table>"
+        )
+    server_rows = []
+    for name in SCRATCH_SERVERS:
+        path = _server_file(name, project)
+        if path is None:
+            server_rows.append(f'<tr><td class="name">{esc(name)}</td><td colspan="4">(not written yet)</td></tr>')
+            continue
+        files = [path] if path.is_file() else [p for p in annotated_files(project) if path in p.parents]
+        srcs = [parse(p) for p in files]
+        link = source_page(files[0], project) if files else ""
+        measured = [t for t in figures.throughput if t.server == name]
+        best = max(measured, key=lambda t: t.rps) if measured else None
+        rps_text = (f"{best.rps:,.0f}<br><span class=\"note\">{esc(best.layer)} {esc(best.endpoint)}</span>"
+                    if best else "—")
+        server_rows.append(
+            f'<tr><td class="name"><a href="{esc(link)}">{esc(name)}</a><span class="badge server">server</span></td>'
+            f"<td>{esc(srcs[0].docstring.split(chr(10) * 2, 1)[0].replace(chr(10), ' ') if srcs else '')}</td>"
+            f"<td class=\"num\">{sum(s.code_lines for s in srcs):,}</td>"
+            f"<td class=\"num\">{sum(s.comment_lines for s in srcs):,}</td><td class=\"num\">{rps_text}</td></tr>"
+        )
+    core = [p for p in annotated_files(project) if "core" in p.relative_to(project).parts[:2]]
+    if core:
+        srcs = [parse(p) for p in core]
+        server_rows.append(
+            f'<tr><td class="name"><a href="{esc(source_page(core[0], project))}">servers/core</a>'
+            '<span class="badge server">sans-I/O</span></td><td>The HTTP rules both scratch servers share, with no '
+            f"socket, thread or event loop.</td><td class=\"num\">{sum(s.code_lines for s in srcs):,}</td>"
+            f"<td class=\"num\">{sum(s.comment_lines for s in srcs):,}</td><td class=\"num\">—</td></tr>"
+        )
+    sections.append(
+        "<h2>Our servers</h2>\n<table class=\"ladder\"><thead><tr><th>server</th><th>what it is</th><th>code lines</th>"
+        "<th>comment lines</th><th>best req/s</th></tr></thead><tbody>\n" + "\n".join(server_rows)
+        + "\n</tbody></table>"
+    )
+    provenance = []
+    if figures.costs:
+        provenance.append(f"Calls, lines run and µs per request: in-process counters from <code>"
+                          f"{esc(figures.origin)}</code>, measured {esc(figures.measured_at or '(no time recorded)')}.")
+    else:
+        provenance.append("Calls, lines run and µs per request: "
+                          + missing("not measured yet", HOW_TO_MEASURE["in_process"]))
+    if figures.throughput:
+        provenance.append(f"Requests per second: <code>{esc(figures.ladder_origin)}</code>, measured "
+                          f"{esc(figures.ladder_measured_at or '(no time recorded)')} — median of the repeated runs; "
+                          "see the <a href=\"bench/index.html\">benchmark report</a>.")
+    else:
+        provenance.append("Requests per second: " + missing("not measured yet", HOW_TO_MEASURE["ladder"]))
+    body = (
+        "<h1>The ladder</h1>\n<p class=\"lede\">One contract, six layers. Each rung is built on the one below it; "
+        "the columns say what it costs in code you read and in work done per request. Click a rung to read its "
+        "annotated source, or <em>beside</em> to see it next to the rung below.</p>\n"
+        + "\n".join(sections)
+        + "\n<div class=\"note\">" + "<br>".join(provenance) + "</div>"
+    )
+    site.write("index.html", "The ladder", body, "index.html")
+
+
+# --- Benchmarks, grid, traces ---
+
+
+def write_bench(site: Site, bench_dir: Path) -> None:
+    out = site.out / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    reports = sorted(bench_dir.glob("*.md"), key=lambda p: p.stat().st_mtime, reverse=True) \
+        if bench_dir.is_dir() else []
+    images = sorted(bench_dir.rglob("*.png")) if bench_dir.is_dir() else []
+    data = sorted(bench_dir.glob("*.json")) if bench_dir.is_dir() else []
+    for path in [*reports, *images, *data]:
+        target = out / path.relative_to(bench_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    parts = ["<h1>Benchmarks</h1>"]
+    if not reports and not images:
+        parts.append("<p>" + missing("not measured yet", HOW_TO_MEASURE["ladder"]) + "</p>")
+        site.report.notes.append(f"no benchmark report in {bench_dir}: run `{HOW_TO_MEASURE['ladder']}`")
+    shown: set[str] = set()
+    for report in reports:
+        text = report.read_text(encoding="utf-8")
+        shown.update(re.findall(r"!\[[^\]]*\]\(([^)\s]+)", text))
+        parts.append(f'<div class="report" id="{esc(report.stem)}">{prose_html(text)}</div>')
+    rest = [img for img in images if img.relative_to(bench_dir).as_posix() not in shown]
+    if rest:
+        parts.append("<h2>Charts</h2>\n<div class=\"report\">")
+        parts.extend(f'<figure><img src="{esc(img.relative_to(bench_dir).as_posix())}" alt="{esc(img.stem)}">'
+                     f"<figcaption>{esc(img.stem)}</figcaption></figure>" for img in rest)
+        parts.append("</div>")
+    if data:
+        links = ", ".join(f'<a href="{esc(p.name)}">{esc(p.name)}</a>' for p in data)
+        parts.append(f"<p class=\"note\">Raw results (JSON, with the machine and versions recorded): {links}</p>")
+    site.write("bench/index.html", "Benchmarks", "\n".join(parts), "bench/index.html")
+
+
+def _grid_source(project: Path) -> Path | None:
+    for candidate in (project / "docs" / "grid.json", *sorted((project / "docs" / "grid").glob("*.json"))):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _cell_class(value: Any) -> str:
+    text = str(value).lower()
+    if value is True or text in ("ok", "pass", "passed", "yes", "✓"):
+        return "ok"
+    if value is False or text.startswith(("fail", "error", "no")):
+        return "fail"
+    if value is None or text.startswith(("skip", "n/a", "unavailable", "missing")):
+        return "skip"
+    return ""
+
+
+def grid_table(data: Any) -> str:
+    """A table from grid JSON: a list of records (one row each) or {"rows": [...]} / {"cells": [...]}."""
+    rows = data
+    if isinstance(data, dict):
+        rows = data.get("rows") or data.get("cells") or data.get("results") or []
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        return f"<pre>{esc(json.dumps(data, indent=2)[:20000])}</pre>"
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for c in columns:
+            value = row.get(c)
+            shown = value if isinstance(value, str | int | float | bool) or value is None else json.dumps(value)
+            cells.append(f'<td class="{_cell_class(value)}">{esc("" if shown is None else shown)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="grid"><thead><tr>{head}</tr></thead><tbody>' + "\n".join(body) + "</tbody></table>"
+
+
+def write_grid(site: Site, project: Path) -> None:
+    source = _grid_source(project)
+    parts = ["<h1>Compatibility grid</h1>",
+             "<p class=\"lede\">Every layer on every server: does the contract hold, natively or through a "
+             "bridge?</p>"]
+    if source is None:
+        parts.append("<p>" + missing("not generated yet", "layercake grid --json > docs/grid.json") + "</p>")
+        site.report.notes.append("no grid results: run `layercake grid --json > docs/grid.json`")
+    else:
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            parts.append(f"<p class=\"missing\">{esc(source.name)} is not valid JSON: {esc(exc)}</p>")
+        else:
+            when = data.get("measured_at") or data.get("generated_at") if isinstance(data, dict) else None
+            parts.append(f"<p class=\"note\">From <code>{esc(source.relative_to(project))}</code>"
+                         f"{', generated ' + esc(when) if when else ''}.</p>")
+            parts.append(grid_table(data))
+    site.write("grid.html", "Compatibility grid", "\n".join(parts), "grid.html")
+
+
+def trace_name(layer: str, method: str, path: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "root"
+    return f"{layer}-{method.lower()}-{slug}"
+
+
+TraceRecorder = Callable[[str, str, str, str | None, Path], None]
+
+
+def _recorder() -> TraceRecorder | None:
+    """The trace package's HTML writer, when it exists: record(layer, method, path, body, out)."""
+    try:
+        from layercake.trace import record_html  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return record_html  # type: ignore[no-any-return]
+
+
+def write_traces(site: Site, project: Path, enabled: bool, budget: float = TRACE_BUDGET,
+                 recorder: TraceRecorder | None = None, log: Callable[[str], None] = lambda _m: None) -> None:
+    from layers import LAYERS
+
+    out = site.out / "traces"
+    out.mkdir(parents=True, exist_ok=True)
+    recorder = recorder if recorder is not None else (_recorder() if enabled else None)
+    saved = project / "docs" / "traces"
+    deadline = time.monotonic() + budget
+    rows = []
+    for layer in LAYERS.values():
+        cells = []
+        for method, path, body in TRACED:
+            name = trace_name(layer.name, method, path)
+            target = out / f"{name}.html"
+            have = False
+            if recorder is not None and (project / "layers" / layer.name / "app.py").exists() \
+                    and time.monotonic() < deadline:
+                try:
+                    log(f"tracing {method} {path} on {layer.name}")
+                    recorder(layer.name, method, path, body, target)
+                    have = target.exists()
+                except Exception as exc:  # a failed trace is a note on the page, not a failed build
+                    site.report.notes.append(f"trace {name} failed: {exc}")
+            if not have and (saved / f"{name}.html").is_file():
+                shutil.copyfile(saved / f"{name}.html", target)
+                have = True
+            if have:
+                site.report.written.append(target)
+                cells.append(f'<td><a href="{esc(name)}.html">{esc(method)} {esc(path)}</a></td>')
+            else:
+                cells.append(f"<td>{missing('not traced yet', f'layercake trace {layer.name} {method} {path} --html docs/traces/{name}.html')}</td>")
+        rows.append(f'<tr><td class="name">{esc(layer.name)}</td>' + "".join(cells) + "</tr>")
+    if not any("href" in row for row in rows):
+        site.report.notes.append("no traces: the trace package or the layers are not there yet")
+    heads = "".join(f"<th>{esc(m)} {esc(p)}</th>" for m, p, _ in TRACED)
+    body = ("<h1>Traces</h1>\n<p class=\"lede\">One real request followed from the bytes on the socket through the "
+            "server, the interface and the framework to the handler and back, every step labelled by the layer that "
+            "did it.</p>\n"
+            f"<table class=\"ladder\"><thead><tr><th>layer</th>{heads}</tr></thead><tbody>\n" + "\n".join(rows)
+            + "\n</tbody></table>")
+    site.write("traces/index.html", "Traces", body, "traces/index.html")
+
+
+# --- Putting it together ---
+
+
+def _commit(project: Path) -> str:
+    try:
+        done = subprocess.run(["git", "-C", str(project), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def build_site(out: Path | str = "site", *, project: Path = PROJECT, figures: Figures | None = None,
+               traces: bool = True, trace_budget: float = TRACE_BUDGET, recorder: TraceRecorder | None = None,
+               log: Callable[[str], None] = lambda _m: None) -> BuildReport:
+    """Write the whole site into ``out``; what was written and what is missing."""
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = BuildReport(out)
+    figures = figures if figures is not None else load_figures(project / "docs" / "bench")
+    built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    site = Site(out, report, built_at, _commit(project))
+
+    css = STYLESHEET.read_text(encoding="utf-8")
+    css += "\n/* --- pygments (" + PYGMENTS_STYLE + ") --- */\n"
+    css += HtmlFormatter(style=PYGMENTS_STYLE).get_style_defs(".highlight") + "\n"
+    (out / "style.css").write_text(css, encoding="utf-8")
+    report.written.append(out / "style.css")
+
+    log("annotated source")
+    sources = [parse(path) for path in annotated_files(project)]
+    for source in sources:
+        write_source_page(site, source, project, figures)
+    write_source_index(site, sources, project)
+    log("side by side")
+    pairs = diff_pairs(project)
+    for a, b, path_a, path_b in pairs:
+        write_diff_page(site, a, b, path_a, path_b, project)
+    write_diff_index(site, pairs)
+    log("the ladder")
+    write_index(site, project, figures, pairs)
+    if figures.empty:
+        report.notes.append(f"no benchmark figures: run `{HOW_TO_MEASURE['in_process']}` and "
+                            f"`{HOW_TO_MEASURE['ladder']}`")
+    log("benchmarks and grid")
+    write_bench(site, project / "docs" / "bench")
+    write_grid(site, project)
+    write_traces(site, project, traces, trace_budget, recorder, log)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def links_of(page: Path) -> Iterable[str]:
+    """Every href and src in ``page`` (the structural tests and --serve's self-check use it)."""
+    return re.findall(r'(?:href|src)="([^"#]*)(?:#[^"]*)?"', page.read_text(encoding="utf-8"))

@@ -1,0 +1,263 @@
+"""layercake site: the static site's structure, its static-file server, and a real browser."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import pytest
+
+from layercake.figures import Cost, Figures, Throughput
+from layercake.site import annotated_files, build_site, source_page, start_site_server
+from layercake.site.build import BuildReport, Site, grid_table, write_bench, write_traces
+from layercake.site.serve import static_app
+from layers import LAYERS
+
+PROJECT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.classes: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.links.append(value)
+            if name == "class" and value:
+                self.classes.extend(value.split())
+
+
+def parsed(page: Path) -> _Links:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+def local_targets(site: Path, page: Path) -> list[Path]:
+    """The files the links in ``page`` point at (external links would be a bug: offline)."""
+    base = "file://" + str(page)
+    out = []
+    for link in parsed(page).links:
+        parts = urlsplit(urljoin(base, link))
+        assert parts.scheme == "file", f"{page.name} links outside the site: {link}"
+        out.append(Path(parts.path))
+    return out
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BuildReport]:
+    out = tmp_path_factory.mktemp("site")
+    report = build_site(out, traces=False)
+    return out, report
+
+
+def test_builds_quickly_and_says_what_is_missing(site: tuple[Path, BuildReport]):
+    out, report = site
+    assert (out / "index.html").is_file() and (out / "style.css").is_file()
+    assert report.pages >= 6
+    assert report.seconds < 60
+
+
+def test_every_link_from_every_page_exists(site: tuple[Path, BuildReport]):
+    out, _ = site
+    pages = sorted(out.rglob("*.html"))
+    seen: set[Path] = set()
+    todo = [out / "index.html"]
+    while todo:  # crawl from the index: everything reachable exists
+        page = todo.pop()
+        if page in seen:
+            continue
+        seen.add(page)
+        for target in local_targets(out, page):
+            assert target.exists(), f"{page.relative_to(out)} links to missing {target}"
+            if target.suffix == ".html":
+                todo.append(target)
+    assert set(pages) <= seen | {p for p in pages if p.parent.name == "traces"}, "every page is reachable"
+
+
+def test_every_annotated_file_has_a_page_with_code(site: tuple[Path, BuildReport]):
+    out, _ = site
+    files = annotated_files(PROJECT)
+    assert any(p.name == "validation.py" for p in files)  # layers/shared, written first
+    index_links = {t.resolve() for t in local_targets(out, out / "source" / "index.html")}
+    for path in files:
+        page = out / source_page(path, PROJECT)
+        assert page.is_file(), f"no page for {path}"
+        assert page.resolve() in index_links
+        classes = parsed(page).classes
+        assert "section" in classes and "prose" in classes and "code" in classes
+        if parsed_code_lines(path):
+            assert "highlight" in classes, f"{page} has no highlighted code block"
+
+
+def parsed_code_lines(path: Path) -> int:
+    from layercake.source import parse
+
+    return parse(path).code_lines
+
+
+def test_every_written_layer_is_on_the_ladder(site: tuple[Path, BuildReport]):
+    out, _ = site
+    html = (out / "index.html").read_text(encoding="utf-8")
+    for layer in LAYERS.values():
+        assert f">{layer.name}<" in html
+        if layer.source.exists():
+            assert source_page(layer.source, PROJECT) in html
+
+
+def test_unmeasured_figures_are_said_plainly(tmp_path: Path):
+    build_site(tmp_path, figures=Figures(), traces=False)
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "not measured yet" in html and "layercake bench" in html
+
+
+def test_measured_figures_are_quoted_with_their_origin(tmp_path: Path):
+    figures = Figures(
+        costs={"bare_wsgi": Cost("bare_wsgi", "json", 7.25, 4321, 99, {}, "2026-11-29 01:00 UTC", "docs/bench/a.json")},
+        throughput=[Throughput("bare_wsgi", "gunicorn", "plaintext", 64, 6789.0, measured_at="2026-11-29 01:05 UTC",
+                               origin="docs/bench/b.json")],
+        origin="docs/bench/a.json", measured_at="2026-11-29 01:00 UTC", ladder_origin="docs/bench/b.json",
+        ladder_measured_at="2026-11-29 01:05 UTC")
+    build_site(tmp_path, figures=figures, traces=False)
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "4,321" in html and "7.2" in html and "6,789" in html
+    assert "docs/bench/a.json" in html and "docs/bench/b.json" in html and "2026-11-29 01:05 UTC" in html
+
+
+def _site(tmp_path: Path) -> Site:
+    return Site(tmp_path, BuildReport(tmp_path), "now", "abc1234")
+
+
+def test_bench_page_shows_the_report_and_its_charts(tmp_path: Path):
+    bench = tmp_path / "bench-results"
+    bench.mkdir()
+    (bench / "ladder.md").write_text("# Ladder\n\n| layer | req/s |\n|---|---|\n| flask | 1 |\n\n![ladder](ladder.png)\n")
+    (bench / "ladder.png").write_bytes(b"\x89PNG fake")
+    (bench / "latency.png").write_bytes(b"\x89PNG fake")
+    site = _site(tmp_path / "out")
+    write_bench(site, bench)
+    page = tmp_path / "out" / "bench" / "index.html"
+    html = page.read_text(encoding="utf-8")
+    assert "<table>" in html and 'src="ladder.png"' in html and 'src="latency.png"' in html
+    for target in local_targets(tmp_path / "out", page):
+        if target.parent == page.parent:  # the report's own files (nav links need the whole site)
+            assert target.exists()
+
+
+def test_grid_table_from_records():
+    html = grid_table([{"layer": "flask", "server": "uvicorn", "result": "pass"},
+                       {"layer": "flask", "server": "waitress", "result": "fail: 3 cases"}])
+    assert html.count("<tr>") == 3 and 'class="ok"' in html and 'class="fail"' in html
+
+
+def test_trace_pages_come_from_the_recorder(tmp_path: Path):
+    calls = []
+
+    def recorder(layer: str, method: str, path: str, body: str | None, out: Path) -> None:
+        calls.append((layer, method, path))
+        out.write_text(f"<html>{layer} {method} {path}</html>")
+
+    site = _site(tmp_path)
+    write_traces(site, PROJECT, True, recorder=recorder)
+    written = [la.name for la in LAYERS.values() if la.source.exists()]
+    assert {c[0] for c in calls} == set(written)
+    assert ("GET", "/json") in {(m, p) for _, m, p in calls} and ("POST", "/items") in {(m, p) for _, m, p in calls}
+    linked = [t for t in local_targets(tmp_path, tmp_path / "traces" / "index.html") if t.parent.name == "traces" and t.name != "index.html"]
+    assert len(linked) == len(calls) and all(t.exists() for t in linked)
+
+
+# --- The static-file app ---
+
+
+def call(app, path: str, method: str = "GET") -> tuple[str, dict[str, str], bytes]:
+    got: dict[str, object] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> None:
+        got["status"], got["headers"] = status, dict(headers)
+
+    body = b"".join(app({"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "wsgi.input": io.BytesIO()},
+                        start_response))
+    return got["status"], got["headers"], body  # type: ignore[return-value]
+
+
+def test_static_app_serves_files_and_refuses_the_rest(tmp_path: Path):
+    (tmp_path / "index.html").write_text("<p>hi</p>")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "index.html").write_text("sub")
+    (tmp_path.parent / "secret.txt").write_text("no")
+    app = static_app(tmp_path)
+    status, headers, body = call(app, "/")
+    assert status == "200 OK" and body == b"<p>hi</p>" and headers["Content-Type"].startswith("text/html")
+    assert headers["Content-Length"] == str(len(body))
+    assert call(app, "/sub")[0].startswith("301") and call(app, "/sub")[1]["Location"] == "/sub/"
+    assert call(app, "/sub/")[2] == b"sub"
+    assert call(app, "/../secret.txt")[0].startswith("404")
+    assert call(app, "/nope.html")[0].startswith("404")
+    status, headers, body = call(app, "/index.html", "HEAD")
+    assert status == "200 OK" and body == b"" and headers["Content-Length"] == "9"
+    status, headers, _ = call(app, "/", "POST")
+    assert status.startswith("405") and headers["Allow"] == "GET, HEAD"
+
+
+# --- Served by our own server, seen by a real browser ---
+
+
+def _scratch_wsgi_reason() -> str | None:
+    if not (PROJECT / "servers" / "scratch_wsgi.py").exists():
+        return "servers/scratch_wsgi.py is not written yet"
+    return None
+
+
+@pytest.mark.skipif(_scratch_wsgi_reason() is not None, reason=str(_scratch_wsgi_reason()))
+def test_site_served_on_scratch_wsgi(site: tuple[Path, BuildReport]):
+    out, _ = site
+    with start_site_server(out) as server:
+        index = httpx.get(server.url + "/", timeout=10)
+        assert index.status_code == 200 and "The ladder" in index.text
+        css = httpx.get(server.url + "/style.css", timeout=10)
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        assert httpx.get(server.url + "/../../etc/passwd", timeout=10).status_code in (400, 404)
+
+
+def _non_blank(png: Path) -> None:
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    pixels = mpimg.imread(str(png))
+    assert pixels.ndim == 3 and pixels.shape[0] > 500 and pixels.shape[1] > 1000
+    rgb = pixels[..., :3]
+    assert float(rgb.std()) > 0.05, f"{png.name} is (nearly) one colour"
+    colours = np.unique((rgb.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
+    assert len(colours) > 50, f"{png.name} has only {len(colours)} colours: no text rendered?"
+
+
+def screenshot(url: str, png: Path, profile: Path) -> None:
+    profile.mkdir()
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", f"--screenshot={png}", "--window-size=1280,900", url],
+        capture_output=True, timeout=90, check=False,
+    )
+    assert png.is_file(), f"chromium wrote no screenshot of {url}"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package `chromium`)")
+@pytest.mark.skipif(_scratch_wsgi_reason() is not None, reason=str(_scratch_wsgi_reason()))
+def test_chromium_renders_the_index_and_a_source_page(site: tuple[Path, BuildReport], tmp_path: Path):
+    out, _ = site
+    source = source_page(annotated_files(PROJECT)[0], PROJECT)
+    with start_site_server(out) as server:
+        for name, path in (("index", "/index.html"), ("source", "/" + source)):
+            png = tmp_path / f"{name}.png"
+            screenshot(server.url + path, png, tmp_path / f"profile-{name}")
+            _non_blank(png)
