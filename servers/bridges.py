@@ -17,9 +17,12 @@ otherwise ignored -- WSGI has neither.
 runs one asyncio event loop in a daemon thread per process, and for each request
 schedules the ASGI app on it, blocking the server's worker thread until the response
 arrives.  What is lost: WebSockets (a WSGI server cannot hand over the socket) and the
-lifespan protocol -- a2wsgi never sends ``lifespan.startup``.  Request bodies are read
+lifespan protocol -- a2wsgi never sends ``lifespan.startup``.  a2wsgi reads request bodies
 from ``wsgi.input`` up to ``CONTENT_LENGTH``, so a chunked upload (no Content-Length)
-arrives empty unless the server sets it.
+would arrive empty; the bridge buffers such a body first (``_buffer_unsized_body``).
+
+In the other direction a2wsgi's ``wsgi.input`` ends where the body ends but does not say
+so; the bridge sets ``wsgi.input_terminated`` so that a careful app reads chunked uploads.
 
 **Lifespan through ASGI -> WSGI: our choice.**  Our ASGI layers open their store in
 lifespan startup (CONTRACT.md #13), and open it lazily on first use if startup never
@@ -50,6 +53,7 @@ import asyncio
 import atexit
 import importlib
 import os
+import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -63,6 +67,10 @@ DEFAULT_THREADS = 10
 #: How long a lifespan startup may take before the bridge gives up (uvicorn has no limit;
 #: ours open an in-memory SQLite database, which takes milliseconds).
 LIFESPAN_TIMEOUT = 30.0
+
+#: The most a chunked upload through ASGI->WSGI is buffered before the app sees it: the
+#: largest body the contract accepts (16 MiB, /echo); one byte more tells the app "too big".
+BUFFER_LIMIT = 16 * 1024 * 1024
 
 ENV_FOR = {"wsgi->asgi": WSGI_APP_ENV, "asgi->wsgi": ASGI_APP_ENV}
 TARGET_FOR = {"wsgi->asgi": "servers.bridges:wsgi_on_asgi", "asgi->wsgi": "servers.bridges:asgi_on_wsgi"}
@@ -79,9 +87,22 @@ LOSSES = {
         "no WebSockets: a WSGI server cannot hand the socket to the app",
         "no lifespan from the server: the bridge drives startup/shutdown itself once per process "
         f"({LIFESPAN_ENV}=off to let the store open lazily instead)",
-        "the request body is read up to Content-Length: chunked uploads arrive empty",
+        "buffering: a chunked upload (no Content-Length) is read whole, up to 16 MiB + 1, before the app "
+        "sees a byte (a2wsgi alone would pass it on empty)",
         "each request blocks one server thread while the ASGI app runs on the bridge's event loop",
     ),
+}
+
+
+#: Contract cases a bridge cannot pass, case id -> why (the grid marks these "known").
+GAPS: dict[str, dict[str, str]] = {
+    "wsgi->asgi": {
+        "ws_not_in_wsgi": "a2wsgi closes a WebSocket before accepting it, so the client sees 403, not the "
+                          "WSGI layer's 404 -- the app is never asked",
+    },
+    "asgi->wsgi": {
+        "ws_echo": "a WSGI server has no WebSocket: the upgrade request reaches the app as plain HTTP",
+    },
 }
 
 
@@ -108,7 +129,16 @@ def wsgi_to_asgi(app: Callable[..., Iterable[bytes]], threads: int = DEFAULT_THR
     """An ASGI app running the WSGI ``app`` in a pool of ``threads`` threads."""
     from a2wsgi import WSGIMiddleware
 
-    middleware = WSGIMiddleware(app, workers=threads)
+    def terminated(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        # a2wsgi's wsgi.input returns b"" at the end of the body whether or not the client
+        # sent Content-Length (a chunked upload on an ASGI server has none), which is what
+        # ``wsgi.input_terminated`` promises (the WSGI "input terminated" extension, honoured
+        # by Werkzeug and our layers).  Without the flag a careful PEP 3333 app may not read
+        # past CONTENT_LENGTH -- so it would read a chunked upload as empty.
+        environ.setdefault("wsgi.input_terminated", True)
+        return app(environ, start_response)
+
+    middleware = WSGIMiddleware(terminated, workers=threads)
 
     async def bridge(scope: dict[str, Any], receive: Any, send: Any) -> None:
         # The ASGI spec promises only that ``receive`` is an awaitable callable; a2wsgi hands
@@ -186,13 +216,42 @@ def asgi_to_wsgi(app: Any, lifespan: bool = True) -> Any:
         # ASGI lifespan spec: each request scope gets a shallow copy of the lifespan state.
         await app({**scope, "state": dict(state)}, receive, send)
 
-    middleware = ASGIMiddleware(with_state)
+    asgi_middleware = ASGIMiddleware(with_state)
+
+    def middleware(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if "CONTENT_LENGTH" not in environ and environ.get("wsgi.input_terminated"):
+            _buffer_unsized_body(environ)
+        return asgi_middleware(environ, start_response)
+
     if lifespan:
-        driver = LifespanDriver(app, middleware.loop, state)
+        driver = LifespanDriver(app, asgi_middleware.loop, state)
         driver.startup()
         atexit.register(driver.shutdown)
-        middleware.lifespan = driver  # for whoever wants to look: .supported
+        middleware.lifespan = driver  # type: ignore[attr-defined]  # for whoever wants to look: .supported
     return middleware
+
+
+def _buffer_unsized_body(environ: dict[str, Any]) -> None:
+    """Read a body that has no Content-Length (chunked) into a spooled file and size it.
+
+    a2wsgi feeds the ASGI app ``min(64 KiB, CONTENT_LENGTH - read)`` bytes at a time, so a
+    body without CONTENT_LENGTH arrives empty.  When the WSGI server promises the input
+    ends where the body ends (``wsgi.input_terminated``: gunicorn, Werkzeug, waitress,
+    granian, ours), we read it first -- at most BUFFER_LIMIT + 1 bytes, so a huge upload
+    is cut short rather than stored -- and set CONTENT_LENGTH to what we read.  An app
+    with a 16 MiB limit then sees 16 MiB + 1 and answers 413.  This is the buffering the
+    bridge costs: the app sees no byte of a chunked upload until the last one arrived.
+    """
+    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
+    stream, size = environ["wsgi.input"], 0
+    while size <= BUFFER_LIMIT:
+        data = stream.read(min(65536, BUFFER_LIMIT + 1 - size))
+        if not data:
+            break
+        spool.write(data)
+        size += len(data)
+    spool.seek(0)
+    environ["wsgi.input"], environ["CONTENT_LENGTH"] = spool, str(size)
 
 
 # --------------------------------------------------------------------------------------

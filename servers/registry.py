@@ -127,7 +127,7 @@ class Requirement:
     package: str  # what pip installs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ServerSpec:
     name: str
     interface: Interface  # the interface it speaks natively
@@ -140,6 +140,8 @@ class ServerSpec:
     concurrency: str  # how it serves many requests at once
     arguments: Callable[[str, ServerOptions], list[str]] = field(repr=False)
     notes: tuple[str, ...] = ()
+    #: contract case id -> why this server cannot pass it (the grid shows these as "known")
+    gaps: dict[str, str] = field(default_factory=dict)
     extra: str = "servers"  # the pip extra that installs ``requires``
     runs: str = "subprocess"
 
@@ -176,7 +178,7 @@ class ServerSpec:
         return self.native_command("MODULE:APP", ServerOptions(port=8000))
 
     def native_command(self, target: str, opts: ServerOptions) -> str:
-        return shlex.join([self.program, *self.arguments(target, opts)])
+        return f"{self.program} {shlex.join(self.arguments(target, opts))}"
 
     def argv(self, target: str, opts: ServerOptions) -> list[str]:
         return [sys.executable, "-m", self.module, *self.arguments(target, opts)]
@@ -336,6 +338,15 @@ SERVERS: dict[str, ServerSpec] = {
                 "decoded, so POST /echo with a chunked body fails (PEP 3333 leaves this to the server).",
                 "One request at a time: /slow blocks everybody behind it.",
             ),
+            gaps={
+                "stream": "HTTP/1.0 server: a body without Content-Length is delimited by closing the "
+                          "connection, never chunked (RFC 9112 §6.3 ¶8)",
+                "echo": "does not decode a chunked request body (Transfer-Encoding is passed through to the "
+                        "app as raw bytes on wsgi.input)",
+                "echo_too_large": "does not decode a chunked request body, so the app cannot count it",
+                "ws_not_in_wsgi": "answers the upgrade request with an HTTP/1.0 status line, which a WebSocket "
+                                  "client rejects outright (RFC 6455 §4.1 requires HTTP/1.1) before seeing the 404",
+            },
         ),
         ServerSpec(
             "werkzeug", "wsgi", "Werkzeug's development server, run_simple(threaded=True).",
@@ -377,6 +388,12 @@ SERVERS: dict[str, ServerSpec] = {
             notes=("Buffers: waitress reads the whole request body before calling the app (spooling large "
                    "ones to a temp file) and buffers response output, so /echo is not streamed end to end.",
                    "One process only: waitress has no workers."),
+            gaps={
+                "create_too_large": "reads the whole declared body before calling the app, so the app cannot "
+                                    "answer 413 until the client has sent it (the contract's client waits 30 s)",
+                "echo_too_large": "reads the whole declared body before calling the app, so the app cannot "
+                                  "answer 413 until the client has sent it (the contract's client waits 30 s)",
+            },
         ),
         ServerSpec(
             "granian-wsgi", "wsgi", "Granian (Rust, hyper + tokio) with its WSGI interface.",

@@ -1,0 +1,120 @@
+"""Commands about servers: ``servers`` (the registry), ``serve`` (one layer, one server), ``grid``.
+
+Thin on purpose: the registry is :mod:`servers.registry`, serving is
+:mod:`layercake.serving`, the grid is :mod:`layercake.grid`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from layercake.errors import LayercakeError
+from servers import bridges
+from servers.registry import SERVERS, ServerOptions
+
+
+def _yes(flag: bool) -> str:
+    return "[green]✓[/]" if flag else "[dim]·[/]"
+
+
+@click.command("servers")
+@click.option("--notes/--no-notes", default=True, help="Print each server's notes under the table.")
+def servers_cmd(notes: bool) -> None:
+    """The servers layercake can run a layer on, what each supports, and its native command."""
+    console = Console()
+    table = Table(title="servers (any layer runs on any of them; the other interface goes through a bridge)")
+    for col in ("server", "interface", "installed", "keep-alive", "ws", "lifespan", "workers", "threads",
+                "--http", "--loop", "parser / concurrency", "native command"):
+        table.add_column(col, overflow="fold")
+    for spec in SERVERS.values():
+        caps = spec.capabilities
+        missing = spec.missing
+        installed = "[green]yes[/]" if missing is None else f"[red]no[/] (pip install {escape(f'layercake[{spec.extra}]')})"
+        table.add_row(
+            spec.name, spec.interface, installed, _yes(caps.keep_alive),
+            _yes(caps.websockets), _yes(caps.lifespan) if spec.interface == "asgi" else "[dim]n/a[/]",
+            _yes(caps.workers), _yes(caps.threads), " | ".join(caps.http_parsers) or "[dim]fixed[/]",
+            " | ".join(caps.loops) or "[dim]fixed[/]", f"{spec.parser}; {spec.concurrency}", escape(spec.pattern()),
+        )
+    console.print(table)
+    if notes:
+        for spec in SERVERS.values():
+            for note in spec.notes:
+                console.print(f"[bold]{spec.name}[/]: {escape(note)}", highlight=False)
+        for bridge, losses in bridges.LOSSES.items():
+            for loss in losses:
+                console.print(f"[cyan]{bridge} bridge[/]: {escape(loss)}", highlight=False)
+
+
+def _options(host: str, port: int, workers: int | None, threads: int | None, http: str | None,
+             loop: str | None, **extra: object) -> ServerOptions:
+    return ServerOptions(host=host, port=port, workers=workers, threads=threads, http=http, loop=loop, **extra)  # type: ignore[arg-type]
+
+
+def _server_flags(f: click.decorators.FC) -> click.decorators.FC:
+    for option in reversed([
+        click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback only here)."),
+        click.option("--workers", type=int, help="Worker processes (servers with workers)."),
+        click.option("--threads", type=int, help="Threads per worker, or the WSGI->ASGI bridge's pool."),
+        click.option("--http", help="HTTP parser, e.g. h11 | httptools on uvicorn."),
+        click.option("--loop", help="Event loop: asyncio | uvloop."),
+    ]):
+        f = option(f)
+    return f
+
+
+@click.command("serve")
+@click.argument("layer")
+@click.option("--server", help="A name from `layercake servers`; default: our scratch server for the layer's interface.")
+@click.option("--port", default=8000, show_default=True, type=int, help="0 picks a free port.")
+@_server_flags
+@click.option("--access-log/--no-access-log", default=True, show_default=True)
+@click.option("--seconds", type=float, help="Stop by itself after this long (for scripts and tests).")
+def serve_cmd(layer: str, server: str | None, host: str, port: int, workers: int | None, threads: int | None,
+              http: str | None, loop: str | None, access_log: bool, seconds: float | None) -> None:
+    """Serve LAYER until Ctrl-C; prints the equivalent native command, the URL and curl lines."""
+    from layercake.serving import serve
+
+    opts = _options(host, port, workers, threads, http, loop, access_log=access_log, capture_output=False)
+    raise SystemExit(serve(layer, server, opts, echo=lambda line: click.echo(line), seconds=seconds))
+
+
+def _names(values: tuple[str, ...]) -> list[str] | None:
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    return names or None
+
+
+@click.command("grid")
+@click.option("--layers", "layer_names", multiple=True, help="Layers to run (repeat or comma-separate); default all.")
+@click.option("--servers", "server_names", multiple=True, help="Servers to run (repeat or comma-separate); default all.")
+@click.option("--jobs", default=2, show_default=True, type=int, help="Pairs run at the same time.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write every result here.")
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the grid as Markdown.")
+def grid_cmd(layer_names: tuple[str, ...], server_names: tuple[str, ...], jobs: int, json_file: Path | None,
+             markdown_file: Path | None) -> None:
+    """Run the contract for every layer on every server, for real, and print what works where.
+
+    Exit status 1 if a pair failed in a way the registry does not explain.
+    """
+    from layercake.grid import SYMBOL, Cell, render, run_grid, write_outputs
+
+    console = Console(stderr=True)
+
+    def progress(c: Cell) -> None:
+        via = f" ({c.bridge})" if c.bridge else ""
+        console.print(f"  {SYMBOL[c.status]:>3} {c.layer} on {c.server}{via}  {c.seconds:.1f}s", highlight=False)
+
+    grid = run_grid(_names(layer_names), _names(server_names), jobs=jobs, on_cell=progress)
+    Console().print(render(grid))
+    write_outputs(grid, json_file, markdown_file)
+    unexplained = [c for c in grid.cells if c.unexplained or (c.status == "fail" and not c.groups)]
+    if unexplained:
+        raise LayercakeError(f"{len(unexplained)} pair(s) failed in ways the registry does not explain", 1)
+
+
+COMMANDS = [servers_cmd, serve_cmd, grid_cmd]

@@ -1,0 +1,255 @@
+"""The compatibility grid: every layer on every server, checked for real.
+
+Theory of operation
+-------------------
+For each (layer, server) pair, :func:`run_pair` starts the server with
+:func:`servers.registry.start_server` on a free loopback port -- through an a2wsgi bridge
+when the interfaces differ -- runs the whole contract over HTTP
+(:func:`layercake.contract.run_contract`) and stops the server and all its workers.  The
+result is a :class:`Cell`: passed/total per case group (http, streaming, upload,
+websocket, lifespan), and each failed case with the contract's reason and, when the
+registry knows it, *why* this server or bridge cannot pass it (``ServerSpec.gaps``,
+``servers.bridges.GAPS``).  A failure nobody has explained is marked as such: that is a
+bug to look at, in the server, the bridge, the layer or the contract.
+
+Pairs run concurrently (``jobs``, default 2: each pair is one server process and one
+client thread, and the machine may have two cores), each on its own port.  A pair whose
+server is not installed is ``n/a`` with the pip extra to install; a server that fails to
+start is ``✗`` with the tail of its output.
+
+What it deliberately doesn't do: time anything.  Speed is ``layercake bench``'s job; the
+grid says only *what works where*.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from layercake.errors import LayercakeError, MissingPackage
+from layers import LAYERS, Layer, get_layer
+from servers import bridges
+from servers.registry import SERVERS, ServerOptions, ServerSpec, get_server, start_server
+
+Status = Literal["pass", "partial", "fail", "n/a"]
+
+GROUP_ORDER = ("http", "streaming", "upload", "websocket", "lifespan")
+SYMBOL = {"pass": "✓", "partial": "◐", "fail": "✗", "n/a": "n/a"}
+
+
+@dataclass
+class Failure:
+    case: str
+    group: str
+    detail: str  # what the contract saw
+    known: str | None  # why this server/bridge cannot pass it, from the registry; None: unexplained
+
+
+@dataclass
+class Cell:
+    layer: str
+    server: str
+    bridge: str | None
+    status: Status
+    groups: dict[str, tuple[int, int]] = field(default_factory=dict)  # group -> (passed, total)
+    failures: list[Failure] = field(default_factory=list)
+    reason: str = ""  # for n/a and ✗: why there are no results
+    native_command: str = ""
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> int:
+        return sum(p for p, _ in self.groups.values())
+
+    @property
+    def total(self) -> int:
+        return sum(t for _, t in self.groups.values())
+
+    @property
+    def unexplained(self) -> list[Failure]:
+        return [f for f in self.failures if f.known is None]
+
+    def summary(self) -> str:
+        """One short line: ``✓ 22/22``, ``◐ 20/22 websocket 0/1 upload 1/2``, ``✗ reason``, ``n/a reason``."""
+        if self.status in ("n/a", "fail") and not self.groups:
+            return f"{SYMBOL[self.status]} {self.reason.splitlines()[0] if self.reason else ''}".strip()
+        text = f"{SYMBOL[self.status]} {self.passed}/{self.total}"
+        lacking = [f"{g} {p}/{t}" for g in GROUP_ORDER if g in self.groups
+                   for p, t in [self.groups[g]] if p < t]
+        return " ".join([text, *lacking])
+
+
+def known_gap(spec: ServerSpec, bridge: str | None, case_id: str) -> str | None:
+    """Why ``spec`` (through ``bridge``) cannot pass ``case_id``, if the registry says."""
+    if bridge and case_id in bridges.GAPS.get(bridge, {}):
+        return f"{bridge} bridge: {bridges.GAPS[bridge][case_id]}"
+    if case_id in spec.gaps:
+        return f"{spec.name}: {spec.gaps[case_id]}"
+    return None
+
+
+def run_pair(layer: Layer, spec: ServerSpec, opts: ServerOptions | None = None) -> Cell:
+    """Start ``layer`` on ``spec``, run the contract over HTTP, stop it; never raises for the pair's sake."""
+    from layercake.contract import run_contract, summarize
+
+    bridge = spec.bridge_for(layer.interface)
+    cell = Cell(layer.name, spec.name, bridge, "n/a")
+    started = time.perf_counter()
+    try:
+        with start_server(spec, layer, opts or ServerOptions()) as srv:
+            cell.native_command = srv.native_command
+            results = run_contract(srv.url, layer)
+    except MissingPackage as exc:
+        cell.reason = f"not installed: {exc.message}"
+        return cell
+    except LayercakeError as exc:  # ServerStartError and friends: the server never served
+        cell.status, cell.reason = "fail", exc.message
+        cell.seconds = time.perf_counter() - started
+        return cell
+    cell.seconds = time.perf_counter() - started
+    summary = summarize(results)
+    cell.groups = {g: summary[g] for g in GROUP_ORDER if g in summary}
+    cell.failures = [Failure(r.case.id, r.case.group, r.detail, known_gap(spec, bridge, r.case.id))
+                     for r in results if not r.ok]
+    cell.status = "pass" if not cell.failures else ("fail" if cell.passed == 0 else "partial")
+    return cell
+
+
+@dataclass
+class Grid:
+    layers: list[str]
+    servers: list[str]
+    cells: list[Cell]
+    environment: dict[str, Any]
+
+    def cell(self, layer: str, server: str) -> Cell | None:
+        return next((c for c in self.cells if c.layer == layer and c.server == server), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"environment": self.environment, "layers": self.layers, "servers": self.servers,
+                "cells": [asdict(c) | {"passed": c.passed, "total": c.total} for c in self.cells]}
+
+
+def environment() -> dict[str, Any]:
+    """What the grid ran on: Python and every server package's version (or None: missing)."""
+    packages = sorted({req.package.split(">")[0] for spec in SERVERS.values() for req in spec.requires} | {"a2wsgi"})
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def run_grid(layers: Iterable[str] | None = None, servers: Iterable[str] | None = None, jobs: int = 2,
+             on_cell: Callable[[Cell], None] | None = None) -> Grid:
+    """Run every layer x server pair (all of both by default), ``jobs`` at a time."""
+    lays = [get_layer(name) for name in (layers or LAYERS)]
+    specs = [get_server(name) for name in (servers or SERVERS)]
+    pairs = [(lay, spec) for lay in lays for spec in specs]
+
+    def one(pair: tuple[Layer, ServerSpec]) -> Cell:
+        cell = run_pair(*pair)
+        if on_cell:
+            on_cell(cell)
+        return cell
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        cells = list(pool.map(one, pairs))
+    return Grid([lay.name for lay in lays], [s.name for s in specs], cells, environment())
+
+
+# ---------------------------------------------------------------------------------- output
+
+
+def explanations(grid: Grid) -> list[tuple[str, str, str]]:
+    """(pair, case, why) for every failure, the known ones with their reason."""
+    rows = []
+    for c in grid.cells:
+        pair = f"{c.layer} on {c.server}" + (f" ({c.bridge})" if c.bridge else "")
+        if c.status in ("fail", "n/a") and not c.groups:
+            rows.append((pair, "-", c.reason.splitlines()[0] if c.reason else ""))
+        for f in c.failures:
+            rows.append((pair, f"{f.group}/{f.case}", f"known -- {f.known}" if f.known
+                         else f"UNEXPLAINED -- {f.detail}"))
+    return rows
+
+
+def render(grid: Grid) -> Any:
+    """A rich renderable: the matrix, then every failure with its reason."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    style = {"pass": "green", "partial": "yellow", "fail": "red", "n/a": "dim"}
+    matrix = Table(title="layercake grid: the contract on every server (⇄ = through an a2wsgi bridge)")
+    matrix.add_column("layer", style="bold")
+    for name in grid.servers:
+        matrix.add_column(name, overflow="fold")
+    for layer in grid.layers:
+        row: list[Any] = [layer]
+        for server in grid.servers:
+            c = grid.cell(layer, server)
+            if c is None:
+                row.append("")
+                continue
+            text = Text(c.summary().replace(" ", "\n", 1) if c.groups else c.summary()[:40], style=style[c.status])
+            if c.bridge:
+                text.append(f"\n⇄ {c.bridge}", style="cyan")
+            row.append(text)
+        matrix.add_row(*row)
+    why = Table(title="what fails, and why", show_lines=False)
+    for col in ("pair", "case", "why"):
+        why.add_column(col, overflow="fold")
+    for pair, case, reason in explanations(grid):
+        why.add_row(pair, case, Text(reason, style="yellow" if reason.startswith("known") else "red"))
+    parts: list[Any] = [matrix]
+    if why.row_count:
+        parts.append(why)
+    return Group(*parts)
+
+
+def to_markdown(grid: Grid) -> str:
+    env = grid.environment
+    lines = [
+        "# Compatibility grid",
+        "",
+        f"Generated by `layercake grid` on Python {env['python']} ({env['when']}). Each cell: contract cases passed / run;",
+        "groups short of full are named. ⇄ marks a pair served through an a2wsgi bridge.",
+        "",
+        "| layer | " + " | ".join(grid.servers) + " |",
+        "|---|" + "---|" * len(grid.servers),
+    ]
+    for layer in grid.layers:
+        cells = []
+        for server in grid.servers:
+            c = grid.cell(layer, server)
+            text = (c.summary() if c else "").replace("|", "\\|")
+            cells.append(text + (f" ⇄ {c.bridge}" if c and c.bridge else ""))
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    rows = explanations(grid)
+    if rows:
+        lines += ["", "## What fails, and why", "", "| pair | case | why |", "|---|---|---|"]
+        lines += [f"| {p} | {c} | {w.replace('|', '/')} |" for p, c, w in rows]
+    lines += ["", "## Bridges", ""]
+    for bridge, losses in bridges.LOSSES.items():
+        lines.append(f"- **{bridge}**: " + "; ".join(losses) + ".")
+    versions = ", ".join(f"{k} {v or 'missing'}" for k, v in env["packages"].items())
+    lines += ["", f"Packages: {versions}.", ""]
+    return "\n".join(lines)
+
+
+def write_outputs(grid: Grid, json_file: Path | None = None, markdown_file: Path | None = None) -> None:
+    if json_file:
+        json_file.write_text(json.dumps(grid.as_dict(), indent=2) + "\n")
+    if markdown_file:
+        markdown_file.write_text(to_markdown(grid))
