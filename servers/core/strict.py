@@ -12,8 +12,11 @@ find the end of a request head themselves and call:
   the size limits (414 / 431) and the line-terminator rules that must be decided
   before the blank line ever arrives (a client using bare LF would otherwise never
   "finish" its head);
-* :func:`check_head` once on the complete head, request line through ``CRLF CRLF`` --
-  the same size rules, then every syntax, framing, ``Host`` and version rule.
+* :func:`check_head` once on the complete head, request line through its first empty
+  line -- the same size rules, then every syntax, framing, ``Host`` and version rule.
+  The head may end in ``CRLF CRLF`` or in any spelling with bare LFs (``LF LF``,
+  ``CRLF LF``, ``LF CRLF``): a server that looks for all of them hands us the head
+  either way, and we refuse the bare LF.
 
 Each returns ``None`` (let h11 parse it) or a :class:`Rejection` carrying the status to
 answer with, a reason a human can act on, and the RFC rule it applies.  **Every
@@ -52,9 +55,9 @@ bare LF line terminator                400         RFC 9112 §2.2 lets a recipie
                                                    accepts it, so we must refuse it first.
 bare CR inside a line                  400         RFC 9112 §2.2: "MUST consider that element to be invalid or
                                                    replace each bare CR with SP" -- we refuse.
-empty line(s) before the request line  400         RFC 9112 §2.2 says SHOULD ignore at least one.  We refuse:
-                                                   h11 refuses too ("no request line received"), and a stray
-                                                   CRLF after a body means the client miscounted its body.
+CRLFs before the request line          ignored     RFC 9112 §2.2: SHOULD ignore at least one (old clients sent
+                                                   one after a POST body).  h11 refuses them, so the servers
+                                                   drop them before h11; they count toward no limit.
 whitespace line after request line     400         RFC 9112 §2.2: reject or consume -- we reject.
 obs-fold (line starts with SP/HTAB)    400         RFC 9112 §5.2: reject or replace with SP -- we reject.
 whitespace before the colon            400         RFC 9112 §5.1: MUST reject.
@@ -125,7 +128,6 @@ class Rejection:
 RULES: dict[str, Rejection] = {
     # Line framing and limits: found byte by byte, also on an incomplete head.
     "bare-lf": Rejection(400, "a line ends in a bare LF; lines must end in CRLF", "RFC 9112 §2.2"),
-    "leading-empty-line": Rejection(400, "empty line before the request line", "RFC 9112 §2.2"),
     "request-line-too-long": Rejection(414, "request line too long", "RFC 9112 §3"),
     "field-line-too-long": Rejection(431, "a header field line is too long", "RFC 6585 §5"),
     "too-many-fields": Rejection(431, "too many header fields", "RFC 6585 §5"),
@@ -195,7 +197,9 @@ _TARGET_BAD = re.compile(rb"[^\x21-\x22\x24-\x7e]")
 _VALUE_CRLF_NUL = re.compile(rb"[\r\n\x00]")
 _VALUE_CTL = re.compile(rb"[\x01-\x08\x0a-\x1f\x7f]")
 
-_CR, _LF = 0x0D, 0x0A
+_CR = 0x0D
+# The first empty line, however its line breaks are spelled: "\r\n\r\n", "\n\n", "\r\n\n", "\n\r\n".
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
 _SP_HTAB = b" \t"
 
 
@@ -244,9 +248,7 @@ def _framing(buf: bytes, limits: Limits) -> Rejection | None:
             # could still be followed by LF: then the byte after it does.
             extra = 2 if buf[start + limit] == _CR else 1
             certain_at(start + limit + extra, RULES[name])
-        if complete and not content:
-            if index == 0:
-                certain_at(lf + 1, RULES["leading-empty-line"])
+        if complete and not content and index > 0:
             break  # the blank line: end of the head
         if complete and index > 0:
             fields += 1
@@ -268,40 +270,52 @@ def _may_violate(buf: bytes, limits: Limits) -> bool:
     """
     if len(buf) > limits.max_head_bytes or buf.count(b"\n") != buf.count(b"\r\n"):
         return True
-    if buf.startswith(b"\r\n") or buf.count(b"\n") > limits.max_header_count:
+    if buf.count(b"\n") > limits.max_header_count:
         return True
     longest = max(map(len, buf.split(b"\n")))
     return longest > min(limits.max_request_line, limits.max_header_line)
 
 
+def _skip_empty_lines(buf: bytes) -> bytes:
+    """RFC 9112 §2.2: CRLFs before the request line are ignored (a bare LF is not)."""
+    while buf.startswith(b"\r\n"):
+        buf = buf[2:]
+    return buf
+
+
 def check_partial_head(buf: bytes, limits: Limits) -> Rejection | None:
-    """Check the bytes received so far of a request head that has no ``CRLF CRLF`` yet.
+    """Check the bytes received so far of a request head whose empty line has not arrived.
 
     Returns the first size or line-terminator rule broken (414, 431, or 400 for a bare
-    LF or a leading empty line), or ``None`` to keep reading.  Given any prefix of a head,
-    the answer is the one :func:`check_head` gives on the complete head, or ``None``.
+    LF), or ``None`` to keep reading.  Given any prefix of a head, the answer is the one
+    :func:`check_head` gives on the complete head, or ``None``.
     """
-    if b"\r\n\r\n" in buf:
-        raise ValueError("check_partial_head() is for heads without CRLF CRLF yet; use check_head()")
+    buf = _skip_empty_lines(buf)
+    if _EMPTY_LINE.search(buf):
+        raise ValueError("check_partial_head() is for heads without their empty line yet; use check_head()")
     if not _may_violate(buf, limits):
         return None
     return _framing(buf, limits)
 
 
 def check_head(head: bytes, limits: Limits) -> Rejection | None:
-    """Check a complete request head: request line through the blank line.
+    """Check a complete request head: request line through the first empty line.
 
-    ``head`` must end with its first ``CRLF CRLF`` (a caller's bug otherwise: ValueError).
-    Returns the first rule broken, in the order: framing and sizes (as
-    :func:`check_partial_head`), the request line, each field line, then the rules about
-    the message as a whole (Host, Content-Length / Transfer-Encoding, Expect).
+    Leading CRLFs are skipped.  ``head`` must end with its first empty line, in any
+    spelling (a caller's bug otherwise: ValueError).  Returns the first rule broken, in
+    the order: framing and sizes (as :func:`check_partial_head`, so a bare LF is refused
+    here), the request line, each field line, then the rules about the message as a
+    whole (Host, Content-Length / Transfer-Encoding, Expect).
     """
-    if head.find(b"\r\n\r\n") != len(head) - 4:
-        raise ValueError("check_head() needs a head that ends with its first CRLF CRLF")
+    head = _skip_empty_lines(head)
+    end = _EMPTY_LINE.search(head)
+    if not head or end is None or end.end() != len(head):
+        raise ValueError("check_head() needs a head that ends with its first empty line")
     rejection = _framing(head, limits)
     if rejection is not None:
         return rejection
-    # No bare LF survived _framing, so CRLF is the only line terminator left.
+    # No bare LF survived _framing, so the head ends in CRLF CRLF and CRLF is the only
+    # line terminator left.
     request_line, *field_lines = head[:-4].split(b"\r\n")
     method, version, rejection = _check_request_line(request_line)
     if rejection is not None:

@@ -37,8 +37,10 @@ HOST = b"Host: example.com"
 # (rule name, head): the head must be refused by exactly that rule.
 REJECTED = [
     ("bare-lf", b"GET / HTTP/1.1\nHost: a\r\n\r\n"),
-    ("bare-lf", b"GET / HTTP/1.1\r\nHost: a\n\r\n\r\n"),
-    ("leading-empty-line", b"\r\n" + head(GET, HOST)),
+    ("bare-lf", b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n"),
+    ("bare-lf", b"\r\n\n" + head(GET, HOST)),
+    ("bare-lf", b"GET / HTTP/1.1\r\nHost: a\n\n"),  # any spelling of the empty line is a head end
+    ("bare-lf", b"GET / HTTP/1.1\r\nHost: a\n\r\n"),
     ("request-line-too-long", head(b"GET /" + b"a" * 9000 + b" HTTP/1.1", HOST)),
     ("field-line-too-long", head(GET, HOST, b"X: " + b"a" * 9000)),
     ("too-many-fields", head(GET, HOST, *[b"X: y"] * 100)),
@@ -107,6 +109,7 @@ REJECTED = [
 
 ACCEPTED = [
     head(GET, HOST),
+    b"\r\n\r\n" + head(GET, HOST),  # RFC 9112 §2.2: CRLFs before the request line are ignored
     head(b"GET / HTTP/1.0"),
     head(GET, b"Host:"),
     head(GET, b"host:example.com:8080"),
@@ -156,6 +159,8 @@ def test_misuse_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         check_head(b"GET / HTTP/1.1\r\n\r\nHost: a\r\n\r\n", LIMITS)  # two heads
     with pytest.raises(ValueError):
+        check_head(b"\r\n\r\n", LIMITS)  # no request line at all
+    with pytest.raises(ValueError):
         check_partial_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", LIMITS)
 
 
@@ -182,7 +187,8 @@ def test_partial_head_rejects_as_soon_as_certain() -> None:
     assert check_partial_head(b"GET /" + b"a" * 8185 + b"\rX", LIMITS) == RULES["request-line-too-long"]
     # A bare LF is refused at once: the head would otherwise never "end".
     assert check_partial_head(b"GET / HTTP/1.1\n", LIMITS) == RULES["bare-lf"]
-    assert check_partial_head(b"\r\n", LIMITS) == RULES["leading-empty-line"]
+    assert check_partial_head(b"\r\n\r\nGET", LIMITS) is None
+    assert check_partial_head(b"\r\n\n", LIMITS) == RULES["bare-lf"]
     assert check_partial_head(b"G", LIMITS) is None
     assert check_partial_head(b"", LIMITS) is None
 
@@ -195,10 +201,10 @@ def server_answer(data: bytes, cuts: list[int], limits: Limits = LIMITS) -> Reje
     pieces ending at ``cuts``: check_partial_head on each incomplete buffer, then
     check_head on the head cut at its first CRLF CRLF."""
     for cut in [*sorted(set(cuts)), len(data)]:
-        buf = data[:cut]
-        end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            return check_head(buf[: end + 4], limits)
+        buf = strict._skip_empty_lines(data[:cut])
+        end = strict._EMPTY_LINE.search(buf)
+        if end is not None:
+            return check_head(buf[: end.end()], limits) if buf[: end.start()] else None
         rejection = check_partial_head(buf, limits)
         if rejection is not None:
             return rejection
@@ -255,11 +261,14 @@ DEFINED = set(RULES.values())
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=chunks, limits=st.one_of(st.just(LIMITS), small_limits))
 def test_random_bytes_give_only_defined_rejections(data: bytes, limits: Limits) -> None:
-    end = data.find(b"\r\n\r\n")
-    if end >= 0:
-        result = check_head(data[: end + 4], limits)
-    else:
+    data = strict._skip_empty_lines(data)
+    end = strict._EMPTY_LINE.search(data)
+    if end is None:
         result = check_partial_head(data, limits)
+    elif end.start() == 0:
+        return  # only empty lines: the server reads on, there is no head yet
+    else:
+        result = check_head(data[: end.end()], limits)
     assert result is None or result in DEFINED
 
 
@@ -274,7 +283,7 @@ def test_random_bytes_are_segmentation_independent(data: bytes, limits: Limits, 
 @settings(max_examples=300, deadline=None)
 @given(data=chunks, limits=small_limits)
 def test_fast_path_never_hides_a_violation(data: bytes, limits: Limits) -> None:
-    data = data.split(b"\r\n\r\n")[0]
+    data = strict._EMPTY_LINE.split(strict._skip_empty_lines(data))[0]
     if not strict._may_violate(data, limits):
         assert strict._framing(data, limits) is None
 
