@@ -28,7 +28,7 @@ from typing import Any
 
 import h11
 
-from servers.core.http import DateHeader, decode_path, split_target
+from servers.core.http import DateHeader, decode_path, split_target, status_phrase
 
 __all__ = ["ASGI_VERSION", "ASGIProtocolError", "HTTPSend", "http_scope", "websocket_scope"]
 
@@ -157,7 +157,7 @@ class HTTPSend:
             # ASGI HTTP spec, "Response Start": "the protocol server must not start sending the response to the
             # client until it has received at least one Response Body event."  So the head waits here and goes
             # out together with the first body -- one write for a one-message response.
-            self._start = h11.Response(status_code=status, headers=headers)
+            self._start = h11.Response(status_code=status, headers=headers, reason=status_phrase(status))
             self.state = "body"
             return b""
         if self.state == "body":

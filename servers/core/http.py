@@ -96,12 +96,12 @@ class DateHeader:
         return self._value
 
 
+_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
 def status_phrase(status: int) -> bytes:
     """The reason phrase (RFC 9112 §4: informational only; clients ignore it); empty for an unregistered code."""
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
+    return _PHRASES.get(status, b"")
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
