@@ -639,8 +639,8 @@ class RequestCycle:
                 self.fail(500, "Internal Server Error")
 
     def fail(self, status: int, message: str) -> None:
-        if self.disconnected:
-            return
+        if self.disconnected or self.sender.state == "done":
+            return  # the response is complete (Starlette's ServerErrorMiddleware re-raises after sending its 500)
         if self.sender.started:
             # Too late for an error status: abort (no terminating chunk) so the client knows the response is cut.
             self.transport.close()

@@ -512,6 +512,8 @@ class RequestCycle:
                                         time.perf_counter() - started_at))
 
     def fail(self, start: StartResponse, status: int, message: str) -> None:
+        if start.finished:
+            return  # the response went out complete; the error was logged, the connection stays usable
         if start.headers_sent:
             # Too late for an error status.  Aborting the connection (no terminating chunk, or fewer bytes than
             # the Content-Length) is the only way left to tell the client the response is incomplete.
