@@ -249,10 +249,10 @@ def allowed_methods(request: Request) -> str:
 async def http_error(request: Request, exc: Exception) -> Response:
     """``HTTPException`` -- the router's 404 and 405, a handler's 404, the body limit's 413."""
     assert isinstance(exc, HTTPException)
-    headers = dict(exc.headers or {})
+    response_headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        headers["Allow"] = allowed_methods(request)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        response_headers["Allow"] = allowed_methods(request)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=response_headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:
