@@ -10,19 +10,25 @@ engineer's, documented in :mod:`layercake.bench`).  :func:`load_figures` reads t
 recent result file of each kind and keeps where each figure came from and when it was
 measured, so a page can say "measured 2026-11-29 02:10 UTC (docs/bench/ladder.json)".
 
-When no result file exists the figures are simply absent, and callers say so and name
-the command that produces them (:data:`HOW_TO_MEASURE`); nothing is estimated.
-
-What this module deliberately does not do: run benchmarks.  Measuring takes seconds to
-minutes and belongs to ``layercake bench``; reading must be instant and repeatable.
+The in-process counters are deterministic (the same calls and lines on a busy machine
+as on a quiet one), so when no stored result covers a layer, :func:`figures_for` can
+measure it on the spot with the benchmark's own :func:`layercake.bench.inprocess.quick_ladder`
+(about half a second a layer, in a subprocess) and labels the figure "measured just
+now".  Requests per second are never measured here: that takes a load generator,
+pinned CPUs and minutes, and belongs to ``layercake bench``; when no result file holds
+them, callers say so and name the command (:data:`HOW_TO_MEASURE`).  Nothing is
+estimated and nothing is typed in.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from layercake.errors import LayercakeError
 
 PROJECT = Path(__file__).resolve().parent.parent
 BENCH_DIR = PROJECT / "docs" / "bench"
@@ -32,8 +38,9 @@ HOW_TO_MEASURE = {
     "ladder": "layercake bench --json docs/bench/ladder.json --markdown docs/bench/ladder.md --charts docs/bench/",
 }
 
-# Packages whose lines count as "our layer's own code" rather than library code.
-OWN_PACKAGES = ("layer", "our layer", "layers", "own")
+# Packages of the in-process counters that are not library code: the layer's own code
+# (and layers/shared), and the driver that stands in for a server.
+NOT_LIBRARY = ("layer", "driver", "server")
 
 
 @dataclass
@@ -51,10 +58,11 @@ class Cost:
 
     @property
     def library_lines(self) -> int | None:
-        """Distinct lines executed outside the layer's own code, when broken down."""
+        """Distinct lines executed in libraries (framework, stdlib, ...): not the layer's
+        own code nor the driver standing in for the server.  None when not broken down."""
         if not self.by_package:
             return None
-        return sum(n.get("lines", 0) for pkg, n in self.by_package.items() if pkg.lower() not in OWN_PACKAGES)
+        return sum(n.get("lines", 0) for pkg, n in self.by_package.items() if pkg.lower() not in NOT_LIBRARY)
 
     def summary(self) -> str:
         parts = []
@@ -64,7 +72,7 @@ class Cost:
             parts.append(f"{self.calls:,} Python calls")
         if self.lines is not None:
             parts.append(f"{self.lines:,} distinct lines run")
-        return ", ".join(parts) + f" (GET {self.endpoint}, in-process, no socket)"
+        return ", ".join(parts) + f" ({self.endpoint} endpoint, in-process, no socket)"
 
 
 @dataclass
@@ -92,6 +100,7 @@ class Figures:
     ladder_origin: str = ""
     ladder_measured_at: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # layer -> why it could not be measured
 
     def cost(self, layer: str) -> Cost | None:
         return self.costs.get(layer)
@@ -113,8 +122,9 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def load_figures(bench_dir: Path = BENCH_DIR) -> Figures:
-    """The newest in-process and over-the-socket figures found in ``bench_dir``."""
+def load_figures(bench_dir: Path | None = None) -> Figures:
+    """The newest in-process and over-the-socket figures found in ``bench_dir`` (docs/bench)."""
+    bench_dir = bench_dir if bench_dir is not None else BENCH_DIR
     figures = Figures()
     if not bench_dir.is_dir():
         return figures
@@ -170,6 +180,8 @@ def _number(value: Any) -> float | None:
 
 def _costs(data: dict[str, Any], origin: str) -> tuple[dict[str, Cost], str | None]:
     rows = data.get("in_process") or data.get("inprocess") or []
+    if not rows and str(data.get("kind", "")).replace("-", "_") in ("in_process", "inprocess"):
+        rows = data.get("results") or []
     if isinstance(rows, dict):
         rows = rows.get("results") or [dict(v, layer=k) for k, v in rows.items() if isinstance(v, dict)]
     when = _when(data)
@@ -204,16 +216,70 @@ def _throughput(data: dict[str, Any], origin: str) -> tuple[list[Throughput], st
     when = _when(data)
     found: list[Throughput] = []
     for row in rows if isinstance(rows, list) else []:
-        if not isinstance(row, dict) or "layer" not in row:
+        if not isinstance(row, dict) or not (row.get("layer") or row.get("kind")):
             continue
         rps = _number(row.get("rps", row.get("requests_per_second")))
         if rps is None:
             continue
         summary = row.get("rps") if isinstance(row.get("rps"), dict) else {}
         found.append(Throughput(
-            str(row["layer"]), str(row.get("server", "?")), str(row.get("endpoint", "?")).lstrip("/"),
+            str(row.get("layer") or row.get("kind")), str(row.get("server", "?")), str(row.get("endpoint", "?")).lstrip("/"),
             row.get("concurrency") if isinstance(row.get("concurrency"), int) else None, rps,
             _number(summary.get("min")), _number(summary.get("max")),
             int(row.get("errors", 0) or 0) if isinstance(row.get("errors", 0), int) else 0, when, origin,
         ))
     return found, when
+
+
+# --- Measuring now, on request ---
+
+
+def measure_now(layers: list[str] | None = None, seconds_per_layer: float = 0.3,
+                on_layer: Callable[[str], None] | None = None) -> Figures:
+    """In-process figures measured this moment with the benchmark's own counters.
+
+    The counters (calls, distinct lines, by package) are deterministic, so a figure
+    measured now is as good as a stored one; the µs are a quick median and labelled so.
+    Each layer runs in its own subprocess, about a second each.
+    """
+    from datetime import UTC, datetime
+
+    from layercake.bench.inprocess import quick_ladder
+
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    origin = f"measured just now, in-process, {seconds_per_layer:g} s per layer"
+    figures = Figures(origin=origin, measured_at=when)
+
+    def note(row: Any) -> None:
+        figures.costs[row.layer] = Cost(row.layer, row.endpoint, row.us, row.calls, row.lines, row.by_package,
+                                        when, origin)
+        if on_layer:
+            on_layer(row.layer)
+
+    from layers import LAYERS
+
+    for name in layers if layers is not None else list(LAYERS):
+        if not LAYERS[name].source.exists():
+            continue  # not written yet: nothing to measure
+        try:
+            quick_ladder(seconds_per_layer, "json", [name], on_row=note)
+        except LayercakeError as exc:
+            figures.failures[name] = exc.message
+    return figures
+
+
+def figures_for(layers: list[str] | None = None, measure: bool = True, bench_dir: Path | None = None,
+                on_layer: Callable[[str], None] | None = None) -> Figures:
+    """The stored figures, with any layer they lack measured now when ``measure``."""
+    from layers import LAYERS
+
+    figures = load_figures(bench_dir)
+    wanted = layers if layers is not None else list(LAYERS)
+    lacking = [name for name in wanted if figures.cost(name) is None]
+    if measure and lacking:
+        fresh = measure_now(lacking, on_layer=on_layer)
+        figures.costs.update(fresh.costs)
+        figures.failures.update(fresh.failures)
+        if fresh.costs and not figures.origin:
+            figures.origin, figures.measured_at = fresh.origin, fresh.measured_at
+    return figures

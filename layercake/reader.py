@@ -150,6 +150,9 @@ def resolve(target: str, project: Path = PROJECT) -> Target:
 def cost_lines(name: str, figures: Figures) -> list[Text]:
     """The measured per-request figures for layer ``name``, or how to measure them."""
     cost = figures.cost(name)
+    if cost is None and name in figures.failures:
+        return [Text.assemble(("per request: ", "bold"), ("could not be measured: ", "red"),
+                              figures.failures[name].splitlines()[0])]
     if cost is None:
         return [Text.assemble(("per request: ", "bold"), ("not measured yet — run ", "yellow"),
                               (HOW_TO_MEASURE["in_process"], "bold yellow"))]
@@ -317,8 +320,11 @@ def loc_table(figures: Figures | None = None, project: Path = PROJECT) -> Table:
             calls = f"{cost.calls:,}" if cost.calls is not None else "—"
             us = f"{cost.us:,.1f}" if cost.us is not None else "—"
         table.add_row(layer.name, layer.below or layer.interface.upper(), own, comments, run, library, calls, us)
+    notes = []
+    if figures.costs:
+        notes.append(f"per-request figures (GET /json): {figures.origin}, {figures.measured_at or 'no time recorded'}")
     if missing:
-        table.caption = f"per-request figures: not measured yet — run `{HOW_TO_MEASURE['in_process']}`"
-    elif figures.origin:
-        table.caption = f"per-request figures from {figures.origin}, measured {figures.measured_at or '(no time)'}"
+        notes.append(f"missing figures: not measured yet — run `{HOW_TO_MEASURE['in_process']}`")
+    notes.extend(f"{name}: {why.splitlines()[0]}" for name, why in figures.failures.items())
+    table.caption = "\n".join(notes) or None
     return table

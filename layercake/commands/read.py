@@ -30,7 +30,10 @@ def _console() -> Console:
 @click.option("--comments", is_flag=True, help="With --diff: show comments and docstrings too, not just code.")
 @click.option("--above", is_flag=True, help="Put comments above the code even on a wide terminal.")
 @click.option("--pager/--no-pager", default=None, help="Page the output (default: when stdout is a terminal).")
-def read(targets: tuple[str, ...], diff: bool, comments: bool, above: bool, pager: bool | None) -> None:
+@click.option("--measure/--no-measure", default=True, show_default=True,
+              help="Measure a layer's in-process counters now when no stored bench result has them.")
+def read(targets: tuple[str, ...], diff: bool, comments: bool, above: bool, pager: bool | None,
+         measure: bool) -> None:
     """Read annotated source: a layer, a server, `core`, `shared` or a project path.
 
     \b
@@ -39,6 +42,7 @@ def read(targets: tuple[str, ...], diff: bool, comments: bool, above: bool, page
       layercake read --diff bare_wsgi werkzeug
       layercake read --diff scratch-wsgi scratch-asgi
     """
+    from layercake.figures import figures_for
     from layercake.reader import render_diff, render_target, resolve
 
     if diff and len(targets) != 2:
@@ -48,14 +52,15 @@ def read(targets: tuple[str, ...], diff: bool, comments: bool, above: bool, page
         raise LayercakeError("read takes one target (a layer, a server or a path); "
                              "use --diff A B for two", exit_code=2)
     resolved = [resolve(t) for t in targets]
+    figures = figures_for([t.name for t in resolved if t.kind == "layer"], measure=measure)
     console = _console()
     use_pager = sys.stdout.isatty() if pager is None else pager
 
     def draw() -> None:
         if diff:
-            render_diff(console, resolved[0], resolved[1], comments=comments)
+            render_diff(console, resolved[0], resolved[1], figures, comments=comments)
         else:
-            render_target(console, resolved[0], side_by_side=False if above else None)
+            render_target(console, resolved[0], figures, side_by_side=False if above else None)
 
     if use_pager:
         # less needs -R to show colours; respect a LESS the user already set.
@@ -67,11 +72,23 @@ def read(targets: tuple[str, ...], diff: bool, comments: bool, above: bool, page
 
 
 @click.command()
-def loc() -> None:
-    """Lines of each layer's own code, and lines of library code run per request."""
+@click.option("--measure/--no-measure", default=True, show_default=True,
+              help="Measure in-process counters now for layers no stored bench result covers.")
+def loc(measure: bool) -> None:
+    """Lines of each layer's own code, and lines of library code run per request.
+
+    "Own code" counts the layer's app.py (cloc's rule: comments and docstrings apart);
+    "lines run" are the distinct source lines one GET /json executes, from the
+    benchmark's in-process counters, and "of which library" those outside the layer
+    and the driver -- how much each abstraction adds, in code.
+    """
+    from layercake.figures import figures_for
     from layercake.reader import loc_table
 
-    _console().print(loc_table())
+    console = _console()
+    with console.status("measuring in-process counters…"):
+        figures = figures_for(measure=measure)
+    console.print(loc_table(figures))
 
 
 @click.command()
@@ -80,12 +97,17 @@ def loc() -> None:
 @click.option("--serve", is_flag=True, help="Then serve it on scratch-wsgi (our own server) until Ctrl-C.")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port for --serve.")
 @click.option("--traces/--no-traces", default=True, help="Record the canonical traces (needs running servers).")
-def site(out: Path, serve: bool, port: int, traces: bool) -> None:
+@click.option("--measure/--no-measure", default=True, show_default=True,
+              help="Measure in-process counters now for layers no stored bench result covers.")
+def site(out: Path, serve: bool, port: int, traces: bool, measure: bool) -> None:
     """Build the static site: the ladder, annotated source, benchmarks, grid, traces."""
+    from layercake.figures import figures_for
     from layercake.site import build_site, serve_site
 
     console = Console()
-    report = build_site(out, traces=traces, log=lambda msg: console.print(f"[dim]{msg}[/]"))
+    with console.status("in-process counters…"):
+        figures = figures_for(measure=measure)
+    report = build_site(out, figures=figures, traces=traces, log=lambda msg: console.print(f"[dim]{msg}[/]"))
     console.print(f"[bold green]built[/] {report.pages} pages in {report.seconds:.1f} s → {out}/index.html")
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")

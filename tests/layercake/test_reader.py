@@ -121,6 +121,13 @@ def test_read_command_diff_needs_two_targets():
     assert result.exit_code == 2 and "exactly two" in result.output
 
 
+def test_read_command_measures_a_layer_when_nothing_is_stored(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setattr("layercake.figures.BENCH_DIR", tmp_path)  # no stored results
+    result = CliRunner().invoke(cli, ["read", "bare_wsgi"])
+    assert result.exit_code == 0, result.output
+    assert "Python calls" in result.output and "measured just now" in result.output
+
+
 def test_read_command_unknown_target_is_one_line():
     result = CliRunner().invoke(cli, ["read", "no-such-layer"])
     assert result.exit_code == 2 and "Traceback" not in result.output
@@ -143,6 +150,6 @@ def test_loc_lists_every_layer():
 
 
 def test_loc_command_runs():
-    result = CliRunner().invoke(cli, ["loc"])
+    result = CliRunner().invoke(cli, ["loc", "--no-measure"])
     assert result.exit_code == 0, result.output
     assert "bare_wsgi" in result.output
