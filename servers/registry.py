@@ -683,8 +683,12 @@ class RunningServer:
                 except subprocess.TimeoutExpired:
                     _killpg(pgid, signal.SIGKILL)
                     proc.wait()
-            # Workers outlive a master killed the hard way; whatever is left of the group goes too.
+            # Workers outlive a master killed the hard way; whatever is left of the group goes too,
+            # and we wait (briefly) until the kernel has really taken them, so "stopped" means gone.
             _killpg(pgid, signal.SIGKILL)
+            deadline = time.monotonic() + 2.0
+            while process_group_members(pgid) and time.monotonic() < deadline:
+                time.sleep(0.02)
             _RUNNING.discard(self)
             return proc.returncode
 
