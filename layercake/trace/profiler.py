@@ -26,6 +26,9 @@ Three things the raw event stream does not give, and how they are recovered:
 * **Coroutine resumption** sends ``call`` again for the same frame.  A resumption is
   told from a first call by the instruction offset: a fresh coroutine starts at its
   first ``RESUME`` instruction.  Resumptions count as ``resumes``, not ``calls``.
+* **The recorder's own bookkeeping** (snapshots, timestamps) is left out: functions
+  marked with :func:`hidden` drop their whole subtree.  The recorders' wrappers around
+  ``send``/``receive``/``start_response`` stay in, as package ``trace``: they are on the path.
 * **Distinct lines**: with no ``line`` events, the lines we see are the call sites
   (the caller's current line at each call) and the return points.  That is a lower
   bound on the lines executed -- honest, and ten times cheaper than ``sys.settrace``,
@@ -56,6 +59,16 @@ from layercake.trace.packages import classify_file, classify_module, short_path
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 MAX_OUTER_DEPTH = 80  # a server's stack under the app is ~10-30 frames; deeper is recursion
 MAX_SWITCHES = 400  # thread/task hand-overs kept in order; beyond that only counted
+
+#: Code objects whose calls (and everything they call) the profiler leaves out: the
+#: recorder's bookkeeping, which is not the request's work.  Added with :func:`hidden`.
+HIDDEN: set[CodeType] = set()
+
+
+def hidden(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: leave this function's calls, and all beneath them, out of every call tree."""
+    HIDDEN.add(fn.__code__)
+    return fn
 
 
 class Node:
@@ -116,15 +129,24 @@ class Profiler:
         self.pkg_lines: dict[str, set[tuple[str, int]]] = {}
         self.pkg_calls: dict[str, int] = {}
         self.active = False
+        self._hiding: dict[int, FrameType] = {}  # thread -> the hidden frame it is inside
 
     # -- the profile function -----------------------------------------------------------
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
         if not self.active:
             return
+        tid = threading.get_ident()
+        hiding = self._hiding.get(tid)
+        if hiding is not None:
+            if frame is hiding and event == "return":
+                del self._hiding[tid]
+            return
+        if event == "call" and frame.f_code in HIDDEN:
+            self._hiding[tid] = frame
+            return
         now = time.perf_counter_ns()
         self.events += 1
-        tid = threading.get_ident()
         stack = self._stacks.get(tid)
         if stack is None:
             stack = self._stacks[tid] = []

@@ -118,16 +118,26 @@ class Session:
         self.finished = False
         self._lock = threading.Lock()
 
+    # The bookkeeping below is @hidden: the recorder's work is not the request's.
+
+    @profiling.hidden
     def event(self, interface: str, call: str, t_ns: int | None = None, **data: Any) -> dict[str, Any]:
+        """Append one conversation event; callable values are evaluated here (so, hidden too)."""
         entry = {"t_ns": (t_ns if t_ns is not None else _now()) - self.t0_ns, "interface": interface,
-                 "call": call, **_where(), **data}
+                 "call": call, **_where(), **{k: v() if callable(v) else v for k, v in data.items()}}
         with self._lock:
             self.conversation.append(entry)
         return entry
 
-    def done(self, entry: dict[str, Any]) -> None:
+    @profiling.hidden
+    def done(self, entry: dict[str, Any], **data: Any) -> None:
         """Mark an event's call as returned (``send`` may wait on flow control)."""
         entry["returned_ns"] = _now() - self.t0_ns
+        entry.update({k: v() if callable(v) else v for k, v in data.items()})
+
+    @profiling.hidden
+    def snapshot(self, view: dict[str, Any]) -> dict[str, Any]:
+        return json_safe(view)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -156,6 +166,7 @@ def _begin(interface: str) -> tuple[Session, bool]:
     return session, True
 
 
+@profiling.hidden
 def _finish(session: Session, emit: Emit | None) -> None:
     global _active
     profiling.stop(session.profiler)
@@ -179,7 +190,7 @@ class _RecordingInput:
         self._stream, self._session = stream, session
 
     def _log(self, call: str, data: bytes, **args: Any) -> bytes:
-        self._session.event("wsgi", f"wsgi.input.{call}", args=args, data=preview(data))
+        self._session.event("wsgi", f"wsgi.input.{call}", args=args, data=lambda: preview(data))
         return data
 
     def read(self, *args: Any) -> bytes:
@@ -228,7 +239,7 @@ class _RecordingIterable:
         except BaseException as exc:
             self._session.event("wsgi", "iterable raised", t_ns=t, error=repr(exc))
             raise
-        entry = self._session.event("wsgi", "iterable chunk", t_ns=t, data=preview(chunk))
+        entry = self._session.event("wsgi", "iterable chunk", t_ns=t, data=lambda: preview(chunk))
         self._session.done(entry)
         return chunk
 
@@ -262,7 +273,7 @@ class RecordingWSGI:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         session, owner = _begin("wsgi")
-        session.environ = json_safe(environ)
+        session.environ = session.snapshot(environ)
         if "wsgi.input" in environ:
             environ["wsgi.input"] = _RecordingInput(environ["wsgi.input"], session)
 
@@ -273,7 +284,7 @@ class RecordingWSGI:
             session.done(entry)
 
             def recording_write(data: bytes) -> None:
-                w = session.event("wsgi", "write()", data=preview(data))
+                w = session.event("wsgi", "write()", data=lambda: preview(data))
                 write(data)
                 session.done(w)
 
@@ -321,17 +332,16 @@ class RecordingASGI:
             await self._lifespan(scope, receive, send)
             return
         session, owner = _begin("asgi")
-        session.scope = json_safe(scope)
+        session.scope = session.snapshot(scope)
 
         async def recording_receive() -> dict[str, Any]:
             entry = session.event("asgi", "receive()")
             message = await receive()
-            entry["message"] = _message(message)
-            session.done(entry)
+            session.done(entry, message=lambda: _message(message))
             return message
 
         async def recording_send(message: dict[str, Any]) -> None:
-            entry = session.event("asgi", "send()", message=_message(message))
+            entry = session.event("asgi", "send()", message=lambda: _message(message))
             await send(message)
             session.done(entry)
 

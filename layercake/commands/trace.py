@@ -1,0 +1,131 @@
+"""``layercake trace``, ``scope-diff`` and ``lifespan``: follow one request through the stack.
+
+Thin wrappers over :mod:`layercake.trace`: parse the arguments, call the library, print
+with rich, write ``--json``/``--html`` when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from layercake.errors import LayercakeError
+from layercake.trace import render
+from layercake.trace.recorder import LIFESPAN_MODES
+from layercake.trace.run import lifespan, scope_diff, trace
+
+console = Console()
+
+_METHOD = re.compile(r"^[A-Z]+$")
+
+
+def _method_and_path(words: tuple[str, ...]) -> tuple[str, str]:
+    """``[METHOD] PATH``: one word is a path (GET), two are a method and a path."""
+    if not words:
+        return "GET", "/"
+    if len(words) == 1:
+        return "GET", words[0]
+    if len(words) == 2 and _METHOD.match(words[0].upper()):
+        return words[0].upper(), words[1]
+    raise LayercakeError(f"expected [METHOD] PATH, got {' '.join(words)!r}", 2)
+
+
+def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for pair in pairs:
+        name, sep, value = pair.partition(":")
+        if not sep or not name.strip():
+            raise LayercakeError(f"--header takes NAME:VALUE, not {pair!r}", 2)
+        out.append((name.strip(), value.strip()))
+    return out
+
+
+@click.command("trace")
+@click.argument("layer")
+@click.argument("request", nargs=-1)
+@click.option("--server", default=None, help="Server to run on (default: our scratch server for the interface).")
+@click.option("--data", default=None, help="Request body (sent with Content-Length; JSON gets application/json).")
+@click.option("--header", "header", multiple=True, metavar="K:V", help="Extra request header (repeatable).")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the trace here.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML page here.")
+@click.option("--depth", default=render.DEFAULT_DEPTH, show_default=True, help="Call-tree depth to open.")
+@click.option("--warmup", default=1, show_default=True,
+              help="Requests sent before the traced one (0: trace the very first request, imports and all).")
+@click.option("--http", "http", default=None, help="HTTP parser, where the server has a choice (uvicorn: h11).")
+def trace_cmd(layer: str, request: tuple[str, ...], server: str | None, data: str | None, header: tuple[str, ...],
+              json_file: Path | None, html_file: Path | None, depth: int, warmup: int, http: str | None) -> None:
+    """Trace one request: LAYER [--server NAME] [METHOD] PATH.
+
+    Runs LAYER on the server with recorders inside the server process, sends one real
+    request over loopback and shows, in order: the request bytes, the parser's events,
+    the environ/scope, the interface conversation, the call tree coloured by package
+    (with the thread or task that ran each part) and the response bytes.
+
+        layercake trace fastapi GET /items/1
+        layercake trace flask --server uvicorn /json        (WSGI through the a2wsgi bridge)
+        layercake trace bare_asgi --server uvicorn --http h11 POST /echo --data hello
+    """
+    method, path = _method_and_path(request)
+    if depth < 1:
+        raise LayercakeError("--depth must be at least 1", 2)
+    with console.status(f"tracing {method} {path} on {layer}…"):
+        result = trace(layer, server, method, path, (data or "").encode(), _headers(header), warmup=warmup, http=http)
+    console.print(render.render_trace(result, depth))
+    if json_file:
+        result.save(json_file)
+        console.print(f"trace written to {json_file}")
+    if html_file:
+        html_file.write_text(render.trace_html(result, depth))
+        console.print(f"HTML page written to {html_file}")
+
+
+@click.command("scope-diff")
+@click.argument("layer")
+@click.argument("request", nargs=-1)
+@click.option("--servers", required=True, help="Comma-separated servers, e.g. scratch-asgi,uvicorn,hypercorn.")
+@click.option("--only-differences", is_flag=True, help="Hide the keys every server agrees on.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the table here.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML page.")
+def scope_diff_cmd(layer: str, request: tuple[str, ...], servers: str, only_differences: bool,
+                   json_file: Path | None, html_file: Path | None) -> None:
+    """The same request on several servers: every environ/scope key side by side.
+
+        layercake scope-diff bare_asgi GET /inspect --servers scratch-asgi,uvicorn,hypercorn
+    """
+    method, path = _method_and_path(request)
+    names = [s.strip() for s in servers.split(",") if s.strip()]
+    with console.status(f"sending {method} {path} to {', '.join(names)}…"):
+        diff = scope_diff(layer, names, method, path)
+    console.print(render.render_scope_diff(diff, only_differences))
+    if json_file:
+        json_file.write_text(json.dumps(diff.to_dict(), indent=1))
+    if html_file:
+        html_file.write_text(render.scope_diff_html(diff))
+
+
+@click.command("lifespan")
+@click.argument("layer")
+@click.option("--server", default=None, help="Server to run on (default: our scratch server for the interface).")
+@click.option("--simulate", type=click.Choice(LIFESPAN_MODES), default="pass", show_default=True,
+              help="pass: the layer's own lifespan; unsupported: an app that raises on the lifespan scope; "
+                   "fail-startup: an app that answers lifespan.startup.failed.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the record here.")
+def lifespan_cmd(layer: str, server: str | None, simulate: str, json_file: Path | None) -> None:
+    """Record the lifespan exchange: start the server, send GET /health, stop it gracefully.
+
+        layercake lifespan starlette --server uvicorn
+        layercake lifespan fastapi --server uvicorn --simulate fail-startup
+    """
+    with console.status(f"running {layer} through start, one request and stop…"):
+        record = lifespan(layer, server, simulate)
+    console.print(render.render_lifespan(record))
+    if json_file:
+        json_file.write_text(json.dumps(record.to_dict(), indent=1))
+
+
+COMMANDS = [trace_cmd, scope_diff_cmd, lifespan_cmd]
