@@ -27,7 +27,6 @@ This module performs no I/O: it computes bytes and strings; the servers move the
 from __future__ import annotations
 
 import time
-from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import unquote_to_bytes
 
@@ -92,8 +91,20 @@ class DateHeader:
         now = int(time.time())
         if now != self._second:
             self._second = now
-            self._value = formatdate(now, usegmt=True).encode("ascii")
+            self._value = imf_fixdate(now)
         return self._value
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def imf_fixdate(seconds: float) -> bytes:
+    """RFC 9110 §5.6.7 IMF-fixdate, e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``.  Written out rather than taken from
+    ``email.utils.formatdate``, which would import ``socket`` into the sans-I/O core."""
+    t = time.gmtime(seconds)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT").encode("ascii")
 
 
 _PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}

@@ -96,7 +96,7 @@ def accept_event(request: h11.Request, message: dict[str, Any]) -> h11.Informati
             raise ASGIProtocolError("websocket.accept: set the subprotocol with 'subprotocol', not a header "
                                     "(ASGI WebSocket spec, Accept)")
         headers.append((name, value))
-    return h11.InformationalResponse(status_code=101, headers=headers)
+    return h11.InformationalResponse(status_code=101, headers=headers, reason=b"Switching Protocols")
 
 
 @dataclass

@@ -1,0 +1,448 @@
+"""The sans-I/O core with plain bytes: every reader fed whole, one byte at a time and with trailing data
+(h11's testing style), the environ and scope tables, and the send-side state machines."""
+
+from __future__ import annotations
+
+import ast
+import io
+import sys
+from pathlib import Path
+
+import h11
+import pytest
+
+from servers.core.asgi import ASGIProtocolError, HTTPSend, http_scope, websocket_scope
+from servers.core.head import HeadReader, Rejection
+from servers.core.http import ClientDisconnected, DateHeader, new_cycle, split_target
+from servers.core.limits import Limits
+from servers.core.websocket import WebSocketSession, accept_event, handshake_problem, is_websocket_upgrade
+from servers.core.wsgi import StartResponse, WSGIInput, build_environ, iterate_body
+
+CORE = Path(__file__).resolve().parents[2] / "servers" / "core"
+HEAD = b"GET /a%20b?x=1&y=%41 HTTP/1.1\r\nHost: example.com\r\nX-Thing: one\r\nX-Thing: two\r\n\r\n"
+
+
+def feed(data: bytes, how: str, limits: Limits | None = None) -> list:
+    """Feed ``data`` to a HeadReader whole or byte by byte; return every non-None result."""
+    reader = HeadReader(limits or Limits())
+    pieces = [data] if how == "whole" else [data[i:i + 1] for i in range(len(data))]
+    results = []
+    for piece in pieces:
+        result = reader.feed(piece)
+        if result is not None:
+            results.append(result)
+            if isinstance(result, tuple):
+                # like a server: what followed the head is the caller's; feeding restarts with it
+                reader = HeadReader(limits or Limits())
+    return results
+
+
+# --- imports ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
+def test_core_imports_no_io(path: Path) -> None:
+    """The core is sans-I/O: it must not import socket, selectors, threading or asyncio (directly)."""
+    tree = ast.parse(path.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"socket", "selectors", "threading", "asyncio", "ssl"}
+
+
+def test_core_package_loads_without_io_modules() -> None:
+    """Importing the whole core in a fresh interpreter pulls in none of the I/O modules (even indirectly)."""
+    import subprocess
+    code = ("import sys; import servers.core.head, servers.core.http, servers.core.wsgi, servers.core.asgi, "
+            "servers.core.websocket; print(sorted({'selectors', 'asyncio', 'threading'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# --- the head reader --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["whole", "bytewise"])
+def test_head_reader_complete_head(how: str) -> None:
+    assert feed(HEAD, how) == [(HEAD, b"")]
+
+
+def test_head_reader_keeps_trailing_data() -> None:
+    reader = HeadReader(Limits())
+    assert reader.feed(HEAD + b"body bytes GET /next") == (HEAD, b"body bytes GET /next")
+    assert not reader.started
+
+
+@pytest.mark.parametrize("how", ["whole", "bytewise"])
+def test_head_reader_pipelined_heads(how: str) -> None:
+    results = feed(HEAD + HEAD, how)
+    # whole: the first head, with the second as trailing data; bytewise: both heads, one at a time
+    assert results[0][0] == HEAD
+    assert (results[0][1] == HEAD) if how == "whole" else (results == [(HEAD, b""), (HEAD, b"")])
+
+
+def test_head_reader_ignores_leading_empty_lines() -> None:
+    assert HeadReader(Limits()).feed(b"\r\n\r\n" + HEAD) == (HEAD, b"")
+
+
+def test_head_reader_incomplete_is_none_and_started() -> None:
+    reader = HeadReader(Limits())
+    assert reader.feed(HEAD[:-2]) is None
+    assert reader.started
+
+
+@pytest.mark.parametrize("how", ["whole", "bytewise"])
+def test_head_reader_long_request_line_is_414(how: str) -> None:
+    limits = Limits(max_request_line=64)
+    results = feed(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: x\r\n\r\n", how, limits)
+    assert isinstance(results[0], Rejection) and results[0].status == 414
+
+
+@pytest.mark.parametrize("how", ["whole", "bytewise"])
+def test_head_reader_huge_head_is_431(how: str) -> None:
+    limits = Limits(max_head_bytes=1024)
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 50) for i in range(40))
+    results = feed(head, how, limits)  # never finished: the limit must fire on the partial head
+    assert isinstance(results[0], Rejection) and results[0].status == 431
+
+
+def test_head_reader_bad_head_is_rejected_by_strict_checks() -> None:
+    result = HeadReader(Limits()).feed(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+                                       b"Transfer-Encoding: chunked\r\n\r\n")
+    assert isinstance(result, Rejection) and result.status == 400
+
+
+# --- request targets --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("target", "expected"), [
+    (b"/a/b?c=d", (b"/a/b", b"c=d")),
+    (b"/a", (b"/a", b"")),
+    (b"http://example.com/x?y", (b"/x", b"y")),
+    (b"http://example.com", (b"/", b"")),
+    (b"*", (b"*", b"")),
+])
+def test_split_target(target: bytes, expected: tuple[bytes, bytes]) -> None:
+    assert split_target(target) == expected
+
+
+# --- WSGI environ -----------------------------------------------------------------------------------------------
+
+def request(head: bytes = HEAD, body: bytes = b"") -> tuple[h11.Connection, h11.Request]:
+    conn = new_cycle(Limits())
+    conn.receive_data(head + body)
+    event = conn.next_event()
+    assert isinstance(event, h11.Request)
+    return conn, event
+
+
+def test_environ_pep3333_rules() -> None:
+    head = (b"POST /caf%C3%A9/%2Fx?q=%20 HTTP/1.1\r\nHost: example.com:8080\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 3\r\nX-Forwarded-For: a\r\nX_Forwarded_For: evil\r\nCookie: a=1\r\nCookie: b=2\r\n"
+            b"Accept: x\r\nAccept: y\r\n\r\n")
+    _, req = request(head, b"abc")
+    env = build_environ(req, server=("127.0.0.1", 8000), client=("10.0.0.1", 5555), wsgi_input=io.BytesIO())
+    # percent-decoded, then each byte one latin-1 code point (PEP 3333 "Unicode Issues")
+    assert env["PATH_INFO"] == "/café//x".encode().decode("latin-1")
+    assert env["PATH_INFO"].encode("latin-1").decode("utf-8") == "/café//x"
+    assert env["SCRIPT_NAME"] == ""
+    assert env["QUERY_STRING"] == "q=%20"  # QUERY_STRING stays encoded
+    assert env["CONTENT_TYPE"] == "text/plain" and env["CONTENT_LENGTH"] == "3"
+    assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
+    assert env["HTTP_X_FORWARDED_FOR"] == "a"  # the underscore spelling cannot overwrite it
+    assert env["HTTP_ACCEPT"] == "x, y"
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+    assert env["HTTP_HOST"] == "example.com:8080"
+    assert env["SERVER_NAME"] == "127.0.0.1" and env["SERVER_PORT"] == "8000"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["REMOTE_ADDR"] == "10.0.0.1" and env["REMOTE_PORT"] == "5555"
+    assert env["wsgi.url_scheme"] == "http" and env["wsgi.version"] == (1, 0)
+    assert env["wsgi.input_terminated"] is True
+    assert env["RAW_URI"] == "/caf%C3%A9/%2Fx?q=%20"
+    for key, value in env.items():  # PEP 3333: CGI keys are native strings
+        if key.isupper():
+            assert type(value) is str, key
+
+
+def test_environ_without_body_headers_has_no_content_keys() -> None:
+    _, req = request()
+    env = build_environ(req, server=("h", 1), client=None, wsgi_input=io.BytesIO())
+    assert "CONTENT_LENGTH" not in env and "CONTENT_TYPE" not in env and "REMOTE_ADDR" not in env
+
+
+def test_environ_script_name() -> None:
+    _, req = request(b"GET /app/x HTTP/1.1\r\nHost: h\r\n\r\n")
+    env = build_environ(req, server=("h", 1), client=None, wsgi_input=None, script_name="/app")
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/app", "/x")
+
+
+# --- wsgi.input -------------------------------------------------------------------------------------------------
+
+def make_input(pieces: list[bytes]) -> WSGIInput:
+    it = iter(pieces)
+    return WSGIInput(lambda: next(it, b""))
+
+
+@pytest.mark.parametrize("split", ["whole", "bytewise"])
+def test_wsgi_input_reads(split: str) -> None:
+    data = b"line one\nline two\nlast"
+    pieces = [data] if split == "whole" else [data[i:i + 1] for i in range(len(data))]
+    assert make_input(pieces).read() == data
+    stream = make_input(list(pieces))
+    assert stream.readline() == b"line one\n"
+    assert stream.read(4) == b"line"
+    assert stream.readline(3) == b" tw"
+    assert list(stream) == [b"o\n", b"last"]
+    assert stream.read() == b"" and stream.readline() == b""
+
+
+def test_wsgi_input_readlines_and_read1() -> None:
+    assert make_input([b"a\nb\n", b"c"]).readlines() == [b"a\n", b"b\n", b"c"]
+    stream = make_input([b"abc", b"def"])
+    assert stream.read1() == b"abc" and stream.read1() == b"def" and stream.read1() == b""
+
+
+def test_wsgi_input_over_h11_chunked_stops_at_message_end() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    conn, _ = request(head, b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\nGET /next HTTP/1.1\r\n")
+
+    def pull() -> bytes:
+        event = conn.next_event()
+        return bytes(event.data) if isinstance(event, h11.Data) else b""
+
+    assert WSGIInput(pull).read() == b"abcde"
+    assert conn.trailing_data[0] == b"GET /next HTTP/1.1\r\n"  # the next request is left for the HeadReader
+
+
+# --- start_response -----------------------------------------------------------------------------------------------
+
+def responder(head: bytes = HEAD) -> tuple[StartResponse, list[bytes]]:
+    conn, req = request(head)
+    conn.next_event()  # EndOfMessage
+    out: list[bytes] = []
+    return StartResponse(conn, out.append, server_header=b"t", date=DateHeader(),
+                         head_request=req.method == b"HEAD"), out
+
+
+def test_start_response_headers_wait_for_first_nonempty_chunk() -> None:
+    start, out = responder()
+    write = start("200 OK", [("Content-Type", "text/plain")])
+    write(b"")
+    assert out == []  # PEP 3333: not before the first non-empty body string
+    iterate_body(iter([b"", b"hello"]), start)
+    raw = b"".join(out)
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked" in raw.lower()
+    assert b"server: t" in raw and b"date: " in raw and raw.endswith(b"5\r\nhello\r\n0\r\n\r\n")
+
+
+def test_start_response_single_chunk_is_one_write() -> None:
+    start, out = responder()
+    start("200 OK", [("Content-Length", "2")])
+    iterate_body([b"hi"], start)
+    assert len(out) == 1 and out[0].endswith(b"\r\n\r\nhi")
+
+
+def test_start_response_twice_without_exc_info_is_an_error() -> None:
+    start, _ = responder()
+    start("200 OK", [])
+    with pytest.raises(RuntimeError, match="second time"):
+        start("500 Oops", [])
+
+
+def test_start_response_exc_info_replaces_unsent_status() -> None:
+    start, out = responder()
+    start("200 OK", [])
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        start("500 Internal Server Error", [("Content-Length", "0")], sys.exc_info())
+    start.finish()
+    assert b"".join(out).startswith(b"HTTP/1.1 500 ")
+
+
+def test_start_response_exc_info_after_headers_sent_reraises() -> None:
+    start, _ = responder()
+    start("200 OK", [])
+    start.write(b"partial")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        with pytest.raises(ValueError, match="boom"):
+            start("500 Internal Server Error", [], sys.exc_info())
+
+
+@pytest.mark.parametrize(("status", "headers", "error"), [
+    ("200", [], ValueError),
+    (b"200 OK", [], TypeError),
+    ("200 OK", [("X-A", "b\r\nSet-Cookie: evil")], ValueError),
+    ("200 OK", [("X-A", "b\0")], ValueError),
+    ("200 OK", [("X-A", 1)], TypeError),
+    ("200 OK", (("X-A", "b"),), TypeError),
+])
+def test_start_response_refuses_bad_status_and_headers(status, headers, error) -> None:  # type: ignore[no-untyped-def]
+    start, _ = responder()
+    with pytest.raises(error):
+        start(status, headers)
+
+
+def test_write_before_start_response_is_an_error() -> None:
+    start, _ = responder()
+    with pytest.raises(RuntimeError, match="before start_response"):
+        start.write(b"x")
+
+
+def test_head_request_sends_no_body() -> None:
+    start, out = responder(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+    start("200 OK", [("Content-Length", "5")])
+    iterate_body([b"hello"], start)
+    assert b"".join(out).endswith(b"\r\n\r\n")
+
+
+# --- ASGI scopes and send -------------------------------------------------------------------------------------------
+
+def test_http_scope() -> None:
+    _, req = request(b"GET /caf%C3%A9%2F?q=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-A: 2\r\n\r\n")
+    state = {"store": object()}
+    scope = http_scope(req, server=("127.0.0.1", 80), client=("1.2.3.4", 9), state=state)
+    assert scope["type"] == "http" and scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert scope["path"] == "/café/" and scope["raw_path"] == b"/caf%C3%A9%2F"
+    assert scope["query_string"] == b"q=1" and scope["root_path"] == ""
+    assert scope["headers"] == [(b"host", b"h"), (b"x-a", b"1"), (b"x-a", b"2")]
+    assert scope["method"] == "GET" and scope["http_version"] == "1.1" and scope["scheme"] == "http"
+    assert scope["client"] == ("1.2.3.4", 9) and scope["server"] == ("127.0.0.1", 80)
+    assert scope["state"] == state and scope["state"] is not state  # a shallow copy per request
+
+
+WS_HEAD = (b"GET /ws?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+           b"Sec-WebSocket-Protocol: chat, superchat\r\n\r\n")
+
+
+def test_websocket_scope_and_handshake() -> None:
+    conn, req = request(WS_HEAD)
+    assert is_websocket_upgrade(req) and handshake_problem(req) is None
+    scope = websocket_scope(req, server=("h", 1), client=None, state=None)
+    assert scope["type"] == "websocket" and scope["scheme"] == "ws" and "method" not in scope
+    assert scope["subprotocols"] == ["chat", "superchat"] and "state" not in scope
+    event = accept_event(req, {"type": "websocket.accept", "subprotocol": "chat"})
+    conn.next_event()  # EndOfMessage; h11 now waits for our decision on the upgrade
+    raw = conn.send(event)
+    # RFC 6455 §1.3's own example key and accept value
+    assert raw.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in raw
+    assert conn.our_state is h11.SWITCHED_PROTOCOL
+
+
+@pytest.mark.parametrize(("change", "status"), [
+    ((b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8"), 426),
+    ((b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", b"Sec-WebSocket-Key: short"), 400),
+    ((b"GET /ws", b"POST /ws"), 400),
+])
+def test_websocket_handshake_problems(change: tuple[bytes, bytes], status: int) -> None:
+    _, req = request(WS_HEAD.replace(*change))
+    assert handshake_problem(req)[0] == status
+
+
+def sender(head: bytes = HEAD) -> HTTPSend:
+    conn, _ = request(head)
+    conn.next_event()
+    return HTTPSend(conn, server_header=b"t", date=DateHeader())
+
+
+def test_http_send_state_machine_happy_path() -> None:
+    s = sender()
+    assert s.message({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}) == b""
+    out = s.message({"type": "http.response.body", "body": b"hi"})
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\nhi") and s.state == "done"
+
+
+@pytest.mark.parametrize(("messages", "match"), [
+    ([{"type": "http.response.body", "body": b""}], "Expected ASGI message 'http.response.start'"),
+    ([{"type": "http.response.start", "status": 200}, {"type": "http.response.start", "status": 200}],
+     "Expected ASGI message 'http.response.body'"),
+    ([{"type": "http.response.start", "status": 200}, {"type": "http.response.body"},
+      {"type": "http.response.body"}], "after response already completed"),
+    ([{"type": "http.response.start", "status": "200"}], "must be an int"),
+    ([{"type": "http.response.start", "status": 200, "headers": [("a", "b")]}], "must be bytes"),
+    ([{"type": "http.response.start", "status": 200, "headers": [(b"a", b"b\r\nc: d")]}], "CR, LF or NUL"),
+    ([{"type": "http.response.start", "status": 200}, {"type": "http.response.body", "body": "text"}],
+     "must be bytes"),
+    (["not a dict"], "dicts with a 'type'"),
+])
+def test_http_send_state_machine_errors(messages: list, match: str) -> None:
+    s = sender()
+    with pytest.raises(ASGIProtocolError, match=match):
+        for message in messages:
+            s.message(message)
+
+
+# --- WebSocket session ----------------------------------------------------------------------------------------------
+
+def client_frames(*events) -> bytes:  # type: ignore[no-untyped-def]
+    from wsproto.connection import Connection, ConnectionType
+    client = Connection(ConnectionType.CLIENT)
+    return b"".join(client.send(event) for event in events)
+
+
+def test_websocket_session_fragmented_message_and_ping() -> None:
+    from wsproto.events import Ping, TextMessage
+    data = client_frames(TextMessage("hel", message_finished=False), Ping(b"p"), TextMessage("lo"))
+    for how in ("whole", "bytewise"):
+        session = WebSocketSession(1024)
+        messages, output = [], b""
+        for piece in [data] if how == "whole" else [data[i:i + 1] for i in range(len(data))]:
+            outcome = session.receive_data(piece)
+            messages += outcome.messages
+            output += outcome.output
+        assert messages == [{"type": "websocket.receive", "text": "hello"}]
+        assert output == b"\x8a\x01p"  # an unmasked Pong with the same payload (RFC 6455 §5.5.2)
+
+
+def test_websocket_session_message_too_big_is_1009() -> None:
+    from wsproto.events import BytesMessage
+    session = WebSocketSession(10)
+    outcome = session.receive_data(client_frames(BytesMessage(b"x" * 11)))
+    assert outcome.close and outcome.messages[-1]["code"] == 1009
+    assert outcome.output[:1] == b"\x88" and outcome.output[2:4] == (1009).to_bytes(2, "big")  # a close frame
+
+
+def test_websocket_session_protocol_error_is_a_1002_close_frame() -> None:
+    session = WebSocketSession(1024)
+    outcome = session.receive_data(b"\x81\x05hello")  # unmasked client frame: RFC 6455 §5.1 forbids it
+    assert outcome.close and outcome.output[2:4] == (1002).to_bytes(2, "big")
+
+
+def test_websocket_session_invalid_utf8_is_1007() -> None:
+    from wsproto.events import BytesMessage
+    frame = bytearray(client_frames(BytesMessage(b"\xff\xfe")))
+    frame[0] = 0x81  # make it a text frame with invalid UTF-8
+    outcome = WebSocketSession(1024).receive_data(bytes(frame))
+    assert outcome.close and outcome.output[2:4] == (1007).to_bytes(2, "big")
+
+
+def test_websocket_session_client_close_is_echoed_and_send_then_raises() -> None:
+    from wsproto.events import CloseConnection
+    session = WebSocketSession(1024)
+    outcome = session.receive_data(client_frames(CloseConnection(code=1000, reason="bye")))
+    assert outcome.messages == [{"type": "websocket.disconnect", "code": 1000, "reason": "bye"}]
+    assert outcome.close and outcome.output[2:4] == (1000).to_bytes(2, "big")
+    with pytest.raises(ClientDisconnected):
+        session.send({"type": "websocket.send", "text": "late"})
+
+
+def test_websocket_session_send_rules() -> None:
+    session = WebSocketSession(1024)
+    assert session.send({"type": "websocket.send", "text": "hi"}) == b"\x81\x02hi"
+    with pytest.raises(ASGIProtocolError, match="exactly one"):
+        session.send({"type": "websocket.send", "text": "a", "bytes": b"b"})
+    session.send({"type": "websocket.close", "code": 1000})
+    with pytest.raises(ASGIProtocolError, match="after the app sent websocket.close"):
+        session.send({"type": "websocket.send", "text": "late"})
+
+
+def test_imf_fixdate_matches_rfc_example() -> None:
+    from email.utils import formatdate
+
+    from servers.core.http import imf_fixdate
+    assert imf_fixdate(784111777) == b"Sun, 06 Nov 1994 08:49:37 GMT"  # RFC 9110 §5.6.7's example
+    assert imf_fixdate(1_800_000_000) == formatdate(1_800_000_000, usegmt=True).encode()
