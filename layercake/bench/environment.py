@@ -64,7 +64,8 @@ def wrk_version() -> str | None:
         return None
     done = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=10)
     first = (done.stdout or done.stderr).strip().splitlines()
-    return first[0] if first else "wrk (unknown version)"
+    # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer" -> "wrk debian/4.1.0-3+b2 [epoll]"
+    return first[0].split(" Copyright")[0].strip() if first else "wrk (unknown version)"
 
 
 def node_version() -> str | None:

@@ -606,6 +606,41 @@ def quick_ladder(seconds_per_layer: float = 0.3, endpoint: str = "json", layers:
     return rows
 
 
+def inprocess_document(layers: Iterable[str] | None = None, endpoints: Iterable[str] = LADDER_ENDPOINTS,
+                       seconds: float = 0.5, command: str = "",
+                       progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Measure every layer in-process; the results document (kind ``in_process``, see ``report.SCHEMA``)."""
+    from layercake.bench.environment import describe, now_utc
+    from layers import LAYERS, get_layer
+
+    names = list(layers or LAYERS)
+    endpoints = list(endpoints)
+    started, t0 = now_utc(), time.monotonic()
+    rows: list[dict[str, Any]] = []
+    for i, name in enumerate(names):
+        if progress:
+            progress(f"in-process: {name}", i, len(names))
+        layer = get_layer(name)
+        for cost in measure(name, endpoints, seconds):
+            rows.append({**cost.to_dict(), "interface": layer.interface})
+    if progress:
+        progress("done", len(names), len(names))
+    bare = {(r["interface"], r["endpoint"]): r for r in rows if r["layer"] in ("bare_wsgi", "bare_asgi")}
+    for r in rows:
+        b = bare.get((r["interface"], r["endpoint"]))
+        r["ratio_to_bare"] = {
+            "us": round(r["us_per_request"]["median"] / b["us_per_request"]["median"], 3) if b else None,
+            "calls": round(r["counters"]["calls"] / b["counters"]["calls"], 3) if b and b["counters"]["calls"] else None,
+        }
+    return {
+        "schema": "layercake.bench/1", "kind": "in_process", "command": command, "measured_at": started,
+        "elapsed_s": round(time.monotonic() - t0, 1), "environment": describe(),
+        "settings": {"endpoints": endpoints, "seconds_per_endpoint": seconds, "warmup_requests": WARMUP,
+                     "counted_requests": 1, "event_loop": "asyncio (stdlib)"},
+        "in_process": rows,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m layercake.bench.inprocess",
                                      description="Measure one layer in-process; prints JSON.")
