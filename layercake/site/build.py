@@ -304,10 +304,15 @@ def write_diff_page(site: Site, a: str, b: str, path_a: Path, path_b: Path, proj
         rows.append(f'<tr class="key"><td colspan="2" id="{esc(key)}">{esc(key)}</td></tr>')
         rows.append(f"<tr>{_block_cell(left)}{_block_cell(right)}</tr>")
     root = "../"
+    if a in SCRATCH_SERVERS:
+        lede = ("Aligned by section: both servers share their headings in the same order (accept loop → connection → "
+                "event loop → request cycle), so each row shows how threads and an event loop do the same job.")
+    else:
+        lede = ("Aligned by handler and section heading: each row is the same piece of the contract in both files, "
+                "so what differs is the framework, never the work.")
     body = (
-        f"<h1>{esc(a)} beside {esc(b)}</h1>\n<p class=\"lede\">Aligned by handler and section heading: each row is "
-        "the same piece of the contract in both files, so what differs is the framework, never the work. Code only: "
-        "each file's page has the comments.</p>\n"
+        f"<h1>{esc(a)} beside {esc(b)}</h1>\n<p class=\"lede\">{esc(lede)} Code only: each file's page has the "
+        "comments.</p>\n"
         f"<table class=\"diff\"><thead><tr><th><a href=\"{root}{esc(source_page(path_a, project))}\">{esc(a)}</a> — "
         f"{source_a.code_lines:,} lines of code</th><th><a href=\"{root}{esc(source_page(path_b, project))}\">"
         f"{esc(b)}</a> — {source_b.code_lines:,} lines of code</th></tr></thead>\n<tbody>\n"
@@ -533,16 +538,27 @@ TraceRecorder = Callable[[str, str, str, str | None, Path], None]
 
 
 def _recorder() -> TraceRecorder | None:
-    """The trace package's HTML writer, when it exists: record(layer, method, path, body, out)."""
+    """The trace package's recorder, when it exists: run the layer on its default server
+    (ours), send the request, and write the trace's self-contained HTML page."""
     try:
-        from layercake.trace import record_html  # type: ignore[attr-defined]
+        from layercake.trace.render import trace_html
+        from layercake.trace.run import trace
     except ImportError:
         return None
-    return record_html  # type: ignore[no-any-return]
+
+    def record(layer: str, method: str, path: str, body: str | None, out: Path) -> None:
+        page = trace_html(trace(layer, None, method, path, body=(body or "").encode()))
+        # A way back to the site, added after <body>; the page is otherwise the trace's own.
+        back = ('<p style="font-family: sans-serif"><a href="index.html">← all traces</a> · '
+                '<a href="../index.html">the ladder</a></p>')
+        out.write_text(page.replace("<body>", "<body>" + back, 1), encoding="utf-8")
+
+    return record
 
 
 def write_traces(site: Site, project: Path, enabled: bool, budget: float = TRACE_BUDGET,
-                 recorder: TraceRecorder | None = None, log: Callable[[str], None] = lambda _m: None) -> None:
+                 recorder: TraceRecorder | None = None, log: Callable[[str], None] = lambda _m: None,
+                 layers: list[str] | None = None) -> None:
     from layers import LAYERS
 
     out = site.out / "traces"
@@ -552,6 +568,8 @@ def write_traces(site: Site, project: Path, enabled: bool, budget: float = TRACE
     deadline = time.monotonic() + budget
     rows = []
     for layer in LAYERS.values():
+        if layers is not None and layer.name not in layers:
+            continue
         cells = []
         for method, path, body in TRACED:
             name = trace_name(layer.name, method, path)

@@ -133,6 +133,12 @@ def test_measured_figures_are_quoted_with_their_origin(tmp_path: Path):
     assert "docs/bench/a.json" in html and "docs/bench/b.json" in html and "2026-11-29 01:05 UTC" in html
 
 
+def _scratch_wsgi_reason() -> str | None:
+    if not (PROJECT / "servers" / "scratch_wsgi.py").exists():
+        return "servers/scratch_wsgi.py is not written yet"
+    return None
+
+
 def _site(tmp_path: Path) -> Site:
     return Site(tmp_path, BuildReport(tmp_path), "now", "abc1234")
 
@@ -175,6 +181,16 @@ def test_trace_pages_come_from_the_recorder(tmp_path: Path):
     assert len(linked) == len(calls) and all(t.exists() for t in linked)
 
 
+@pytest.mark.skipif(_scratch_wsgi_reason() is not None, reason=str(_scratch_wsgi_reason()))
+def test_real_trace_pages_for_one_layer(tmp_path: Path):
+    site = _site(tmp_path)
+    write_traces(site, PROJECT, True, layers=["bare_wsgi"])
+    for name in ("bare_wsgi-get-json", "bare_wsgi-post-items"):
+        html = (tmp_path / "traces" / f"{name}.html").read_text(encoding="utf-8")
+        assert "Request bytes" in html and "Response bytes" in html and "← all traces" in html
+    assert "201 Created" in (tmp_path / "traces" / "bare_wsgi-post-items.html").read_text(encoding="utf-8")
+
+
 # --- The static-file app ---
 
 
@@ -209,12 +225,6 @@ def test_static_app_serves_files_and_refuses_the_rest(tmp_path: Path):
 
 
 # --- Served by our own server, seen by a real browser ---
-
-
-def _scratch_wsgi_reason() -> str | None:
-    if not (PROJECT / "servers" / "scratch_wsgi.py").exists():
-        return "servers/scratch_wsgi.py is not written yet"
-    return None
 
 
 @pytest.mark.skipif(_scratch_wsgi_reason() is not None, reason=str(_scratch_wsgi_reason()))
