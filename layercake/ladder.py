@@ -1,66 +1,26 @@
 """The ladder at a glance: each layer's own size, contract score and in-process cost.
 
-This is what ``layercake tour`` prints.  The cost is measured with the in-process
-drivers (no socket, no server, no ``wsgiref.validate`` wrapper): a batch of
-``GET /json`` requests timed with ``perf_counter``, repeated, and the median batch
-taken, so one slow batch (a GC pass, the other core's noise) does not move the figure.
-It is a quick look; ``layercake bench`` is the careful measurement.
+This is what ``layercake tour`` prints.  The contract runs in-process (no socket); the
+cost comes from :func:`layercake.bench.inprocess.quick_ladder`, which measures each
+layer in a fresh subprocess on ``GET /json``: median µs per request over short
+batches, and the deterministic counters (Python calls, distinct lines) that say how
+much code each abstraction runs.  It is a quick look; ``layercake bench`` is the
+careful measurement over real sockets.
 """
 
 from __future__ import annotations
 
-import io
-import statistics
-import time
-import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from layercake.contract import CaseResult, run_contract
-from layercake.inprocess import driver_for
+from layercake.source import parse
 from layers import LAYERS, Layer
 
 
-def code_lines(source: str) -> int:
-    """Lines holding code: not blank, not only a comment, not part of a docstring."""
-    lines: set[int] = set()
-    prev = tokenize.INDENT
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-                        tokenize.ENDMARKER):
-            prev = tok.type if tok.type != tokenize.COMMENT else prev
-            continue
-        # A string standing alone as a statement is a docstring: prose, not code.
-        if tok.type == tokenize.STRING and prev in (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE):
-            prev = tok.type
-            continue
-        lines.update(range(tok.start[0], tok.end[0] + 1))
-        prev = tok.type
-    return len(lines)
-
-
 def own_lines(layer: Layer) -> int:
-    """Lines of code in the layer's own folder (shared modules not counted)."""
-    return sum(code_lines(p.read_text()) for p in sorted(layer.directory.glob("*.py")))
-
-
-def time_inprocess(layer: Layer, seconds: float = 0.4, target: str = "/json") -> float:
-    """Median microseconds per request for ``GET target``, in-process."""
-    kwargs = {"validate": False} if layer.interface == "wsgi" else {}
-    driver = driver_for(layer.load(), layer.interface, **kwargs)
-    try:
-        for _ in range(20):  # warm up: imports, caches, first-call paths
-            driver.request("GET", target)
-        batch, samples = 50, []
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline or len(samples) < 3:
-            started = time.perf_counter()
-            for _ in range(batch):
-                driver.request("GET", target)
-            samples.append((time.perf_counter() - started) / batch * 1e6)
-        return statistics.median(samples)
-    finally:
-        driver.close()
+    """Lines of code (not comments, docstrings or blanks) in the layer's own folder."""
+    return sum(parse(p).code_lines for p in sorted(layer.directory.glob("*.py")))
 
 
 @dataclass
@@ -70,16 +30,20 @@ class TourRow:
     passed: int
     total: int
     us_per_request: float
-    ratio_to_bare: float = 1.0
+    calls: int
+    lines_run: int
+    ratio_to_bare: float
     failures: list[CaseResult] = field(default_factory=list)
 
 
-def tour_rows(seconds_per_layer: float = 0.4) -> Iterator[TourRow]:
-    """Verify and time each layer in ladder order; ratios are against the bare layer of the same interface."""
-    bare: dict[str, float] = {}
+def tour_rows(seconds_per_layer: float = 0.3) -> Iterator[TourRow]:
+    """Verify, then measure, each layer in ladder order."""
+    from layercake.bench.inprocess import quick_ladder
+
+    bare_us: dict[str, float] = {}  # the first rung of each interface is the yardstick
     for layer in LAYERS.values():
         results = run_contract(None, layer)
-        us = time_inprocess(layer, seconds_per_layer)
-        bare.setdefault(layer.interface, us)
-        yield TourRow(layer, own_lines(layer), sum(r.ok for r in results), len(results), us,
-                      us / bare[layer.interface], [r for r in results if not r.ok])
+        (cost,) = quick_ladder(seconds_per_layer, layers=[layer.name])
+        bare_us.setdefault(layer.interface, cost.us)
+        yield TourRow(layer, own_lines(layer), sum(r.ok for r in results), len(results), cost.us, cost.calls,
+                      cost.lines, cost.us / bare_us[layer.interface], [r for r in results if not r.ok])
