@@ -1,0 +1,132 @@
+"""Helpers for the live scratch-server tests: raw sockets and a server subprocess that is always stopped."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port  # type: ignore[return-value]
+
+
+class Client:
+    """A raw socket with a receive buffer, so pipelined responses can be read one at a time."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection(address(url), timeout=timeout)
+        self.buf = b""
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        if self.buf:
+            data, self.buf = self.buf[:size], self.buf[size:]
+            return data
+        return self.sock.recv(size)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _more(self) -> bool:
+        try:
+            piece = self.sock.recv(65536)
+        except ConnectionResetError:
+            piece = b""
+        self.buf += piece
+        return bool(piece)
+
+    def read_until_closed(self, limit: int = 1 << 22) -> bytes:
+        while len(self.buf) < limit and self._more():
+            pass
+        data, self.buf = self.buf, b""
+        return data
+
+    def read_response(self) -> bytes:
+        """One response, whose body has a Content-Length (enough for these tests); b"" if the server closed."""
+        while b"\r\n\r\n" not in self.buf:
+            if not self._more():
+                data, self.buf = self.buf, b""
+                return data
+        end = self.buf.index(b"\r\n\r\n") + 4
+        match = re.search(rb"(?i)content-length: *(\d+)", self.buf[:end])
+        length = int(match.group(1)) if match else 0
+        while len(self.buf) < end + length and self._more():
+            pass
+        data, self.buf = self.buf[:end + length], self.buf[end + length:]
+        return data
+
+
+def connect(url: str, timeout: float = 10.0) -> Client:
+    return Client(url, timeout)
+
+
+def read_until_closed(client: Client) -> bytes:
+    return client.read_until_closed()
+
+
+def read_response(client: Client) -> bytes:
+    return client.read_response()
+
+
+class ServerProcess:
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc = proc
+        self.url = url
+        self.stderr = ""
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        self.stderr += err
+        return self.proc.returncode
+
+
+@contextmanager
+def server_process(module: str, target: str, *args: str) -> Iterator[ServerProcess]:
+    """Run ``python -m module target --port 0 ...``; wait for the serving line; always stop it."""
+    proc = subprocess.Popen([sys.executable, "-m", module, target, "--port", "0", *args], cwd=ROOT,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    url = ""
+    seen = ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+        match = re.match(r"layercake: serving on (http://\S+)$", line.strip())
+        if match:
+            url = match.group(1)
+            break
+    server = ServerProcess(proc, url)
+    server.stderr = seen
+    try:
+        yield server
+    finally:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
