@@ -94,7 +94,7 @@ def _event_detail(event: dict[str, Any]) -> str:
                 parts.append(f"headers={len(value)}")
             else:
                 parts.append(f"{key}={json.dumps(value)[:60]}")
-    for key in ("method", "target", "status_code", "status", "reason", "http_version", "requestline"):
+    for key in ("method", "target", "status_code", "status", "reason", "http_version", "requestline", "body"):
         if event.get(key) not in (None, ""):
             parts.append(f"{key}={event[key]}")
     if "headers" in event and event.get("call") != "start_response":
@@ -341,7 +341,14 @@ def render_lifespan(record: LifespanRecord) -> RenderableType:
                                    "unsupported": "simulated: raises on the lifespan scope",
                                    "fail-startup": "simulated: answers lifespan.startup.failed"}[record.mode])
     head.add_row("started", "yes" if record.started else "no: the server refused to start")
-    head.add_row("exit status", str(record.exit_status))
+    status = record.exit_status
+    if status is not None and status < 0:
+        import signal
+
+        shown = f"{status} (ended by {signal.Signals(-status).name}: the server re-raised the signal after its graceful stop)"
+    else:
+        shown = str(status)
+    head.add_row("exit status", shown)
     table = Table(title="what happened, in order", title_justify="left")
     for col in ("t", "process / thread", "event", "detail"):
         table.add_column(col, overflow="fold")
@@ -378,6 +385,9 @@ def lifespan_findings(record: LifespanRecord) -> list[str]:
         out.append(f"startup completed {'before' if startup < request else 'AFTER'} the first request.")
     if shutdown is not None:
         out.append("shutdown ran at exit (lifespan.shutdown → lifespan.shutdown.complete).")
+    elif startup is not None and record.started:
+        out.append(f"startup ran but no lifespan.shutdown was ever sent: the process ended (exit status "
+                   f"{record.exit_status}) without telling the app -- a store closed at shutdown is never closed.")
     if "app raised" in kinds and record.started:
         out.append("the app raised on the lifespan scope; per the ASGI lifespan spec the server carried on "
                    "without lifespan events.")

@@ -28,7 +28,9 @@ stop, and reads back the lifespan events in order.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import re
 import shutil
 import socket
 import tempfile
@@ -292,10 +294,32 @@ def _outer_view(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return outer, (record["environ"] if outer == "wsgi" else record["scope"]) or {}
 
 
+#: PEP 3333 / CGI (RFC 3875 §4.1) names: never mistaken for the process environment.
+_CGI = {"REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "CONTENT_LENGTH",
+        "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE", "GATEWAY_INTERFACE", "REMOTE_ADDR",
+        "REMOTE_HOST", "REMOTE_PORT", "REQUEST_URI", "RAW_URI", "PATH_TRANSLATED", "AUTH_TYPE", "REMOTE_USER"}
+PROCESS_ENV_ROW = "(process environment)"
+
+
+def _from_process_env(key: str) -> bool:
+    # wsgiref (like CGI) starts every environ from a copy of os.environ; the server inherits ours.
+    return key not in _CGI and not key.startswith(("HTTP_", "wsgi.")) and (
+        key in os.environ or key.startswith("LAYERCAKE_") or key in ("PYTHONPATH", "PYTHONUNBUFFERED"))
+
+
 def _flatten(view: dict[str, Any]) -> dict[str, Any]:
-    """One row per key; headers become one row per header, numbered, so order and casing show."""
+    """One row per key; headers become one row per header, numbered, so order and casing show.
+
+    Variables copied from the server's process environment (wsgiref does, as CGI did)
+    become a single row counting them, instead of fifty rows of ``HOME`` and ``PATH``.
+    """
     out: dict[str, Any] = {}
+    copied = [key for key in view if _from_process_env(key)]
+    if copied:
+        out[PROCESS_ENV_ROW] = f"{len(copied)} variables copied from os.environ"
     for key, value in view.items():
+        if key in copied:
+            continue
         if key == "headers" and isinstance(value, list):
             for i, pair in enumerate(value):
                 out[f"headers[{i}]"] = f"{pair[0]}: {pair[1]}" if isinstance(pair, list) and len(pair) == 2 else pair
@@ -309,7 +333,24 @@ def _flatten(view: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_VOLATILE = ("client", "server", "REMOTE_PORT", "SERVER_PORT", "HTTP_HOST", "headers[0]")
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+
+
+def _normalise(key: str, value: Any, server_port: int) -> Any:
+    """Take out what differs between any two runs -- ports picked at random, object addresses --
+    so that a highlighted difference is always the server's doing."""
+    if key in ("client", "REMOTE_PORT") or key.startswith("client"):
+        if isinstance(value, list) and len(value) == 2:
+            return [value[0], "<client port>"]
+        if isinstance(value, (int, str)) and key == "REMOTE_PORT":
+            return "<client port>"
+    if isinstance(value, list):
+        return [_normalise("", v, server_port) for v in value]
+    if value == server_port or value == str(server_port):
+        return "<server port>"
+    if isinstance(value, str):
+        return _ADDRESS.sub(" at 0x…", value)
+    return value
 
 
 def scope_diff(layer_name: str, servers: Sequence[str], method: str = "GET", path: str = "/",
@@ -330,9 +371,10 @@ def scope_diff(layer_name: str, servers: Sequence[str], method: str = "GET", pat
         with traced_server(layer, name) as (srv, records, _spec):
             exchange(srv.host, srv.port, raw)
             record = records.wait_for_request(after=0)
+            port = srv.port
         interface, view = _outer_view(record)
         interfaces[name] = interface
-        views[name] = _flatten(view)
+        views[name] = {k: _normalise(k, v, port) for k, v in _flatten(view).items()}
         if interface == "asgi":
             order[name] = [pair[0] for pair in view.get("headers", [])]
         else:
@@ -385,7 +427,8 @@ def lifespan(layer_name: str, server: str | None = None, mode: str = "pass",
             probe = {"path": probe_path, "status": parsed["status"], "body": parsed["body"][:300]}
             request_marks.append({"kind": f"request GET {probe_path}", "t_ns": record["t0_ns"],
                                   "pid": record["pid"], "thread": None, "task": None,
-                                  "status": parsed["status"], "duration_ns": record["duration_ns"]})
+                                  "status": parsed["status"], "body": parsed["body"][:200],
+                                  "duration_ns": record["duration_ns"]})
             exit_status = srv.stop()
             output = srv.output()
     except ServerStartError as exc:  # e.g. --simulate fail-startup: the server refuses to start

@@ -1,0 +1,133 @@
+"""Tracing over real servers: one request each, on random loopback ports."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from layercake.cli import cli
+from layercake.trace import lifespan, scope_diff, trace
+from layercake.trace.model import STEPS
+from layercake.trace.run import PROCESS_ENV_ROW, build_request, exchange
+from layers import LAYERS
+from servers.registry import ServerOptions, start_server
+
+_DATE = re.compile(rb"(?im)^date: [^\r\n]*\r\n")
+
+
+def _plain_response(server: str, layer: str, method: str, path: str, http: str | None) -> bytes:
+    """What a plain client gets from the untraced server, for the same request bytes."""
+    with start_server(server, layer, ServerOptions(http=http)) as srv:
+        return exchange(srv.host, srv.port, build_request(method, path, f"{srv.host}:{srv.port}"))
+
+
+@pytest.mark.parametrize("server", ["scratch-asgi", "uvicorn"])
+def test_fastapi_get_item_trace_has_every_step_in_order(server: str) -> None:
+    http = "h11" if server == "uvicorn" else None  # so that its parser can be observed
+    t = trace("fastapi", server, "GET", "/items/1", http=http)
+    assert t.steps == list(STEPS)  # all six, in request order
+    assert t.request_bytes.startswith(b"GET /items/1 HTTP/1.1\r\n")
+    assert t.scope is not None and t.scope["path"] == "/items/1" and t.scope["type"] == "http"
+    calls = t.calls("asgi")
+    assert calls.index("send() http.response.start") < calls.index("send() http.response.body")
+    assert {"fastapi", "pydantic", "starlette"} <= set(t.packages())
+    # h11 saw our request before the app was called, and the response after
+    events = t.parser["events"]
+    request = next(e for e in events if e.get("event") == "Request")
+    assert request["target"] == "/items/1" and request["t_ns"] < 0
+    assert any(e.get("event") == "Response" and e["t_ns"] > 0 for e in events)
+    # tracing does not change the response
+    assert t.response["status"] == 200
+    plain = _plain_response(server, "fastapi", "GET", "/items/1", http)
+    assert _DATE.sub(b"", t.response_bytes) == _DATE.sub(b"", plain)
+
+
+def test_wsgi_layer_on_an_asgi_server_shows_the_bridge_and_the_thread_switch() -> None:
+    t = trace("flask", "uvicorn", "GET", "/json")
+    assert t.bridge == "wsgi->asgi"
+    assert t.server_process["interfaces"] == ["asgi", "wsgi"]  # a recorder on each side of the bridge
+    assert t.scope is not None and t.environ is not None
+    assert "bridge" in t.packages() and "flask" in t.packages()
+    by_call = {e["call"]: e for e in t.conversation}
+    loop_thread = by_call["app(scope, receive, send)"]["thread"]
+    app_thread = by_call["app(environ, start_response)"]["thread"]
+    assert app_thread != loop_thread  # a2wsgi runs the WSGI app in its executor
+    assert set(t.threads()) >= {loop_thread, app_thread}
+    assert t.response["status"] == 200 and t.response["body"] == '{"message":"Hello, World!"}'
+
+
+def test_scope_diff_finds_known_differences_between_wsgiref_and_scratch_wsgi() -> None:
+    diff = scope_diff("bare_wsgi", ["scratch-wsgi", "wsgiref"], "GET", "/inspect?x=1")
+    # wsgiref serves one request at a time and starts each environ from os.environ (as CGI did)
+    assert "wsgi.multithread" in diff.differing
+    assert PROCESS_ENV_ROW in diff.differing
+    rows = {row["key"]: row["values"] for row in diff.rows}
+    assert rows["wsgi.multithread"] == {"scratch-wsgi": True, "wsgiref": False}
+    # what PEP 3333 pins down, they agree on
+    for key in ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL", "wsgi.url_scheme"):
+        assert key not in diff.differing, key
+    assert rows["QUERY_STRING"]["wsgiref"] == "x=1"
+
+
+def test_lifespan_startup_precedes_the_first_request_and_shutdown_comes_at_exit() -> None:
+    record = lifespan("starlette", "uvicorn")
+    kinds = record.kinds()
+    assert record.started
+    order = [kinds.index(k) for k in ("app loaded", "receive() lifespan.startup", "send() lifespan.startup.complete",
+                                      "request GET /health", "receive() lifespan.shutdown",
+                                      "send() lifespan.shutdown.complete")]
+    assert order == sorted(order)
+    assert record.probe is not None and '"startup_complete":true' in record.probe["body"]
+
+
+def test_lifespan_startup_failure_stops_the_server() -> None:
+    record = lifespan("bare_asgi", "scratch-asgi", mode="fail-startup")
+    assert not record.started
+    assert "send() lifespan.startup.failed" in record.kinds()
+    assert "request GET /health" not in record.kinds()
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_every_layer_traces_on_its_scratch_server(layer: str, tmp_path: Path) -> None:
+    out = tmp_path / "trace.json"
+    page = tmp_path / "trace.html"
+    result = CliRunner().invoke(cli, ["trace", layer, "GET", "/json", "--json", str(out), "--html", str(page),
+                                      "--depth", "4"])
+    assert result.exit_code == 0, result.output
+    assert "6. response bytes" in result.output
+    assert '"status": 200' in out.read_text() or '"status":200' in out.read_text()
+    html = page.read_text()
+    assert html.startswith("<!doctype html>") and "<details" in html and "<script" not in html
+
+
+def test_cli_refuses_a_bad_request_line_with_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["trace", "fastapi", "GET", "/json", "extra"])
+    assert result.exit_code == 2
+    assert "expected [METHOD] PATH" in result.output
+
+
+# The whole promise: the three commands for every layer on a scratch server and a third-party
+# server per interface (bridged where the interface differs).  ~40 server starts: -m full.
+_MATRIX = [(layer, server) for layer in LAYERS
+           for server in (["scratch-wsgi", "waitress", "uvicorn"] if LAYERS[layer].interface == "wsgi"
+                          else ["scratch-asgi", "uvicorn", "gunicorn-sync"])]
+
+
+@pytest.mark.full
+@pytest.mark.parametrize(("layer", "server"), _MATRIX, ids=[f"{a}-{b}" for a, b in _MATRIX])
+def test_trace_and_lifespan_matrix(layer: str, server: str) -> None:
+    t = trace(layer, server, "GET", "/items/1")
+    assert t.response["status"] == 200 and t.steps[-1] == "response bytes"
+    record = lifespan(layer, server)
+    assert record.started and "request GET /health" in record.kinds()
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_scope_diff_matrix(layer: str) -> None:
+    servers = ["scratch-wsgi", "waitress"] if LAYERS[layer].interface == "wsgi" else ["scratch-asgi", "uvicorn"]
+    diff = scope_diff(layer, servers, "GET", "/inspect")
+    assert diff.rows and set(diff.interfaces) == set(servers)
