@@ -1,0 +1,91 @@
+"""``layercake serve`` as a user runs it: it prints the native command, the URL and curl
+lines, and SIGINT (Ctrl-C) or SIGTERM stops the server and every worker -- checked in
+/proc, not assumed.  Plus the CLI's exit statuses for bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from servers.registry import process_group_members
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _layercake(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "layercake", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _read_until_serving(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[str, str, int]:
+    """Lines up to the curl lines after 'serving on URL (pid N ...)': (the lines, url, server pid)."""
+    assert proc.stdout is not None
+    seen, url, pid = [], "", 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        m = re.search(r"serving on (http://\S+)\s+\(pid (\d+)", line)
+        if m:
+            url, pid = m.group(1), int(m.group(2))
+        if "/health" in line:  # the last curl line
+            return "".join(seen), url, pid
+    proc.kill()
+    raise AssertionError("layercake serve never said it was serving:\n" + "".join(seen))
+
+
+@pytest.mark.parametrize(("layer", "server", "sig"), [
+    ("bare_wsgi", "gunicorn-gthread", signal.SIGINT),
+    ("bare_asgi", "uvicorn", signal.SIGTERM),
+], ids=["gunicorn-workers-SIGINT", "uvicorn-workers-SIGTERM"])
+def test_serve_stops_every_worker(layer: str, server: str, sig: signal.Signals) -> None:
+    proc = _layercake("serve", layer, "--server", server, "--port", "0", "--workers", "2", "--no-access-log")
+    try:
+        text, url, pid = _read_until_serving(proc)
+        assert "native command:" in text and ("-w 2" in text or "--workers 2" in text)
+        assert f"curl -i {url}/plaintext" in text
+        assert httpx.get(url + "/plaintext", timeout=10).status_code == 200
+        for _ in range(100):  # the master forks its workers after binding (bounded wait)
+            if len(process_group_members(pid)) >= 3:
+                break
+            time.sleep(0.05)
+        assert len(process_group_members(pid)) >= 3, "expected a master and two workers"
+        proc.send_signal(sig)
+        assert proc.wait(timeout=20) == 0
+        assert process_group_members(pid) == [], "orphaned server processes"
+        assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_refuses_a_port_in_use() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _layercake("serve", "bare_wsgi", "--server", "wsgiref", "--port", str(port))
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "already in use" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["serve", "bare_wsgi", "--server", "nginx"], "unknown server 'nginx'"),
+    (["serve", "no_layer"], "unknown layer 'no_layer'"),
+    (["serve", "bare_asgi", "--server", "uvicorn", "--threads", "4"], "has no --threads"),
+], ids=["unknown-server", "unknown-layer", "unsupported-flag"])
+def test_serve_bad_input_is_one_line_and_exit_2(args: list[str], says: str) -> None:
+    proc = _layercake(*args, "--port", "0")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and says in out and "Traceback" not in out
