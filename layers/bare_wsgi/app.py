@@ -29,8 +29,11 @@ What a framework would do, done here by hand and in plain sight:
 * errors: handlers raise ``HTTPError`` or ``ValidationFailed``; any other exception
   is logged with its traceback and answered with a generic 500.
 
-What it deliberately doesn't do: HEAD (the contract leaves it out; the frameworks
-above derive it from GET, this layer answers it 405), content negotiation,
+HEAD is not in the contract, but every framework above derives it from GET, so this
+layer does too, by hand: the GET handler runs and its body is dropped (RFC 9110 §9.3.2;
+PEP 3333 leaves that to the application, and wsgiref would send the body).
+
+What it deliberately doesn't do: content negotiation,
 ``wsgi.file_wrapper``, the ``write()`` callable that ``start_response`` returns (a
 PEP 3333 legacy for old frameworks: this app only returns iterables), and WebSocket:
 WSGI has no way to hold a connection open, so ``/ws`` is a 404 here.
@@ -344,6 +347,11 @@ def match(path: str) -> tuple[dict[str, Handler], dict[str, str]] | None:
     return None
 
 
+def allow(methods: dict[str, Handler]) -> str:
+    """The Allow header of a 405: the route's methods, and HEAD wherever GET is."""
+    return ", ".join([*methods, "HEAD"] if "GET" in methods else methods)
+
+
 def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     """The WSGI application (PEP 3333): route, call the handler, start the response."""
     method = environ["REQUEST_METHOD"]
@@ -355,12 +363,19 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if found is None:
             raise HTTPError(404)
         methods, params = found
-        handler = methods.get(method)
+        handler = methods.get("GET" if method == "HEAD" else method)
         if handler is None:
-            raise HTTPError(405, [("Allow", ", ".join(methods))])
+            raise HTTPError(405, [("Allow", allow(methods))])
         status, headers, body = handler(environ, **params)
     except Exception as exc:
         status, headers, body = error_reply(exc, environ)
+    if method == "HEAD":
+        # RFC 9110 §9.3.2: the GET answer's status and headers (Content-Length
+        # included) without its content.  A generator body is closed, never run.
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+        body = []
     # PEP 3333: the status is a str, "<code> <reason>", and start_response only stores
     # the headers -- the server sends them with the first non-empty body chunk, so a
     # streaming body's first read happens before anything is on the wire.
