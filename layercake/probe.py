@@ -18,9 +18,10 @@ closed the connection).  Then it answers three questions:
 * **still serving?** -- a good request on a new connection afterwards is answered 200.
 
 In byte-by-byte and split modes the probe stops writing as soon as the server has
-answered (``select`` says the socket is readable), as a real client would: a server that
-refuses a 9,000-byte request line after 8,191 bytes should not be punished with a reset
-for the bytes it never asked for.
+answered a single-request case or closed the connection, as a real client would: a
+server that refuses a 9,000-byte request line after 8,191 bytes should not be punished
+with a reset for the bytes it never asked for.  (Pipelined cases keep writing after the
+first answer: that is what pipelining is.)
 
 :func:`probe_servers` starts servers through the registry (``servers.registry``), so a
 probe of ``gunicorn-sync`` runs the very command a user would; its results are plain
@@ -152,15 +153,22 @@ class _Connection:
     def close(self) -> None:
         self.sock.close()
 
-    def answered(self) -> bool:
-        """True once the server has sent something or closed (no waiting)."""
-        return bool(select.select([self.sock], [], [], 0)[0])
+    def answered(self, responses: int) -> bool:
+        """True once the server has closed, or answered a case that expects one response
+        (no waiting).  With pipelined requests the first answer comes while the later
+        requests are still being written, so only a close stops the writing then."""
+        if not select.select([self.sock], [], [], 0)[0]:
+            return False
+        try:
+            return responses == 1 or not self.sock.recv(1, socket.MSG_PEEK)
+        except ConnectionResetError:
+            return True
 
-    def send(self, data: bytes, split: str, rng: random.Random) -> None:
+    def send(self, data: bytes, split: str, rng: random.Random, responses: int = 1) -> None:
         """Write ``data`` in pieces; stop early if the server answers or goes away."""
         try:
             for piece in _pieces(data, split, rng):
-                if split != "whole" and self.answered():
+                if split != "whole" and self.answered(responses):
                     return
                 self.sock.sendall(piece)
         except (BrokenPipeError, ConnectionResetError):
@@ -266,7 +274,7 @@ def run_case(host: str, port: int, case: Case, split: str = "whole", seed: int =
     rng = random.Random(f"{case.id}/{seed}")
     conn = _Connection(host, port, timeout)
     try:
-        conn.send(case.raw, split, rng)
+        conn.send(case.raw, split, rng, responses=len(case.expect))
         for index in range(len(case.expect)):
             response = conn.read_response(head_request=case.is_head(index))
             result.statuses.append(response.status if response else None)

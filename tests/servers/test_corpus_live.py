@@ -1,0 +1,45 @@
+"""Every corpus case against both scratch servers over a real loopback socket.
+
+Each case is sent whole, one byte per write and in two random splittings; each time the
+status of every response, whether the connection closed (or stayed usable, checked by
+one more request on it) and whether the server still answers a good request afterwards
+must be what the case file says.  One server per module, shared by all cases: a case
+that broke the server would show up in the cases after it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from layercake.corpus import load_corpus
+from layercake.probe import run_case
+from tests.servers.hardening_server import SCRATCH, Served, scratch
+
+CORPUS = load_corpus()
+
+
+@pytest.fixture(scope="module", params=sorted(SCRATCH))
+def server(request: pytest.FixtureRequest) -> Iterator[Served]:
+    with scratch(request.param) as served:
+        yield served
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[case.id for case in CORPUS])
+def test_corpus_case(server: Served, case) -> None:
+    failures = []
+    for split, seed in (("whole", 0), ("bytes", 0), ("random", 1), ("random", 2)):
+        result = run_case(server.host, server.port, case, split, seed=seed, timeout=5.0)
+        if not result.passed:
+            failures.append(f"{split}/{seed}: got {result.status_text()}: {'; '.join(result.problems())}")
+    assert not failures, f"{case.id} ({case.description}, {case.rule}): expected {case.expect_text()}\n" + "\n".join(
+        failures
+    )
+    assert server.proc.poll() is None, server.log()[-2000:]
+
+
+def test_corpus_is_large_and_covers_every_category() -> None:
+    categories = {case.category for case in CORPUS}
+    assert len(CORPUS) >= 60
+    assert {"smuggling", "fields", "chunked", "reqline", "limits", "expect", "pipelining", "http10"} <= categories
