@@ -94,6 +94,9 @@ SERVER_HEADER = NAME.encode()
 HIGH_WATER = 65536
 # WebSocket messages queued for an app that is not calling receive(): above this, stop reading.
 WS_QUEUE_HIGH = 16
+# How long a refused connection is read and discarded before closing (Apache's lingering close reads for up to
+# 2 s between reads, 30 s in all; nginx lingering_time 30 s, lingering_timeout 5 s).  Short: it is a courtesy.
+LINGER_SECONDS = 2.0
 
 log = logging.getLogger("layercake.server")
 access_log = logging.getLogger("layercake.access")
@@ -395,8 +398,7 @@ class Connection(asyncio.Protocol):
         self.flow.resume_reading()
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        # Two seconds is Apache's lingering-close budget (MAX_SECS_TO_LINGER is 30, but it reads in 2 s steps).
-        self.timer = self.loop.call_later(2.0, self.transport.close)
+        self.timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     # =============================================================================================================
     # Event loop over h11 events

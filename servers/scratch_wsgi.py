@@ -90,6 +90,9 @@ from servers.scratch_common import (
 NAME = "scratch-wsgi"
 SERVER_HEADER = NAME.encode()
 RECV_SIZE = 65536  # one read; a typical head is a few hundred bytes, a body comes in pieces of this size
+# How long a refused connection is read and discarded before closing (Apache's lingering close reads for up to
+# 2 s between reads, 30 s in all; nginx lingering_time 30 s, lingering_timeout 5 s).  Short: it is a courtesy.
+LINGER_SECONDS = 2.0
 
 log = logging.getLogger("layercake.server")
 access_log = logging.getLogger("layercake.access")
@@ -227,8 +230,13 @@ class Server:
         if self.should_exit:
             conn.close()
             return
-        conn.deadline = time.monotonic() + (
-            self.limits.header_timeout if conn.head.started else self.limits.keepalive_timeout)
+        if conn.lingering:
+            timeout = LINGER_SECONDS
+        elif conn.head.started:
+            timeout = self.limits.header_timeout
+        else:
+            timeout = self.limits.keepalive_timeout
+        conn.deadline = time.monotonic() + timeout
         self.next_deadline = min(self.next_deadline, conn.deadline)
         self.waiting[conn.sock] = conn
         self.selector.register(conn.sock, selectors.EVENT_READ, conn)
@@ -244,7 +252,7 @@ class Server:
         for conn in list(self.waiting.values()):
             if conn.deadline <= now:
                 self._forget(conn)
-                if conn.head.started:  # RFC 9110 §15.5.9: 408 tells the client the server timed out waiting
+                if conn.head.started and not conn.lingering:  # RFC 9110 §15.5.9: 408 says we gave up waiting
                     conn.send_rejection(Rejection(408, "request head not received in time", "header_timeout"))
                 conn.close()
             else:
@@ -261,6 +269,8 @@ class Server:
             self._forget(conn)
             conn.close()
             return
+        if conn.lingering:
+            return  # after a refusal: discard until the client closes or the linger deadline passes
         was_started = conn.head.started
         result = conn.head.feed(data)
         if result is None:
@@ -273,7 +283,7 @@ class Server:
             self._dispatch(conn, *result)
         else:
             conn.send_rejection(result)
-            conn.close()
+            self._watch(conn)  # lingering now: see Connection.send_rejection
 
     def _dispatch(self, conn: Connection, head: bytes, rest: bytes) -> None:
         """A complete, checked head: give the connection to the pool, or shed load with a 503."""
@@ -284,7 +294,7 @@ class Server:
                 self.in_flight += 1
         if overloaded:
             conn.send_rejection(Rejection(503, "server at its concurrency limit, retry later", "max_concurrency"))
-            conn.close()
+            self._watch(conn)
             return
         self.jobs.put((conn, head, rest))
 
@@ -318,14 +328,29 @@ class Connection:
         self.client = client
         self.head = HeadReader(server.limits)
         self.deadline = 0.0
+        self.lingering = False
 
     def send_rejection(self, rejection: Rejection) -> None:
-        """Answer a refused head (from the selector thread: non-blocking, best effort -- it is a few hundred bytes
-        into an empty socket buffer) and log the rule it broke."""
+        """Answer a refused request, log the rule it broke, and start a lingering close.
+
+        The answer is a few hundred bytes into an empty socket buffer, so one non-blocking ``send`` does it, even
+        from the selector thread.  Then the *lingering close* (Apache's lingering_close): we stop writing
+        (``shutdown(SHUT_WR)``, the client sees EOF after our answer) but keep reading and discarding for up to
+        ``LINGER_SECONDS``.  Closing at once with unread request bytes in the kernel buffer would make it send RST,
+        and a client still uploading may then lose our answer before reading it.  The caller hands the connection
+        to the selector thread, which does the discarding."""
         log.info("%s:%d rejected %d (%s: %s)", *self.client, rejection.status, rejection.rule, rejection.reason)
         try:
             self.sock.send(rejection_response(rejection.status, rejection.reason, SERVER_HEADER,
                                               self.server.date.value()))
+        except OSError:
+            pass
+        self.begin_linger()
+
+    def begin_linger(self) -> None:
+        self.lingering = True
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 
@@ -349,7 +374,10 @@ class Connection:
             finally:
                 server._done()
             if leftover is None or server.should_exit:
-                self.close()
+                if self.lingering and not server.should_exit:
+                    self._give_back()
+                else:
+                    self.close()
                 return
             result = self.head.feed(leftover) if leftover else None
             if isinstance(result, tuple):  # a pipelined request is already complete: serve it on this thread
@@ -359,12 +387,14 @@ class Connection:
                 continue
             if result is not None:
                 self.send_rejection(result)
-                self.close()
-                return
-            self.sock.setblocking(False)
-            server.returned.append(self)
-            server._wake()
+            self._give_back()
             return
+
+    def _give_back(self) -> None:
+        """Return the connection to the selector thread (to wait for a head, or to linger)."""
+        self.sock.setblocking(False)
+        self.server.returned.append(self)
+        self.server._wake()
 
     # =============================================================================================================
     # Event loop over h11 events
@@ -526,6 +556,7 @@ class RequestCycle:
             start.headers_sent = start.finished = True
             if status != 500:
                 self.aborted = True  # 413/400: the body was not read; Connection: close was sent
+                self.connection.begin_linger()
         except (ClientDisconnected, h11.LocalProtocolError):
             self.aborted = True
 
