@@ -105,9 +105,17 @@ class Figures:
     def cost(self, layer: str) -> Cost | None:
         return self.costs.get(layer)
 
-    def rps(self, layer: str, endpoint: str = "plaintext") -> Throughput | None:
-        """The best-concurrency median req/s of ``layer`` on ``endpoint``, if measured."""
-        found = [t for t in self.throughput if t.layer == layer and t.endpoint == endpoint]
+    def rps(self, layer: str, endpoint: str | None = None) -> Throughput | None:
+        """The best-concurrency median req/s of ``layer`` on ``endpoint``, if measured.
+
+        With no endpoint: ``json`` (the endpoint the in-process figures describe), else
+        ``plaintext``, else the first one measured.
+        """
+        mine = [t for t in self.throughput if t.layer == layer]
+        if endpoint is None:
+            measured = [t.endpoint for t in mine]
+            endpoint = next((e for e in ("json", "plaintext", *measured) if e in measured), None)
+        found = [t for t in mine if t.endpoint == endpoint]
         return max(found, key=lambda t: t.rps) if found else None
 
     @property
@@ -212,7 +220,9 @@ def _costs(data: dict[str, Any], origin: str) -> tuple[dict[str, Cost], str | No
 
 
 def _throughput(data: dict[str, Any], origin: str) -> tuple[list[Throughput], str | None]:
-    rows = data.get("results") or data.get("runs") or []
+    if data.get("kind", "ladder") != "ladder":
+        return [], None  # an experiment (e.g. /slow against concurrency) is not the ladder
+    rows = data.get("results") or []
     when = _when(data)
     found: list[Throughput] = []
     for row in rows if isinstance(rows, list) else []:

@@ -360,13 +360,14 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
             lines = _num(cost.lines if cost else None)
             us = _num(cost.us if cost else None, "{:,.1f}")
             rps = figures.rps(layer.name)
-            rps_text = (f"{rps.rps:,.0f}<br><span class=\"note\">{esc(rps.endpoint)} on {esc(rps.server)}"
-                        f"{f', c{rps.concurrency}' if rps.concurrency else ''}</span>") if rps else "—"
+            rps_text = (f"{rps.rps:,.0f}<br><span class=\"note\">{esc(rps.endpoint)}"
+                        f"{f', c{rps.concurrency}' if rps.concurrency else ''}<br>{esc(rps.server)}</span>"
+                        if rps else "—")
             below = (f'<a href="{esc(diffs[layer.name])}">beside {esc(layer.below)}</a>'
                      if layer.name in diffs else esc(layer.below or "—"))
             rows.append(
                 f'<tr><td class="name">{name}<span class="badge {interface}">{interface.upper()}</span></td>'
-                f"<td>{esc(layer.description)}</td><td>{below}</td><td class=\"num\">{code}</td>"
+                f"<td class=\"what\">{esc(layer.description)}</td><td>{below}</td><td class=\"num\">{code}</td>"
                 f"<td class=\"num\">{comments}</td><td class=\"num\">{calls}</td><td class=\"num\">{lines}</td>"
                 f"<td class=\"num\">{us}</td><td class=\"num\">{rps_text}</td></tr>"
             )
@@ -410,6 +411,12 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
         "<th>comment lines</th><th>best req/s</th></tr></thead><tbody>\n" + "\n".join(server_rows)
         + "\n</tbody></table>"
     )
+    floor = figures.rps("floor")
+    if floor is not None:
+        sections.append(
+            f"<p class=\"note\">The floor — an asyncio protocol answering fixed bytes, the most Python does on this "
+            f"socket — measured {floor.rps:,.0f} req/s on {esc(floor.endpoint)}"
+            f"{f' at c{floor.concurrency}' if floor.concurrency else ''}: every req/s above is a fraction of it.</p>")
     provenance = []
     if figures.costs:
         provenance.append(f"Calls, lines run and µs per request: in-process counters from <code>"
@@ -469,10 +476,58 @@ def write_bench(site: Site, bench_dir: Path) -> None:
 
 
 def _grid_source(project: Path) -> Path | None:
-    for candidate in (project / "docs" / "grid.json", *sorted((project / "docs" / "grid").glob("*.json"))):
-        if candidate.is_file():
-            return candidate
-    return None
+    """The newest grid result under docs/: ``grid.json``, ``grid/*.json`` or any ``grid*.json``."""
+    docs = project / "docs"
+    found = [p for p in docs.rglob("*.json") if "grid" in p.relative_to(docs).as_posix()] if docs.is_dir() else []
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+GRID_SYMBOL = {"pass": "✓", "partial": "◐", "fail": "✗", "n/a": "n/a"}
+GRID_CLASS = {"pass": "ok", "partial": "partial", "fail": "fail", "n/a": "skip"}
+
+
+def grid_matrix(data: dict[str, Any]) -> str:
+    """The grid as ``layercake grid --json`` writes it: layers down, servers across, then
+    every failed case with the registry's explanation (or "unexplained")."""
+    cells = {(c["layer"], c["server"]): c for c in data["cells"]}
+    servers = data.get("servers") or sorted({c["server"] for c in data["cells"]})
+    layers = data.get("layers") or sorted({c["layer"] for c in data["cells"]})
+    head = "".join(f"<th>{esc(s)}</th>" for s in servers)
+    rows = []
+    for layer in layers:
+        tds = []
+        for server in servers:
+            cell = cells.get((layer, server))
+            if cell is None:
+                tds.append('<td class="skip">—</td>')
+                continue
+            status = str(cell.get("status", ""))
+            text = GRID_SYMBOL.get(status, status)
+            if cell.get("total"):
+                text += f" {cell.get('passed', 0)}/{cell['total']}"
+            bridge = f'<br><span class="note">via {esc(cell["bridge"])}</span>' if cell.get("bridge") else ""
+            title = esc(cell.get("reason") or cell.get("native_command") or "")
+            tds.append(f'<td class="{GRID_CLASS.get(status, "")}" title="{title}">{esc(text)}{bridge}</td>')
+        rows.append(f'<tr><th>{esc(layer)}</th>{"".join(tds)}</tr>')
+    failures = []
+    for cell in data["cells"]:
+        for failure in cell.get("failures") or []:
+            known = failure.get("known")
+            why = esc(known) if known else '<span class="missing">unexplained</span>'
+            failures.append(f"<tr><td>{esc(cell['layer'])}</td><td>{esc(cell['server'])}</td>"
+                            f"<td>{esc(failure.get('case', ''))}</td><td>{esc(failure.get('detail', ''))}</td>"
+                            f"<td>{why}</td></tr>")
+        if cell.get("status") in ("fail", "n/a") and cell.get("reason") and not cell.get("failures"):
+            failures.append(f"<tr><td>{esc(cell['layer'])}</td><td>{esc(cell['server'])}</td><td>—</td>"
+                            f"<td>{esc(str(cell['reason']).splitlines()[0])}</td><td></td></tr>")
+    out = (f'<table class="grid"><thead><tr><th></th>{head}</tr></thead><tbody>' + "\n".join(rows)
+           + "</tbody></table>\n<p class=\"note\">✓ the whole contract · ◐ part of it · ✗ failed or did not start · "
+           "n/a not installed. Hover a cell for the command or the reason.</p>")
+    if failures:
+        out += ("<h2>What fails where, and why</h2>\n<table class=\"grid\"><thead><tr><th>layer</th><th>server</th>"
+                "<th>case</th><th>what the contract saw</th><th>why (from the registry)</th></tr></thead><tbody>"
+                + "\n".join(failures) + "</tbody></table>")
+    return out
 
 
 def _cell_class(value: Any) -> str:
@@ -522,10 +577,16 @@ def write_grid(site: Site, project: Path) -> None:
         except ValueError as exc:
             parts.append(f"<p class=\"missing\">{esc(source.name)} is not valid JSON: {esc(exc)}</p>")
         else:
-            when = data.get("measured_at") or data.get("generated_at") if isinstance(data, dict) else None
+            env = data.get("environment", {}) if isinstance(data, dict) else {}
+            when = (env.get("when") if isinstance(env, dict) else None) or (
+                data.get("measured_at") if isinstance(data, dict) else None)
             parts.append(f"<p class=\"note\">From <code>{esc(source.relative_to(project))}</code>"
-                         f"{', generated ' + esc(when) if when else ''}.</p>")
-            parts.append(grid_table(data))
+                         f"{', run ' + esc(when) if when else ''}.</p>")
+            if isinstance(data, dict) and isinstance(data.get("cells"), list) and all(
+                    isinstance(c, dict) and "layer" in c and "server" in c for c in data["cells"]):
+                parts.append(grid_matrix(data))
+            else:
+                parts.append(grid_table(data))
     site.write("grid.html", "Compatibility grid", "\n".join(parts), "grid.html")
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from layercake.figures import Cost, Figures, Throughput
 from layercake.site import annotated_files, build_site, source_page, start_site_server
-from layercake.site.build import BuildReport, Site, grid_table, write_bench, write_traces
+from layercake.site.build import BuildReport, Site, grid_table, write_bench, write_grid, write_traces
 from layercake.site.serve import static_app
 from layers import LAYERS
 
@@ -163,6 +163,26 @@ def test_grid_table_from_records():
     html = grid_table([{"layer": "flask", "server": "uvicorn", "result": "pass"},
                        {"layer": "flask", "server": "waitress", "result": "fail: 3 cases"}])
     assert html.count("<tr>") == 3 and 'class="ok"' in html and 'class="fail"' in html
+
+
+def test_grid_page_from_layercake_grid_json(tmp_path: Path):
+    # fixtures/grid.json is real `layercake grid --json` output (two layers, three servers).
+    project = tmp_path / "project"
+    (project / "docs").mkdir(parents=True)
+    shutil.copyfile(Path(__file__).parent / "fixtures" / "grid.json", project / "docs" / "grid.json")
+    site = _site(tmp_path / "out")
+    write_grid(site, project)
+    html = (tmp_path / "out" / "grid.html").read_text(encoding="utf-8")
+    assert "<th>bare_wsgi</th>" in html and "<th>scratch-asgi</th>" in html
+    assert "✓ 23/23" in html and "via wsgi-&gt;asgi" in html
+    assert "What fails where, and why" in html and "unexplained" in html
+
+
+def test_grid_page_says_when_there_is_no_grid(tmp_path: Path):
+    site = _site(tmp_path / "out")
+    write_grid(site, tmp_path)
+    html = (tmp_path / "out" / "grid.html").read_text(encoding="utf-8")
+    assert "not generated yet" in html and "layercake grid --json" in html
 
 
 def test_trace_pages_come_from_the_recorder(tmp_path: Path):
