@@ -35,7 +35,8 @@ a server loses its sendfile fast path (the bytes are the same).  One request at 
 the recorders keep one active session per process, which is what ``layercake trace``
 sends.
 
-The parser's side: :func:`observe_h11` wraps ``h11.Connection``'s ``receive_data``,
+The parser's side: :func:`observe_head_reader` wraps our scratch servers' head reader
+(the strict checks that run before h11 sees a byte), :func:`observe_h11` wraps ``h11.Connection``'s ``receive_data``,
 ``next_event`` and ``send`` (class attributes, so every connection of every server that
 uses h11 -- ours, uvicorn ``--http h11``, hypercorn -- reports its events), and
 :func:`observe_http_server` wraps ``http.server``'s ``parse_request`` (wsgiref and
@@ -432,29 +433,74 @@ def observe_h11(emit: Emit) -> None:
     conn_cls = h11.Connection
     original_receive, original_next, original_send = conn_cls.receive_data, conn_cls.next_event, conn_cls.send
 
-    def report(conn: Any, op: str, **data: Any) -> None:
+    @profiling.hidden  # the observer's bookkeeping is not the request's work
+    def report(conn: Any, op: str, event: Any = None, data: bytes | None = None) -> None:
+        fields: dict[str, Any] = {}
+        if op == "receive_data":
+            fields = {"data": preview(data), "eof": not data}
+        else:
+            fields = _h11_event(event)
+            if op == "send" and data is not None:
+                fields["produced"] = preview(data)
         emit({"t_ns": _now(), "pid": os.getpid(), "conn": id(conn), "role": conn.our_role.__name__,
               "op": op, "our_state": conn.our_state.__name__, "their_state": conn.their_state.__name__,
-              **_where(), **data})
+              **_where(), **fields})
 
     @functools.wraps(original_receive)
     def receive_data(self: Any, data: bytes) -> None:
         original_receive(self, data)
-        report(self, "receive_data", data=preview(data), eof=not data)
+        report(self, "receive_data", data=data)
 
     @functools.wraps(original_next)
     def next_event(self: Any) -> Any:
         event = original_next(self)
-        report(self, "next_event", **_h11_event(event))
+        report(self, "next_event", event)
         return event
 
     @functools.wraps(original_send)
     def send(self: Any, event: Any) -> Any:
         data = original_send(self, event)
-        report(self, "send", **_h11_event(event), produced=preview(data) if data is not None else None)
+        report(self, "send", event, data)
         return data
 
     conn_cls.receive_data, conn_cls.next_event, conn_cls.send = receive_data, next_event, send
+
+
+def observe_head_reader(emit: Emit) -> None:
+    """Report our scratch servers' head reader: bytes in, then "need more", a rejection, or a complete head.
+
+    Our servers find the end of the head and run ``servers/core/strict.py`` on it *before*
+    h11 sees a byte (``servers/core/head.py``); wrapping ``HeadReader.feed`` shows that step.
+    """
+    if "head" in _observed:
+        return
+    _observed.add("head")
+    try:
+        from servers.core.head import HeadReader
+    except ImportError:  # not our server's process, or the module moved: nothing to observe
+        return
+    original = HeadReader.feed
+
+    @functools.wraps(original)
+    def feed(self: Any, data: bytes) -> Any:
+        result = original(self, data)
+        report(self, data, result)
+        return result
+
+    @profiling.hidden
+    def report(self: Any, data: bytes, result: Any) -> None:
+        if result is None:
+            outcome: dict[str, Any] = {"event": "need more bytes"}
+        elif isinstance(result, tuple):
+            outcome = {"event": "head complete, strict checks passed", "head": preview(result[0]),
+                       "rest": len(result[1])}
+        else:
+            outcome = {"event": f"rejected: {result.status}", "status": result.status, "reason": result.reason,
+                       "rule": result.rule}
+        emit({"t_ns": _now(), "pid": os.getpid(), "conn": id(self), "role": "SERVER", "op": "HeadReader.feed",
+              "data": preview(data), **_where(), **outcome})
+
+    HeadReader.feed = feed  # type: ignore[method-assign]
 
 
 def observe_http_server(emit: Emit) -> None:
@@ -469,6 +515,11 @@ def observe_http_server(emit: Emit) -> None:
     @functools.wraps(original)
     def parse_request(self: Any) -> bool:
         ok = original(self)
+        report(self, ok)
+        return ok
+
+    @profiling.hidden
+    def report(self: Any, ok: bool) -> None:
         headers = getattr(self, "headers", None)
         emit({"t_ns": _now(), "pid": os.getpid(), "conn": id(self.connection), "role": "SERVER",
               "op": "parse_request", "event": "parse_request", "ok": ok, **_where(),
@@ -476,6 +527,5 @@ def observe_http_server(emit: Emit) -> None:
               "target": getattr(self, "path", None), "http_version": getattr(self, "request_version", None),
               "headers": [[k, v] for k, v in headers.items()] if headers is not None else [],
               "close_connection": getattr(self, "close_connection", None)})
-        return ok
 
     BaseHTTPRequestHandler.parse_request = parse_request  # type: ignore[method-assign]

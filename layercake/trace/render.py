@@ -10,7 +10,10 @@ package (``packages.PACKAGES`` holds the colours, the legend is generated from i
 Making a tree of thousands of nodes readable:
 
 * ``depth`` limits how deep the tree opens (terminal: how deep it is printed; HTML: which
-  ``<details>`` start open -- everything is there, collapsed);
+  ``<details>`` start open -- the rest is there, collapsed);
+* except on the way to the layer's own code: the calls that lead from the server to the
+  handler are always followed, however deep (FastAPI's handler sits some twenty calls
+  down), with their siblings cut at ``depth`` -- the path is the story;
 * a run of *outer* frames (already running when the request began: the server's loop,
   the event loop's ``_run_once``) is folded into one line naming them, so depth counts
   the request's own calls;
@@ -38,7 +41,7 @@ from rich.tree import Tree
 from layercake.trace.model import LifespanRecord, ScopeDiff, Trace
 from layercake.trace.packages import COLOURS, PACKAGES
 
-DEFAULT_DEPTH = 14
+DEFAULT_DEPTH = 6
 MAX_CHILDREN = 30
 C_CALL_MIN_SHARE = 0.01  # a builtin call is shown if it takes at least 1% of its thread's time
 RAW_LIMIT = 4096  # bytes of a raw request/response shown in the terminal
@@ -94,7 +97,7 @@ def _event_detail(event: dict[str, Any]) -> str:
                 parts.append(f"headers={len(value)}")
             else:
                 parts.append(f"{key}={json.dumps(value)[:60]}")
-    for key in ("method", "target", "status_code", "status", "reason", "http_version", "requestline", "body"):
+    for key in ("method", "target", "status_code", "status", "reason", "rule", "http_version", "requestline", "body"):
         if event.get(key) not in (None, ""):
             parts.append(f"{key}={event[key]}")
     if "headers" in event and event.get("call") != "start_response":
@@ -175,7 +178,24 @@ def _styled(package: str, text: str, task: str | None = None, outer: bool = Fals
     return out
 
 
-def _add_tree(branch: Tree, node: dict[str, Any], depth: int, thread_ns: int, parent_task: str | None) -> None:
+def _to_layer(tree: dict[str, Any]) -> set[int]:
+    """ids of the nodes on a path to the layer's own code (those are always expanded)."""
+    found: set[int] = set()
+
+    def walk(node: dict[str, Any]) -> bool:
+        hit = node.get("package") == "layer" and node.get("kind") == "py"
+        for child in node["children"]:
+            hit = walk(child) or hit
+        if hit:
+            found.add(id(node))
+        return hit
+
+    walk(tree)
+    return found
+
+
+def _add_tree(branch: Tree, node: dict[str, Any], depth: int, thread_ns: int, parent_task: str | None,
+              path: set[int]) -> None:
     chain, node = _fold_outer(node)
     if chain:
         label = " → ".join(chain[-6:])
@@ -184,13 +204,17 @@ def _add_tree(branch: Tree, node: dict[str, Any], depth: int, thread_ns: int, pa
     package, text = _node_text(node)
     task = node["task"] if node["task"] != parent_task else None
     sub = branch.add(_styled(package, text, task, node["outer"]))
-    if depth <= 1:
-        if node["children"]:
-            sub.add(Text(f"… {_count(node) - 1} calls below (raise --depth)", style="dim"))
-        return
     kids, hidden = _visible_children(node, thread_ns)
+    if depth <= 1:
+        onward = [c for c in kids if id(c) in path]
+        cut = _count(node) - 1 - sum(_count(c) for c in onward)
+        for child in onward:
+            _add_tree(sub, child, 1, thread_ns, node["task"], path)
+        if cut > 0:
+            sub.add(Text(f"… {cut} calls below (raise --depth)", style="dim"))
+        return
     for child in kids:
-        _add_tree(sub, child, depth - 1, thread_ns, node["task"])
+        _add_tree(sub, child, depth - 1, thread_ns, node["task"], path)
     if hidden:
         sub.add(Text(f"… {hidden} builtin or minor calls not shown", style="dim"))
 
@@ -206,8 +230,9 @@ def call_tree(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
         kind = "event loop" if info.get("event_loop") else "thread"
         branch = root.add(Text(f"{kind} {info['name']}  {fmt_ns(thread['total_ns'])} profiled, "
                                f"t={fmt_ns(info['first_ns'])} … {fmt_ns(info['last_ns'])}", style="bold reverse"))
+        path = _to_layer(thread)
         for child in thread["children"]:
-            _add_tree(branch, child, depth, max(thread["total_ns"], 1), None)
+            _add_tree(branch, child, depth, max(thread["total_ns"], 1), None, path)
     return root
 
 
@@ -431,7 +456,8 @@ def _table(headers: list[str], rows: Iterable[list[str]], raw: bool = False) -> 
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _html_node(node: dict[str, Any], depth: int, open_depth: int, thread_ns: int, parent_task: str | None) -> str:
+def _html_node(node: dict[str, Any], depth: int, open_depth: int, thread_ns: int, parent_task: str | None,
+               path: set[int]) -> str:
     chain, node = _fold_outer(node)
     prefix = ""
     if chain:
@@ -444,10 +470,11 @@ def _html_node(node: dict[str, Any], depth: int, open_depth: int, thread_ns: int
     kids, hidden = _visible_children(node, thread_ns)
     if not kids:
         return f"{prefix}<details><summary class='leaf'>{label}</summary></details>"
-    inner = "".join(_html_node(c, depth + 1, open_depth, thread_ns, node["task"]) for c in kids)
+    inner = "".join(_html_node(c, depth + 1, open_depth, thread_ns, node["task"], path) for c in kids)
     if hidden:
         inner += f"<div class='dim' style='margin-left:1.1em'>… {hidden} builtin or minor calls not shown</div>"
-    return f"{prefix}<details{' open' if depth < open_depth else ''}><summary>{label}</summary>{inner}</details>"
+    opened = depth < open_depth or id(node) in path
+    return f"{prefix}<details{' open' if opened else ''}><summary>{label}</summary>{inner}</details>"
 
 
 def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
@@ -483,7 +510,8 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
     for thread in trace.profile.get("threads", []):
         info = thread["thread"]
         kind = "event loop" if info.get("event_loop") else "thread"
-        inner = "".join(_html_node(c, 0, depth, max(thread["total_ns"], 1), None) for c in thread["children"])
+        path = _to_layer(thread)
+        inner = "".join(_html_node(c, 0, depth, max(thread["total_ns"], 1), None, path) for c in thread["children"])
         body.append(f"<details open><summary><b>{kind} {html.escape(info['name'])}</b> "
                     f"{fmt_ns(thread['total_ns'])} profiled</summary>{inner}</details>")
     packages = trace.packages()

@@ -214,6 +214,9 @@ def _native_command(spec: Any, layer: Layer, http: str | None) -> str:
 
 
 PARSER_NOTES = {
+    "head reader + h11": "our head reader finds the end of the head and runs the strict checks (servers/core/head.py, "
+                         "strict.py), then a fresh h11.Connection parses it; both observed by wrapping their "
+                         "classes inside the server process",
     "h11": "h11's events, observed by wrapping h11.Connection inside the server process",
     "http.server": "what http.server's parse_request made of the head (its parser is a readline loop)",
     None: "opaque: this server parses HTTP outside Python's reach (or in code we do not hook); "
@@ -222,7 +225,9 @@ PARSER_NOTES = {
 
 
 def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: int, pid: int) -> dict[str, Any]:
-    mine = [e for e in events if e.get("pid") == pid]
+    """The parser events of the connection that carried our request, timed from the app call."""
+    mine = [e for e in events if e.get("pid") == pid and e.get("t_ns", 0) <= t0_ns + 10**10]
+    request_line = f"{method} {path} "
     conn = None
     for event in mine:  # the last connection that carried our request
         if event.get("event") in ("Request", "parse_request") and event.get("method") == method \
@@ -231,7 +236,7 @@ def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: 
     if conn is None:
         return {"observed": None, "events": []}
     chosen = [e for e in mine if e["conn"] == conn]
-    # id() is reused after a connection is freed: keep the run that ends with our request's.
+    # id() is reused once an object is freed: keep the run that ends with our request's.
     start = 0
     for i, event in enumerate(chosen):
         if event.get("t_ns", 0) <= t0_ns and event.get("op") in ("receive_data", "parse_request") \
@@ -239,6 +244,15 @@ def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: 
             start = i
     chosen = chosen[start:]
     observed = "http.server" if chosen and chosen[0].get("op") == "parse_request" else "h11"
+    # Our servers: the head reader ran before h11 (its own object, so its own id).
+    heads = [e for e in mine if e.get("op") == "HeadReader.feed" and e["t_ns"] <= (chosen[0]["t_ns"] if chosen else t0_ns)]
+    complete = [e for e in heads if e.get("head", {}).get("preview", "").startswith(request_line)]
+    if complete:
+        last = complete[-1]
+        reader = [e for e in heads if e["conn"] == last["conn"] and e["t_ns"] <= last["t_ns"]]
+        earlier = [i for i, e in enumerate(reader[:-1]) if e.get("event", "").startswith("head complete")]
+        chosen = reader[earlier[-1] + 1 if earlier else 0:] + chosen
+        observed = "head reader + h11"
     for event in chosen:
         event["t_ns"] -= t0_ns
     return {"observed": observed, "events": chosen}

@@ -22,7 +22,7 @@ response, which tracing must not change:
 
 * ``request-<pid>-<n>.json``: one per request, written atomically (a temporary file,
   then ``os.replace``) when the request ends;
-* ``parser.jsonl``: the parser's events (h11 or http.server), one JSON line each;
+* ``parser.jsonl``: the parser's events (our head reader, h11, http.server), one JSON line each;
 * ``lifespan.jsonl``: the app being loaded, every lifespan message, the process exiting.
 
 Importing this module also installs the profiler's dispatcher for threads started
@@ -40,7 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from layercake.trace import profiler
-from layercake.trace.recorder import RecordingASGI, RecordingWSGI, observe_h11, observe_http_server
+from layercake.trace.recorder import (
+    RecordingASGI,
+    RecordingWSGI,
+    observe_h11,
+    observe_head_reader,
+    observe_http_server,
+)
 from layers import get_layer
 
 LAYER_ENV = "LAYERCAKE_TRACE_LAYER"  # the layer to serve
@@ -104,6 +110,7 @@ def from_environment() -> Any:
         raise RuntimeError(f"layercake.trace.target: set {missing.args[0]} (run.py does this)") from None
     sink = FileSink(directory)
     profiler.install_for_new_threads()  # before the bridge starts its threads
+    observe_head_reader(sink.parser)
     observe_h11(sink.parser)
     observe_http_server(sink.parser)
 
