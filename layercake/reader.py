@@ -125,6 +125,15 @@ def resolve(target: str, project: Path = PROJECT) -> Target:
     if target in GROUPS:
         where, description = GROUPS[target]
         return Target(target, "group", description, _python_files(project / where))
+    try:
+        from servers.registry import SERVERS
+    except ImportError:  # the registry is optional for reading
+        SERVERS = {}
+    if target in SERVERS:
+        raise LayercakeError(
+            f"{target} is a third-party server: layercake annotates its own, {' and '.join(SERVER_SOURCES)}; "
+            f"`layercake servers` shows how {target} is run, and servers/registry.py is readable with "
+            "`layercake read servers/registry.py`", exit_code=2)
     path = Path(target)
     if path.suffix == ".py" or os.sep in target or "/" in target or path.exists():
         resolved = (path if path.is_absolute() else Path.cwd() / path).resolve()
@@ -240,6 +249,10 @@ def render_target(console: Console, target: Target, figures: Figures | None = No
     figures = figures if figures is not None else load_figures()
     sources = [parse(path) for path in target.files]
     console.print(header(target, sources, figures))
+    readme = target.files[0].parent / "README.md" if target.kind == "layer" else None
+    if readme is not None and readme.exists():
+        # The layer's README says what it adds and how a request flows through it.
+        console.print(Padding(Markdown(readme.read_text(encoding="utf-8")), (0, 1)))
     for source in sources:
         render_file(console, source, side_by_side)
 

@@ -44,6 +44,12 @@ def test_resolve_unknown_name_lists_the_choices():
     assert "flask" in info.value.message and "scratch-asgi" in info.value.message
 
 
+def test_third_party_server_names_what_can_be_read():
+    with pytest.raises(LayercakeError, match="third-party server") as info:
+        resolve("uvicorn")
+    assert "scratch-wsgi" in info.value.message and info.value.exit_code == 2
+
+
 def test_wide_terminal_sets_prose_beside_code():
     console = record(160)
     render_target(console, resolve(str(FIXTURES / "layer_a.py")), figures=Figures())
