@@ -152,6 +152,10 @@ class Session:
 _active: Session | None = None
 _active_lock = threading.Lock()
 
+#: Build call trees?  Off, the conversation's timestamps are the undisturbed ones (the
+#: profiler multiplies a request's time several-fold); ``layercake trace --no-profile``.
+PROFILE = True
+
 
 def _begin(interface: str) -> tuple[Session, bool]:
     """The session for a request entering a recorder; True if this recorder owns it."""
@@ -159,18 +163,21 @@ def _begin(interface: str) -> tuple[Session, bool]:
     with _active_lock:
         if _active is not None and not _active.finished:
             _active.interfaces.append(interface)
-            profiling.join_thread()
+            if PROFILE:
+                profiling.join_thread()
             return _active, False
         session = _active = Session()
         session.interfaces.append(interface)
-    profiling.start(session.profiler)
+    if PROFILE:
+        profiling.start(session.profiler)
     return session, True
 
 
 @profiling.hidden
 def _finish(session: Session, emit: Emit | None) -> None:
     global _active
-    profiling.stop(session.profiler)
+    if PROFILE:
+        profiling.stop(session.profiler)
     with _active_lock:
         session.finished = True
         if _active is session:

@@ -328,7 +328,11 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
                       _where(event), _event_detail(event))
     parts.append(table)
 
-    parts += [Text("5. ", style="bold") + legend(), call_tree(trace, depth), package_table(trace), thread_table(trace)]
+    if trace.profile.get("threads"):
+        parts += [Text("5. ", style="bold") + legend(), call_tree(trace, depth), package_table(trace),
+                  thread_table(trace)]
+    else:
+        parts.append(Text("5. call tree: not recorded (--no-profile); the timestamps above are undisturbed"))
     hops = _hops(trace)
     if len(hops) > 1:
         parts.append(Text("thread hand-overs: " + ";  ".join(hops[:12]) + (" …" if len(hops) > 12 else "")))
@@ -507,6 +511,8 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
     body.append("<h2>5. Call tree, by thread (times include profiler overhead)</h2><p class='legend'>"
                 + "".join(f"<span class='p-{p.name}' title='{html.escape(p.description)}'>{p.name}</span>"
                           for p in PACKAGES) + "</p>")
+    if not trace.profile.get("threads"):
+        body.append("<p>Not recorded (--no-profile): the timestamps above are undisturbed.</p>")
     for thread in trace.profile.get("threads", []):
         info = thread["thread"]
         kind = "event loop" if info.get("event_loop") else "thread"

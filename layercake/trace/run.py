@@ -47,7 +47,7 @@ import h11
 from layercake import __version__
 from layercake.errors import LayercakeError
 from layercake.trace.model import LifespanRecord, ScopeDiff, Trace
-from layercake.trace.serving import DIR_ENV, LAYER_ENV, LIFESPAN_ENV, SERVE_ENV, TARGET
+from layercake.trace.serving import DIR_ENV, LAYER_ENV, LIFESPAN_ENV, PROFILE_ENV, SERVE_ENV, TARGET
 from layers import Layer, get_layer
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -180,7 +180,7 @@ class _Records:
 
 @contextmanager
 def traced_server(layer: Layer, server: str | None = None, http: str | None = None,
-                  lifespan_mode: str = "pass", directory: Path | None = None,
+                  lifespan_mode: str = "pass", directory: Path | None = None, profile: bool = True,
                   ) -> Iterator[tuple[Any, _Records, Any]]:
     """Start ``layer`` on ``server`` serving the recording target; yield (server, records, spec).
 
@@ -191,7 +191,8 @@ def traced_server(layer: Layer, server: str | None = None, http: str | None = No
     spec = get_server(server or default_server(layer.interface))
     owned = directory is None
     directory = directory or Path(tempfile.mkdtemp(prefix="layercake-trace-"))
-    env = {LAYER_ENV: layer.name, DIR_ENV: str(directory), SERVE_ENV: spec.interface, LIFESPAN_ENV: lifespan_mode}
+    env = {LAYER_ENV: layer.name, DIR_ENV: str(directory), SERVE_ENV: spec.interface, LIFESPAN_ENV: lifespan_mode,
+           PROFILE_ENV: "1" if profile else "0"}
     # The registry sees a layer of the server's own interface: the target does the bridging.
     as_served = replace(layer, interface=spec.interface, target=TARGET)
     opts = ServerOptions(app_target=TARGET, env=env, http=http)
@@ -260,11 +261,14 @@ def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: 
 
 def trace(layer_name: str, server: str | None = None, method: str = "GET", path: str = "/",
           body: bytes = b"", headers: Sequence[tuple[str, str]] = (), warmup: int = 1,
-          http: str | None = None) -> Trace:
-    """Trace one request to ``layer_name`` on ``server`` (default: ours for its interface)."""
+          http: str | None = None, profile: bool = True) -> Trace:
+    """Trace one request to ``layer_name`` on ``server`` (default: ours for its interface).
+
+    ``profile=False`` leaves out the call tree, so the conversation's timestamps are undisturbed.
+    """
     layer = get_layer(layer_name)
     method = method.upper()
-    with traced_server(layer, server, http) as (srv, records, spec):
+    with traced_server(layer, server, http, profile=profile) as (srv, records, spec):
         host = f"{srv.host}:{srv.port}"
         warm = build_request(method, path, host, body, headers) if method in SAFE_METHODS \
             else build_request("GET", "/json", host)

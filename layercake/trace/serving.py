@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from layercake.trace import profiler
+from layercake.trace import profiler, recorder
 from layercake.trace.recorder import (
     RecordingASGI,
     RecordingWSGI,
@@ -53,6 +53,7 @@ LAYER_ENV = "LAYERCAKE_TRACE_LAYER"  # the layer to serve
 DIR_ENV = "LAYERCAKE_TRACE_DIR"  # where records are written
 SERVE_ENV = "LAYERCAKE_TRACE_SERVE"  # the interface the server speaks: "wsgi" | "asgi"
 LIFESPAN_ENV = "LAYERCAKE_TRACE_LIFESPAN"  # "pass" | "unsupported" | "fail-startup"
+PROFILE_ENV = "LAYERCAKE_TRACE_PROFILE"  # "0": no call tree, undisturbed timings
 TARGET = "layercake.trace.target:app"
 
 
@@ -109,7 +110,9 @@ def from_environment() -> Any:
     except KeyError as missing:
         raise RuntimeError(f"layercake.trace.target: set {missing.args[0]} (run.py does this)") from None
     sink = FileSink(directory)
-    profiler.install_for_new_threads()  # before the bridge starts its threads
+    recorder.PROFILE = os.environ.get(PROFILE_ENV, "1") != "0"
+    if recorder.PROFILE:
+        profiler.install_for_new_threads()  # before the bridge starts its threads
     observe_head_reader(sink.parser)
     observe_h11(sink.parser)
     observe_http_server(sink.parser)

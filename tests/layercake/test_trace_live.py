@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from layercake.cli import cli
-from layercake.trace import lifespan, scope_diff, trace
+from layercake.trace import lifespan, render, scope_diff, trace
 from layercake.trace.model import STEPS
 from layercake.trace.run import PROCESS_ENV_ROW, build_request, exchange
 from layers import LAYERS
@@ -39,6 +40,13 @@ def test_fastapi_get_item_trace_has_every_step_in_order(server: str) -> None:
     request = next(e for e in events if e.get("event") == "Request")
     assert request["target"] == "/items/1" and request["t_ns"] < 0
     assert any(e.get("event") == "Response" and e["t_ns"] > 0 for e in events)
+    if server == "scratch-asgi":  # our server: the strict head checks come before h11
+        assert t.parser["observed"] == "head reader + h11"
+        assert events[0]["op"] == "HeadReader.feed" and events[0]["event"].startswith("head complete")
+    # the path from the server to the handler is shown however small --depth is
+    console = Console(record=True, width=300)
+    console.print(render.call_tree(t, depth=2))
+    assert "get_item" in console.export_text()
     # tracing does not change the response
     assert t.response["status"] == 200
     plain = _plain_response(server, "fastapi", "GET", "/items/1", http)
@@ -101,6 +109,15 @@ def test_every_layer_traces_on_its_scratch_server(layer: str, tmp_path: Path) ->
     assert '"status": 200' in out.read_text() or '"status":200' in out.read_text()
     html = page.read_text()
     assert html.startswith("<!doctype html>") and "<details" in html and "<script" not in html
+
+
+def test_no_profile_keeps_the_conversation_and_drops_the_call_tree() -> None:
+    t = trace("bare_wsgi", "wsgiref", "GET", "/stream?n=3", profile=False)
+    assert "call tree" not in t.steps
+    assert t.calls() == ["app(environ, start_response)", "start_response", "iterable chunk", "iterable chunk",
+                         "iterable chunk", "iterable exhausted", "close()"]
+    assert t.parser["observed"] == "http.server"
+    assert t.response["body"] == "chunk 0\nchunk 1\nchunk 2\n" and t.response["framing"] == "close-delimited"
 
 
 def test_cli_refuses_a_bad_request_line_with_a_usage_error() -> None:
