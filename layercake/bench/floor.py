@@ -34,6 +34,8 @@ import json
 import signal
 import sys
 
+from layers.shared.store import seed_item
+
 
 def _response(status: bytes, content_type: bytes, body: bytes, extra: bytes = b"") -> bytes:
     return (
@@ -44,7 +46,10 @@ def _response(status: bytes, content_type: bytes, body: bytes, extra: bytes = b"
     )
 
 
-_ITEM = json.dumps({"id": 1, "name": "Item 1", "price": 2.25, "tags": ["green", "red"]}).encode()
+# Item 42 is the one the benchmark's ``item`` endpoint asks for (endpoints.py); the
+# seed function is the store's own, so the bytes match what a layer sends.
+_ITEM_NAME, _ITEM_PRICE, _ITEM_TAGS = seed_item(42)
+_ITEM = json.dumps({"id": 42, "name": _ITEM_NAME, "price": _ITEM_PRICE, "tags": _ITEM_TAGS}).encode()
 _CREATED = json.dumps({"id": 101, "name": "bench", "price": 9.99, "tags": ["bench"]}).encode()
 
 # The answers, keyed by (method, the path up to '?' or a second path segment).  The
@@ -66,7 +71,7 @@ def answer_for(head: bytes) -> bytes:
     method, _, rest = head.partition(b" ")
     target = rest.split(b" ", 1)[0].split(b"?", 1)[0]
     if target.startswith(b"/items/"):
-        target = b"/items"  # /items/{id}: every id gets item 1's bytes
+        target = b"/items"  # /items/{id}: every id gets item 42's bytes
     return ANSWERS.get((method, target), NOT_FOUND)
 
 

@@ -1,0 +1,86 @@
+"""In-process counters: deterministic, attributed to the right package, and larger for layers that do more."""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from layercake.bench.inprocess import (
+    PACKAGES,
+    measure,
+    package_of_c_function,
+    package_of_file,
+    package_of_module,
+    quick_ladder,
+)
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def test_files_are_attributed_to_packages() -> None:
+    import flask
+    import starlette.routing
+
+    assert package_of_file(str(PROJECT / "layers" / "fastapi" / "app.py")) == "layer"
+    assert package_of_file(str(PROJECT / "layers" / "shared" / "store.py")) == "layer"
+    assert package_of_file(str(PROJECT / "servers" / "core" / "limits.py")) == "server"
+    assert package_of_file(starlette.routing.__file__) == "starlette"
+    assert package_of_file(flask.__file__) == "flask"
+    assert package_of_file(str(Path(sysconfig.get_paths()["stdlib"]) / "json" / "encoder.py")) == "stdlib"
+    assert package_of_file("<frozen importlib._bootstrap>") == "stdlib"
+    assert package_of_file("/somewhere/else.py") == "other"
+
+
+def test_c_functions_are_attributed_by_module() -> None:
+    import pydantic_core
+
+    assert package_of_module("pydantic_core._pydantic_core") == "pydantic"
+    assert package_of_module("builtins") == "stdlib"
+    assert package_of_module("_json") == "stdlib"
+    assert package_of_c_function(len, "x.py") == "stdlib"
+    validator = pydantic_core.SchemaValidator(pydantic_core.core_schema.int_schema())
+    assert package_of_c_function(validator.validate_python, "x.py") == "pydantic"
+    assert package_of_c_function(sys.intern, "x.py") == "stdlib"
+
+
+def _counters(layer: str, endpoints: list[str]) -> list[dict]:
+    return [c.counters for c in measure(layer, endpoints, seconds=0.01)]
+
+
+@pytest.mark.parametrize("layer", ["bare_wsgi", "flask", "bare_asgi", "fastapi"])
+def test_two_runs_give_identical_counts(layer: str) -> None:
+    first, second = _counters(layer, ["json", "create"]), _counters(layer, ["json", "create"])
+    for a, b in zip(first, second, strict=True):
+        for key in ("calls", "c_calls", "lines"):
+            assert a[key] == b[key], key
+        assert {p: (n["calls"], n["c_calls"], n["lines"]) for p, n in a["by_package"].items()} == \
+               {p: (n["calls"], n["c_calls"], n["lines"]) for p, n in b["by_package"].items()}
+
+
+def test_a_layer_that_does_more_counts_more() -> None:
+    rows = {r.layer: r for r in quick_ladder(seconds_per_layer=0.01, endpoint="json")}
+    assert list(rows) == ["bare_wsgi", "werkzeug", "flask", "bare_asgi", "starlette", "fastapi"]
+    assert rows["bare_asgi"].calls < rows["starlette"].calls < rows["fastapi"].calls
+    assert rows["bare_wsgi"].calls < rows["werkzeug"].calls < rows["flask"].calls
+    assert rows["bare_asgi"].lines < rows["fastapi"].lines
+    # Each framework's own code shows up under its own name, and only there.
+    assert rows["fastapi"].by_package["fastapi"]["calls"] > 0 and "fastapi" not in rows["starlette"].by_package
+    assert rows["flask"].by_package["flask"]["calls"] > 0 and "werkzeug" not in rows["bare_wsgi"].by_package
+    assert rows["bare_asgi"].by_package["layer"]["calls"] > 0
+    assert set(rows["fastapi"].by_package) <= set(PACKAGES)
+    assert rows["bare_asgi"].ratio_to_bare == 1.0
+
+
+def test_a_wrong_status_refuses_to_measure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from layercake.errors import LayercakeError
+
+    (tmp_path / "brokenapp.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('500 Internal Server Error', [('Content-Type', 'text/plain')])\n"
+        "    return [b'no']\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with pytest.raises(LayercakeError, match="expected 200"):
+        measure("brokenapp:app", ["plaintext"], seconds=0.01, interface="wsgi")
