@@ -7,6 +7,7 @@ serves them with our own ``scratch-wsgi`` server running the static-file app in
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,13 +39,26 @@ def start_site_server(out: Path | str, port: int = 0, host: str = "127.0.0.1", c
     return start_server(SERVE_WITH, "bare_wsgi", opts)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # leave the with-block, which stops the server's process group
+
+
 def serve_site(out: Path | str, port: int = 8000, host: str = "127.0.0.1",
                log: Callable[[str], None] = print) -> None:
-    """Serve the site on scratch-wsgi until Ctrl-C."""
-    with start_site_server(out, port, host, capture_output=False) as server:
-        log(f"serving {out} on {server.url}/ with {SERVE_WITH} ({server.native_command}); Ctrl-C stops")
-        try:
-            while server.alive():
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            log("stopping")
+    """Serve the site on scratch-wsgi until Ctrl-C or SIGTERM.
+
+    The server runs in its own process group (the registry starts it so, to reach every
+    worker); SIGTERM to us must therefore stop it explicitly, or it would outlive us.
+    """
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        with start_site_server(out, port, host, capture_output=False) as server:
+            log(f"serving {out} on {server.url}/ with {SERVE_WITH}: "
+                f"LAYERCAKE_SITE={Path(out).resolve()} {server.native_command}; Ctrl-C stops")
+            try:
+                while server.alive():
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                log("stopping")
+    finally:
+        signal.signal(signal.SIGTERM, previous)

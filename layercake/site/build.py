@@ -654,7 +654,8 @@ def write_traces(site: Site, project: Path, enabled: bool, budget: float = TRACE
                 cells.append(f"<td>{missing('not traced yet', f'layercake trace {layer.name} {method} {path} --html docs/traces/{name}.html')}</td>")
         rows.append(f'<tr><td class="name">{esc(layer.name)}</td>' + "".join(cells) + "</tr>")
     if not any("href" in row for row in rows):
-        site.report.notes.append("no traces: the trace package or the layers are not there yet")
+        site.report.notes.append("no traces: skipped (--no-traces) and none saved in docs/traces/" if not enabled
+                                 else "no traces: the trace package or the layers are not there yet")
     heads = "".join(f"<th>{esc(m)} {esc(p)}</th>" for m, p, _ in TRACED)
     body = ("<h1>Traces</h1>\n<p class=\"lede\">One real request followed from the bytes on the socket through the "
             "server, the interface and the framework to the handler and back, every step labelled by the layer that "
