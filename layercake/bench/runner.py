@@ -458,7 +458,9 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
                 continue
             for e in config.endpoints:
                 if target.supports(e):
-                    warm_up(server.url, ep.ENDPOINTS[e].request, config.warmup_requests)
+                    # /slow waits 50 ms a request: a few rounds warm it (and the thread pool) enough.
+                    count = config.warmup_requests if e != "slow" else 16
+                    warm_up(server.url, ep.ENDPOINTS[e].request, count)
             live[target.id] = server
         if generator == "builtin" and FLOOR in live:
             note("measuring the built-in generator's ceiling against the floor", 0, total_runs)

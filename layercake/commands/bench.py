@@ -59,8 +59,8 @@ def _write_outputs(console: Console, doc: dict[str, Any], json_path: str | None,
               "ASGI, gunicorn-gthread -w1 --threads 8 for WSGI); other-interface layers go through a bridge.")
 @click.option("--endpoints", default="plaintext,json,item,create", show_default=True,
               help="Comma-separated: plaintext, json, item, create (slow is for --experiment slow).")
-@click.option("--concurrency", default="64", show_default=True, help="Comma-separated connection counts, e.g. "
-              "1,16,64,256.")
+@click.option("--concurrency", help="Comma-separated connection counts, e.g. 1,16,64,256 (default: 64; the slow "
+              "experiment: 1,8,32,128,256).")
 @click.option("--duration", type=int, default=1, show_default=True, help="Seconds per run (whole seconds: wrk's "
               "resolution).")
 @click.option("--repeat", type=int, default=3, show_default=True, help="Interleaved rounds; medians and min–max "
@@ -83,7 +83,7 @@ def _write_outputs(console: Console, doc: dict[str, Any], json_path: str | None,
 @click.option("--markdown", "markdown_path", metavar="FILE", help="Write a markdown report.")
 @click.option("--charts", "charts_dir", metavar="DIR", help="Write PNG charts into DIR.")
 @click.option("--compare", nargs=2, metavar="A.json B.json", help="Show the change between two results files.")
-def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: str, duration: int, repeat: int,
+def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: str | None, duration: int, repeat: int,
           workers: int | None, generator: str, floor: bool, peers: bool, full: bool, baseline: str | None,
           no_pin: bool, in_process: bool, seconds: float, experiment: str | None, json_path: str | None,
           markdown_path: str | None, charts_dir: str | None, compare: tuple[str, str] | None) -> None:
@@ -127,13 +127,13 @@ def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: 
 
             config = runner.BenchConfig(
                 layers=layer_names, servers=_names(servers), endpoints=endpoint_names,
-                concurrency=_ints(concurrency), duration=duration, repeat=repeat, workers=workers,
+                concurrency=_ints(concurrency or "64"), duration=duration, repeat=repeat, workers=workers,
                 generator=generator, floor=floor, peers=peers, full=full, baseline=baseline, pin=not no_pin)
             if experiment == "slow":
                 from layercake.bench import experiments
 
-                # --concurrency not given (still its default): the experiment's own sweep.
-                config = experiments.slow_config(config, sweep=concurrency != "64")
+                # --concurrency not given: the experiment's own sweep.
+                config = experiments.slow_config(config, sweep=concurrency is not None)
             config.validate()
             targets = runner.plan_targets(config)
             cells = runner.plan_cells(targets, config)
