@@ -46,6 +46,11 @@ from layercake.corpus import Case
 
 SPLITS = ("whole", "bytes", "random")
 GOOD_REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: probe\r\n\r\n"
+#: Seconds a server has, after answering, to close a connection that must close.  Short of
+#: every server's idle keep-alive timeout (uvicorn 5 s, gunicorn 2 s), so a server that
+#: closes only because the connection went idle is not mistaken for one that closed on
+#: purpose.
+CLOSE_WAIT = 1.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -204,9 +209,9 @@ class _Connection:
                 return None
             self._fill(deadline)
 
-    def closes(self) -> tuple[bool, bytes]:
-        """Wait (up to the timeout) for the server to close; (closed, bytes it sent first)."""
-        deadline = time.monotonic() + self.timeout
+    def closes(self, wait: float) -> tuple[bool, bytes]:
+        """Wait up to ``wait`` seconds for the server to close; (closed, bytes it sent first)."""
+        deadline = time.monotonic() + wait
         try:
             while not self.eof:
                 self._fill(deadline)
@@ -268,8 +273,12 @@ class CaseResult:
         return " ".join("-" if s is None else str(s) for s in self.statuses)
 
 
-def run_case(host: str, port: int, case: Case, split: str = "whole", seed: int = 0, timeout: float = 5.0) -> CaseResult:
-    """Send one corpus case over a new connection and record the answer."""
+def run_case(host: str, port: int, case: Case, split: str = "whole", seed: int = 0, timeout: float = 5.0,
+             close_wait: float = CLOSE_WAIT) -> CaseResult:
+    """Send one corpus case over a new connection and record the answer.
+
+    ``timeout`` bounds each wait for a response; ``close_wait`` how long after its last
+    response the server has to close a connection that must close."""
     result = CaseResult(case.id, split, case.expect_text(), case.close)
     rng = random.Random(f"{case.id}/{seed}")
     conn = _Connection(host, port, timeout)
@@ -284,7 +293,7 @@ def run_case(host: str, port: int, case: Case, split: str = "whole", seed: int =
                 break
         else:
             if case.close is True:
-                result.closed, extra = conn.closes()
+                result.closed, extra = conn.closes(close_wait)
                 if extra:
                     result.closed = False
                     result.note = f"sent more after the expected responses: {extra[:60]!r}"

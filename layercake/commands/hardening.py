@@ -1,0 +1,193 @@
+"""``layercake probe`` (the raw-request corpus against servers) and ``layercake soak``.
+
+Thin on purpose: the corpus is :mod:`layercake.corpus`, the probe client
+:mod:`layercake.probe`, the load and the /proc measurements :mod:`layercake.soak`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from layercake.corpus import load_corpus, select
+from layercake.errors import LayercakeError
+from layercake.probe import SPLITS, CaseResult, ServerProbe, probe_servers
+from layercake.soak import Sample, SoakReport, soak
+
+console = Console(width=None if sys.stdout.isatty() else 140)
+
+
+def _server_names(positional: tuple[str, ...], option: tuple[str, ...]) -> list[str]:
+    from servers.registry import SERVERS  # noqa: PLC0415 -- imports every layer
+
+    names = [n.strip() for value in (*positional, *option) for n in value.split(",") if n.strip()]
+    if names == ["all"]:
+        return [name for name, spec in SERVERS.items() if spec.available]
+    if not names:
+        raise LayercakeError("name at least one server (or 'all'); see `layercake servers`", exit_code=2)
+    return list(dict.fromkeys(names))
+
+
+def _cell(result: CaseResult) -> str:
+    text = escape(result.status_text())
+    if result.expect_close is not None and result.closed is not None and result.closed != result.expect_close:
+        text += " open" if result.expect_close else " closed"
+    if not result.serving:
+        text += " DEAD"
+    return f"[green]{text} ✓[/]" if result.passed else f"[red]{text} ✗[/]"
+
+
+def _print_one(probe: ServerProbe) -> None:
+    table = Table(title=f"probe: {probe.server} serving {probe.layer}", caption=escape(probe.command))
+    for column in ("case", "expect", "got", "connection", "serving", "", "rule"):
+        table.add_column(column, overflow="fold")
+    for result in probe.results:
+        closed = {True: "closed", False: "kept open", None: "-"}[result.closed]
+        wanted = {True: "close", False: "keep", None: "either"}[result.expect_close]
+        table.add_row(
+            f"{result.case_id} [dim]({result.split})[/]" if result.split != "whole" else result.case_id,
+            f"{result.expect} / {wanted}", result.status_text(), closed,
+            "yes" if result.serving else "[red]NO[/]",
+            "[green]✓[/]" if result.passed else f"[red]✗ {escape('; '.join(result.problems()))}[/]",
+            escape(_rules.get(result.case_id, "")),
+        )
+    console.print(table)
+
+
+def _print_grid(probes: list[ServerProbe]) -> None:
+    shown = [p for p in probes if not p.skipped]
+    table = Table(title="probe: how each server answered the corpus (✓ = as the case file expects)")
+    table.add_column("case")
+    table.add_column("expect")
+    for probe in shown:
+        table.add_column(probe.server, overflow="fold")
+    rows = zip(*(p.results for p in shown), strict=True) if shown else []
+    for results in rows:
+        first = results[0]
+        label = first.case_id if first.split == "whole" else f"{first.case_id} ({first.split})"
+        table.add_row(label, first.expect, *(_cell(r) for r in results))
+    table.add_row("[bold]as expected[/]", "", *(f"[bold]{p.passed}/{len(p.results)}[/]" for p in shown))
+    console.print(table)
+
+
+_rules: dict[str, str] = {}
+
+
+@click.command("probe")
+@click.argument("server_args", metavar="[SERVER]...", nargs=-1)
+@click.option("--servers", "server_opts", multiple=True,
+              help="More servers (repeat or comma-separate); 'all' for every installed server.")
+@click.option("--layer", help="Layer to serve; default: bare_wsgi or bare_asgi, the server's own interface.")
+@click.option("--split", "splits", multiple=True, type=click.Choice(SPLITS), default=("whole",), show_default=True,
+              help="How to write each request: whole, one byte per write, random pieces (repeatable).")
+@click.option("--case", "patterns", multiple=True, help="Only cases whose id contains this (repeatable).")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for each answer.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write every result here.")
+def probe_cmd(server_args: tuple[str, ...], server_opts: tuple[str, ...], layer: str | None, splits: tuple[str, ...],
+              patterns: tuple[str, ...], timeout: float, json_file: Path | None) -> None:
+    """Send the raw-request corpus (hostile and edge-case requests) to servers and show how each answered.
+
+    With one server: a table of every case.  With several (`probe scratch-wsgi gunicorn-sync waitress`
+    or `--servers all`): a grid comparing them on the same requests.
+    """
+    names = _server_names(server_args, server_opts)
+    cases = select(load_corpus(), list(patterns))
+    if not cases:
+        raise LayercakeError(f"no corpus case matches {', '.join(patterns)}", exit_code=2)
+    _rules.update({case.id: case.rule for case in cases})
+    console.print(f"[dim]{len(cases)} cases x {len(splits)} split(s) x {len(names)} server(s)[/]")
+    with console.status("probing") as status:
+        def progress(server: str, result: CaseResult) -> None:
+            status.update(f"probing {server}: {result.case_id} ({result.split})")
+
+        probes = probe_servers(names, cases, layer, splits, timeout, progress)
+    for probe in probes:
+        if probe.skipped:
+            console.print(f"[yellow]{probe.server}: skipped[/] -- {escape(probe.skipped)}")
+    ran = [p for p in probes if not p.skipped]
+    if len(ran) == 1:
+        _print_one(ran[0])
+    elif ran:
+        _print_grid(ran)
+    for probe in ran:
+        console.print(f"[bold]{probe.server}[/] ({probe.layer}): {probe.passed}/{len(probe.results)} as expected; "
+                      f"{sum(not r.serving for r in probe.results)} left it not serving")
+    if json_file is not None:
+        json_file.write_text(json.dumps([p.to_json() for p in probes], indent=2))
+        console.print(f"[dim]wrote {json_file}[/]")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1048576:.1f} MiB"
+
+
+@click.command("soak")
+@click.argument("layer")
+@click.option("--server", help="A name from `layercake servers`; default: our scratch server for the layer's interface.")
+@click.option("--duration", default=60.0, show_default=True, help="Seconds of load (an upper bound).")
+@click.option("--concurrency", default=256, show_default=True, help="Client connections at once.")
+@click.option("--max-requests", default=10_000_000, show_default=True, help="Stop after this many requests.")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between memory/descriptor samples.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+@click.pass_context
+def soak_cmd(ctx: click.Context, layer: str, server: str | None, duration: float, concurrency: int, max_requests: int,
+             interval: float, json_file: Path | None) -> None:
+    """Bounded mixed-endpoint load on loopback: errors, RSS over time, file descriptors before and after.
+
+    Exits 1 if there were errors, leaked descriptors or growing memory.
+    """
+    from layers import get_layer  # noqa: PLC0415
+    from servers.registry import default_server  # noqa: PLC0415
+
+    server = server or default_server(get_layer(layer).interface)
+    if duration <= 0 or concurrency <= 0 or max_requests <= 0:
+        raise LayercakeError("--duration, --concurrency and --max-requests must be positive", exit_code=2)
+    every = max(1, round(5 / interval))  # a progress line every ~5 s
+
+    def progress(sample: Sample) -> None:
+        if len(_samples) % every == 0:
+            console.print(f"[dim]{sample.seconds:6.1f} s  {sample.requests:8d} requests  RSS {_mib(sample.rss)}  "
+                          f"{sample.fds} fds[/]", highlight=False)
+        _samples.append(sample)
+
+    _samples: list[Sample] = []
+    console.print(f"soak: {layer} on {server}, {duration:g} s at concurrency {concurrency}")
+    report = soak(layer, server, duration, concurrency, max_requests, interval, progress)
+    _print_soak(report)
+    if json_file is not None:
+        json_file.write_text(report.to_json())
+        console.print(f"[dim]wrote {json_file}[/]")
+    ctx.exit(0 if report.ok else 1)
+
+
+def _print_soak(report: SoakReport) -> None:
+    console.print(f"[dim]{escape(report.command)}[/]")
+    rate = report.requests / report.elapsed if report.elapsed else 0
+    console.print(f"{report.requests} requests in {report.elapsed:g} s ({rate:.0f}/s) over {report.processes} "
+                  f"server process(es), concurrency {report.concurrency}")
+    table = Table(title="responses")
+    table.add_column("request and status")
+    table.add_column("count", justify="right")
+    for label, count in report.statuses.items():
+        table.add_row(label, str(count))
+    console.print(table)
+    if report.errors:
+        for kind, count in report.errors.items():
+            console.print(f"[red]error[/] {escape(kind)}: {count}")
+    else:
+        console.print("[green]no errors[/]")
+    console.print(f"RSS: {_mib(report.rss_before)} before, {_mib(report.rss_after)} after; "
+                  f"growth after warm-up {_mib(report.rss_growth())} "
+                  + ("[green](flat)[/]" if report.memory_flat() else "[red](growing)[/]"))
+    console.print(f"file descriptors: {report.fds_before} before, {report.fds_after} after "
+                  + ("[green](none leaked)[/]" if report.leaked_fds == 0 else f"[red]({report.leaked_fds} leaked)[/]"))
+    console.print("[bold green]soak passed[/]" if report.ok else "[bold red]soak failed[/]")
+
+
+COMMANDS = [probe_cmd, soak_cmd]
