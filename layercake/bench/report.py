@@ -69,7 +69,7 @@ SCHEMA: tuple[Field, ...] = (
     Field("environment.wrk", (str, type(None)), _ALL, "wrk's version line, null when not installed"),
     Field("environment.pinning", (dict,), _SOCKET, "{server_cpu, loadgen_cpu}; nulls: not pinned"),
     Field("environment.generator", (dict,), _SOCKET,
-          '{kind: "wrk" | "builtin", threads, ceiling_rps (builtin only: its own rate against the floor)}'),
+          '{kind: "wrk" | "builtin", why, threads, ceiling_rps (builtin only: its own rate against the floor)}'),
     Field("settings", (dict,), _ALL, "the options of the run (endpoints, concurrency, duration_s, repeat, ...)"),
     Field("targets", (list,), _SOCKET, "every target started, loaded or not"),
     Field("targets[].id", (str,), _SOCKET, '"server/layer", or "floor" / "node"'),
@@ -217,7 +217,8 @@ def generator_line(doc: dict[str, Any]) -> str:
              if pin.get("server_cpu") is not None else "not pinned (fewer than 2 CPUs)")
     if g.get("kind") == "builtin":
         ceiling = f"{human_rate(g['ceiling_rps'])} req/s" if g.get("ceiling_rps") else "not measured (no floor)"
-        return (f"Load generator: the BUILT-IN Python generator (wrk is not installed) -- its ceiling on this "
+        return (f"Load generator: the BUILT-IN Python generator ({g.get('why', 'wrk is not installed')}) -- its "
+                f"ceiling on this "
                 f"machine is {ceiling} (its own rate against the floor); results near it measure the generator, "
                 f"not the server. {where}.")
     return f"Load generator: {doc['environment'].get('wrk') or 'wrk'}, 1 thread; {where}."

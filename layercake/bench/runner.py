@@ -427,7 +427,9 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
     t0 = time.monotonic()
     env = describe()
     env["pinning"] = {"server_cpu": server_cpu, "loadgen_cpu": loadgen_cpu}
-    env["generator"] = {"kind": generator, "threads": 1 if generator == "wrk" else None}
+    env["generator"] = {"kind": generator, "threads": 1 if generator == "wrk" else None,
+                        "why": "--generator " + config.generator if config.generator != "auto"
+                        else ("wrk is installed" if generator == "wrk" else "wrk is not installed")}
     note = progress or (lambda what, done, total: None)
     total_runs = len(cells) * config.repeat
     order = interleave(cells, config.repeat)
