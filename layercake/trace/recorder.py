@@ -510,6 +510,62 @@ def observe_head_reader(emit: Emit) -> None:
     HeadReader.feed = feed  # type: ignore[method-assign]
 
 
+def _ws_event(event: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"event": type(event).__name__}
+    for name in ("code", "reason", "message_finished", "frame_finished"):
+        if hasattr(event, name):
+            out[name] = json_safe(getattr(event, name))
+    data = getattr(event, "data", None)
+    if isinstance(data, str):
+        out["data"] = preview(data.encode())
+    elif isinstance(data, (bytes, bytearray)):
+        out["data"] = preview(data)
+    return out
+
+
+def observe_wsproto(emit: Emit) -> None:
+    """Report every wsproto ``Connection``'s frames in and out (after a WebSocket upgrade).
+
+    The low-level ``wsproto.connection.Connection`` is what our scratch server uses directly
+    and what wsproto's ``WSConnection`` (uvicorn ``--ws wsproto``, hypercorn) uses inside.
+    """
+    if "wsproto" in _observed:
+        return
+    _observed.add("wsproto")
+    try:
+        from wsproto.connection import Connection
+    except ImportError:
+        return
+    original_receive, original_events, original_send = Connection.receive_data, Connection.events, Connection.send
+
+    @profiling.hidden
+    def report(conn: Any, op: str, event: Any = None, data: bytes | None = None) -> None:
+        fields = {"data": preview(data)} if op == "ws.receive_data" else _ws_event(event)
+        if op == "ws.send" and data is not None:
+            fields["produced"] = preview(data)
+        emit({"t_ns": _now(), "pid": os.getpid(), "conn": id(conn), "role": "CLIENT" if getattr(conn, "client", False) else "SERVER",
+              "op": op, "our_state": conn.state.name, **_where(), **fields})
+
+    @functools.wraps(original_receive)
+    def receive_data(self: Any, data: bytes | None) -> None:
+        original_receive(self, data)
+        report(self, "ws.receive_data", data=data)
+
+    @functools.wraps(original_events)
+    def events(self: Any) -> Iterator[Any]:
+        for event in original_events(self):
+            report(self, "ws.events", event)
+            yield event
+
+    @functools.wraps(original_send)
+    def send(self: Any, event: Any) -> bytes:
+        data = original_send(self, event)
+        report(self, "ws.send", event, data)
+        return data
+
+    Connection.receive_data, Connection.events, Connection.send = receive_data, events, send
+
+
 def observe_http_server(emit: Emit) -> None:
     """Report what ``http.server`` parsed of each request head (wsgiref, Werkzeug's server)."""
     if "http.server" in _observed:

@@ -83,6 +83,13 @@ def show_bytes(raw: bytes, limit: int | None = RAW_LIMIT) -> str:
     return text
 
 
+def _esc(text: str, limit: int) -> str:
+    """A latin-1 preview quoted with bytes outside printable ASCII escaped, as show_bytes does."""
+    shown = "".join(c if 32 <= ord(c) < 127 else {"\r": "\\r", "\n": "\\n", "\t": "\\t"}.get(c, f"\\x{ord(c):02x}")
+                    for c in text[:limit])
+    return f"'{shown}'" + ("…" if len(text) > limit else "")
+
+
 def _event_detail(event: dict[str, Any]) -> str:
     """One line for a parser or conversation event: what it carried."""
     parts = []
@@ -92,7 +99,7 @@ def _event_detail(event: dict[str, Any]) -> str:
             if key == "type":
                 continue
             if isinstance(value, dict) and "size" in value:
-                parts.append(f"{key}={value['size']} B {value['preview'][:60]!r}")
+                parts.append(f"{key}={value['size']} B {_esc(value['preview'], 60)}")
             elif key == "headers":
                 parts.append(f"headers={len(value)}")
             else:
@@ -106,7 +113,7 @@ def _event_detail(event: dict[str, Any]) -> str:
         parts.append("headers=" + ", ".join(f"{k}: {v}" for k, v in event["headers"]))
     value = event.get("data")
     if isinstance(value, dict) and value.get("size"):
-        parts.append(f"data={value['size']} B {value['preview'][:48]!r}")
+        parts.append(f"data={value['size']} B {_esc(value['preview'], 48)}")
     value = event.get("produced")
     if isinstance(value, dict) and value.get("size"):
         parts.append(f"→ {value['size']} B on the wire")
@@ -303,7 +310,7 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
         for col in ("t (vs app call)", "call", "states (ours/theirs)", "detail"):
             table.add_column(col)
         for event in parser_events:
-            states = f"{event.get('our_state', '')}/{event.get('their_state', '')}" if "our_state" in event else ""
+            states = "/".join(event[k] for k in ("our_state", "their_state") if k in event)
             table.add_row(fmt_ns(event["t_ns"]), _event_name(event), states, _event_detail(event))
         parts.append(table)
     else:
@@ -337,7 +344,17 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
     if len(hops) > 1:
         parts.append(Text("thread hand-overs: " + ";  ".join(hops[:12]) + (" …" if len(hops) > 12 else "")))
     parts.append(Panel(Text(show_bytes(trace.response_bytes)), title="6. response bytes, as received"))
+    if trace.response.get("websocket") is not None:
+        parts.append(Text("WebSocket, as the client saw it: " + ", ".join(_ws_summary(trace.response["websocket"]))))
     return Group(*parts)
+
+
+def _ws_summary(frames: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for frame in frames:
+        detail = next((frame[k] for k in ("data", "code", "status_code") if k in frame), None)
+        out.append(frame["event"] if detail is None else f"{frame['event']} {detail!r}")
+    return out
 
 
 def render_scope_diff(diff: ScopeDiff, only_differences: bool = False) -> RenderableType:
@@ -497,7 +514,7 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
     ]
     if trace.parser.get("events"):
         body.append(_table(["t vs app call", "call", "states", "detail"], [
-            [fmt_ns(e["t_ns"]), _event_name(e), f"{e.get('our_state', '')}/{e.get('their_state', '')}",
+            [fmt_ns(e["t_ns"]), _event_name(e), "/".join(e[k] for k in ("our_state", "their_state") if k in e),
              _event_detail(e)] for e in trace.parser["events"]]))
     for name, view in (("scope", trace.scope), ("environ", trace.environ)):
         if view is not None:
@@ -529,6 +546,9 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
     body.append("<h3>Thread hand-overs</h3><p>" + html.escape(";  ".join(_hops(trace)) or "none") + "</p>")
     body.append("<h2>6. Response bytes, as received</h2>")
     body.append(f"<pre>{html.escape(show_bytes(trace.response_bytes, None))}</pre>")
+    if trace.response.get("websocket") is not None:
+        body.append("<p>WebSocket, as the client saw it: "
+                    + html.escape(", ".join(_ws_summary(trace.response["websocket"]))) + "</p>")
     return _page(f"layercake trace: {trace.method} {trace.path} — {trace.layer} on {trace.server}", body)
 
 

@@ -110,6 +110,74 @@ def exchange(host: str, port: int, raw: bytes, timeout: float = IO_TIMEOUT) -> b
     return bytes(received)
 
 
+def exchange_ws(host: str, port: int, path: str, message: str, timeout: float = IO_TIMEOUT,
+                ) -> tuple[bytes, bytes, list[dict[str, Any]]]:
+    """Open a WebSocket at ``path``, send ``message`` as one text frame, read the answer, close.
+
+    RFC 6455 in four steps, framed by wsproto in the client role: the opening handshake
+    (§4.1), one masked text frame (§5.3: a client masks every frame), whatever the server
+    sends back until we have a message, then the closing handshake (§7.1.2: we send close
+    1000 and wait for the server's close).  Returns every byte sent, every byte received,
+    and the WebSocket events the client saw.
+    """
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import (
+        AcceptConnection,
+        CloseConnection,
+        Message,
+        RejectConnection,
+        RejectData,
+        Request,
+        TextMessage,
+    )
+
+    ws = WSConnection(ConnectionType.CLIENT)
+    sent, received, seen = bytearray(), bytearray(), []
+    deadline = time.monotonic() + timeout
+
+    def put(event: Any) -> None:
+        data = ws.send(event)
+        sent.extend(data)
+        sock.sendall(data)
+
+    def pump(until: tuple[type, ...]) -> bool:
+        while time.monotonic() < deadline:
+            for event in ws.events():
+                seen.append({"event": type(event).__name__,
+                             **({"data": event.data if isinstance(event.data, str) else
+                                 bytes(event.data).decode("latin-1")} if hasattr(event, "data") else {}),
+                             **({"code": int(event.code)} if hasattr(event, "code") else {}),
+                             **({"status_code": event.status_code} if hasattr(event, "status_code") else {})})
+                if isinstance(event, until):
+                    return True
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                return False
+            except ConnectionResetError:
+                data = b""
+            received.extend(data)
+            ws.receive_data(data or None)
+            if not data:
+                for event in ws.events():
+                    seen.append({"event": type(event).__name__})
+                return False
+        return False
+
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        put(Request(host=f"{host}:{port}", target=path))
+        pump((AcceptConnection, RejectConnection))
+        if seen and seen[-1]["event"] == "AcceptConnection":
+            put(TextMessage(data=message))
+            pump((Message,))
+            put(CloseConnection(code=1000))
+            pump((CloseConnection,))
+        elif seen:
+            pump((RejectData,))  # the refusal's body, if any
+    return bytes(sent), bytes(received), seen
+
+
 def parse_response(request: bytes, response: bytes) -> dict[str, Any]:
     """The response as h11 (client role) reads it: status, headers, de-chunked body, framing."""
     client = h11.Connection(h11.CLIENT)
@@ -118,7 +186,7 @@ def parse_response(request: bytes, response: bytes) -> dict[str, Any]:
     method, target, _ = request_line.split(" ", 2)
     headers = [tuple(line.split(": ", 1)) for line in header_lines]
     client.send(h11.Request(method=method, target=target, headers=headers))
-    if body:
+    if body and b"\r\nupgrade:" not in head.lower():  # after an upgrade request, the "body" is WebSocket frames
         client.send(h11.Data(data=body))
     client.send(h11.EndOfMessage())
     client.receive_data(response)
@@ -136,9 +204,14 @@ def parse_response(request: bytes, response: bytes) -> dict[str, Any]:
                 names = {k.lower() for k, _ in out["headers"]}
                 out["framing"] = ("chunked" if "transfer-encoding" in names else
                                   "content-length" if "content-length" in names else "close-delimited")
+            elif isinstance(event, h11.InformationalResponse):  # 101 Switching Protocols (a WebSocket)
+                out["status"], out["reason"] = event.status_code, event.reason.decode("latin-1")
+                out["http_version"] = event.http_version.decode()
+                out["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in event.headers.raw_items()]
+                out["framing"] = "switched protocol"
             elif isinstance(event, h11.Data):
                 chunks.append(bytes(event.data))
-            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)) or event is h11.NEED_DATA:
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed, type)):  # type: NEED_DATA, PAUSED
                 break
     except h11.RemoteProtocolError as exc:
         out["error"] = f"h11 could not parse the response: {exc}"
@@ -219,6 +292,10 @@ PARSER_NOTES = {
                          "strict.py), then a fresh h11.Connection parses it; both observed by wrapping their "
                          "classes inside the server process",
     "h11": "h11's events, observed by wrapping h11.Connection inside the server process",
+    "head reader + h11 + wsproto": "our head reader and h11 for the handshake, then wsproto's frames after the "
+                                   "upgrade, observed by wrapping their classes inside the server process",
+    "h11 + wsproto": "h11 for the handshake, then wsproto's frames after the upgrade, observed by wrapping "
+                     "their classes inside the server process",
     "http.server": "what http.server's parse_request made of the head (its parser is a readline loop)",
     None: "opaque: this server parses HTTP outside Python's reach (or in code we do not hook); "
           "what it produced is the environ/scope below",
@@ -254,6 +331,12 @@ def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: 
         earlier = [i for i, e in enumerate(reader[:-1]) if e.get("event", "").startswith("head complete")]
         chosen = reader[earlier[-1] + 1 if earlier else 0:] + chosen
         observed = "head reader + h11"
+    # After a WebSocket upgrade, wsproto's frames (another object again): those after our Request.
+    if chosen:
+        frames = [e for e in mine if e.get("op", "").startswith("ws.") and e["t_ns"] >= chosen[0]["t_ns"]]
+        if frames:
+            chosen = sorted(chosen + frames, key=lambda e: e["t_ns"])
+            observed += " + wsproto"
     for event in chosen:
         event["t_ns"] -= t0_ns
     return {"observed": observed, "events": chosen}
@@ -261,11 +344,14 @@ def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: 
 
 def trace(layer_name: str, server: str | None = None, method: str = "GET", path: str = "/",
           body: bytes = b"", headers: Sequence[tuple[str, str]] = (), warmup: int = 1,
-          http: str | None = None, profile: bool = True) -> Trace:
+          http: str | None = None, profile: bool = True, websocket: str | None = None) -> Trace:
     """Trace one request to ``layer_name`` on ``server`` (default: ours for its interface).
 
     ``profile=False`` leaves out the call tree, so the conversation's timestamps are undisturbed.
+    ``websocket="text"`` opens a WebSocket at ``path`` instead, sends the text and closes.
     """
+    if websocket is not None and method.upper() != "GET":
+        raise LayercakeError("a WebSocket opens with GET (RFC 6455 §4.1)", 2)
     layer = get_layer(layer_name)
     method = method.upper()
     with traced_server(layer, server, http, profile=profile) as (srv, records, spec):
@@ -278,8 +364,12 @@ def trace(layer_name: str, server: str | None = None, method: str = "GET", path:
             records.wait_for_request(after=seen)
         time.sleep(0.05)  # let the warm-up connection's last parser events land
         before = len(records.requests())
-        raw = build_request(method, path, host, body, headers)
-        received = exchange(srv.host, srv.port, raw)
+        frames = None
+        if websocket is None:
+            raw = build_request(method, path, host, body, headers)
+            received = exchange(srv.host, srv.port, raw)
+        else:
+            raw, received, frames = exchange_ws(srv.host, srv.port, path, websocket)
         record = records.wait_for_request(after=before)
         time.sleep(0.05)
         parser = _parser_events(records.lines("parser.jsonl"), method, path, record["t0_ns"], record["pid"])
@@ -288,7 +378,8 @@ def trace(layer_name: str, server: str | None = None, method: str = "GET", path:
     return Trace(
         layer=layer.name, interface=layer.interface, server=spec.name, server_interface=spec.interface,
         bridge=bridge, native_command=_native_command(spec, layer, http), method=method, path=path,
-        request_bytes=raw, response_bytes=received, response=parse_response(raw, received),
+        request_bytes=raw, response_bytes=received,
+        response=parse_response(raw, received) | ({"websocket": frames} if frames is not None else {}),
         parser={"name": spec.parser, "observed": parser["observed"], "note": PARSER_NOTES[parser["observed"]],
                 "events": parser["events"]},
         environ=record["environ"], scope=record["scope"], conversation=record["conversation"],

@@ -22,7 +22,7 @@ response, which tracing must not change:
 
 * ``request-<pid>-<n>.json``: one per request, written atomically (a temporary file,
   then ``os.replace``) when the request ends;
-* ``parser.jsonl``: the parser's events (our head reader, h11, http.server), one JSON line each;
+* ``parser.jsonl``: the parser's events (our head reader, h11, wsproto, http.server), one JSON line each;
 * ``lifespan.jsonl``: the app being loaded, every lifespan message, the process exiting.
 
 Importing this module also installs the profiler's dispatcher for threads started
@@ -46,6 +46,7 @@ from layercake.trace.recorder import (
     observe_h11,
     observe_head_reader,
     observe_http_server,
+    observe_wsproto,
 )
 from layers import get_layer
 
@@ -115,6 +116,7 @@ def from_environment() -> Any:
         profiler.install_for_new_threads()  # before the bridge starts its threads
     observe_head_reader(sink.parser)
     observe_h11(sink.parser)
+    observe_wsproto(sink.parser)
     observe_http_server(sink.parser)
 
     def mark(kind: str, **data: Any) -> None:

@@ -120,6 +120,23 @@ def test_no_profile_keeps_the_conversation_and_drops_the_call_tree() -> None:
     assert t.response["body"] == "chunk 0\nchunk 1\nchunk 2\n" and t.response["framing"] == "close-delimited"
 
 
+def test_websocket_trace_shows_the_handshake_then_wsproto_frames() -> None:
+    t = trace("bare_asgi", "scratch-asgi", "GET", "/ws", websocket="hello")
+    assert t.response["status"] == 101
+    assert [f["event"] for f in t.response["websocket"]] == ["AcceptConnection", "TextMessage", "CloseConnection"]
+    assert t.calls() == ["app(scope, receive, send)", "receive() websocket.connect", "send() websocket.accept",
+                         "receive() websocket.receive", "send() websocket.send", "receive() websocket.disconnect"]
+    ops = [e["op"] for e in t.parser["events"]]
+    assert ops.index("next_event") < ops.index("ws.receive_data")  # h11 for the handshake, then wsproto
+    assert t.parser["observed"] == "head reader + h11 + wsproto"
+
+
+def test_websocket_to_a_wsgi_layer_is_refused_with_404() -> None:
+    t = trace("flask", "scratch-wsgi", "GET", "/ws", websocket="hello")
+    assert t.response["status"] == 404  # CONTRACT.md #14: WSGI cannot hold the connection open
+    assert t.response["websocket"][0] == {"event": "RejectConnection", "status_code": 404}
+
+
 def test_cli_refuses_a_bad_request_line_with_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["trace", "fastapi", "GET", "/json", "extra"])
     assert result.exit_code == 2
