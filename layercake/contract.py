@@ -120,8 +120,10 @@ class HTTPClient:
         from websockets.sync.client import connect
 
         try:
+            # websockets wants connect() as a context manager; the session outlives this
+            # call, so it enters the context here and HTTPWebSocket.close() leaves it.
             conn = connect(f"ws://{self.host}:{self.port}{path}", open_timeout=self.timeout,
-                           max_size=MAX_ECHO_BODY + 1024, close_timeout=5)
+                           max_size=MAX_ECHO_BODY + 1024, close_timeout=5).__enter__()
         except InvalidStatus as exc:
             r = exc.response
             return Response(r.status_code, [(k, v) for k, v in r.headers.raw_items()], [r.body or b""])
