@@ -199,17 +199,24 @@ def _readme(path: Path) -> str:
     readme = path.parent / "README.md"
     if path.name != "app.py" or not readme.exists():
         return ""
-    return f'<div class="readme">{prose_html(readme.read_text(encoding="utf-8"))}</div>'
+    # Folded by default (a <details> element needs no script): the page is the source.
+    return (f'<details class="readme"><summary>README — what this layer adds, how a request flows through it'
+            f'</summary>{prose_html(readme.read_text(encoding="utf-8"))}</details>')
 
 
 def write_source_page(site: Site, source: SourceFile, project: Path, figures: Figures) -> str:
     rel = source.path.relative_to(project).as_posix()
     page = source_page(source.path, project)
     sections = []
+    used: set[str] = set()
     for i, section in enumerate(source.sections):
         prose = prose_html(section.prose) if section.prose.strip() else ""
         code = code_html(section.code) if section.code else ""
-        sections.append(f'<section class="section" id="section-{i}">\n<div class="prose">{prose}</div>\n'
+        # A section that defines something is addressable by its name (#create_item), so
+        # the side-by-side pages and the README can link straight to a handler.
+        anchor = next((n for n in section.names if n not in used), f"section-{i}")
+        used.add(anchor)
+        sections.append(f'<section class="section" id="{esc(anchor)}">\n<div class="prose">{prose}</div>\n'
                         f'<div class="code">{code}</div>\n</section>')
     layer = _layer_of(source.path, project)
     cost = ""
@@ -299,9 +306,13 @@ def _block_cell(block: Block | None) -> str:
 def write_diff_page(site: Site, a: str, b: str, path_a: Path, path_b: Path, project: Path) -> str:
     source_a, source_b = parse(path_a), parse(path_b)
     rows = []
+    page_a, page_b = "../" + source_page(path_a, project), "../" + source_page(path_b, project)
     for left, right in align(blocks(source_a), blocks(source_b)):
         key = (left or right).key  # type: ignore[union-attr]
-        rows.append(f'<tr class="key"><td colspan="2" id="{esc(key)}">{esc(key)}</td></tr>')
+        links = " ".join(f'<a class="note" href="{esc(page)}#{esc(key)}">{esc(name)} source</a>'
+                         for blk, page, name in ((left, page_a, a), (right, page_b, b))
+                         if blk is not None and key in {n for s in blk.sections for n in s.names})
+        rows.append(f'<tr class="key"><td colspan="2" id="{esc(key)}">{esc(key)} {links}</td></tr>')
         rows.append(f"<tr>{_block_cell(left)}{_block_cell(right)}</tr>")
     root = "../"
     if a in SCRATCH_SERVERS:
@@ -372,10 +383,13 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
                 f"<td class=\"num\">{us}</td><td class=\"num\">{rps_text}</td></tr>"
             )
         rows.reverse()  # the framework on top, the interface at the bottom: a ladder you climb
+        unmeasured = '<br><span class="missing">not measured yet</span>'
+        rps_head = "req/s" + ("" if figures.throughput else unmeasured)
+        us_head = "µs / request" + ("" if figures.costs else unmeasured)
         sections.append(
             f"<h2>{interface.upper()} ladder</h2>\n<table class=\"ladder\"><thead><tr><th>rung</th><th>what it adds"
             "</th><th>below</th><th>code lines</th><th>comment lines</th><th>calls / request</th>"
-            "<th>lines run / request</th><th>µs / request</th><th>req/s</th></tr></thead><tbody>\n"
+            f"<th>lines run / request</th><th>{us_head}</th><th>{rps_head}</th></tr></thead><tbody>\n"
             + "\n".join(rows) + "\n</tbody></table>"
         )
     server_rows = []
