@@ -83,6 +83,31 @@ class Trace:
             out.append(name)
         return out
 
+    def timeline(self) -> list[dict[str, Any]]:
+        """Everything with a time, in order: parser events, interface calls, the first call into
+        each package, the first work in each thread.  ``t_ns`` is relative to the app call (one
+        clock: the server process's), ``source`` says which record each line came from.
+
+        Only *first* calls and *first* work per thread: threads sharing the GIL hand over
+        dozens of times per request, and the stdlib is everywhere -- neither says where the
+        request went."""
+        rows: list[dict[str, Any]] = []
+        for event in self.parser.get("events", []):
+            rows.append({"source": "parser", **event})
+        for event in self.conversation:
+            rows.append({"source": "interface", **event})
+        for package, first in self.profile.get("first_calls", {}).items():
+            if package not in ("trace", "stdlib", "other"):
+                rows.append({"source": "call tree", "call": f"first call into {package}", "package": package,
+                             **first})
+        seen: set[str] = set()
+        for switch in sorted(self.profile.get("switches", []), key=lambda s: s["t_ns"]):
+            if switch["thread"] not in seen:
+                if seen:
+                    rows.append({"source": "threads", "call": f"first work in thread {switch['thread']}", **switch})
+                seen.add(switch["thread"])
+        return sorted(rows, key=lambda r: r["t_ns"])
+
     def packages(self) -> dict[str, dict[str, int]]:
         return self.profile.get("packages", {})
 

@@ -128,6 +128,7 @@ class Profiler:
         self.events = 0
         self.pkg_lines: dict[str, set[tuple[str, int]]] = {}
         self.pkg_calls: dict[str, int] = {}
+        self.pkg_first: dict[str, dict[str, Any]] = {}  # package -> its first call: t_ns, label, thread, task
         self.active = False
         self._hiding: dict[int, FrameType] = {}  # thread -> the hidden frame it is inside
 
@@ -160,7 +161,7 @@ class Profiler:
                 node.resumes += 1
             else:
                 node.calls += 1
-                self.pkg_calls[node.package] = self.pkg_calls.get(node.package, 0) + 1
+                self._count(node, now)
             if frame.f_back is not None and parent.kind == "py":
                 self._line(parent, frame.f_back.f_lineno)
             stack.append([frame, node, now])
@@ -170,7 +171,7 @@ class Profiler:
             parent = self._attach(stack, frame, tid)
             node = self._c_child(parent, arg)
             node.calls += 1
-            self.pkg_calls[node.package] = self.pkg_calls.get(node.package, 0) + 1
+            self._count(node, now)
             self._line(parent, frame.f_lineno)
             stack.append([arg, node, now, frame])
         else:  # c_return, c_exception
@@ -178,6 +179,13 @@ class Profiler:
                 entry = stack.pop()
                 entry[1].total_ns += now - entry[2]
         self._switch(tid, stack, now)
+
+    def _count(self, node: Node, now: int) -> None:
+        calls = self.pkg_calls.get(node.package, 0)
+        if not calls:  # the first time the request reaches this package: a milestone of the timeline
+            self.pkg_first[node.package] = {"t_ns": now - self.t0_ns, "label": node.label,
+                                            "thread": threading.current_thread().name, "task": node.task}
+        self.pkg_calls[node.package] = calls + 1
 
     def _new_thread(self, tid: int, now: int) -> None:
         thread = threading.current_thread()
@@ -308,6 +316,7 @@ class Profiler:
             "threads": trees,
             "packages": {p: {"calls": self.pkg_calls.get(p, 0), "lines": len(self.pkg_lines.get(p, ())),
                              "self_ns": self_ns.get(p, 0)} for p in packages},
+            "first_calls": self.pkg_first,
             "switches": self.switches,
             "switch_count": self.switch_count,
             "events": self.events,

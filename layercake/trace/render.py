@@ -286,6 +286,29 @@ def _hops(trace: Trace) -> list[str]:
     return out
 
 
+def _timeline_rows(trace: Trace) -> list[list[str]]:
+    rows = []
+    for row in trace.timeline():
+        if row["source"] == "parser" and row.get("event") in ("NEED_DATA", "need more bytes"):
+            continue  # the parser asking for more is in step 2; the timeline keeps what moved the request on
+        what = _event_name(row) if row["source"] in ("parser", "interface") else row["call"]
+        detail = row.get("label", "") if row["source"] == "call tree" else ""
+        rows.append([fmt_ns(row["t_ns"]), row["source"], what, _where(row), detail])
+    return rows
+
+
+def timeline_table(trace: Trace) -> Table:
+    """The request's path in one clock: parser → interface → packages → interface → parser."""
+    table = Table(title="0. the request's path, in time (t relative to the app call, in the server process)",
+                  title_justify="left")
+    for col in ("t", "seen by", "what", "thread / task", "first function"):
+        table.add_column(col, overflow="fold")
+    for row in _timeline_rows(trace):
+        style = COLOURS.get(row[2].removeprefix("first call into "), None) if row[1] == "call tree" else None
+        table.add_row(*row, style=style)
+    return table
+
+
 def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
     """The whole trace as one rich renderable, the six steps in order."""
     status = trace.response.get("status")
@@ -301,6 +324,7 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
     head.add_row("warm-up", f"{trace.warmup} request(s) before this one"
                  + (" (this is the very first request)" if not trace.warmup else ""))
     parts: list[RenderableType] = [Panel(head, title=f"layercake trace: {trace.layer} on {trace.server}")]
+    parts.append(timeline_table(trace))
 
     parts.append(Panel(Text(show_bytes(trace.request_bytes)), title="1. request bytes, as sent"))
 
@@ -508,6 +532,8 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
                           ["bridge", trace.bridge or "none"], ["untraced command", trace.native_command],
                           ["answer", f"{r.get('status')} {r.get('reason', '')}, {len(r.get('body', ''))} B, {r.get('framing')}"],
                           ["warm-up requests", str(trace.warmup)]]),
+        "<h2>0. The request's path, in time</h2>",
+        _table(["t (vs app call)", "seen by", "what", "thread / task", "first function"], _timeline_rows(trace)),
         "<h2>1. Request bytes, as sent</h2>", f"<pre>{html.escape(show_bytes(trace.request_bytes, None))}</pre>",
         f"<h2>2. Parser ({html.escape(str(trace.parser.get('name')))})</h2>",
         f"<p>{html.escape(trace.parser.get('note', ''))}</p>",

@@ -43,6 +43,12 @@ def test_fastapi_get_item_trace_has_every_step_in_order(server: str) -> None:
     if server == "scratch-asgi":  # our server: the strict head checks come before h11
         assert t.parser["observed"] == "head reader + h11"
         assert events[0]["op"] == "HeadReader.feed" and events[0]["event"].startswith("head complete")
+    # one clock: parser, interface and call tree interleave in the order the request took
+    steps = [(row["source"], row.get("event") or row.get("call")) for row in t.timeline()]
+    expected = [("parser", "Request"), ("interface", "app(scope, receive, send)"),
+                ("call tree", "first call into fastapi"), ("call tree", "first call into layer"),
+                ("interface", "send()"), ("parser", "Response")]
+    assert [steps.index(step) for step in expected] == sorted(steps.index(step) for step in expected)
     # the path from the server to the handler is shown however small --depth is
     console = Console(record=True, width=300)
     console.print(render.call_tree(t, depth=2))
