@@ -202,7 +202,9 @@ def render(grid: Grid) -> Any:
             if c is None:
                 row.append("")
                 continue
-            text = Text(c.summary().replace(" ", "\n", 1) if c.groups else c.summary()[:40], style=style[c.status])
+            # yellow: only known gaps; red: something nobody has explained yet
+            colour = "red" if c.unexplained else style[c.status]
+            text = Text(c.summary().replace(" ", "\n", 1) if c.groups else c.summary()[:40], style=colour)
             if c.bridge:
                 text.append(f"\n⇄ {c.bridge}", style="cyan")
             row.append(text)

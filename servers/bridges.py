@@ -54,7 +54,7 @@ import atexit
 import importlib
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 WSGI_APP_ENV = "LAYERCAKE_WSGI_APP"  # the WSGI app that wsgi_on_asgi serves
@@ -221,7 +221,7 @@ def asgi_to_wsgi(app: Any, lifespan: bool = True) -> Any:
     def middleware(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if "CONTENT_LENGTH" not in environ and environ.get("wsgi.input_terminated"):
             _buffer_unsized_body(environ)
-        return asgi_middleware(environ, start_response)
+        return _Primed(asgi_middleware(environ, start_response))
 
     if lifespan:
         driver = LifespanDriver(app, asgi_middleware.loop, state)
@@ -229,6 +229,35 @@ def asgi_to_wsgi(app: Any, lifespan: bool = True) -> Any:
         atexit.register(driver.shutdown)
         middleware.lifespan = driver  # type: ignore[attr-defined]  # for whoever wants to look: .supported
     return middleware
+
+
+class _Primed:
+    """The response iterable with its first item already pulled, so start_response has run.
+
+    a2wsgi's ASGIMiddleware returns a generator that calls ``start_response`` only when
+    first iterated -- which PEP 3333 allows ("the application must invoke start_response
+    before the iterable returns its first body bytestring"; the server must not send
+    headers before then).  Granian's WSGI interface reads the status and headers as soon
+    as the app returns, so behind it every response was a 200 with no headers.  Pulling
+    the first item here costs nothing on other servers: they would pull it next anyway.
+    """
+
+    def __init__(self, iterable: Iterable[bytes]) -> None:
+        self._iterable = iterable
+        self._iterator = iter(iterable)
+        self._first = next(self._iterator, None)
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        yield from self._iterator
+
+    def close(self) -> None:
+        # PEP 3333: the server calls close() on the iterable it got; pass it on.
+        close = getattr(self._iterable, "close", None)
+        if close is not None:
+            close()
 
 
 def _buffer_unsized_body(environ: dict[str, Any]) -> None:

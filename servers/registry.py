@@ -402,7 +402,10 @@ SERVERS: dict[str, ServerSpec] = {
                          chunked_uploads=True),
             parser="hyper (Rust)", concurrency="Rust I/O threads + a blocking thread pool for the app",
             arguments=_granian("wsgi"),
-            notes=("--threads maps to --blocking-threads, the pool that runs the WSGI callable.",),
+            notes=("--threads maps to --blocking-threads, the pool that runs the WSGI callable.",
+                   "Reads the status and headers as soon as the app returns, so an app whose start_response "
+                   "runs inside its first iteration (a generator: PEP 3333 allows it) gets 200 and no "
+                   "headers; the ASGI->WSGI bridge pulls the first chunk early to work around it."),
         ),
         # ---- ASGI ----------------------------------------------------------------------
         ServerSpec(
