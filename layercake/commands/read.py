@@ -99,8 +99,16 @@ def loc(measure: bool) -> None:
 @click.option("--traces/--no-traces", default=True, help="Record the canonical traces (needs running servers).")
 @click.option("--measure/--no-measure", default=True, show_default=True,
               help="Measure in-process counters now for layers no stored bench result covers.")
-def site(out: Path, serve: bool, port: int, traces: bool, measure: bool) -> None:
-    """Build the static site: the ladder, annotated source, benchmarks, grid, traces."""
+@click.option("--screenshots", "screenshots", type=click.Path(file_okay=False, path_type=Path),
+              help="Then photograph the index and a source page in headless Chromium into this directory.")
+def site(out: Path, serve: bool, port: int, traces: bool, measure: bool, screenshots: Path | None) -> None:
+    """Build the static site: the ladder, annotated source, benchmarks, grid, traces.
+
+    \b
+      layercake site --out site/
+      layercake site --out site/ --serve
+      layercake site --out site/ --screenshots docs/screenshots/
+    """
     from layercake.figures import figures_for
     from layercake.site import build_site, serve_site
 
@@ -111,6 +119,11 @@ def site(out: Path, serve: bool, port: int, traces: bool, measure: bool) -> None
     console.print(f"[bold green]built[/] {report.pages} pages in {report.seconds:.1f} s → {out}/index.html")
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
+    if screenshots is not None:
+        from layercake.site.screenshots import take_screenshots
+
+        for png in take_screenshots(out, screenshots):
+            console.print(f"[bold green]screenshot[/] {png}")
     if serve:
         serve_site(out, port=port, log=console.print)
 
