@@ -225,9 +225,10 @@ def echo(environ: Environ) -> Reply:
     # - without one (a chunked upload), the size is known only by counting while
     #   streaming, and by then "200 OK" has gone out.  When the count passes 16 MiB
     #   the iterator raises and the server aborts the response: the client gets an
-    #   incomplete body (on HTTP/1.1 no terminating chunk, RFC 9112 §7.1), never a
-    #   complete-looking one.  RFC 9110 §15.5.14 lets a server refuse content that is
-    #   too large by closing the connection; after the status, it is the only way.
+    #   incomplete body: on HTTP/1.1 it lacks the terminating chunk (RFC 9112 §8);
+    #   only a close-delimited HTTP/1.0 response, like wsgiref's, cannot show it.
+    #   RFC 9110 §15.5.14 lets a server refuse content that is too large by closing
+    #   the connection; after the status, it is the only way.
     #   The alternative -- buffering chunked uploads up to 16 MiB to keep the 413 --
     #   would turn echo into store-and-forward and hold 16 MiB per request; the
     #   contract asks for a body "streamed back as it is read" and a huge upload
