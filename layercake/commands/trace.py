@@ -57,13 +57,15 @@ def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--warmup", default=1, show_default=True,
               help="Requests sent before the traced one (0: trace the very first request, imports and all).")
 @click.option("--http", "http", default=None, help="HTTP parser, where the server has a choice (uvicorn: h11).")
+@click.option("--raw", "raw_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Send this file's bytes verbatim ({host} is replaced); e.g. a request the server should refuse.")
 @click.option("--ws", "ws", default=None, metavar="TEXT",
               help="Open a WebSocket at PATH instead, send TEXT as one message, read the answer, close.")
 @click.option("--no-profile", is_flag=True,
               help="No call tree: the conversation's timestamps without the profiler's overhead.")
 def trace_cmd(layer: str, request: tuple[str, ...], server: str | None, data: str | None, header: tuple[str, ...],
               json_file: Path | None, html_file: Path | None, depth: int, warmup: int, http: str | None,
-              ws: str | None, no_profile: bool) -> None:
+              raw_file: Path | None, ws: str | None, no_profile: bool) -> None:
     """Trace one request: LAYER [--server NAME] [METHOD] PATH.
 
     Runs LAYER on the server with recorders inside the server process, sends one real
@@ -75,13 +77,14 @@ def trace_cmd(layer: str, request: tuple[str, ...], server: str | None, data: st
         layercake trace flask --server uvicorn /json        (WSGI through the a2wsgi bridge)
         layercake trace bare_asgi --server uvicorn --http h11 POST /echo --data hello
         layercake trace starlette /ws --ws hello         (a WebSocket: handshake, frames, close)
+        layercake trace bare_wsgi --raw smuggle.http     (bytes as given: see who refuses what)
     """
-    method, path = _method_and_path(request)
+    method, path = _method_and_path(request) if not raw_file else ("GET", "/")
     if depth < 1:
         raise LayercakeError("--depth must be at least 1", 2)
     with console.status(f"tracing {method} {path} on {layer}…"):
         result = trace(layer, server, method, path, (data or "").encode(), _headers(header), warmup=warmup, http=http,
-                       profile=not no_profile, websocket=ws)
+                       profile=not no_profile, websocket=ws, raw=raw_file.read_bytes() if raw_file else None)
     console.print(render.render_trace(result, depth))
     if json_file:
         result.save(json_file)

@@ -321,6 +321,8 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
     head.add_row("untraced", trace.native_command)
     head.add_row("answer", f"{status} {trace.response.get('reason', '')}, {len(trace.response.get('body', ''))} B body, "
                            f"{trace.response.get('framing')}")
+    if not trace.server_process.get("app_called", True):
+        head.add_row("app", "NEVER CALLED: the server answered by itself (see the parser's events)")
     head.add_row("warm-up", f"{trace.warmup} request(s) before this one"
                  + (" (this is the very first request)" if not trace.warmup else ""))
     parts: list[RenderableType] = [Panel(head, title=f"layercake trace: {trace.layer} on {trace.server}")]
@@ -339,6 +341,13 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
         parts.append(table)
     else:
         parts.append(Panel(Text(trace.parser.get("note", "")), title=f"2. parser: {trace.parser.get('name')}"))
+
+    if not trace.server_process.get("app_called", True):
+        parts.append(Panel(Text("The server answered without calling the application: no environ or scope was "
+                                "built, no interface call was made, no framework code ran.  The parser's events "
+                                "above say why; the answer is below."), title="3-5. the application: never called"))
+        parts.append(Panel(Text(show_bytes(trace.response_bytes)), title="6. response bytes, as received"))
+        return Group(*parts)
 
     for interface, view in (("scope", trace.scope), ("environ", trace.environ)):
         if view is None:

@@ -179,16 +179,23 @@ def exchange_ws(host: str, port: int, path: str, message: str, timeout: float = 
 
 
 def parse_response(request: bytes, response: bytes) -> dict[str, Any]:
-    """The response as h11 (client role) reads it: status, headers, de-chunked body, framing."""
+    """The response as h11 (client role) reads it: status, headers, de-chunked body, framing.
+
+    h11 reads a response only after its client side has sent a request, so the request's
+    head is replayed into it (the body need not be: h11 lets a response arrive early, as a
+    413 does).  A head h11 itself would refuse to send -- a deliberately broken ``--raw``
+    request -- is replaced by a plain ``GET``: only HEAD changes how a response is framed.
+    """
     client = h11.Connection(h11.CLIENT)
-    head, _, body = request.partition(b"\r\n\r\n")
-    request_line, *header_lines = head.decode("latin-1").split("\r\n")
-    method, target, _ = request_line.split(" ", 2)
-    headers = [tuple(line.split(": ", 1)) for line in header_lines]
-    client.send(h11.Request(method=method, target=target, headers=headers))
-    if body and b"\r\nupgrade:" not in head.lower():  # after an upgrade request, the "body" is WebSocket frames
-        client.send(h11.Data(data=body))
-    client.send(h11.EndOfMessage())
+    head = request.partition(b"\r\n\r\n")[0]
+    try:
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = request_line.split(" ", 2)
+        headers = [tuple(line.split(":", 1)) for line in header_lines]
+        client.send(h11.Request(method=method, target=target, headers=[(k, v.strip()) for k, v in headers]))
+    except (ValueError, h11.LocalProtocolError):
+        client = h11.Connection(h11.CLIENT)
+        client.send(h11.Request(method="GET", target="/", headers=[("Host", "replayed")]))
     client.receive_data(response)
     client.receive_data(b"")
     out: dict[str, Any] = {"status": None, "reason": "", "http_version": "", "headers": [], "body": "",
@@ -234,13 +241,17 @@ class _Records:
     def requests(self) -> list[Path]:
         return sorted(self.directory.glob("request-*.json"), key=lambda p: p.stat().st_mtime_ns)
 
-    def wait_for_request(self, after: int, timeout: float = RECORD_TIMEOUT) -> dict[str, Any]:
+    def wait_for_request(self, after: int, timeout: float = RECORD_TIMEOUT,
+                         required: bool = True) -> dict[str, Any] | None:
+        """The newest request record once there are more than ``after``; None (or an error) on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = self.requests()
             if len(found) > after:
                 return json.loads(found[-1].read_text())
             time.sleep(0.02)
+        if not required:
+            return None
         raise LayercakeError("the traced server wrote no record for the request "
                              "(did the request reach the app?)", 1)
 
@@ -302,6 +313,28 @@ PARSER_NOTES = {
 }
 
 
+def _refused_events(events: list[dict[str, Any]], raw: bytes) -> dict[str, Any]:
+    """When the app was never called: the events from the last time our bytes reached a parser on.
+
+    Only our connection is open while we trace, so the window is ours; times are counted
+    from its first event.
+    """
+    start = raw[:40].decode("latin-1")
+    firsts = [i for i, e in enumerate(events) if e.get("op") in ("HeadReader.feed", "receive_data", "parse_request")
+              and (e.get("data", {}).get("preview", "").startswith(start) or e.get("requestline", "") and
+                   start.startswith(e["requestline"][:40]))]
+    if not firsts:
+        return {"observed": None, "events": []}
+    chosen = events[firsts[-1]:]
+    t0 = chosen[0]["t_ns"]
+    for event in chosen:
+        event["t_ns"] -= t0
+    ops = {e.get("op") for e in chosen}
+    observed = ("head reader + h11" if "HeadReader.feed" in ops else "http.server" if "parse_request" in ops
+                else "h11")
+    return {"observed": observed, "events": chosen}
+
+
 def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: int, pid: int) -> dict[str, Any]:
     """The parser events of the connection that carried our request, timed from the app call."""
     mine = [e for e in events if e.get("pid") == pid and e.get("t_ns", 0) <= t0_ns + 10**10]
@@ -342,13 +375,28 @@ def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: 
     return {"observed": observed, "events": chosen}
 
 
+#: How long to wait for the app's record once the response is complete: the server has
+#: answered, so a missing record means the app was never called (the server refused it).
+NO_APP_WAIT = 2.0
+
+
+def _request_line(raw: bytes) -> tuple[str, str]:
+    line = raw.split(b"\r\n", 1)[0].split(b"\n", 1)[0].decode("latin-1")
+    parts = line.split(" ")
+    return (parts[0], parts[1]) if len(parts) >= 2 else (line, "")
+
+
 def trace(layer_name: str, server: str | None = None, method: str = "GET", path: str = "/",
           body: bytes = b"", headers: Sequence[tuple[str, str]] = (), warmup: int = 1,
-          http: str | None = None, profile: bool = True, websocket: str | None = None) -> Trace:
+          http: str | None = None, profile: bool = True, websocket: str | None = None,
+          raw: bytes | None = None) -> Trace:
     """Trace one request to ``layer_name`` on ``server`` (default: ours for its interface).
 
     ``profile=False`` leaves out the call tree, so the conversation's timestamps are undisturbed.
     ``websocket="text"`` opens a WebSocket at ``path`` instead, sends the text and closes.
+    ``raw`` sends those bytes verbatim instead of building a request (``{host}`` is replaced
+    by the server's address): the way to trace a request a server should refuse.  When the
+    app is never called the trace still holds the bytes, the parser's events and the answer.
     """
     if websocket is not None and method.upper() != "GET":
         raise LayercakeError("a WebSocket opens with GET (RFC 6455 §4.1)", 2)
@@ -356,7 +404,10 @@ def trace(layer_name: str, server: str | None = None, method: str = "GET", path:
     method = method.upper()
     with traced_server(layer, server, http, profile=profile) as (srv, records, spec):
         host = f"{srv.host}:{srv.port}"
-        warm = build_request(method, path, host, body, headers) if method in SAFE_METHODS \
+        if raw is not None:
+            raw = raw.replace(b"{host}", host.encode())
+            method, path = _request_line(raw)
+        warm = build_request(method, path, host, body, headers) if method in SAFE_METHODS and raw is None \
             else build_request("GET", "/json", host)
         for _ in range(warmup):
             seen = len(records.requests())
@@ -365,27 +416,34 @@ def trace(layer_name: str, server: str | None = None, method: str = "GET", path:
         time.sleep(0.05)  # let the warm-up connection's last parser events land
         before = len(records.requests())
         frames = None
-        if websocket is None:
-            raw = build_request(method, path, host, body, headers)
-            received = exchange(srv.host, srv.port, raw)
+        if websocket is not None:
+            sent, received, frames = exchange_ws(srv.host, srv.port, path, websocket)
         else:
-            raw, received, frames = exchange_ws(srv.host, srv.port, path, websocket)
-        record = records.wait_for_request(after=before)
+            sent = raw if raw is not None else build_request(method, path, host, body, headers)
+            received = exchange(srv.host, srv.port, sent)
+        record = records.wait_for_request(after=before, timeout=NO_APP_WAIT if received else RECORD_TIMEOUT,
+                                          required=False)
         time.sleep(0.05)
-        parser = _parser_events(records.lines("parser.jsonl"), method, path, record["t0_ns"], record["pid"])
+        if record is not None:
+            parser = _parser_events(records.lines("parser.jsonl"), method, path, record["t0_ns"], record["pid"])
+        else:
+            parser = _refused_events(records.lines("parser.jsonl"), sent)
         bridge = spec.bridge_for(layer.interface)
-    outer = record["interfaces"][0] if record["interfaces"] else spec.interface
+    if record is None:
+        record = {"pid": srv.pid, "duration_ns": None, "errors": [], "interfaces": [], "environ": None,
+                  "scope": None, "conversation": [], "profile": {}}
     return Trace(
         layer=layer.name, interface=layer.interface, server=spec.name, server_interface=spec.interface,
         bridge=bridge, native_command=_native_command(spec, layer, http), method=method, path=path,
-        request_bytes=raw, response_bytes=received,
-        response=parse_response(raw, received) | ({"websocket": frames} if frames is not None else {}),
+        request_bytes=sent, response_bytes=received,
+        response=parse_response(sent, received) | ({"websocket": frames} if frames is not None else {}),
         parser={"name": spec.parser, "observed": parser["observed"], "note": PARSER_NOTES[parser["observed"]],
                 "events": parser["events"]},
         environ=record["environ"], scope=record["scope"], conversation=record["conversation"],
         profile=record["profile"],
         server_process={"pid": record["pid"], "duration_ns": record["duration_ns"], "errors": record["errors"],
-                        "interfaces": record["interfaces"], "outer_interface": outer},
+                        "interfaces": record["interfaces"], "app_called": bool(record["interfaces"]),
+                        "outer_interface": record["interfaces"][0] if record["interfaces"] else None},
         warmup=warmup,
         meta={"python": platform.python_version(), "created": datetime.now(UTC).isoformat(timespec="seconds"),
               "layercake": __version__, "host": platform.node()},

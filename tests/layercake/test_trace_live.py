@@ -143,6 +143,30 @@ def test_websocket_to_a_wsgi_layer_is_refused_with_404() -> None:
     assert t.response["websocket"][0] == {"event": "RejectConnection", "status_code": 404}
 
 
+SMUGGLE = b"POST /echo HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+
+
+def test_a_request_our_server_refuses_is_traced_without_the_app() -> None:
+    # RFC 9112 §6.1: Content-Length with Transfer-Encoding is a smuggling vector; strict.py refuses it.
+    t = trace("bare_wsgi", "scratch-wsgi", raw=SMUGGLE)
+    assert t.response["status"] == 400
+    assert not t.server_process["app_called"] and t.environ is None and t.conversation == []
+    [event] = [e for e in t.parser["events"] if e["op"] == "HeadReader.feed"]
+    assert event["status"] == 400 and event["rule"].startswith("RFC 9112")
+    console = Console(record=True, width=200)
+    console.print(render.render_trace(t))
+    assert "never called" in console.export_text()
+
+
+def test_wsgiref_hands_the_same_request_to_the_app() -> None:
+    # ...where wsgiref trusts Content-Length and passes the chunked framing through as the body.
+    t = trace("bare_wsgi", "wsgiref", raw=SMUGGLE)
+    assert t.server_process["app_called"]
+    assert t.environ is not None and t.environ["CONTENT_LENGTH"] == "5"
+    assert t.environ["HTTP_TRANSFER_ENCODING"] == "chunked"
+    assert t.response["body"] == "0\r\n\r\n"
+
+
 def test_cli_refuses_a_bad_request_line_with_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["trace", "fastapi", "GET", "/json", "extra"])
     assert result.exit_code == 2
