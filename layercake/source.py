@@ -37,7 +37,6 @@ than Python -- every annotated file in layercake is Python.
 from __future__ import annotations
 
 import ast
-import difflib
 import io
 import re
 import textwrap
@@ -395,19 +394,27 @@ def blocks(source: SourceFile, handlers: Iterable[str] = HANDLERS) -> list[Block
 
 
 def align(a: list[Block], b: list[Block]) -> list[tuple[Block | None, Block | None]]:
-    """Pair the blocks of two files by key, keeping both files' order.
+    """Pair the blocks of two files by key.
 
-    Matching keys are paired (difflib's longest-matching-subsequence over the key
-    lists); a block present on one side only is paired with ``None``.  Within a gap
-    between matches, unmatched blocks are listed left side first.
+    Every key present in both files is paired, whatever order the two files define
+    them in; the result follows the left file's order.  A block only the right file has
+    is placed after the pair of the right-file block just before it (so it shows up
+    where it sits in that file); one only the left file has is paired with ``None``.
     """
-    keys_a, keys_b = [blk.key for blk in a], [blk.key for blk in b]
-    matcher = difflib.SequenceMatcher(a=keys_a, b=keys_b, autojunk=False)
-    pairs: list[tuple[Block | None, Block | None]] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            pairs.extend(zip(a[i1:i2], b[j1:j2], strict=True))
+    right = {blk.key: blk for blk in b}
+    pairs: list[tuple[Block | None, Block | None]] = [(blk, right.get(blk.key)) for blk in a]
+    left_keys = {blk.key for blk in a}
+    anchor: str | None = None  # the key of the last right-file block that has a partner
+    inserted: dict[str | None, int] = {}  # how many right-only blocks already follow each anchor
+    for blk in b:
+        if blk.key in left_keys:
+            anchor = blk.key
+            continue
+        if anchor is None:
+            at = inserted.get(None, 0)
         else:
-            pairs.extend((blk, None) for blk in a[i1:i2])
-            pairs.extend((None, blk) for blk in b[j1:j2])
+            at = next(i for i, (x, _) in enumerate(pairs) if x is not None and x.key == anchor) + 1
+            at += inserted.get(anchor, 0)
+        pairs.insert(at, (None, blk))
+        inserted[anchor] = inserted.get(anchor, 0) + 1
     return pairs

@@ -97,6 +97,13 @@ def test_align_pairs_same_keys_and_keeps_order():
     assert [p[1] for p in pairs if p[1]] == [blk.key for blk in b]
 
 
+def test_align_pairs_keys_defined_in_a_different_order():
+    a = blocks(parse_text("def plaintext():\n    pass\n\ndef json_hello():\n    pass\n\ndef echo():\n    pass\n"))
+    b = blocks(parse_text("def json_hello():\n    pass\n\ndef slow():\n    pass\n\ndef plaintext():\n    pass\n"))
+    pairs = [(x.key if x else None, y.key if y else None) for x, y in align(a, b)]
+    assert pairs == [("plaintext", "plaintext"), ("json_hello", "json_hello"), (None, "slow"), ("echo", None)]
+
+
 def test_syntax_error_still_gives_sections_and_counts():
     src = parse_text("# a note\ndef broken(:\n    pass\n")
     assert src.sections and src.code_lines == 2 and src.comment_lines == 1
@@ -129,3 +136,30 @@ def test_banner_headings_and_indented_subheadings():
     assert blocks(src)[1].lines[0].number == 3  # the block starts at the banner's first rule
     assert any(s.prose.startswith("### lifecycle") and s.heading == "Accept loop" for s in src.sections)
     assert src.comment_lines == 4 and src.lines == len(text.splitlines())
+
+
+RUNGS = [pytest.param(layer.below, layer.name, id=f"{layer.below}-{layer.name}")
+         for layer in LAYERS.values() if layer.below]
+
+
+@pytest.mark.parametrize(("below", "above"), RUNGS)
+def test_each_rung_aligns_with_the_one_below_handler_by_handler(below: str, above: str):
+    paths = [LAYERS[below].source, LAYERS[above].source]
+    if not all(p.exists() for p in paths):
+        pytest.skip("a layer of this pair is not written yet")
+    pairs = align(blocks(parse(paths[0])), blocks(parse(paths[1])))
+    both = [x.key for x, y in pairs if x is not None and y is not None]
+    for handler in ("plaintext", "json_hello", "get_item", "list_items", "create_item", "stream", "echo",
+                    "headers", "inspect_request", "slow", "error", "health"):
+        assert handler in both, f"{handler} is not aligned between {below} and {above}"
+
+
+def test_the_scratch_servers_align_section_by_section():
+    paths = [PROJECT / "servers" / "scratch_wsgi.py", PROJECT / "servers" / "scratch_asgi.py"]
+    if not all(p.exists() for p in paths):
+        pytest.skip("a scratch server is not written yet")
+    pairs = align(blocks(parse(paths[0])), blocks(parse(paths[1])))
+    both = [x.key for x, y in pairs if x is not None and y is not None]
+    # The team's shared headings, in order (STYLE.md: accept loop -> connection -> ... -> request cycle).
+    shared = [k for k in ("accept loop", "connection", "event loop", "request cycle") if k in both]
+    assert len(shared) >= 3 and shared == sorted(shared, key=both.index)
