@@ -86,6 +86,7 @@ def _wsgi_misbehave(what: str, environ: dict[str, Any], start_response: Any) -> 
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return _Closing(200)
     if what == "slow":
+        note("slow started")
         time.sleep(float(environ.get("QUERY_STRING") or "0.2"))
         start_response("200 OK", [("Content-Length", "4")])
         return [b"slow"]
@@ -160,7 +161,12 @@ async def _asgi_misbehave(what: str, scope: dict[str, Any], receive: Any, send: 
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"first\n", "more_body": True})
         # Wait for the client to go away, as a long stream (server-sent events) would.
-        message = await receive()
+        message = await receive()  # the (empty) request body first
+        while message["type"] == "http.request" and message.get("more_body"):
+            message = await receive()
+        if message["type"] == "http.request":
+            # ASGI HTTP spec: after the last body message, receive() waits for the disconnect.
+            message = await receive()
         note(f"asgi received {message['type']}")
         try:
             for _ in range(200):
@@ -170,6 +176,7 @@ async def _asgi_misbehave(what: str, scope: dict[str, Any], receive: Any, send: 
         except Exception as error:
             note(f"asgi send raised {type(error).__name__}")
     elif what == "slow":
+        note("slow started")
         await asyncio.sleep(float(scope["query_string"] or b"0.2"))
         await _answer(send, 200, b"slow")
     else:
