@@ -551,6 +551,11 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
         body.append(_table(["t vs app call", "call", "states", "detail"], [
             [fmt_ns(e["t_ns"]), _event_name(e), "/".join(e[k] for k in ("our_state", "their_state") if k in e),
              _event_detail(e)] for e in trace.parser["events"]]))
+    if not trace.server_process.get("app_called", True):
+        body.append("<h2>3-5. The application: never called</h2><p>The server answered without calling the "
+                    "application; the parser's events above say why.</p><h2>6. Response bytes, as received</h2>"
+                    f"<pre>{html.escape(show_bytes(trace.response_bytes, None))}</pre>")
+        return _page(f"layercake trace: {trace.method} {trace.path} — {trace.layer} on {trace.server}", body)
     for name, view in (("scope", trace.scope), ("environ", trace.environ)):
         if view is not None:
             body.append(f"<h2>3. The {name}</h2>")
