@@ -105,6 +105,7 @@ def scope_diff_cmd(layer: str, request: tuple[str, ...], servers: str, only_diff
                    json_file: Path | None, html_file: Path | None) -> None:
     """The same request on several servers: every environ/scope key side by side.
 
+    \b
         layercake scope-diff bare_asgi GET /inspect --servers scratch-asgi,uvicorn,hypercorn
     """
     method, path = _method_and_path(request)
@@ -128,6 +129,7 @@ def scope_diff_cmd(layer: str, request: tuple[str, ...], servers: str, only_diff
 def lifespan_cmd(layer: str, server: str | None, simulate: str, json_file: Path | None) -> None:
     """Record the lifespan exchange: start the server, send GET /health, stop it gracefully.
 
+    \b
         layercake lifespan starlette --server uvicorn
         layercake lifespan fastapi --server uvicorn --simulate fail-startup
     """

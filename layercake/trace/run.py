@@ -576,7 +576,13 @@ def _key_order(key: str) -> tuple[int, str]:
 
 def lifespan(layer_name: str, server: str | None = None, mode: str = "pass",
              probe_path: str = "/health") -> LifespanRecord:
-    """Start, send one request, stop gracefully; the lifespan events in the order they happened."""
+    """Start, send one request, stop gracefully; the lifespan events in the order they happened.
+
+    The events come from the server process (or processes: a pre-forking server runs the
+    lifespan in each worker) and are ordered by ``perf_counter``, which on Linux is
+    CLOCK_MONOTONIC and so comparable across processes.  A server that refuses to start
+    (``mode="fail-startup"``) is not an error here: that is the record.
+    """
     from servers.registry import ServerStartError, default_server, get_server
 
     layer = get_layer(layer_name)
@@ -591,6 +597,7 @@ def lifespan(layer_name: str, server: str | None = None, mode: str = "pass",
             received = exchange(srv.host, srv.port, raw)
             parsed = parse_response(raw, received)
             record = records.wait_for_request(after=0)
+            assert record is not None  # required=True raises instead
             probe = {"path": probe_path, "status": parsed["status"], "body": parsed["body"][:300]}
             request_marks.append({"kind": f"request GET {probe_path}", "t_ns": record["t0_ns"],
                                   "pid": record["pid"], "thread": None, "task": None,
