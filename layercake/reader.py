@@ -173,6 +173,28 @@ def cost_lines(name: str, figures: Figures) -> list[Text]:
     return out
 
 
+def throughput_lines(target: Target, figures: Figures) -> list[Text]:
+    """Requests per second over real sockets, from the latest ladder bench, or how to get them."""
+    if target.kind == "layer":
+        best = figures.rps(target.name)
+        rows = [best] if best else []
+        how = HOW_TO_MEASURE["ladder"]
+    else:
+        rows = sorted((t for t in figures.throughput if t.server == target.name), key=lambda t: -t.rps)[:3]
+        from layers import LAYERS
+
+        interface = "wsgi" if "wsgi" in target.name else "asgi"
+        native = ",".join(name for name, layer in LAYERS.items() if layer.interface == interface)
+        how = f"layercake bench --servers {target.name} --layers {native} --json docs/bench/{target.name}.json"
+    if not rows:
+        return [Text.assemble(("req/s: ", "bold"), ("not measured yet — run ", "yellow"), (how, "bold yellow"))]
+    parts = "; ".join(
+        f"{t.rps:,.0f} ({t.layer} on {t.server}, {t.endpoint}{f', c{t.concurrency}' if t.concurrency else ''})"
+        for t in rows)
+    return [Text.assemble(("req/s: ", "bold"), parts,
+                          (f"  measured {rows[0].measured_at or 'at an unrecorded time'} ({rows[0].origin})", "dim"))]
+
+
 def header(target: Target, sources: list[SourceFile], figures: Figures) -> Panel:
     code = sum(s.code_lines for s in sources)
     comments = sum(s.comment_lines for s in sources)
@@ -185,6 +207,8 @@ def header(target: Target, sources: list[SourceFile], figures: Figures) -> Panel
     rows.append(Text.assemble(("lines: ", "bold"), f"{code:,} of code, {comments:,} of comments and docstrings"))
     if target.kind == "layer":
         rows.extend(cost_lines(target.name, figures))
+    if target.kind in ("layer", "server"):
+        rows.extend(throughput_lines(target, figures))
     return Panel(Group(*rows), title=f"[bold]{target.name}[/]", title_align="left", box=box.ROUNDED)
 
 

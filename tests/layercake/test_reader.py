@@ -11,7 +11,7 @@ from rich.console import Console
 
 from layercake.cli import cli
 from layercake.errors import LayercakeError, UnknownName
-from layercake.figures import Cost, Figures
+from layercake.figures import Cost, Figures, Throughput
 from layercake.reader import SERVER_SOURCES, loc_table, render_diff, render_target, resolve
 from layers import LAYERS
 
@@ -85,12 +85,15 @@ def test_header_quotes_measured_figures_with_their_origin():
     if not LAYERS["bare_wsgi"].source.exists():
         pytest.skip("layers/bare_wsgi/app.py is not written yet")
     figures = Figures(costs={"bare_wsgi": Cost("bare_wsgi", "json", 12.5, 321, 87, {"layer": {"calls": 20}},
-                                               "2026-11-29T01:00:00Z", "docs/bench/x.json")})
+                                               "2026-11-29T01:00:00Z", "docs/bench/x.json")},
+                      throughput=[Throughput("bare_wsgi", "gunicorn-gthread", "json", 64, 3456.0,
+                                             measured_at="2026-11-29T02:00:00Z", origin="docs/bench/y.json")])
     console = record(120)
     render_target(console, resolve("bare_wsgi"), figures=figures)
     text = console.export_text()
     assert "12.5 µs" in text and "321 Python calls" in text and "87 distinct lines" in text
     assert "docs/bench/x.json" in text and "not measured" not in text
+    assert "3,456 (bare_wsgi on gunicorn-gthread, json, c64)" in text and "docs/bench/y.json" in text
 
 
 def test_diff_aligns_blocks_by_handler():
