@@ -83,10 +83,11 @@ log = logging.getLogger("layercake.layers.bare_asgi")
 class Resources:
     """The store this process serves from when the server gives no lifespan ``state``.
 
-    Two situations need it: a server that runs lifespan but predates the ``state``
-    key (ASGI spec 2.3 added it), and a server or bridge that runs no lifespan at all
-    (CONTRACT.md, "ASGI without lifespan"), where the store is opened lazily by the
-    first request and ``startup_complete`` stays ``False`` so ``/health`` shows it.
+    Two situations need it: a server that runs lifespan but has no ``state`` key (it
+    is optional: "if missing the server does not support this feature", says the
+    lifespan spec), and a server or bridge that runs no lifespan at all (CONTRACT.md,
+    "ASGI without lifespan"), where the store is opened lazily by the first request
+    and ``startup_complete`` stays ``False`` so ``/health`` shows it.
     """
 
     def __init__(self) -> None:

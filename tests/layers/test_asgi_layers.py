@@ -3,7 +3,7 @@
 * lifespan: startup opens the store, shutdown closes it; without lifespan the first
   request opens it and ``/health`` says ``startup_complete: false`` -- in-process and
   on uvicorn with ``--lifespan off``; bare_asgi on a server that has no lifespan
-  ``state`` (ASGI spec < 2.3);
+  ``state`` (an optional key of the lifespan scope);
 * WebSocket 1009 for a message over 16 MiB, counted in bytes (text as UTF-8);
 * ``/echo`` keeps every byte under ASGI HTTP spec 2.3, where Starlette's
   ``StreamingResponse`` would read ``receive()`` concurrently (the reason for
@@ -110,7 +110,7 @@ def test_without_lifespan_the_first_request_opens_the_store(asgi_layer: Layer, o
 
 
 async def test_bare_asgi_lifespan_without_a_state_dict(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A server that runs lifespan but predates ``scope["state"]`` (ASGI spec 2.3)."""
+    """A server that runs lifespan but has no ``scope["state"]`` (the key is optional)."""
     module = importlib.import_module("layers.bare_asgi.app")
     monkeypatch.setattr(module, "resources", module.Resources())
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
