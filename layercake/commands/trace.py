@@ -73,6 +73,7 @@ def trace_cmd(layer: str, request: tuple[str, ...], server: str | None, data: st
     the environ/scope, the interface conversation, the call tree coloured by package
     (with the thread or task that ran each part) and the response bytes.
 
+    \b
         layercake trace fastapi GET /items/1
         layercake trace flask --server uvicorn /json        (WSGI through the a2wsgi bridge)
         layercake trace bare_asgi --server uvicorn --http h11 POST /echo --data hello
