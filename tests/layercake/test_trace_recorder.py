@@ -199,3 +199,33 @@ def test_trace_round_trips_through_json() -> None:
     again = Trace.from_dict(trace.to_dict())
     assert again == trace
     assert again.steps == ["request bytes", "environ/scope", "response bytes"]
+
+
+def test_a_sync_endpoint_runs_in_anyio_worker_thread(new_threads_profiled: None) -> None:
+    # None of the contract layers has a sync endpoint; this is the hop they would show.
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    def hello(request: Any) -> PlainTextResponse:  # a plain def: Starlette runs it in anyio's thread pool
+        return PlainTextResponse("hi")
+
+    app = Starlette(routes=[Route("/", hello)])
+    records: list[dict[str, Any]] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "raw_path": b"/", "root_path": "", "query_string": b"",
+             "headers": [], "scheme": "http", "server": ("t", 80), "client": ("c", 1), "http_version": "1.1"}
+    asyncio.run(RecordingASGI(app, records.append)(scope, receive, send))
+    assert sent[-1]["body"] == b"hi"
+    trees = {tree["thread"]["name"]: tree for tree in records[0]["profile"]["threads"]}
+    worker = [name for name in trees if name != threading.current_thread().name]
+    assert worker, f"no second thread in {list(trees)}"
+    assert _find(trees[worker[0]], "test_a_sync_endpoint_runs_in_anyio_worker_thread.<locals>.hello") is not None
+    assert "anyio" in records[0]["profile"]["packages"]
