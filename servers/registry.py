@@ -776,4 +776,13 @@ def start_server(server: str | ServerSpec, layer: str | Layer, opts: ServerOptio
         with start_server("uvicorn", "fastapi", ServerOptions()) as srv:
             httpx.get(srv.url + "/json")
     """
-    return plan_server(server, layer, opts).start()
+    opts = opts or ServerOptions()
+    try:
+        return plan_server(server, layer, opts).start()
+    except ServerStartError as exc:
+        # With port=0 the free port is found by binding and closing, and another process can
+        # take it before the server binds (the grid starts servers two at a time).  That race
+        # deserves one more try on a new port; any other start failure is the server's.
+        if opts.port != 0 or "in use" not in exc.output.lower():
+            raise
+        return plan_server(server, layer, opts).start()
