@@ -11,17 +11,22 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layercake.errors import LayercakeError
-from layercake.site.build import BuildReport, annotated_files, build_site, links_of, source_page
+from layercake.site.build import BuildReport, annotated_files, build_site, source_page
 
-__all__ = ["BuildReport", "annotated_files", "build_site", "links_of", "serve_site", "source_page", "start_site_server"]
+if TYPE_CHECKING:
+    from servers.registry import RunningServer
+
+__all__ = ["BuildReport", "annotated_files", "build_site", "serve_site", "source_page", "start_site_server"]
 
 SERVE_WITH = "scratch-wsgi"
 APP_TARGET = "layercake.site.serve:app"
 
 
-def start_site_server(out: Path | str, port: int = 0, host: str = "127.0.0.1", capture_output: bool = True):  # noqa: ANN201
+def start_site_server(out: Path | str, port: int = 0, host: str = "127.0.0.1",
+                      capture_output: bool = True) -> RunningServer:
     """Start scratch-wsgi serving the built site in ``out``; a ``RunningServer`` (a context manager).
 
     The server is started through the registry like any layer, with ``app_target``

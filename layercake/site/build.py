@@ -41,7 +41,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -731,7 +731,3 @@ def build_site(out: Path | str = "site", *, project: Path = PROJECT, figures: Fi
     report.seconds = time.perf_counter() - started
     return report
 
-
-def links_of(page: Path) -> Iterable[str]:
-    """Every href and src in ``page`` (the structural tests and --serve's self-check use it)."""
-    return re.findall(r'(?:href|src)="([^"#]*)(?:#[^"]*)?"', page.read_text(encoding="utf-8"))
