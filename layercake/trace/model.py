@@ -181,7 +181,7 @@ class ScopeDiff:
     method: str
     path: str
     servers: list[str]
-    interfaces: dict[str, str]  # server -> the interface the app was handed ("wsgi" | "asgi")
+    interfaces: dict[str, str]  # server -> how the layer was reached ("wsgi", "wsgi via the wsgi->asgi bridge")
     rows: list[dict[str, Any]]  # {"key": ..., "values": {server: value | MISSING}, "differs": bool}
     header_order: dict[str, list[str]]  # server -> header names in the order the app saw them
 

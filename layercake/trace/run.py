@@ -455,10 +455,13 @@ def trace(layer_name: str, server: str | None = None, method: str = "GET", path:
 # ---------------------------------------------------------------------------------------
 
 
-def _outer_view(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The interface view the *server* built: the outer recorder's environ or scope."""
-    outer = record["interfaces"][0]
-    return outer, (record["environ"] if outer == "wsgi" else record["scope"]) or {}
+def _layer_view(record: dict[str, Any], interface: str) -> dict[str, Any]:
+    """What the *layer* was handed: the environ for a WSGI layer, the scope for an ASGI one.
+
+    Across a bridge that is the bridge's construction (a2wsgi builds the environ from the
+    server's scope), which is exactly what the layer has to live with on that server.
+    """
+    return (record["environ"] if interface == "wsgi" else record["scope"]) or {}
 
 
 #: PEP 3333 / CGI (RFC 3875 §4.1) names: never mistaken for the process environment.
@@ -513,6 +516,8 @@ def _normalise(key: str, value: Any, server_port: int) -> Any:
             return "<client port>"
     if isinstance(value, list):
         return [_normalise("", v, server_port) for v in value]
+    if isinstance(value, dict):  # a nested scope (a2wsgi's environ["asgi.scope"])
+        return {k: _normalise(k, v, server_port) for k, v in value.items()}
     if value == server_port or value == str(server_port):
         return "<server port>"
     if isinstance(value, str):
@@ -522,10 +527,10 @@ def _normalise(key: str, value: Any, server_port: int) -> Any:
 
 def scope_diff(layer_name: str, servers: Sequence[str], method: str = "GET", path: str = "/",
                body: bytes = b"", headers: Sequence[tuple[str, str]] = ()) -> ScopeDiff:
-    """Send the same request to ``layer_name`` on each server and compare what the app was handed.
+    """Send the same request to ``layer_name`` on each server and compare what the layer was handed.
 
     Every server gets the same request bytes, ``Host`` included (``127.0.0.1:8000``, not the
-    random port), so a difference in a value is the server's doing.
+    random port), so a difference in a value is the server's (or its bridge's) doing.
     """
     if len(servers) < 2:
         raise LayercakeError("scope-diff needs at least two servers, e.g. --servers scratch-asgi,uvicorn", 2)
@@ -535,14 +540,16 @@ def scope_diff(layer_name: str, servers: Sequence[str], method: str = "GET", pat
     order: dict[str, list[str]] = {}
     raw = build_request(method.upper(), path, "127.0.0.1:8000", body, headers)
     for name in servers:
-        with traced_server(layer, name) as (srv, records, _spec):
+        with traced_server(layer, name) as (srv, records, spec):
             exchange(srv.host, srv.port, raw)
             record = records.wait_for_request(after=0)
+            assert record is not None  # required=True raises instead
             port = srv.port
-        interface, view = _outer_view(record)
-        interfaces[name] = interface
+        view = _layer_view(record, layer.interface)
+        bridge = spec.bridge_for(layer.interface)
+        interfaces[name] = f"{layer.interface} via the {bridge} bridge" if bridge else layer.interface
         views[name] = {k: _normalise(k, v, port) for k, v in _flatten(view).items()}
-        if interface == "asgi":
+        if layer.interface == "asgi":
             order[name] = [pair[0] for pair in view.get("headers", [])]
         else:
             order[name] = [k for k in view if k.startswith("HTTP_") or k in ("CONTENT_TYPE", "CONTENT_LENGTH")]
