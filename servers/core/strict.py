@@ -262,18 +262,21 @@ def _framing(buf: bytes, limits: Limits) -> Rejection | None:
 
 
 def _may_violate(buf: bytes, limits: Limits) -> bool:
-    """A cheap over-approximation of :func:`_framing` (C-speed bytes methods only).
+    """A cheap over-approximation of :func:`_framing`: False means no violation for certain.
 
     The servers call :func:`check_partial_head` after every read, so a client that
-    trickles a 64 KiB head byte by byte would otherwise make the server rescan the whole
-    buffer 65,536 times in Python.  False here means no violation for certain.
+    trickles a 64 KiB head would otherwise make the server rescan the buffer in Python on
+    every byte.  This stays in C-speed bytes methods plus one short loop over at most
+    ``max_header_count + 2`` lines; it is still linear in the buffer, which is why a
+    caller may also call less often (see :func:`check_partial_head`).
     """
-    if len(buf) > limits.max_head_bytes or buf.count(b"\n") != buf.count(b"\r\n"):
+    if len(buf) > limits.max_head_bytes or buf.count(b"\n") > limits.max_header_count + 1:
         return True
-    if buf.count(b"\n") > limits.max_header_count:
+    lines = buf.split(b"\n")
+    if max(map(len, lines)) > min(limits.max_request_line, limits.max_header_line):
         return True
-    longest = max(map(len, buf.split(b"\n")))
-    return longest > min(limits.max_request_line, limits.max_header_line)
+    # Every complete line must end in CR (no bare LF).
+    return not all(line.endswith(b"\r") for line in lines[:-1])
 
 
 def _skip_empty_lines(buf: bytes) -> bytes:
@@ -289,12 +292,20 @@ def check_partial_head(buf: bytes, limits: Limits) -> Rejection | None:
     Returns the first size or line-terminator rule broken (414, 431, or 400 for a bare
     LF), or ``None`` to keep reading.  Given any prefix of a head, the answer is the one
     :func:`check_head` gives on the complete head, or ``None``.
+
+    The cost is linear in ``buf``.  Because a violation, once certain, stays the answer
+    for every longer prefix, a caller may call this as rarely as it likes -- say once per
+    KiB received -- and get the same answer, only a few bytes later: that bounds the work
+    a byte-by-byte trickler can cause.
     """
     buf = _skip_empty_lines(buf)
+    if not _may_violate(buf, limits):
+        # No bare LF, so the only empty line possible is CRLF CRLF (a C-speed search).
+        if b"\r\n\r\n" in buf:
+            raise ValueError("check_partial_head() is for heads without their empty line yet; use check_head()")
+        return None
     if _EMPTY_LINE.search(buf):
         raise ValueError("check_partial_head() is for heads without their empty line yet; use check_head()")
-    if not _may_violate(buf, limits):
-        return None
     return _framing(buf, limits)
 
 
