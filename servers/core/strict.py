@@ -68,6 +68,8 @@ obs-text (0x80-0xFF) in a field value  accepted    RFC 9110 §5.5 grammar allows
 request line not ``M SP T SP V``       400         RFC 9112 §3: single SPs; "MAY parse on whitespace-delimited
                                                    word boundaries" -- we don't.
 ``HTTP/x.y`` other than 1.0 / 1.1      505         RFC 9110 §15.6.6; malformed version text is a 400.
+                                                   RFC 9112 §2.3 says a higher 1.x minor SHOULD be served as
+                                                   1.1; no client sends one, so ``HTTP/1.2`` is refused too.
 target with CTL, SP, DEL, 0x80+, ``#``  400         RFC 9112 §3.2 (no fragment in a request-target).  Other
                                                    visible ASCII (``|{}^`` in queries) is accepted: browsers
                                                    send it unencoded, and it cannot confuse framing.
@@ -188,7 +190,7 @@ _CONTENT_LENGTH = re.compile(rb"[0-9]+")
 # (unreserved / pct-encoded / sub-delims).  The empty reg-name is valid (RFC 9112 §3.2).
 _HOST = rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
 _HOST_PORT = re.compile(_HOST + rb"(?::[0-9]*)?")
-_AUTHORITY_FORM = re.compile(_HOST + rb":[0-9]+")
+_AUTHORITY_FORM = re.compile(rb"(?!:)" + _HOST + rb":[0-9]+")  # the host may not be empty here
 # http(s)://authority[path-abempty]["?" query]: the authority is checked by _HOST_PORT.
 _ABSOLUTE_FORM = re.compile(rb"(?i:https?)://([^/?]*)([/?].*)?", re.DOTALL)
 # A request-target may hold any visible ASCII byte except "#" (see the decisions table).

@@ -65,6 +65,7 @@ REJECTED = [
     ("asterisk-not-options", head(b"GET * HTTP/1.1", HOST)),
     ("connect-not-authority", head(b"CONNECT / HTTP/1.1", HOST)),
     ("connect-not-authority", head(b"CONNECT example.com HTTP/1.1", HOST)),
+    ("connect-not-authority", head(b"CONNECT :443 HTTP/1.1", HOST)),
     ("connect-not-authority", head(b"CONNECT http://example.com/ HTTP/1.1", HOST)),
     ("absolute-form-invalid", head(b"GET ftp://example.com/ HTTP/1.1", HOST)),
     ("absolute-form-invalid", head(b"GET http:///x HTTP/1.1", HOST)),
