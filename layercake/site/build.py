@@ -221,7 +221,7 @@ def write_source_page(site: Site, source: SourceFile, project: Path, figures: Fi
     layer = _layer_of(source.path, project)
     cost = ""
     if layer is not None:
-        cost = f"<p class=\"stats\">Per request: {_cost_text(layer, figures)}</p>"
+        cost = f"<div class=\"stats\">Per request: {_cost_text(layer, figures)}</div>"
     body = (
         f'<div class="doc-head"><h1><code>{esc(rel)}</code></h1>\n'
         f'<p class="stats">{source.code_lines:,} lines of code · {source.comment_lines:,} lines of comments and '
@@ -245,8 +245,17 @@ def _cost_text(layer: str, figures: Figures) -> str:
     cost = figures.cost(layer)
     if cost is None:
         return missing("not measured yet", HOW_TO_MEASURE["in_process"])
-    return (f"{esc(cost.summary())} <span class=\"note\">— measured {esc(cost.measured_at or '(no time recorded)')}"
+    text = (f"{esc(cost.summary())} <span class=\"note\">— measured {esc(cost.measured_at or '(no time recorded)')}"
             f", {esc(cost.origin)}</span>")
+    if cost.by_package:
+        # Whose work one request is: the layer's own code, the framework, the stdlib...
+        packages = list(cost.by_package)
+        head = "".join(f"<th>{esc(p)}</th>" for p in packages)
+        calls = "".join(f"<td class=\"num\">{cost.by_package[p].get('calls', 0):,}</td>" for p in packages)
+        lines = "".join(f"<td class=\"num\">{cost.by_package[p].get('lines', 0):,}</td>" for p in packages)
+        text += (f"<table class=\"ladder packages\"><thead><tr><th>by package</th>{head}</tr></thead><tbody>"
+                 f"<tr><td>calls</td>{calls}</tr><tr><td>distinct lines</td>{lines}</tr></tbody></table>")
+    return text
 
 
 def write_source_index(site: Site, sources: list[SourceFile], project: Path) -> None:
@@ -444,6 +453,11 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
                           "see the <a href=\"bench/index.html\">benchmark report</a>.")
     else:
         provenance.append("Requests per second: " + missing("not measured yet", HOW_TO_MEASURE["ladder"]))
+    sections.append(
+        "<h2>In the terminal</h2>\n<p class=\"note\">The same source, with the same figures: "
+        "<code>layercake read flask</code> · <code>layercake read --diff bare_asgi starlette</code> · "
+        "<code>layercake read --diff scratch-wsgi scratch-asgi</code> · <code>layercake loc</code> · "
+        "<code>layercake trace fastapi GET /items/1</code></p>")
     body = (
         "<h1>The ladder</h1>\n<p class=\"lede\">One contract, six layers. Each rung is built on the one below it; "
         "the columns say what it costs in code you read and in work done per request. Click a rung to read its "
