@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -165,6 +166,20 @@ def test_wsgiref_hands_the_same_request_to_the_app() -> None:
     assert t.environ is not None and t.environ["CONTENT_LENGTH"] == "5"
     assert t.environ["HTTP_TRANSFER_ENCODING"] == "chunked"
     assert t.response["body"] == "0\r\n\r\n"
+
+
+def test_cli_scope_diff_and_lifespan_write_json(tmp_path: Path) -> None:
+    out = tmp_path / "diff.json"
+    result = CliRunner().invoke(cli, ["scope-diff", "bare_asgi", "/inspect", "--servers", "scratch-asgi,uvicorn",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "keys differ" in result.output
+    assert json.loads(out.read_text())["servers"] == ["scratch-asgi", "uvicorn"]
+    out = tmp_path / "lifespan.json"
+    result = CliRunner().invoke(cli, ["lifespan", "bare_asgi", "--server", "scratch-asgi", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "startup completed before the first request" in result.output
+    assert json.loads(out.read_text())["started"] is True
 
 
 def test_cli_refuses_a_bad_request_line_with_a_usage_error() -> None:
