@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import markdown
 from pygments import highlight
@@ -108,6 +109,44 @@ def missing(what: str, command: str) -> str:
 
 def prose_html(text: str) -> str:
     return markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists"], output_format="html")
+
+
+_ANCHOR = re.compile(r'<a href="([^"]*)"([^>]*)>(.*?)</a>', re.DOTALL)
+
+
+def relink(html_text: str, doc: Path, page: str, project: Path = PROJECT) -> str:
+    """Make a markdown document's relative links work from ``page`` in the site.
+
+    A README or docs page links to project files (``../layercake/bench/floor.py``,
+    ``app.py``); in the site, a file that has a pycco page links to that page, a file
+    under ``docs/bench/`` to its copy in ``bench/``, and anything else loses its link
+    but keeps its text -- a site that works offline has no dangling links.  Links to the
+    web and to anchors are left alone.
+    """
+    root = "../" * page.count("/")
+
+    def fix(match: re.Match[str]) -> str:
+        href, rest, text = match.groups()
+        parts = urlsplit(html.unescape(href))
+        if parts.scheme or not parts.path:
+            return match.group(0)
+        target = (doc.parent / unquote(parts.path)).resolve()
+        fragment = f"#{parts.fragment}" if parts.fragment else ""
+        try:
+            rel = target.relative_to(project).as_posix()
+        except ValueError:
+            return text
+        if target.is_file() and target.suffix == ".py" and target in _annotated_set(project):
+            return f'<a href="{root}source/{esc(rel)}.html{esc(fragment)}"{rest}>{text}</a>'
+        if rel.startswith("docs/bench/") and target.is_file():
+            return f'<a href="{root}bench/{esc(rel.removeprefix("docs/bench/"))}"{rest}>{text}</a>'
+        return text
+
+    return _ANCHOR.sub(fix, html_text)
+
+
+def _annotated_set(project: Path) -> set[Path]:
+    return {p.resolve() for p in annotated_files(project)}
 
 
 class Site:
@@ -195,13 +234,13 @@ def code_html(lines: list[Line]) -> str:
     return "\n".join(parts)
 
 
-def _readme(path: Path) -> str:
+def _readme(path: Path, page: str, project: Path) -> str:
     readme = path.parent / "README.md"
     if path.name != "app.py" or not readme.exists():
         return ""
     # Folded by default (a <details> element needs no script): the page is the source.
     return (f'<details class="readme"><summary>README — what this layer adds, how a request flows through it'
-            f'</summary>{prose_html(readme.read_text(encoding="utf-8"))}</details>')
+            f'</summary>{relink(prose_html(readme.read_text(encoding="utf-8")), readme, page, project)}</details>')
 
 
 def write_source_page(site: Site, source: SourceFile, project: Path, figures: Figures) -> str:
@@ -226,7 +265,7 @@ def write_source_page(site: Site, source: SourceFile, project: Path, figures: Fi
         f'<div class="doc-head"><h1><code>{esc(rel)}</code></h1>\n'
         f'<p class="stats">{source.code_lines:,} lines of code · {source.comment_lines:,} lines of comments and '
         f'docstrings · {source.blank_lines:,} blank · {len(source.sections)} sections</p>{cost}</div>\n'
-        f"{_readme(source.path)}\n<div class=\"sections\">\n" + "\n".join(sections) + "\n</div>"
+        f"{_readme(source.path, page, project)}\n<div class=\"sections\">\n" + "\n".join(sections) + "\n</div>"
     )
     site.write(page, rel, body, "source/index.html")
     return page
@@ -471,7 +510,9 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
 # --- Benchmarks, grid, traces ---
 
 
-def write_bench(site: Site, bench_dir: Path) -> None:
+def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Path | None = None) -> None:
+    """The benchmark report(s) and charts from ``bench_dir``; ``method``, the methodology
+    document (docs/bench.md), becomes ``bench/method.html``."""
     out = site.out / "bench"
     out.mkdir(parents=True, exist_ok=True)
     reports = sorted(bench_dir.glob("*.md"), key=lambda p: p.stat().st_mtime, reverse=True) \
@@ -483,6 +524,12 @@ def write_bench(site: Site, bench_dir: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     parts = ["<h1>Benchmarks</h1>"]
+    if method is not None and method.is_file():
+        body = relink(prose_html(method.read_text(encoding="utf-8")), method, "bench/method.html", project)
+        site.write("bench/method.html", "How the benchmarks are made", f'<div class="report">{body}</div>',
+                   "bench/index.html")
+        parts.append('<p class="lede">What is measured, how, and how to check it by hand: '
+                     '<a href="method.html">how the benchmarks are made</a>.</p>')
     if not reports and not images:
         parts.append("<p>" + missing("not measured yet", HOW_TO_MEASURE["ladder"]) + "</p>")
         site.report.notes.append(f"no benchmark report in {bench_dir}: run `{HOW_TO_MEASURE['ladder']}`")
@@ -490,7 +537,8 @@ def write_bench(site: Site, bench_dir: Path) -> None:
     for report in reports:
         text = report.read_text(encoding="utf-8")
         shown.update(re.findall(r"!\[[^\]]*\]\(([^)\s]+)", text))
-        parts.append(f'<div class="report" id="{esc(report.stem)}">{prose_html(text)}</div>')
+        body = relink(prose_html(text), report, "bench/index.html", project)
+        parts.append(f'<div class="report" id="{esc(report.stem)}">{body}</div>')
     rest = [img for img in images if img.relative_to(bench_dir).as_posix() not in shown]
     if rest:
         parts.append("<h2>Charts</h2>\n<div class=\"report\">")
@@ -739,7 +787,7 @@ def build_site(out: Path | str = "site", *, project: Path = PROJECT, figures: Fi
         report.notes.append(f"no benchmark figures: run `{HOW_TO_MEASURE['in_process']}` and "
                             f"`{HOW_TO_MEASURE['ladder']}`")
     log("benchmarks and grid")
-    write_bench(site, project / "docs" / "bench")
+    write_bench(site, project / "docs" / "bench", project, project / "docs" / "bench.md")
     write_grid(site, project)
     write_traces(site, project, traces, trace_budget, recorder, log)
     report.seconds = time.perf_counter() - started

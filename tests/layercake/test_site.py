@@ -166,6 +166,18 @@ def test_bench_page_shows_the_report_and_its_charts(tmp_path: Path):
             assert target.exists()
 
 
+def test_relink_points_project_links_at_site_pages(tmp_path: Path):
+    from layercake.site.build import relink
+
+    doc = PROJECT / "layers" / "flask" / "README.md"
+    html = ('<p><a href="app.py#create_item">app</a> <a href="../../CONTRACT.md">contract</a> '
+            '<a href="https://peps.python.org/pep-3333/">PEP 3333</a> <a href="#here">here</a></p>')
+    out = relink(html, doc, "source/layers/flask/app.py.html")
+    assert '<a href="../../../source/layers/flask/app.py.html#create_item">app</a>' in out
+    assert "contract" in out and "CONTRACT.md" not in out  # no page for it: text kept, link dropped
+    assert 'href="https://peps.python.org/pep-3333/"' in out and 'href="#here"' in out
+
+
 def test_grid_table_from_records():
     html = grid_table([{"layer": "flask", "server": "uvicorn", "result": "pass"},
                        {"layer": "flask", "server": "waitress", "result": "fail: 3 cases"}])
