@@ -486,6 +486,7 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #
 pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font:12px/1.4 ui-monospace,monospace}
 table{border-collapse:collapse;font-size:12.5px}td,th{border:1px solid #ddd;padding:2px 6px;vertical-align:top;
 text-align:left}td.v{font-family:ui-monospace,monospace;word-break:break-all}
+td.k{font-family:ui-monospace,monospace;white-space:nowrap}
 details{margin-left:1.1em}summary{font-family:ui-monospace,monospace;font-size:12.5px;cursor:pointer;
 white-space:nowrap}summary.leaf{list-style:none}.outer{opacity:.55}.task{font-style:italic;color:#777}
 .pkg{display:inline-block;min-width:6.5em;font-weight:bold}.legend span{margin-right:1em;font-weight:bold}
@@ -505,8 +506,8 @@ def _page(title: str, body: Iterable[str]) -> str:
 
 def _table(headers: list[str], rows: Iterable[list[str]], raw: bool = False) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td class='v'>{c if raw else html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in rows)
+    body = "".join("<tr>" + "".join(f"<td class='{'k' if i == 0 else 'v'}'>{c if raw else html.escape(c)}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
