@@ -262,11 +262,12 @@ class FlowControl:
     awaits ``drain()`` until ``resume_writing()``.
     """
 
-    __slots__ = ("transport", "read_paused", "_writable")
+    __slots__ = ("transport", "read_paused", "write_paused", "_writable")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         self.read_paused = False
+        self.write_paused = False
         self._writable = asyncio.Event()
         self._writable.set()
 
@@ -281,9 +282,11 @@ class FlowControl:
             self.transport.resume_reading()
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         self._writable.clear()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         self._writable.set()
 
     async def drain(self) -> None:
@@ -345,6 +348,11 @@ class Connection(asyncio.Protocol):
             self._feed_head(data)
         else:
             self.conn.receive_data(data)  # body of the current request, or bytes after it that h11 keeps for us
+            if self.conn.their_state is h11.DONE and self.cycle is not None and self.cycle.sender.state != "done":
+                # A pipelined request arrived before our response went out: it waits in h11's buffer, and we stop
+                # reading until the response is complete (RFC 9112 §9.3.2: responses go out in request order).
+                self.flow.pause_reading()
+                return
             self._drive()
 
     def eof_received(self) -> bool | None:
@@ -487,10 +495,8 @@ class Connection(asyncio.Protocol):
                     return
             elif kind is h11.ConnectionClosed:
                 break
-        if conn.their_state is h11.DONE or len(cycle.body) > HIGH_WATER:
-            # A request after this one waits until our response is complete (RFC 9112 §9.3.2: responses go out in
-            # the order of the requests); an app not reading its body slows the client down.
-            self.flow.pause_reading()
+        if len(cycle.body) > HIGH_WATER:
+            self.flow.pause_reading()  # the app is not reading its body fast enough: slow the client down
 
     def on_response_complete(self, cycle: RequestCycle) -> None:
         """The app sent its final body.  Next request, drain the rest of this one's body, or close."""
@@ -615,7 +621,8 @@ class RequestCycle:
         data = self.sender.message(message)
         if data:
             self.transport.write(data)
-            await self.flow.drain()  # waits only while the transport's buffer is above its high-water mark
+            if self.flow.write_paused:  # the transport's buffer is above its high-water mark: wait for the client
+                await self.flow.drain()
         if self.sender.state == "done":
             self._log()
             self.connection.on_response_complete(self)
