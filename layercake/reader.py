@@ -357,6 +357,19 @@ def loc_table(figures: Figures | None = None, project: Path = PROJECT) -> Table:
             calls = f"{cost.calls:,}" if cost.calls is not None else "—"
             us = f"{cost.us:,.1f}" if cost.us is not None else "—"
         table.add_row(layer.name, layer.below or layer.interface.upper(), own, comments, run, library, calls, us)
+    # Our servers, for scale: what serving takes when it is written to be read.  Their
+    # per-request work is not counted in-process (no server runs there), hence no figures.
+    table.add_section()
+    for name in [*SERVER_SOURCES, *GROUPS]:
+        try:
+            target = resolve(name, project)
+        except LayercakeError:
+            continue
+        sources = [parse(path) for path in target.files]
+        kind = {"core": "sans-I/O", "shared": "layers use it"}.get(name, "our server")
+        table.add_row(name, kind,
+                      f"{sum(x.code_lines for x in sources):,}", f"{sum(x.comment_lines for x in sources):,}",
+                      "", "", "", "", style="dim")
     notes = []
     if figures.costs:
         notes.append(f"per-request figures (GET /json): {figures.origin}, {figures.measured_at or 'no time recorded'}")
