@@ -22,8 +22,8 @@ concurrency; a **run** is one load of one cell (``loadgen.run_load``).
    the generator's core or the reverse, and idle servers cost nothing.
 3. *Verify.*  Before a target is loaded: the quick check (each benchmarked request
    once, status and body, ``endpoints.quick_check``) for every target, and for a
-   layer the whole contract over HTTP (``layercake.contract.run_contract``, about a
-   tenth of a second per pair).  A failed contract case on a benchmarked route takes
+   layer the contract over HTTP (``layercake.contract.run_contract``, groups
+   :data:`VERIFY_GROUPS`: about a tenth of a second per pair).  A failed contract case on a benchmarked route takes
    the target out of the run; other failed cases (a server joining repeated headers
    its own way, say) are recorded next to its results, because they don't touch what
    is measured.
@@ -58,7 +58,7 @@ from typing import Any
 
 from layercake.bench import endpoints as ep
 from layercake.bench.environment import describe, now_utc
-from layercake.bench.loadgen import Generator, LoadResult, Request, choose_generator, encode_request, run_load
+from layercake.bench.loadgen import Generator, LoadResult, Request, choose_generator, run_load
 from layercake.bench.stats import Spread, interleave, ratio
 from layercake.errors import LayercakeError
 
@@ -79,6 +79,10 @@ SERVER_FLAGS: dict[str, dict[str, Any]] = {
 #: The contract case that checks each benchmarked endpoint (layercake/contract.py ids).
 CONTRACT_CASE = {"plaintext": "plaintext", "json": "json", "item": "item_found", "create": "create", "slow": "slow"}
 BARE = {"asgi": "bare_asgi", "wsgi": "bare_wsgi"}
+#: The contract groups run before loading a layer.  "upload" (16 MiB echoes, over-limit
+#: bodies) and "websocket" touch no benchmarked route and take up to a minute on a server
+#: that buffers uploads (waitress waits out the too-large cases); ``layercake verify`` runs them.
+VERIFY_GROUPS = ("http", "streaming", "lifespan")
 
 #: Seconds each run costs beyond its duration (wrk start, connection set-up, result).
 RUN_OVERHEAD = 0.15
@@ -340,7 +344,7 @@ def verify_target(target: Target, url: str, endpoints: list[str]) -> Verificatio
     from layercake.contract import run_contract
     from layers import get_layer
 
-    results = run_contract(url, get_layer(target.layer))
+    results = run_contract(url, get_layer(target.layer), groups=VERIFY_GROUPS)
     benchmarked = {CONTRACT_CASE[e] for e in names}
     v = Verification("contract+quick", sum(r.ok for r in results), len(results))
     for r in results:
@@ -350,48 +354,18 @@ def verify_target(target: Target, url: str, endpoints: list[str]) -> Verificatio
     return v
 
 
-def warm_up(url: str, request: Request, count: int, connections: int = 8) -> None:
-    """Send ``count`` requests over a few keep-alive connections, reading each response."""
-    from urllib.parse import urlsplit
+def warm_up(url: str, request: Request, count: int) -> None:
+    """Send ``count`` requests, reading each response, before anything is measured.
 
-    parts = urlsplit(url)
-    payload = encode_request(request, parts.netloc)
-    per = max(1, count // connections)
-    socks = [socket.create_connection((parts.hostname, parts.port), timeout=10) for _ in range(connections)]
-    try:
-        for _ in range(per):
-            for s in socks:
-                s.sendall(payload)
-            for s in socks:
-                _read_one(s)
-    finally:
-        for s in socks:
-            s.close()
+    httpx reconnects whenever a server closes the connection (gunicorn's sync worker
+    and HTTP/1.0 servers close after every response), so one loop warms every server.
+    """
+    import httpx
 
-
-def _read_one(sock: socket.socket) -> None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lowered = head.lower()
-    if b"transfer-encoding: chunked" in lowered:
-        while not rest.endswith(b"0\r\n\r\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            rest += chunk
-        return
-    i = lowered.find(b"content-length:")
-    length = int(lowered[i + 15 : lowered.index(b"\r\n", i) if b"\r\n" in lowered[i:] else None]) if i >= 0 else 0
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return
-        rest += chunk
+    headers = {"content-type": request.content_type} if request.body else {}
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for _ in range(count):
+            client.request(request.method, request.path, content=request.body or None, headers=headers)
 
 
 # --- running ---------------------------------------------------------------------------------------------------------
@@ -413,6 +387,58 @@ class Run:
 Progress = Callable[[str, int, int], None]  # (what is happening, done, total)
 
 
+def batches(targets: list[Target], config: BenchConfig) -> list[list[Target]]:
+    """Which targets are up at the same time (and interleaved with each other).
+
+    The ladder and any ``--servers`` run: one batch, everything interleaved.  ``--full``:
+    one batch per server (its six layers), the floor and the peer with the first, so
+    seventy-odd servers are never up at once.
+    """
+    if not config.full:
+        return [targets]
+    groups: dict[str, list[Target]] = {}
+    for t in targets:
+        groups.setdefault(t.server, []).append(t)
+    fixed = [t for t in targets if t.kind != "layer"]
+    layered = [g for server, g in groups.items() if server not in (FLOOR, NODE)]
+    if not layered:
+        return [fixed]
+    return [fixed + layered[0], *layered[1:]]
+
+
+def _start_batch(batch: list[Target], config: BenchConfig, stack: ExitStack, target_docs: dict[str, dict[str, Any]],
+                 server_cpu: int | None, note: Callable[[str], None]) -> dict[str, Any]:
+    """Start, pin, verify and warm every target of a batch; the ones ready to load, by id."""
+    live: dict[str, Any] = {}
+    for i, target in enumerate(batch):
+        note(f"starting {target.id}")
+        doc: dict[str, Any] = {"id": target.id, "server": target.server, "layer": target.layer,
+                               "interface": target.interface, "kind": target.kind, "flags": dict(target.flags)}
+        target_docs[target.id] = doc
+        try:
+            with _affinity(server_cpu):
+                server = stack.enter_context(start_target(target))
+        except LayercakeError as exc:
+            doc["error"] = exc.message
+            continue
+        if server_cpu is not None:
+            doc["pinned_threads"] = pin_process_tree(server.pid, server_cpu)
+        doc["native_command"] = server.native_command
+        doc["bridge"] = server.bridge
+        note(f"verifying {target.id} ({i + 1}/{len(batch)})")
+        verification = verify_target(target, server.url, config.endpoints)
+        doc["verification"] = verification.to_dict()
+        if not verification.ok:
+            continue
+        for e in config.endpoints:
+            if target.supports(e):
+                # /slow waits 50 ms a request: a few rounds warm it (and the thread pool) enough.
+                count = config.warmup_requests if e != "slow" else 16
+                warm_up(server.url, ep.ENDPOINTS[e].request, count)
+        live[target.id] = server
+    return live
+
+
 def run_bench(config: BenchConfig, progress: Progress | None = None, command: str = "") -> dict[str, Any]:
     """Run the socket benchmark described by ``config``; return the results document (``report.SCHEMA``)."""
     config.validate()
@@ -432,54 +458,35 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
                         else ("wrk is installed" if generator == "wrk" else "wrk is not installed")}
     note = progress or (lambda what, done, total: None)
     total_runs = len(cells) * config.repeat
-    order = interleave(cells, config.repeat)
-
     target_docs: dict[str, dict[str, Any]] = {}
-    live: dict[str, Any] = {}
+    loaded: set[str] = set()
     runs: list[Run] = []
-    with ExitStack() as stack:
-        for i, target in enumerate(targets):
-            note(f"starting {target.id}", 0, total_runs)
-            doc: dict[str, Any] = {"id": target.id, "server": target.server, "layer": target.layer,
-                                   "interface": target.interface, "kind": target.kind, "flags": dict(target.flags)}
-            target_docs[target.id] = doc
-            try:
-                with _affinity(server_cpu):
-                    server = stack.enter_context(start_target(target))
-            except LayercakeError as exc:
-                doc["error"] = exc.message
-                continue
-            if server_cpu is not None:
-                doc["pinned_threads"] = pin_process_tree(server.pid, server_cpu)
-            doc["native_command"] = server.native_command
-            doc["bridge"] = server.bridge
-            note(f"verifying {target.id} ({i + 1}/{len(targets)})", 0, total_runs)
-            verification = verify_target(target, server.url, config.endpoints)
-            doc["verification"] = verification.to_dict()
-            if not verification.ok:
-                continue
-            for e in config.endpoints:
-                if target.supports(e):
-                    # /slow waits 50 ms a request: a few rounds warm it (and the thread pool) enough.
-                    count = config.warmup_requests if e != "slow" else 16
-                    warm_up(server.url, ep.ENDPOINTS[e].request, count)
-            live[target.id] = server
-        if generator == "builtin" and FLOOR in live:
-            note("measuring the built-in generator's ceiling against the floor", 0, total_runs)
-            ceiling = run_load(live[FLOOR].url, ep.ENDPOINTS["plaintext"].request, max(config.concurrency),
-                               config.duration, generator="builtin", cpu=loadgen_cpu)
-            env["generator"]["ceiling_rps"] = round(ceiling.rps)
-        done = 0
-        for rnd, (target, endpoint, conc) in order:  # type: ignore[misc]
-            done += 1
-            if target.id not in live:
-                continue
-            note(f"{target.id} {endpoint} c{conc} (round {rnd + 1}/{config.repeat})", done, total_runs)
-            result = run_load(live[target.id].url, ep.ENDPOINTS[endpoint].request, conc, config.duration,
-                              generator=generator, cpu=loadgen_cpu, timeout=config.timeout)
-            runs.append(Run(target.id, endpoint, conc, rnd, result))
+    done = 0
+    for batch in batches(targets, config):
+        batch_cells = [cell for cell in cells if cell[0] in batch]
+        so_far = done
+
+        def starting(what: str, so_far: int = so_far) -> None:
+            note(what, so_far, total_runs)
+
+        with ExitStack() as stack:
+            live = _start_batch(batch, config, stack, target_docs, server_cpu, starting)
+            loaded.update(live)
+            if generator == "builtin" and FLOOR in live and "ceiling_rps" not in env["generator"]:
+                note("measuring the built-in generator's ceiling against the floor", done, total_runs)
+                ceiling = run_load(live[FLOOR].url, ep.ENDPOINTS["plaintext"].request, max(config.concurrency),
+                                   config.duration, generator="builtin", cpu=loadgen_cpu)
+                env["generator"]["ceiling_rps"] = round(ceiling.rps)
+            for rnd, (target, endpoint, conc) in interleave(batch_cells, config.repeat):  # type: ignore[misc]
+                done += 1
+                if target.id not in live:
+                    continue
+                note(f"{target.id} {endpoint} c{conc} (round {rnd + 1}/{config.repeat})", done, total_runs)
+                result = run_load(live[target.id].url, ep.ENDPOINTS[endpoint].request, conc, config.duration,
+                                  generator=generator, cpu=loadgen_cpu, timeout=config.timeout)
+                runs.append(Run(target.id, endpoint, conc, rnd, result))
     note("done", total_runs, total_runs)
-    baseline = config.baseline or (FLOOR if FLOOR in live else None)
+    baseline = config.baseline or (FLOOR if FLOOR in loaded else None)
     return {
         "schema": "layercake.bench/1",
         "kind": "ladder",
