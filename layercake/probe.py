@@ -412,3 +412,28 @@ def probe_servers(servers: Iterable[str], cases: list[Case], layer: str | None =
         except LayercakeError as error:
             probe.skipped = error.message.splitlines()[0]
     return probes
+
+
+def grid_markdown(probes: list[ServerProbe]) -> str:
+    """The comparison as a Markdown table: a row per case, a column per server; each cell
+    the status(es) received, ✓ when the case file's expectation was met."""
+    shown = [p for p in probes if not p.skipped]
+    lines = ["| case | expect | " + " | ".join(p.server for p in shown) + " |",
+             "|---|---|" + "---|" * len(shown)]
+    for results in zip(*(p.results for p in shown), strict=True):
+        first = results[0]
+        label = first.case_id if first.split == "whole" else f"{first.case_id} ({first.split})"
+        cells = []
+        for result in results:
+            text = result.status_text().replace("-", "none")
+            if result.expect_close is not None and result.closed is not None and result.closed != result.expect_close:
+                text += " (kept open)" if result.expect_close else " (closed)"
+            if not result.serving:
+                text += " DEAD"
+            cells.append(f"{text} ✓" if result.passed else f"**{text}** ✗")
+        lines.append(f"| {label} | {first.expect.replace('|', ' or ')} | " + " | ".join(cells) + " |")
+    lines.append("| **as expected** | | " + " | ".join(f"{p.passed}/{len(p.results)}" for p in shown) + " |")
+    for probe in probes:
+        if probe.skipped:
+            lines.append(f"\n{probe.server}: skipped ({probe.skipped})")
+    return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from layercake.corpus import load_corpus, select
 from layercake.errors import LayercakeError
-from layercake.probe import SPLITS, CaseResult, ServerProbe, probe_servers
+from layercake.probe import SPLITS, CaseResult, ServerProbe, grid_markdown, probe_servers
 from layercake.soak import Sample, SoakReport, soak
 
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -89,8 +89,10 @@ _rules: dict[str, str] = {}
 @click.option("--case", "patterns", multiple=True, help="Only cases whose id contains this (repeatable).")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for each answer.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write every result here.")
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the comparison grid as Markdown.")
 def probe_cmd(server_args: tuple[str, ...], server_opts: tuple[str, ...], layer: str | None, splits: tuple[str, ...],
-              patterns: tuple[str, ...], timeout: float, json_file: Path | None) -> None:
+              patterns: tuple[str, ...], timeout: float, json_file: Path | None, markdown_file: Path | None) -> None:
     """Send the raw-request corpus (hostile and edge-case requests) to servers and show how each answered.
 
     With one server: a table of every case.  With several (`probe scratch-wsgi gunicorn-sync waitress`
@@ -121,6 +123,9 @@ def probe_cmd(server_args: tuple[str, ...], server_opts: tuple[str, ...], layer:
     if json_file is not None:
         json_file.write_text(json.dumps([p.to_json() for p in probes], indent=2))
         console.print(f"[dim]wrote {json_file}[/]")
+    if markdown_file is not None:
+        markdown_file.write_text(grid_markdown(probes))
+        console.print(f"[dim]wrote {markdown_file}[/]")
 
 
 def _mib(n: int) -> str:

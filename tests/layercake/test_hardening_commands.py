@@ -109,14 +109,17 @@ def test_probe_reports_a_lenient_server() -> None:
 
 
 def test_probe_command_grid_and_json(tmp_path: Path) -> None:
-    out = tmp_path / "probe.json"
+    out, markdown = tmp_path / "probe.json", tmp_path / "probe.md"
     result = CliRunner().invoke(cli, ["probe", "scratch-wsgi", "--servers", "scratch-asgi", "--case", "valid/get",
-                                      "--case", "smuggling/cl-te", "--json", str(out)])
+                                      "--case", "smuggling/cl-te", "--json", str(out), "--markdown", str(markdown)])
     assert result.exit_code == 0, result.output
     assert "scratch-wsgi" in result.output and "scratch-asgi" in result.output and "2/2" in result.output
     data = json.loads(out.read_text())
     assert [d["server"] for d in data] == ["scratch-wsgi", "scratch-asgi"]
     assert all(r["passed"] for d in data for r in d["results"])
+    table = markdown.read_text().splitlines()
+    assert table[0] == "| case | expect | scratch-wsgi | scratch-asgi |"
+    assert "| smuggling/cl-te | 400 | 400 ✓ | 400 ✓ |" in table and table[-1].endswith("| 2/2 | 2/2 |")
 
 
 def test_probe_command_refuses_unknown_names() -> None:
