@@ -321,8 +321,17 @@ def parse_text(text: str, path: Path | str = "<string>", split_at: Iterable[str]
     # Dedent each section's prose consistently (comments indented inside a function
     # keep their relative indentation, which markdown would otherwise read as code).
     for section in sections:
-        section.prose = re.sub(r"\n{3,}", "\n\n", textwrap.dedent(section.prose))
+        section.prose = _sphinx_roles(re.sub(r"\n{3,}", "\n\n", textwrap.dedent(section.prose)))
     return SourceFile(path, text, sections, n_code, n_comment, n_blank)
+
+
+_ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|data|attr|exc|obj|const|term):`(~?)([^`]+)`")
+
+
+def _sphinx_roles(text: str) -> str:
+    """``:class:`Connection``` reads as ``Connection`` in prose (and ``~a.b.C`` as ``C``,
+    Sphinx's own shorthand): the roles are for a documentation generator, not a reader."""
+    return _ROLE.sub(lambda m: f"`{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}`", text)
 
 
 def parse(path: Path | str, split_at: Iterable[str] = HANDLERS) -> SourceFile:

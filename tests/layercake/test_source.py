@@ -38,6 +38,11 @@ def test_comment_starts_a_section_and_prose_strips_the_hash():
     assert [[ln.number for ln in s.code] for s in src.sections] == [[1], [4]]
 
 
+def test_sphinx_roles_read_as_code():
+    src = parse_text('"""Uses :class:`Connection` and :func:`~layercake.errors.fail`."""\n')
+    assert src.sections[0].prose == "Uses `Connection` and `fail`."
+
+
 def test_hash_inside_a_string_is_code():
     src = parse_text('s = """\n# not a comment\n"""\n')
     assert len(src.sections) == 1 and src.sections[0].prose == ""
