@@ -186,6 +186,14 @@ def plan_targets(config: BenchConfig) -> list[Target]:
     return targets
 
 
+def check_baseline(targets: list[Target], config: BenchConfig) -> None:
+    """A --baseline must be one of the run's targets, else every ratio to it would be blank."""
+    if config.baseline and config.baseline not in {t.id for t in targets}:
+        from layercake.errors import UnknownName
+
+        raise UnknownName("baseline target", config.baseline, [t.id for t in targets])
+
+
 def plan_cells(targets: list[Target], config: BenchConfig) -> list[tuple[Target, str, int]]:
     """Endpoint-major, then concurrency, then target: neighbours in the run order are comparable."""
     return [(t, e, c) for e in config.endpoints for c in config.concurrency for t in targets if t.supports(e)]
@@ -446,6 +454,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
     targets = plan_targets(config)
     if not targets:
         raise LayercakeError("nothing to benchmark: no layers and no floor")
+    check_baseline(targets, config)
     cells = plan_cells(targets, config)
     pins = can_pin() if config.pin else None
     server_cpu, loadgen_cpu = pins if pins else (None, None)

@@ -136,6 +136,7 @@ def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: 
                 config = experiments.slow_config(config, sweep=concurrency is not None)
             config.validate()
             targets = runner.plan_targets(config)
+            runner.check_baseline(targets, config)
             cells = runner.plan_cells(targets, config)
             estimate = runner.estimate_seconds(targets, cells, config)
             console.print(f"plan: {len(targets)} targets, {len(cells)} cells × {config.repeat} rounds × "

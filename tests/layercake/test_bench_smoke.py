@@ -148,6 +148,7 @@ def test_user_mistakes_are_one_line() -> None:
     for args, message in ((["--endpoints", "nope"], "unknown endpoint 'nope'"),
                           (["--concurrency", "a,b"], "comma-separated integers"),
                           (["--layers", "django"], "unknown layer 'django'"),
-                          (["--duration", "0"], "whole seconds")):
+                          (["--duration", "0"], "whole seconds"),
+                          (["--baseline", "uvicorn/django"], "unknown baseline target 'uvicorn/django'")):
         result = CliRunner().invoke(cli, ["bench", *args])
         assert result.exit_code != 0 and message in result.output, result.output
