@@ -487,13 +487,12 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
                                    config.duration, generator="builtin", cpu=loadgen_cpu)
                 env["generator"]["ceiling_rps"] = round(ceiling.rps)
             for rnd, (target, endpoint, conc) in interleave(batch_cells, config.repeat):  # type: ignore[misc]
+                if target.id in live:
+                    note(f"{target.id} {endpoint} c{conc} (round {rnd + 1}/{config.repeat})", done, total_runs)
+                    result = run_load(live[target.id].url, ep.ENDPOINTS[endpoint].request, conc, config.duration,
+                                      generator=generator, cpu=loadgen_cpu, timeout=config.timeout)
+                    runs.append(Run(target.id, endpoint, conc, rnd, result))
                 done += 1
-                if target.id not in live:
-                    continue
-                note(f"{target.id} {endpoint} c{conc} (round {rnd + 1}/{config.repeat})", done, total_runs)
-                result = run_load(live[target.id].url, ep.ENDPOINTS[endpoint].request, conc, config.duration,
-                                  generator=generator, cpu=loadgen_cpu, timeout=config.timeout)
-                runs.append(Run(target.id, endpoint, conc, rnd, result))
     note("done", total_runs, total_runs)
     baseline = config.baseline or (FLOOR if FLOOR in loaded else None)
     return {
