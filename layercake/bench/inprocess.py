@@ -617,12 +617,17 @@ def inprocess_document(layers: Iterable[str] | None = None, endpoints: Iterable[
     endpoints = list(endpoints)
     started, t0 = now_utc(), time.monotonic()
     rows: list[dict[str, Any]] = []
+    failures: list[str] = []
     for i, name in enumerate(names):
         if progress:
             progress(f"in-process: {name}", i, len(names))
         layer = get_layer(name)
-        for cost in measure(name, endpoints, seconds):
-            rows.append({**cost.to_dict(), "interface": layer.interface})
+        try:
+            costs = measure(name, endpoints, seconds)
+        except LayercakeError as exc:  # one broken layer must not cost the others their figures
+            failures.append(f"{name}: {exc.message}")
+            continue
+        rows.extend({**cost.to_dict(), "interface": layer.interface} for cost in costs)
     if progress:
         progress("done", len(names), len(names))
     bare = {(r["interface"], r["endpoint"]): r for r in rows if r["layer"] in ("bare_wsgi", "bare_asgi")}
@@ -638,6 +643,7 @@ def inprocess_document(layers: Iterable[str] | None = None, endpoints: Iterable[
         "settings": {"endpoints": endpoints, "seconds_per_endpoint": seconds, "warmup_requests": WARMUP,
                      "counted_requests": 1, "event_loop": "asyncio (stdlib)"},
         "in_process": rows,
+        "failures": failures,
     }
 
 

@@ -109,6 +109,7 @@ SCHEMA: tuple[Field, ...] = (
     Field("results[].ratio_to_baseline", (float, int, type(None)), _SOCKET,
           "median rps / the baseline target's (settings.baseline, default the floor)"),
     Field("in_process", (list,), ("in_process",), "one row per layer x endpoint"),
+    Field("failures", (list,), ("in_process",), "layers that could not be measured, with the reason"),
     Field("in_process[].layer", (str,), ("in_process",), "layer name"),
     Field("in_process[].interface", (str,), ("in_process",), "wsgi | asgi"),
     Field("in_process[].endpoint", (str,), ("in_process",), "plaintext | json | item | create"),
@@ -291,13 +292,17 @@ def markdown(doc: dict[str, Any]) -> str:
             out.append(f"| {r['layer']} | {r['endpoint']} | {r['us_per_request']['median']:.1f} | "
                        f"{_ratio(r['ratio_to_bare']['us'])} | {c['calls']} | {c['c_calls']} | {c['lines']} | "
                        f"{c['peak_bytes'] / 1024:.1f} KiB | {packages} |")
+        if doc.get("failures"):
+            out += ["", "## Not measured", ""] + [f"- {f}" for f in doc["failures"]]
         return "\n".join(out) + "\n"
     settings = doc["settings"]
     out += [generator_line(doc), "",
             f"Median of {settings['repeat']} interleaved runs of {settings['duration_s']} s each, min–max beside it; "
             f"ratios are against the bare layer on the same server and against `{settings.get('baseline')}`, "
-            "measured in this run.", "",
-            "| target | endpoint | c | req/s | min–max | p50 | p99 | × bare | × baseline | errors |",
+            "measured in this run.", ""]
+    if settings.get("expected"):
+        out += [f"Expected: {settings['expected']['note']}.", ""]
+    out += ["| target | endpoint | c | req/s | min–max | p50 | p99 | × bare | × baseline | errors |",
             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in doc["results"]:
         median, spread = _spread(r["rps"])

@@ -148,6 +148,8 @@ def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: 
                 doc = runner.run_bench(config, progress, command)
     if doc["kind"] == "in_process":
         console.print(report.inprocess_table(doc))
+        for failure in doc.get("failures", []):
+            console.print(f"[bold red]not measured:[/] {escape(failure)}")
     else:
         console.print(report.ladder_table(doc))
         console.print(escape(report.generator_line(doc)))
