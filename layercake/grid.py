@@ -63,6 +63,7 @@ class Cell:
     reason: str = ""  # for n/a and ✗: why there are no results
     native_command: str = ""
     seconds: float = 0.0
+    server_output: str = ""  # the server's last lines, kept only when a failure is unexplained
 
     @property
     def passed(self) -> int:
@@ -106,6 +107,8 @@ def run_pair(layer: Layer, spec: ServerSpec, opts: ServerOptions | None = None) 
         with start_server(spec, layer, opts or ServerOptions()) as srv:
             cell.native_command = srv.native_command
             results = run_contract(srv.url, layer)
+            if any(not r.ok and known_gap(spec, bridge, r.case.id) is None for r in results):
+                cell.server_output = "\n".join(srv.output().splitlines()[-40:])
     except MissingPackage as exc:
         cell.reason = f"not installed: {exc.message}"
         return cell
