@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -275,10 +276,11 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
     return status, size
 
 
-def _percentile(sorted_values: list[float], p: float) -> float:
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least p% of the values at or below it."""
     if not sorted_values:
         return 0.0
-    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    index = min(len(sorted_values) - 1, max(0, math.ceil(p / 100 * len(sorted_values)) - 1))
     return sorted_values[index]
 
 
@@ -342,7 +344,7 @@ async def _generate(url: str, request: Request, concurrency: int, duration: floa
         "latency_us": {
             "min": round(latencies[0], 1) if n else 0, "max": round(latencies[-1], 1) if n else 0,
             "mean": round(mean, 2), "stdev": round(stdev, 2),
-            "percentiles": {p: round(_percentile(latencies, float(p)), 1) for p in PERCENTILES},
+            "percentiles": {p: round(percentile(latencies, float(p)), 1) for p in PERCENTILES},
         },
     }
 

@@ -15,6 +15,7 @@ from layercake.bench.loadgen import (
     parse_result_line,
     parse_wrk_output,
     parse_wrk_text,
+    percentile,
     run_load,
 )
 
@@ -86,6 +87,15 @@ def test_builtin_generator_line_uses_the_same_parser() -> None:
     assert isinstance(r, LoadResult)
     assert r.generator == "builtin" and r.rps == 5.0
     assert r.socket_errors == 1 and r.non_2xx == 2
+
+
+def test_builtin_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 11)]  # 1..10
+    assert percentile(values, 50) == 5.0
+    assert percentile(values, 90) == 9.0
+    assert percentile(values, 99) == 10.0 and percentile(values, 99.9) == 10.0
+    assert percentile(values, 0) == 1.0
+    assert percentile([], 50) == 0.0
 
 
 def test_request_bytes() -> None:
