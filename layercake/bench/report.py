@@ -431,7 +431,7 @@ def charts(doc: dict[str, Any], directory: str | Path) -> list[Path]:
     targets = list(dict.fromkeys(r["target"] for r in results))
     endpoints = list(dict.fromkeys(r["endpoint"] for r in results))
     if doc["kind"] == "ladder":
-        c = max(concurrencies, key=lambda x: sum(r["concurrency"] == x for r in results))
+        c = 64 if 64 in concurrencies else concurrencies[-1]  # the ladder's own concurrency when swept
         fig, ax = plt.subplots(figsize=(10, 5))
         width = 0.8 / max(1, len(endpoints))
         for i, e in enumerate(endpoints):
