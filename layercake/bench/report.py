@@ -249,6 +249,33 @@ def ladder_table(doc: dict[str, Any]) -> Table:
     return table
 
 
+def _glance_cells(doc: dict[str, Any]) -> tuple[list[str], list[str], dict[tuple[str, str], str]]:
+    """Targets × endpoints at the ladder's concurrency: "median req/s (× bare)", "⚠" when flagged."""
+    results = doc["results"]
+    concurrencies = sorted({r["concurrency"] for r in results})
+    c = 64 if 64 in concurrencies else concurrencies[-1]
+    targets = list(dict.fromkeys(r["target"] for r in results))
+    endpoints = list(dict.fromkeys(r["endpoint"] for r in results))
+    cells = {}
+    for r in results:
+        if r["concurrency"] == c:
+            bare = f" ({r['ratio_to_bare']:.2f}×)" if r["ratio_to_bare"] not in (None, 1.0) else ""
+            cells[(r["target"], r["endpoint"])] = human_rate(r["rps"]["median"]) + bare + (" ⚠" if r["flagged"] else "")
+    return targets, endpoints, cells
+
+
+def glance_table(doc: dict[str, Any]) -> Table:
+    """The ladder at a glance: one row per target, one column per endpoint."""
+    targets, endpoints, cells = _glance_cells(doc)
+    table = Table(title="req/s, median (× the bare layer on the same server)")
+    table.add_column("target")
+    for e in endpoints:
+        table.add_column(e, justify="right")
+    for t in targets:
+        table.add_row(t, *(cells.get((t, e), "–") for e in endpoints))
+    return table
+
+
 def inprocess_table(doc: dict[str, Any]) -> Table:
     table = Table(title="layercake bench --in-process: per request, no socket (calls/lines are deterministic)")
     for name in ("layer", "endpoint", "µs", "× bare", "Python calls", "C calls", "lines", "peak alloc",
@@ -302,6 +329,12 @@ def markdown(doc: dict[str, Any]) -> str:
             "measured in this run.", ""]
     if settings.get("expected"):
         out += [f"Expected: {settings['expected']['note']}.", ""]
+    if doc["kind"] == "ladder":
+        targets, endpoints, cells = _glance_cells(doc)
+        out += ["## At a glance", "", "req/s, median (× the bare layer on the same server):", "",
+                "| target | " + " | ".join(endpoints) + " |", "|---|" + "--:|" * len(endpoints)]
+        out += [f"| {t} | " + " | ".join(cells.get((t, e), "–") for e in endpoints) + " |" for t in targets]
+        out += ["", "## Every cell", ""]
     out += ["| target | endpoint | c | req/s | min–max | p50 | p99 | × bare | × baseline | errors |",
             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in doc["results"]:

@@ -152,6 +152,8 @@ def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: 
             console.print(f"[bold red]not measured:[/] {escape(failure)}")
     else:
         console.print(report.ladder_table(doc))
+        if doc["kind"] == "ladder" and len(doc["settings"]["endpoints"]) > 1:
+            console.print(report.glance_table(doc))
         console.print(escape(report.generator_line(doc)))
         for note in report.verification_notes(doc):
             console.print(f"[yellow]{escape(note)}[/]")
