@@ -161,11 +161,15 @@ class ServerSpec:
     def available(self) -> bool:
         return self.missing is None
 
-    def require(self) -> None:
-        """Raise :class:`MissingPackage` if a package this server needs is not installed."""
+    def require(self, opts: ServerOptions | None = None) -> None:
+        """Raise :class:`MissingPackage` if a package this server (with these options) needs is missing."""
         req = self.missing
         if req is not None:
             raise MissingPackage(f"server {self.name!r}", req.package, self.extra)
+        for flag, value in (("http", opts.http if opts else None), ("loop", opts.loop if opts else None)):
+            req = OPTION_REQUIRES.get((flag, value or ""))
+            if req is not None and importlib.util.find_spec(req.module) is None:
+                raise MissingPackage(f"{self.name} --{flag} {value}", req.package, self.extra)
 
     def bridge_for(self, interface: Interface) -> Bridge | None:
         """The bridge needed to serve an app of ``interface`` here (None: native)."""
@@ -307,6 +311,14 @@ def _waitress(target: str, o: ServerOptions) -> list[str]:
 # --------------------------------------------------------------------------------------
 # The registry
 # --------------------------------------------------------------------------------------
+
+#: Choices of --http/--loop that need a package of their own (uvicorn[standard] brings the
+#: first two; gunicorn's C parser is the gunicorn_h1c extension, "gunicorn[fast]").
+OPTION_REQUIRES: dict[tuple[str, str], Requirement] = {
+    ("http", "httptools"): Requirement("httptools", "httptools"),
+    ("loop", "uvloop"): Requirement("uvloop", "uvloop"),
+    ("http", "fast"): Requirement("gunicorn_h1c", "gunicorn-h1c"),
+}
 
 _GUNICORN = Requirement("gunicorn", "gunicorn")
 _UVICORN = Requirement("uvicorn", "uvicorn")
@@ -462,7 +474,8 @@ SERVERS: dict[str, ServerSpec] = {
             parser="gunicorn's own (pure Python, or gunicorn_h1c with --http fast)",
             concurrency="pre-forked processes, one event loop each",
             arguments=_gunicorn("asgi"),
-            notes=("--http maps to --http-parser (python | fast; fast needs gunicorn[fast]).",),
+            notes=("--http maps to --http-parser: python (gunicorn's pure-Python parser) or fast (the "
+                   "gunicorn-h1c C extension, picohttpparser).",),
         ),
     )
 }
@@ -750,7 +763,7 @@ def plan_server(server: str | ServerSpec, layer: str | Layer, opts: ServerOption
     opts = opts or ServerOptions()
     bridge = spec.bridge_for(lay.interface)
     check_options(spec, opts, bridge)
-    spec.require()
+    spec.require(opts)
     if opts.port == 0:
         opts = replace(opts, port=free_port(opts.host))
     else:

@@ -158,3 +158,55 @@ def test_a_server_that_exits_reports_its_output() -> None:
     with pytest.raises(ServerStartError) as info:
         start_server("uvicorn", "bare_asgi", ServerOptions(app_target="tests.servers.no_such_module:app"))
     assert "exited with status" in info.value.message and "no_such_module" in info.value.message
+
+
+# ------------------------------------------------------------------- parser and loop choices
+
+CHOICES = [(spec.name, flag, value) for spec in SERVERS.values()
+           for flag, values in (("http", spec.capabilities.http_parsers), ("loop", spec.capabilities.loops))
+           for value in values]
+
+
+@pytest.mark.parametrize(("server", "flag", "value"), CHOICES, ids=[f"{s}-{f}-{v}" for s, f, v in CHOICES])
+def test_every_parser_and_loop_choice_starts(server: str, flag: str, value: str) -> None:
+    spec = get_server(server)
+    _skip_unless_runnable(spec)
+    layer, target = APPS[spec.interface]
+    opts = dataclasses.replace(ServerOptions(app_target=target), **{flag: value})
+    try:
+        srv = start_server(spec, layer, opts)
+    except MissingPackage as exc:
+        pytest.skip(exc.message)
+    spelled = {("gunicorn-uvicorn", "http", "h11"): "-k uvicorn_worker.UvicornH11Worker",
+               ("gunicorn-uvicorn", "http", "httptools"): "-k uvicorn_worker.UvicornWorker",  # auto: httptools
+               ("hypercorn", "loop", value): f"-k {value}",
+               ("gunicorn-asgi", "http", value): f"--http-parser {value}",
+               ("gunicorn-asgi", "loop", value): f"--asgi-loop {value}"}
+    with srv:
+        assert spelled.get((server, flag, value), f"--{flag} {value}") in srv.native_command
+        assert httpx.get(srv.url + "/", timeout=10).json()["interface"] == spec.interface
+
+
+def test_a_choice_needing_a_missing_package_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from servers import registry
+
+    monkeypatch.setitem(registry.OPTION_REQUIRES, ("loop", "uvloop"), Requirement("no_such_loop_xyz", "ghostloop"))
+    with pytest.raises(MissingPackage) as info:
+        start_server("uvicorn", "bare_asgi", ServerOptions(loop="uvloop"))
+    assert "uvicorn --loop uvloop" in info.value.message and "'ghostloop'" in info.value.message
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn-gthread"])
+def test_ipv6_loopback(server: str) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 is not configured here")
+    spec = get_server(server)
+    layer, target = APPS[spec.interface]
+    with start_server(spec, layer, ServerOptions(host="::1", app_target=target)) as srv:
+        assert srv.url.startswith("http://[::1]:")
+        assert httpx.get(srv.url + "/", timeout=10).status_code == 200

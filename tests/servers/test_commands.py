@@ -1,0 +1,42 @@
+"""The ``servers`` and ``grid`` commands, through click's runner (the library calls they wrap
+have their own tests; these check the wiring, the output and the exit status)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from layercake.cli import cli
+from servers.registry import SERVERS
+
+
+def test_servers_lists_every_entry_with_its_command() -> None:
+    result = CliRunner().invoke(cli, ["servers"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    for name, spec in SERVERS.items():
+        assert name in result.output
+        assert spec.pattern().split()[0] in result.output
+    assert "asgi->wsgi bridge" in result.output and "wsgiref: Cannot take chunked uploads" in result.output
+
+
+def test_grid_runs_a_pair_and_writes_json_and_markdown(tmp_path: Path) -> None:
+    out_json, out_md = tmp_path / "grid.json", tmp_path / "grid.md"
+    result = CliRunner().invoke(cli, ["grid", "--layers", "bare_wsgi", "--servers", "wsgiref,gunicorn-gthread",
+                                      "--json", str(out_json), "--markdown", str(out_md)], env={"COLUMNS": "200"})
+    data = json.loads(out_json.read_text())
+    cells = {c["server"]: c for c in data["cells"]}
+    # wsgiref's gaps are all known, so the command succeeds while showing them
+    assert result.exit_code == 0, result.output
+    assert cells["gunicorn-gthread"]["status"] == "pass"
+    assert cells["wsgiref"]["status"] == "partial"
+    assert {f["case"] for f in cells["wsgiref"]["failures"]} >= {"stream", "echo"}
+    assert all(f["known"] for f in cells["wsgiref"]["failures"])
+    assert "| bare_wsgi | ◐" in out_md.read_text() and "HTTP/1.0" in out_md.read_text()
+    assert "what fails, and why" in result.output
+
+
+def test_grid_unknown_name_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["grid", "--servers", "tomcat"])
+    assert result.exit_code == 2 and "unknown server 'tomcat'" in result.output
