@@ -30,12 +30,27 @@ and how to check the harness against a plain ``wrk`` by hand.  Benchmarks reuse 
 contract's apps and routes (``endpoints.py``): never benchmark-only handlers.
 """
 
-from layercake.bench.endpoints import ENDPOINTS, LADDER_ENDPOINTS, Endpoint, quick_check
-from layercake.bench.inprocess import LadderRow, measure, quick_ladder
-from layercake.bench.loadgen import LoadResult, Request, parse_wrk_output, run_load
-from layercake.bench.report import SCHEMA, validate
-from layercake.bench.runner import BenchConfig, run_bench
-from layercake.bench.stats import Spread
+from __future__ import annotations
 
-__all__ = ["ENDPOINTS", "LADDER_ENDPOINTS", "SCHEMA", "BenchConfig", "Endpoint", "LadderRow", "LoadResult", "Request",
-           "Spread", "measure", "parse_wrk_output", "quick_check", "quick_ladder", "run_bench", "run_load", "validate"]
+import importlib
+from typing import Any
+
+# The public names, resolved on first use (PEP 562).  Importing them eagerly here would
+# make ``python -m layercake.bench.loadgen`` (the built-in generator) and ``python -m
+# layercake.bench.inprocess`` (one layer's measurement) import their own module twice --
+# once as part of this package, once as __main__ -- which runpy warns about.
+_EXPORTS = {
+    "ENDPOINTS": "endpoints", "LADDER_ENDPOINTS": "endpoints", "Endpoint": "endpoints", "quick_check": "endpoints",
+    "LadderRow": "inprocess", "measure": "inprocess", "quick_ladder": "inprocess",
+    "LoadResult": "loadgen", "Request": "loadgen", "parse_wrk_output": "loadgen", "run_load": "loadgen",
+    "SCHEMA": "report", "validate": "report",
+    "BenchConfig": "runner", "run_bench": "runner",
+    "Spread": "stats",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'layercake.bench' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"layercake.bench.{_EXPORTS[name]}"), name)
