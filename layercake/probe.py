@@ -430,6 +430,8 @@ def grid_markdown(probes: list[ServerProbe]) -> str:
                 text += " (kept open)" if result.expect_close else " (closed)"
             if not result.serving:
                 text += " DEAD"
+            if "timed out" in result.note:
+                text += " (timeout)"
             cells.append(f"{text} ✓" if result.passed else f"**{text}** ✗")
         lines.append(f"| {label} | {first.expect.replace('|', ' or ')} | " + " | ".join(cells) + " |")
     lines.append("| **as expected** | | " + " | ".join(f"{p.passed}/{len(p.results)}" for p in shown) + " |")

@@ -40,6 +40,8 @@ def _cell(result: CaseResult) -> str:
         text += " open" if result.expect_close else " closed"
     if not result.serving:
         text += " DEAD"
+    if "timed out" in result.note:
+        text += " timeout"
     return f"[green]{text} ✓[/]" if result.passed else f"[red]{text} ✗[/]"
 
 
