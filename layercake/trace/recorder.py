@@ -36,12 +36,13 @@ the recorders keep one active session per process, which is what ``layercake tra
 sends.
 
 The parser's side: :func:`observe_head_reader` wraps our scratch servers' head reader
-(the strict checks that run before h11 sees a byte), :func:`observe_h11` wraps ``h11.Connection``'s ``receive_data``,
+(the strict checks that run before h11 sees a byte), :func:`observe_response_writer`
+their hand-written response serialiser, :func:`observe_h11` wraps ``h11.Connection``'s ``receive_data``,
 ``next_event`` and ``send`` (class attributes, so every connection of every server that
 uses h11 -- ours, uvicorn ``--http h11``, hypercorn -- reports its events), and
 :func:`observe_http_server` wraps ``http.server``'s ``parse_request`` (wsgiref and
-Werkzeug's server).  Other parsers (httptools, gunicorn's, waitress's, granian's hyper)
-are opaque from Python.
+Werkzeug's server).  Other parsers (gunicorn's, waitress's, granian's hyper)
+are opaque from Python.  (httptools is C too, but it calls back into uvicorn.)
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import asyncio
 import functools
 import itertools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -510,6 +512,47 @@ def observe_head_reader(emit: Emit) -> None:
     HeadReader.feed = feed  # type: ignore[method-assign]
 
 
+def observe_response_writer(emit: Emit) -> None:
+    """Report our scratch servers' response writer: the head decided, each body chunk framed, the end.
+
+    Our servers parse with h11 but write responses by hand (``servers/core/writer.py``
+    says why); wrapping ``ResponseWriter`` shows the framing chosen and the bytes produced.
+    """
+    if "writer" in _observed:
+        return
+    _observed.add("writer")
+    try:
+        from servers.core.writer import ResponseWriter
+    except ImportError:  # an older server, or not ours: h11's send is observed instead
+        return
+    original_start, original_body, original_end = ResponseWriter.start, ResponseWriter.body, ResponseWriter.end
+
+    @profiling.hidden
+    def report(writer: Any, op: str, **fields: Any) -> None:
+        emit({"t_ns": _now(), "pid": os.getpid(), "conn": id(writer), "role": "SERVER", "op": op, **_where(),
+              "framing": getattr(writer, "_framing", None), "keep_alive": getattr(writer, "keep_alive", None),
+              **{k: v() if callable(v) else v for k, v in fields.items()}})
+
+    @functools.wraps(original_start)
+    def start(self: Any, status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None) -> None:
+        original_start(self, status, headers, reason)
+        report(self, "ResponseWriter.start", status=status, head=lambda: preview(self._head))
+
+    @functools.wraps(original_body)
+    def body(self: Any, data: bytes, last: bool = False) -> bytes:
+        out = original_body(self, data, last)
+        report(self, "ResponseWriter.body", data=lambda: preview(data), last=last, produced=lambda: preview(out))
+        return out
+
+    @functools.wraps(original_end)
+    def end(self: Any) -> bytes:
+        out = original_end(self)
+        report(self, "ResponseWriter.end", produced=lambda: preview(out))
+        return out
+
+    ResponseWriter.start, ResponseWriter.body, ResponseWriter.end = start, body, end  # type: ignore[method-assign]
+
+
 def _ws_event(event: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"event": type(event).__name__}
     for name in ("code", "reason", "message_finished", "frame_finished"):
@@ -564,6 +607,59 @@ def observe_wsproto(emit: Emit) -> None:
         return data
 
     Connection.receive_data, Connection.events, Connection.send = receive_data, events, send
+
+
+def observe_uvicorn_httptools(emit: Emit) -> None:
+    """Report the callbacks httptools (llhttp, in C) makes into uvicorn's protocol object.
+
+    The parser itself is C and opaque, but it is driven through Python callbacks --
+    ``on_message_begin``, ``on_url``, ``on_header``, ``on_headers_complete``, ``on_body``,
+    ``on_message_complete`` -- which httptools looks up on the protocol when it creates
+    the parser, so wrapping them on the class (before any connection) shows the parse.
+    Only in a uvicorn process: importing the protocol module here is what uvicorn does
+    itself a moment later (the same module object, so the same patched class); a process
+    running ``--http h11`` just never uses it.
+    """
+    if "uvicorn" not in sys.modules or "httptools" in _observed:
+        return
+    _observed.add("httptools")
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as cls
+    except ImportError:  # httptools not installed: uvicorn uses h11, observed already
+        return
+
+    @profiling.hidden
+    def report(protocol: Any, op: str, **fields: Any) -> None:
+        emit({"t_ns": _now(), "pid": os.getpid(), "conn": id(protocol), "role": "SERVER", "op": op, **_where(),
+              **{k: v() if callable(v) else v for k, v in fields.items()}})
+
+    def wrap(name: str, fields: Callable[..., dict[str, Any]], before: bool = False) -> None:
+        original = getattr(cls, name)
+
+        @functools.wraps(original)
+        def callback(self: Any, *args: Any) -> Any:
+            if before:  # bytes in: reported before the parser's callbacks they cause
+                report(self, f"httptools.{name}", event=name, **fields(self, *args))
+                return original(self, *args)
+            result = original(self, *args)
+            report(self, f"httptools.{name}", event=name, **fields(self, *args))
+            return result
+
+        setattr(cls, name, callback)
+
+    def request_of(protocol: Any) -> dict[str, Any]:
+        scope = getattr(protocol, "scope", None) or {}
+        return {"method": scope.get("method"), "target": (protocol.url or b"").decode("latin-1"),
+                "http_version": scope.get("http_version"), "headers": lambda: [
+                    [k.decode("latin-1"), v.decode("latin-1")] for k, v in scope.get("headers", [])]}
+
+    wrap("data_received", lambda self, data: {"data": lambda: preview(data)}, before=True)
+    wrap("on_message_begin", lambda self: {})
+    wrap("on_url", lambda self, url: {"url": url.decode("latin-1")})
+    wrap("on_header", lambda self, name, value: {"header": f"{name.decode('latin-1')}: {value.decode('latin-1')}"})
+    wrap("on_headers_complete", request_of)
+    wrap("on_body", lambda self, body: {"data": lambda: preview(body)})
+    wrap("on_message_complete", lambda self: {})
 
 
 def observe_http_server(emit: Emit) -> None:

@@ -104,7 +104,8 @@ def _event_detail(event: dict[str, Any]) -> str:
                 parts.append(f"headers={len(value)}")
             else:
                 parts.append(f"{key}={json.dumps(value)[:60]}")
-    for key in ("method", "target", "status_code", "status", "reason", "rule", "http_version", "requestline", "body"):
+    for key in ("method", "target", "url", "header", "status_code", "status", "reason", "rule", "http_version",
+                "requestline", "body", "framing", "last"):
         if event.get(key) not in (None, ""):
             parts.append(f"{key}={event[key]}")
     if "headers" in event and event.get("call") != "start_response":
@@ -127,7 +128,8 @@ def _event_name(event: dict[str, Any]) -> str:
     message = event.get("message")
     if isinstance(message, dict) and "type" in message:
         name += f" {message['type']}"
-    if event.get("event") and event.get("op") != "parse_request":
+    if event.get("event") and not (event.get("op") or "").endswith(event["event"]) \
+            and event.get("op") != "parse_request":
         name += f" → {event['event']}" if event.get("op") == "next_event" else f" {event['event']}"
     return name
 

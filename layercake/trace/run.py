@@ -303,14 +303,26 @@ PARSER_NOTES = {
                          "strict.py), then a fresh h11.Connection parses it; both observed by wrapping their "
                          "classes inside the server process",
     "h11": "h11's events, observed by wrapping h11.Connection inside the server process",
+    "httptools": "httptools parses in C (llhttp); what shows is its callbacks into uvicorn's protocol "
+                 "(on_url, on_header, ...), observed by wrapping them inside the server process",
     "head reader + h11 + wsproto": "our head reader and h11 for the handshake, then wsproto's frames after the "
                                    "upgrade, observed by wrapping their classes inside the server process",
+    "head reader + h11 + writer": "our head reader finds the end of the head and runs the strict checks "
+                                  "(servers/core/head.py, strict.py), a fresh h11.Connection parses it, and our "
+                                  "ResponseWriter frames the answer (servers/core/writer.py); all observed by "
+                                  "wrapping their classes inside the server process",
+    "head reader + h11 + writer + wsproto": "our head reader, h11 and writer for the handshake, then wsproto's "
+                                            "frames after the upgrade, observed by wrapping their classes",
     "h11 + wsproto": "h11 for the handshake, then wsproto's frames after the upgrade, observed by wrapping "
                      "their classes inside the server process",
     "http.server": "what http.server's parse_request made of the head (its parser is a readline loop)",
     None: "opaque: this server parses HTTP outside Python's reach (or in code we do not hook); "
           "what it produced is the environ/scope below",
 }
+
+
+def _parser_note(observed: str | None) -> str:
+    return PARSER_NOTES.get(observed) or f"{observed}: observed by wrapping their classes inside the server process"
 
 
 def _refused_events(events: list[dict[str, Any]], raw: bytes) -> dict[str, Any]:
@@ -341,20 +353,20 @@ def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: 
     request_line = f"{method} {path} "
     conn = None
     for event in mine:  # the last connection that carried our request
-        if event.get("event") in ("Request", "parse_request") and event.get("method") == method \
-                and event.get("target") == path:
+        if event.get("event") in ("Request", "parse_request", "on_headers_complete") \
+                and event.get("method") == method and event.get("target") == path:
             conn = event["conn"]
     if conn is None:
         return {"observed": None, "events": []}
     chosen = [e for e in mine if e["conn"] == conn]
-    # id() is reused once an object is freed: keep the run that ends with our request's.
-    start = 0
-    for i, event in enumerate(chosen):
-        if event.get("t_ns", 0) <= t0_ns and event.get("op") in ("receive_data", "parse_request") \
-                and (i == 0 or chosen[i - 1].get("event") == "ConnectionClosed" or event.get("op") == "parse_request"):
-            start = i
-    chosen = chosen[start:]
-    observed = "http.server" if chosen and chosen[0].get("op") == "parse_request" else "h11"
+    # id() is reused once an object is freed (the warm-up's connection): keep the run that
+    # starts with the last arrival of our request's bytes.
+    starts = [i for i, e in enumerate(chosen) if e["t_ns"] <= t0_ns and (
+        e.get("op") == "parse_request" or e.get("data", {}).get("preview", "").startswith(request_line))]
+    chosen = chosen[starts[-1]:] if starts else chosen
+    first_op = chosen[0].get("op", "") if chosen else ""
+    observed = ("http.server" if first_op == "parse_request" else
+                "httptools" if first_op.startswith("httptools.") else "h11")
     # Our servers: the head reader ran before h11 (its own object, so its own id).
     heads = [e for e in mine if e.get("op") == "HeadReader.feed" and e["t_ns"] <= (chosen[0]["t_ns"] if chosen else t0_ns)]
     complete = [e for e in heads if e.get("head", {}).get("preview", "").startswith(request_line)]
@@ -364,6 +376,12 @@ def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: 
         earlier = [i for i, e in enumerate(reader[:-1]) if e.get("event", "").startswith("head complete")]
         chosen = reader[earlier[-1] + 1 if earlier else 0:] + chosen
         observed = "head reader + h11"
+    # Our servers write the response by hand (servers/core/writer.py): its events after our request.
+    if chosen:
+        written = [e for e in mine if e.get("op", "").startswith("ResponseWriter.") and e["t_ns"] >= chosen[0]["t_ns"]]
+        if written:
+            chosen = sorted(chosen + written, key=lambda e: e["t_ns"])
+            observed += " + writer"
     # After a WebSocket upgrade, wsproto's frames (another object again): those after our Request.
     if chosen:
         frames = [e for e in mine if e.get("op", "").startswith("ws.") and e["t_ns"] >= chosen[0]["t_ns"]]
@@ -437,7 +455,7 @@ def trace(layer_name: str, server: str | None = None, method: str = "GET", path:
         bridge=bridge, native_command=_native_command(spec, layer, http), method=method, path=path,
         request_bytes=sent, response_bytes=received,
         response=parse_response(sent, received) | ({"websocket": frames} if frames is not None else {}),
-        parser={"name": spec.parser, "observed": parser["observed"], "note": PARSER_NOTES[parser["observed"]],
+        parser={"name": spec.parser, "observed": parser["observed"], "note": _parser_note(parser["observed"]),
                 "events": parser["events"]},
         environ=record["environ"], scope=record["scope"], conversation=record["conversation"],
         profile=record["profile"],

@@ -46,6 +46,8 @@ from layercake.trace.recorder import (
     observe_h11,
     observe_head_reader,
     observe_http_server,
+    observe_response_writer,
+    observe_uvicorn_httptools,
     observe_wsproto,
 )
 from layers import get_layer
@@ -115,8 +117,10 @@ def from_environment() -> Any:
     if recorder.PROFILE:
         profiler.install_for_new_threads()  # before the bridge starts its threads
     observe_head_reader(sink.parser)
+    observe_response_writer(sink.parser)
     observe_h11(sink.parser)
     observe_wsproto(sink.parser)
+    observe_uvicorn_httptools(sink.parser)
     observe_http_server(sink.parser)
 
     def mark(kind: str, **data: Any) -> None:
