@@ -56,6 +56,15 @@ no validation wrapper, and a ``receive`` that returns the body once and then wai
 for the response to finish before reporting ``http.disconnect`` (ASGI HTTP spec:
 ``receive`` blocks until there is a message).
 
+Bridges: ``LAYER@asgi`` / ``LAYER@wsgi`` measures a layer through its a2wsgi bridge
+(``servers/bridges.py``), the way a server of the other interface runs it -- Flask as an
+ASGI app, FastAPI as a WSGI callable -- so the bridge's cost shows up under ``a2wsgi``
+(and its thread hand-offs under ``stdlib``).  ``bench --in-process --bridged`` adds these
+rows.  Both bridges hand each request between threads that release the GIL for I/O
+(self-pipes, queues), so where the OS switches threads varies and their counters are
+close across runs (within a few percent) rather than identical; such rows carry
+``"exact": false``.
+
 What it deliberately doesn't do: parse HTTP, or count the work of a server (that is
 what the socket benchmark adds on top), or count time spent in C inside a call (the
 profiler sees calls, not their duration).
@@ -370,7 +379,9 @@ class EndpointCost:
 
 
 def _load(name: str, interface: str | None) -> tuple[str, Any]:
-    """A layer by name, or any app by ``module:attr`` with its interface (for tests and experiments)."""
+    """A layer by name; ``LAYER@asgi`` / ``LAYER@wsgi``: the layer through its a2wsgi bridge
+    (``servers/bridges.py``, as a server of the other interface runs it); or any app by
+    ``module:attr`` with its interface (for tests and experiments)."""
     if ":" in name:
         import importlib
 
@@ -380,8 +391,24 @@ def _load(name: str, interface: str | None) -> tuple[str, Any]:
         return interface, getattr(importlib.import_module(module), attr)
     from layers import get_layer
 
-    layer = get_layer(name)
-    return layer.interface, layer.load()
+    layer_name, _, via = name.partition("@")
+    layer = get_layer(layer_name)
+    if not via or via == layer.interface:
+        return layer.interface, layer.load()
+    from servers import bridges
+
+    if via == "asgi":
+        return "asgi", bridges.wsgi_to_asgi(layer.load())
+    if via == "wsgi":
+        return "wsgi", bridges.asgi_to_wsgi(layer.load())
+    raise LayercakeError(f"{name}: after @ comes the interface to bridge to, wsgi or asgi", 2)
+
+
+def bridged_name(layer: str) -> str:
+    """``flask`` -> ``flask@asgi``: the layer measured through the bridge to the other interface."""
+    from layers import get_layer
+
+    return f"{layer}@{'asgi' if get_layer(layer).interface == 'wsgi' else 'wsgi'}"
 
 
 class _Runner:
@@ -389,6 +416,7 @@ class _Runner:
 
     def __init__(self, layer_name: str, interface: str | None = None) -> None:
         self.interface, self.app = _load(layer_name, interface)
+        self.bridged = "@" in layer_name
         self.loop: asyncio.AbstractEventLoop | None = None
         if self.interface == "asgi":
             self.loop = asyncio.new_event_loop()
@@ -424,7 +452,7 @@ class _Runner:
         hooks.counts = Counts()
         run = self.call_for(endpoint)
         if self.loop is None:
-            bracket = _SyncBracket(run)
+            bracket = _SyncBracket(run, settle=self.bridged)
         else:
             bracket = _AsyncBracket(self.app, endpoint, self.lifespan.state, self.loop)
         gc.collect()
@@ -468,13 +496,15 @@ class _Runner:
 
 
 class _SyncBracket:
-    def __init__(self, run: Callable[[int], int]) -> None:
-        self.run_n = run
+    def __init__(self, run: Callable[[int], int], settle: bool) -> None:
+        self.run_n, self.settle = run, settle
 
     def run(self, begin: Callable[[], Any], end: Callable[[], Any]) -> None:
         begin()
         try:
             self.run_n(1)
+            if self.settle:  # the ASGI->WSGI bridge's loop thread finishes after the response (see _AsyncBracket)
+                time.sleep(SETTLE)
         finally:
             end()
 
@@ -608,12 +638,18 @@ def quick_ladder(seconds_per_layer: float = 0.3, endpoint: str = "json", layers:
 
 def inprocess_document(layers: Iterable[str] | None = None, endpoints: Iterable[str] = LADDER_ENDPOINTS,
                        seconds: float = 0.5, command: str = "",
-                       progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Measure every layer in-process; the results document (kind ``in_process``, see ``report.SCHEMA``)."""
+                       progress: Callable[[str, int, int], None] | None = None,
+                       bridged: bool = False) -> dict[str, Any]:
+    """Measure every layer in-process; the results document (kind ``in_process``, see ``report.SCHEMA``).
+
+    ``bridged``: also each layer through its a2wsgi bridge (rows named ``LAYER@asgi`` / ``LAYER@wsgi``).
+    """
     from layercake.bench.environment import describe, now_utc
     from layers import LAYERS, get_layer
 
     names = list(layers or LAYERS)
+    if bridged:
+        names += [bridged_name(n) for n in names if "@" not in n]
     endpoints = list(endpoints)
     started, t0 = now_utc(), time.monotonic()
     rows: list[dict[str, Any]] = []
@@ -621,21 +657,31 @@ def inprocess_document(layers: Iterable[str] | None = None, endpoints: Iterable[
     for i, name in enumerate(names):
         if progress:
             progress(f"in-process: {name}", i, len(names))
-        layer = get_layer(name)
+        layer = get_layer(name.partition("@")[0])
+        interface = name.partition("@")[2] or layer.interface
         try:
             costs = measure(name, endpoints, seconds)
         except LayercakeError as exc:  # one broken layer must not cost the others their figures
             failures.append(f"{name}: {exc.message}")
             continue
-        rows.extend({**cost.to_dict(), "interface": layer.interface} for cost in costs)
+        bridge = f"{layer.interface}->{interface}" if interface != layer.interface else None
+        # A bridge hands every request between threads that give up the GIL for I/O (the
+        # loop's self-pipe, the bridge's queues), and where the OS scheduler then switches
+        # varies: its counters are close across runs (within a few percent), not identical.
+        rows.extend({**cost.to_dict(), "interface": interface, "bridge": bridge, "exact": bridge is None}
+                    for cost in costs)
     if progress:
         progress("done", len(names), len(names))
     bare = {(r["interface"], r["endpoint"]): r for r in rows if r["layer"] in ("bare_wsgi", "bare_asgi")}
+    native = {(r["layer"], r["endpoint"]): r for r in rows if r["bridge"] is None}
     for r in rows:
         b = bare.get((r["interface"], r["endpoint"]))
+        n = native.get((r["layer"].partition("@")[0], r["endpoint"])) if r["bridge"] else None
         r["ratio_to_bare"] = {
             "us": round(r["us_per_request"]["median"] / b["us_per_request"]["median"], 3) if b else None,
             "calls": round(r["counters"]["calls"] / b["counters"]["calls"], 3) if b and b["counters"]["calls"] else None,
+            # through a bridge: against the same layer served natively
+            "native_us": round(r["us_per_request"]["median"] / n["us_per_request"]["median"], 3) if n else None,
         }
     return {
         "schema": "layercake.bench/1", "kind": "in_process", "command": command, "measured_at": started,

@@ -110,15 +110,19 @@ SCHEMA: tuple[Field, ...] = (
           "median rps / the baseline target's (settings.baseline, default the floor)"),
     Field("in_process", (list,), ("in_process",), "one row per layer x endpoint"),
     Field("failures", (list,), ("in_process",), "layers that could not be measured, with the reason"),
-    Field("in_process[].layer", (str,), ("in_process",), "layer name"),
-    Field("in_process[].interface", (str,), ("in_process",), "wsgi | asgi"),
+    Field("in_process[].layer", (str,), ("in_process",), 'layer name; "LAYER@asgi" / "LAYER@wsgi" through a bridge'),
+    Field("in_process[].bridge", (str, type(None)), ("in_process",), '"wsgi->asgi" | "asgi->wsgi" | null'),
+    Field("in_process[].exact", (bool,), ("in_process",),
+          "true: two runs give identical calls, C calls and lines; false (bridges): within a few percent"),
+    Field("in_process[].interface", (str,), ("in_process",), "wsgi | asgi: the interface the app was driven as"),
     Field("in_process[].endpoint", (str,), ("in_process",), "plaintext | json | item | create"),
     Field("in_process[].us_per_request", (dict,), ("in_process",), "µs per request, {median, min, max, n} over batches"),
     Field("in_process[].counters", (dict,), ("in_process",),
           "per request, deterministic: calls, c_calls, lines (distinct), line_events, peak_bytes, net_bytes, "
           "by_package: {package: {calls, c_calls, lines, line_events}}"),
     Field("in_process[].ratio_to_bare", (dict,), ("in_process",),
-          "{us, calls} divided by the bare layer of the same interface, same endpoint"),
+          "{us, calls} divided by the bare layer of the driven interface, same endpoint; native_us (bridged rows): "
+          "µs divided by the same layer's without the bridge"),
 )
 
 
@@ -277,15 +281,19 @@ def glance_table(doc: dict[str, Any]) -> Table:
 
 
 def inprocess_table(doc: dict[str, Any]) -> Table:
-    table = Table(title="layercake bench --in-process: per request, no socket (calls/lines are deterministic)")
+    table = Table(title="layercake bench --in-process: per request, no socket (calls and lines are deterministic; "
+                        "≈: through a bridge, within a few percent)")
     for name in ("layer", "endpoint", "µs", "× bare", "Python calls", "C calls", "lines", "peak alloc",
                  "calls by package"):
         table.add_column(name, justify="left" if name in ("layer", "endpoint", "calls by package") else "right")
     for r in doc["in_process"]:
         c = r["counters"]
         packages = ", ".join(f"{p} {n['calls']}" for p, n in c["by_package"].items() if n["calls"])
+        approx = "" if r.get("exact", True) else "≈"
+        native = r["ratio_to_bare"].get("native_us")
         table.add_row(r["layer"], r["endpoint"], f"{r['us_per_request']['median']:.1f}",
-                      _ratio(r["ratio_to_bare"]["us"]), str(c["calls"]), str(c["c_calls"]), str(c["lines"]),
+                      _ratio(r["ratio_to_bare"]["us"]) + (f" ({native:.1f}× native)" if native else ""), approx + str(c["calls"]), approx + str(c["c_calls"]),
+                      approx + str(c["lines"]),
                       f"{c['peak_bytes'] / 1024:.1f} KiB", packages)
     return table
 
@@ -316,8 +324,10 @@ def markdown(doc: dict[str, Any]) -> str:
         for r in doc["in_process"]:
             c = r["counters"]
             packages = ", ".join(f"{p} {n['calls']}" for p, n in c["by_package"].items() if n["calls"])
+            approx = "" if r.get("exact", True) else "≈"
             out.append(f"| {r['layer']} | {r['endpoint']} | {r['us_per_request']['median']:.1f} | "
-                       f"{_ratio(r['ratio_to_bare']['us'])} | {c['calls']} | {c['c_calls']} | {c['lines']} | "
+                       f"{_ratio(r['ratio_to_bare']['us'])} | {approx}{c['calls']} | {approx}{c['c_calls']} | "
+                       f"{approx}{c['lines']} | "
                        f"{c['peak_bytes'] / 1024:.1f} KiB | {packages} |")
         if doc.get("failures"):
             out += ["", "## Not measured", ""] + [f"- {f}" for f in doc["failures"]]

@@ -75,6 +75,8 @@ def _write_outputs(console: Console, doc: dict[str, Any], json_path: str | None,
 @click.option("--no-pin", is_flag=True, help="Do not pin the server and the load generator to separate CPUs.")
 @click.option("--in-process", "in_process", is_flag=True, help="No sockets: µs per request and deterministic "
               "counters (Python/C calls, lines, allocation) by package.")
+@click.option("--bridged", is_flag=True, help="--in-process: also each layer through its a2wsgi bridge "
+              "(flask@asgi, fastapi@wsgi, ...).")
 @click.option("--seconds", type=float, default=0.5, show_default=True, help="--in-process: timing per layer and "
               "endpoint.")
 @click.option("--experiment", type=click.Choice(["slow"]), help="slow: /slow?ms=50 at rising concurrency, WSGI "
@@ -85,7 +87,7 @@ def _write_outputs(console: Console, doc: dict[str, Any], json_path: str | None,
 @click.option("--compare", nargs=2, metavar="A.json B.json", help="Show the change between two results files.")
 def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: str | None, duration: int, repeat: int,
           workers: int | None, generator: str, floor: bool, peers: bool, full: bool, baseline: str | None,
-          no_pin: bool, in_process: bool, seconds: float, experiment: str | None, json_path: str | None,
+          no_pin: bool, in_process: bool, bridged: bool, seconds: float, experiment: str | None, json_path: str | None,
           markdown_path: str | None, charts_dir: str | None, compare: tuple[str, str] | None) -> None:
     """Benchmark the layers over real sockets (the ladder), in-process, or as an experiment.
 
@@ -121,7 +123,7 @@ def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: 
 
             console.print(f"in-process: {len(layer_names or []) or 'all'} layers × {len(endpoint_names)} endpoints, "
                           f"about {seconds:g} s each plus ~1 s of imports per layer")
-            doc = inprocess_document(layer_names, endpoint_names, seconds, command, progress)
+            doc = inprocess_document(layer_names, endpoint_names, seconds, command, progress, bridged=bridged)
         else:
             from layercake.bench import runner
 

@@ -84,3 +84,15 @@ def test_a_wrong_status_refuses_to_measure(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     with pytest.raises(LayercakeError, match="expected 200"):
         measure("brokenapp:app", ["plaintext"], seconds=0.01, interface="wsgi")
+
+
+@pytest.mark.parametrize("name, framework", [("bare_wsgi@asgi", "layer"), ("bare_asgi@wsgi", "layer")])
+def test_a_bridged_layer_counts_the_bridge(name: str, framework: str) -> None:
+    (cost,) = measure(name, ["json"], seconds=0.01)
+    packages = cost.counters["by_package"]
+    assert cost.status == 200
+    assert packages["a2wsgi"]["calls"] > 0  # a2wsgi's own middleware
+    assert packages["server"]["calls"] > 0  # servers/bridges.py, our side of the bridge
+    assert packages[framework]["calls"] > 0
+    (native,) = measure(name.partition("@")[0], ["json"], seconds=0.01)
+    assert cost.counters["calls"] > native.counters["calls"]
