@@ -79,6 +79,7 @@ def serve(layer_name: str, server: str | None, opts: ServerOptions, echo: Callab
                 status = srv.wait(seconds)
                 if status is not None:
                     raise LayercakeError(f"{srv.name} exited by itself with status {status}", 1)
+                echo(f"layercake: {seconds:g} s are up; stopping the server and all its workers")
         except KeyboardInterrupt:
             echo("\nlayercake: stopped (the server and all its workers)")
     return 0
