@@ -414,6 +414,11 @@ def _pct(new: float, old: float) -> str:
     return "" if change is None else f"{change:+.1f}%"
 
 
+#: One colour per package, the same in every chart (tab10 has ten; we have eleven packages).
+PACKAGE_COLOURS = {"layer": "#1f77b4", "server": "#ff7f0e", "driver": "#c7c7c7", "starlette": "#d62728",
+                   "fastapi": "#9467bd", "pydantic": "#8c564b", "werkzeug": "#e377c2", "flask": "#2ca02c",
+                   "a2wsgi": "#bcbd22", "stdlib": "#17becf", "other": "#7f7f7f"}
+
 # --- charts -----------------------------------------------------------------------------------------------------------
 
 
@@ -447,7 +452,8 @@ def charts(doc: dict[str, Any], directory: str | Path) -> list[Path]:
             values = [next((r["us_per_request"]["median"] for r in rows if r["layer"] == la and r["endpoint"] == e), 0)
                       for la in layers]
             ax.bar([x + i * width for x in range(len(layers))], values, width, label=e)
-        ax.set_xticks([x + width * (len(endpoints) - 1) / 2 for x in range(len(layers))], layers)
+        ax.set_xticks([x + width * (len(endpoints) - 1) / 2 for x in range(len(layers))], layers, rotation=25,
+                      ha="right")
         ax.set_ylabel("µs per request (median)")
         ax.set_title("In-process cost per request, by layer (no socket)")
         ax.legend()
@@ -461,8 +467,11 @@ def charts(doc: dict[str, Any], directory: str | Path) -> list[Path]:
                 r = next((r for r in rows if r["layer"] == la and r["endpoint"] == endpoint), None)
                 values.append(r["counters"]["by_package"].get(pkg, {}).get("calls", 0) if r else 0)
             if any(values):
-                ax.bar(layers, values, bottom=bottom, label=pkg)
+                ax.bar(layers, values, bottom=bottom, label=pkg, color=PACKAGE_COLOURS[pkg])
                 bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        ax.tick_params(axis="x", labelrotation=25)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
         ax.set_ylabel("Python calls per request")
         ax.set_title(f"Python calls per request by package (GET {endpoint}, deterministic)")
         ax.legend(fontsize=8)
