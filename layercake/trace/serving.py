@@ -40,9 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from layercake.trace import profiler, recorder
-from layercake.trace.recorder import (
-    RecordingASGI,
-    RecordingWSGI,
+from layercake.trace.observers import (
     observe_h11,
     observe_head_reader,
     observe_http_server,
@@ -50,6 +48,7 @@ from layercake.trace.recorder import (
     observe_uvicorn_httptools,
     observe_wsproto,
 )
+from layercake.trace.recorder import RecordingASGI, RecordingWSGI
 from layers import get_layer
 
 LAYER_ENV = "LAYERCAKE_TRACE_LAYER"  # the layer to serve
