@@ -340,13 +340,13 @@ def host_port(url: str) -> tuple[str, int]:
 
 
 def probe_url(url: str, cases: Iterable[Case], splits: Iterable[str] = ("whole",), timeout: float = 5.0,
-              progress: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+              progress: Callable[[CaseResult], None] | None = None, close_wait: float = CLOSE_WAIT) -> list[CaseResult]:
     """Every case in every split against a server already listening at ``url``."""
     host, port = host_port(url)
     results = []
     for case in cases:
         for split in splits:
-            result = run_case(host, port, case, split, timeout=timeout)
+            result = run_case(host, port, case, split, timeout=timeout, close_wait=close_wait)
             results.append(result)
             if progress is not None:
                 progress(result)
@@ -388,7 +388,8 @@ def default_layer(server: str) -> str:
 
 def probe_servers(servers: Iterable[str], cases: list[Case], layer: str | None = None,
                   splits: Iterable[str] = ("whole",), timeout: float = 5.0,
-                  progress: Callable[[str, CaseResult], None] | None = None) -> list[ServerProbe]:
+                  progress: Callable[[str, CaseResult], None] | None = None,
+                  close_wait: float = CLOSE_WAIT) -> list[ServerProbe]:
     """Start each server (through the registry) on ``layer`` and probe it with ``cases``.
 
     A server that is not installed or fails to start is reported as skipped, so one
@@ -408,7 +409,7 @@ def probe_servers(servers: Iterable[str], cases: list[Case], layer: str | None =
             with start_server(name, chosen, ServerOptions(access_log=False)) as server:
                 probe.command = server.native_command
                 report = (lambda r, n=name: progress(n, r)) if progress else None
-                probe.results = probe_url(server.url, cases, splits, timeout, report)
+                probe.results = probe_url(server.url, cases, splits, timeout, report, close_wait)
         except LayercakeError as error:
             probe.skipped = error.message.splitlines()[0]
     return probes

@@ -90,7 +90,8 @@ def test_proc_measurements_of_this_process() -> None:
 
 def test_probe_scratch_servers_pass_every_split() -> None:
     cases = select(load_corpus(), SOME)
-    probes = probe_servers(["scratch-wsgi", "scratch-asgi"], cases, splits=("whole", "bytes", "random"))
+    probes = probe_servers(["scratch-wsgi", "scratch-asgi"], cases, splits=("whole", "bytes", "random"),
+                           timeout=10.0, close_wait=5.0)
     for probe in probes:
         assert not probe.skipped, probe.skipped
         assert probe.layer == {"scratch-wsgi": "bare_wsgi", "scratch-asgi": "bare_asgi"}[probe.server]
