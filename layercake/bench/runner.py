@@ -16,17 +16,18 @@ concurrency; a **run** is one load of one cell (``loadgen.run_load``).
    every available server with every layer.  The plan knows its duration before it
    starts, and the command prints it.
 2. *Start and pin.*  All targets are started first and stay up for the whole run, so
-   the runs can be interleaved without restarts.  On a machine with two or more CPUs
+   the runs can be interleaved without restarts (``--full`` starts one server's
+   layers at a time: :func:`batches`).  On a machine with two or more CPUs
    every server process (and every thread and worker it has or will fork) is pinned
    to ``server_cpu``, the load generator to ``loadgen_cpu``: the server cannot steal
    the generator's core or the reverse, and idle servers cost nothing.
 3. *Verify.*  Before a target is loaded: the quick check (each benchmarked request
    once, status and body, ``endpoints.quick_check``) for every target, and for a
    layer the contract over HTTP (``layercake.contract.run_contract``, groups
-   :data:`VERIFY_GROUPS`: about a tenth of a second per pair).  A failed contract case on a benchmarked route takes
-   the target out of the run; other failed cases (a server joining repeated headers
-   its own way, say) are recorded next to its results, because they don't touch what
-   is measured.
+   :data:`VERIFY_GROUPS`: about a tenth of a second per pair).  A failed contract
+   case on a benchmarked route takes the target out of the run; other failed cases (a
+   server joining repeated headers its own way, say) are recorded next to its results,
+   because they don't touch what is measured.
 4. *Warm up*: a few hundred requests per cell, so first-request paths (imports,
    caches, thread pools) are not measured.
 5. *Load*, interleaved: round 1 runs every cell once, round 2 again in reverse order,
@@ -52,7 +53,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -547,7 +548,3 @@ def summarise(runs: list[Run], targets: dict[str, dict[str, Any]], baseline: str
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
-
-
-def with_overrides(config: BenchConfig, **changes: Any) -> BenchConfig:
-    return replace(config, **changes)
