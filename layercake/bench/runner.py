@@ -121,6 +121,8 @@ class BenchConfig:
     duration: int = 1  # seconds per run (wrk takes whole seconds)
     repeat: int = 3
     workers: int | None = None
+    http: str | None = None  # HTTP parser, for servers that offer a choice (uvicorn: h11 | httptools)
+    loop: str | None = None  # event loop, for servers that offer a choice (asyncio | uvloop)
     generator: str = "auto"  # auto | wrk | builtin
     floor: bool = True
     peers: bool = False
@@ -144,12 +146,25 @@ class BenchConfig:
 # --- planning --------------------------------------------------------------------------------------------------------
 
 
-def _options_for(server: str, interface: str, workers: int | None) -> tuple[tuple[str, Any], ...]:
+def _options_for(server: str, interface: str, config: BenchConfig) -> tuple[tuple[str, Any], ...]:
+    """The ServerOptions fields for ``server``: its best flags, then what the user asked for.
+
+    ``--http`` / ``--loop`` apply to the servers that offer that choice (uvicorn's
+    ``--http h11``, hypercorn's ``--loop uvloop``, ...) and leave the others alone, so
+    ``--servers scratch-asgi,uvicorn --http h11 --loop asyncio`` compares equal parsers.
+    """
+    from servers.registry import get_server
+
+    caps = get_server(server).capabilities
     flags = dict(SERVER_FLAGS.get(server, {}))
     if REFERENCE[interface][0] == server:
         flags.update(REFERENCE[interface][1])
-    if workers is not None:
-        flags["workers"] = workers
+    if config.workers is not None:
+        flags["workers"] = config.workers
+    if config.http and config.http in caps.http_parsers:
+        flags["http"] = config.http
+    if config.loop and config.loop in caps.loops:
+        flags["loop"] = config.loop
     return tuple(sorted(flags.items()))
 
 
@@ -179,11 +194,11 @@ def plan_targets(config: BenchConfig) -> list[Target]:
                 if spec.name == "wsgiref":
                     continue  # one request at a time over HTTP/1.0: not a benchmark target, see `layercake servers`
                 targets.append(Target(spec.name, layer.name, layer.interface,
-                                      _options_for(spec.name, spec.interface, config.workers)))
+                                      _options_for(spec.name, spec.interface, config)))
         else:
             server = REFERENCE[layer.interface][0]
             targets.append(Target(server, layer.name, layer.interface,
-                                  _options_for(server, layer.interface, config.workers)))
+                                  _options_for(server, layer.interface, config)))
     return targets
 
 

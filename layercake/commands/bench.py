@@ -66,6 +66,8 @@ def _write_outputs(console: Console, doc: dict[str, Any], json_path: str | None,
 @click.option("--repeat", type=int, default=3, show_default=True, help="Interleaved rounds; medians and min–max "
               "are over these.")
 @click.option("--workers", type=int, help="Worker processes for every server (default: the server's own).")
+@click.option("--http", help="HTTP parser for the servers that offer a choice (e.g. h11, httptools).")
+@click.option("--loop", help="Event loop for the servers that offer a choice (asyncio, uvloop).")
 @click.option("--generator", type=click.Choice(["auto", "wrk", "builtin"]), default="auto", show_default=True,
               help="wrk when installed; builtin is a Python generator with a measured ceiling.")
 @click.option("--floor/--no-floor", default=True, show_default=True, help="Include the fixed-bytes asyncio floor.")
@@ -85,10 +87,11 @@ def _write_outputs(console: Console, doc: dict[str, Any], json_path: str | None,
 @click.option("--markdown", "markdown_path", metavar="FILE", help="Write a markdown report.")
 @click.option("--charts", "charts_dir", metavar="DIR", help="Write PNG charts into DIR.")
 @click.option("--compare", nargs=2, metavar="A.json B.json", help="Show the change between two results files.")
-def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: str | None, duration: int, repeat: int,
-          workers: int | None, generator: str, floor: bool, peers: bool, full: bool, baseline: str | None,
-          no_pin: bool, in_process: bool, bridged: bool, seconds: float, experiment: str | None, json_path: str | None,
-          markdown_path: str | None, charts_dir: str | None, compare: tuple[str, str] | None) -> None:
+def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: str | None, duration: int,
+          repeat: int, workers: int | None, http: str | None, loop: str | None, generator: str, floor: bool,
+          peers: bool, full: bool, baseline: str | None, no_pin: bool, in_process: bool, bridged: bool,
+          seconds: float, experiment: str | None, json_path: str | None, markdown_path: str | None,
+          charts_dir: str | None, compare: tuple[str, str] | None) -> None:
     """Benchmark the layers over real sockets (the ladder), in-process, or as an experiment.
 
     \b
@@ -130,6 +133,7 @@ def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: 
             config = runner.BenchConfig(
                 layers=layer_names, servers=_names(servers), endpoints=endpoint_names,
                 concurrency=_ints(concurrency or "64"), duration=duration, repeat=repeat, workers=workers,
+                http=http, loop=loop,
                 generator=generator, floor=floor, peers=peers, full=full, baseline=baseline, pin=not no_pin)
             if experiment == "slow":
                 from layercake.bench import experiments

@@ -99,6 +99,15 @@ def test_the_plan_is_the_ladder_and_fits_the_budget() -> None:
     assert estimate_seconds(targets, plan_cells(targets, config), config) < DEFAULT_BUDGET
 
 
+def test_parser_and_loop_choices_reach_only_the_servers_that_have_them() -> None:
+    config = BenchConfig(layers=["bare_asgi"], servers=["uvicorn", "scratch-asgi", "hypercorn"], http="h11",
+                         loop="asyncio", floor=False)
+    flags = {t.server: dict(t.flags) for t in plan_targets(config)}
+    assert flags["uvicorn"] == {"http": "h11", "loop": "asyncio"}
+    assert flags["scratch-asgi"] == {}
+    assert flags["hypercorn"] == {"loop": "asyncio"}
+
+
 def test_a_one_second_bench_over_real_servers() -> None:
     doc = run_bench(BenchConfig(layers=["bare_asgi"], endpoints=["plaintext", "create"], repeat=1, duration=1),
                     command="test")
