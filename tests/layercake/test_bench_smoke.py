@@ -161,3 +161,19 @@ def test_user_mistakes_are_one_line() -> None:
                           (["--baseline", "uvicorn/django"], "unknown baseline target 'uvicorn/django'")):
         result = CliRunner().invoke(cli, ["bench", *args])
         assert result.exit_code != 0 and message in result.output, result.output
+
+
+def test_the_slow_experiment_records_its_theory(tmp_path: Path) -> None:
+    from layercake.bench.experiments import run_slow, slow_config, thread_pool_ceiling
+
+    assert thread_pool_ceiling(8) == 160.0
+    config = slow_config(BenchConfig(layers=["bare_asgi"], concurrency=[4], repeat=1), sweep=True)
+    assert config.endpoints == ["slow"] and config.duration == 2 and not config.floor
+    doc = run_slow(config)
+    assert report.validate(doc) == [] and doc["kind"] == "experiment:slow"
+    (row,) = doc["results"]
+    assert row["endpoint"] == "slow" and row["concurrency"] == 4 and not row["flagged"]
+    assert row["latency_us"]["p50"]["median"] >= 50_000  # every request waited its 50 ms
+    assert doc["settings"]["expected"]["wsgi_thread_pool_ceiling_rps"] == 160.0
+    assert "Expected:" in report.markdown(doc)
+    assert [p.name for p in report.charts(doc, tmp_path)] == []  # one concurrency: no curve to draw
