@@ -9,7 +9,7 @@ errors and of which kind, and latency percentiles in microseconds.
 
 **wrk** (github.com/wg/wrk) is the default.  It runs with one thread (``-t1``: on a
 two-core machine the generator gets one core and the server the other) and with
-``lua/layercake.lua``, which sets the method and body from the environment and
+``layercake.lua`` (next to this file), which sets the method and body from the environment and
 prints a ``LAYERCAKE_RESULT {json}`` line from wrk's ``done()`` hook, so we read the
 latency histogram exactly instead of parsing rounded text.  :func:`parse_wrk_output`
 still understands wrk's plain text (for output captured by hand, and as a check that
@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from layercake.errors import LayercakeError
 
-LUA_SCRIPT = Path(__file__).resolve().parent / "lua" / "layercake.lua"
+LUA_SCRIPT = Path(__file__).resolve().parent / "layercake.lua"  # package data ("*.lua" in pyproject)
 RESULT_MARKER = "LAYERCAKE_RESULT "
 PERCENTILES = ("50", "75", "90", "99", "99.9")
 
