@@ -82,7 +82,8 @@ SCHEMA: tuple[Field, ...] = (
     Field("targets[].verification", (dict,), _SOCKET,
           "{method, passed, total, ok, failures, blocking}: blocking problems kept the target out of the run",
           optional=True),
-    Field("targets[].error", (str,), _SOCKET, "why the target did not start", optional=True),
+    Field("targets[].error", (str,), _SOCKET, "why the target did not start, or stopped answering mid-run",
+          optional=True),
     Field("runs", (list,), _SOCKET, "every load, in the order run"),
     Field("runs[].target", (str,), _SOCKET, "a targets[].id"),
     Field("runs[].endpoint", (str,), _SOCKET, "plaintext | json | item | create | slow"),
@@ -303,7 +304,7 @@ def verification_notes(doc: dict[str, Any]) -> list[str]:
     for t in doc.get("targets", []):
         v = t.get("verification")
         if t.get("error"):
-            notes.append(f"{t['id']}: did not start: {t['error'].splitlines()[0]}")
+            notes.append(f"{t['id']}: {t['error'].splitlines()[0]}")
         elif v and not v["ok"]:
             notes.append(f"{t['id']}: NOT LOADED, failed on a benchmarked route: {'; '.join(v['blocking'])}")
         elif v and v["failures"]:

@@ -443,7 +443,7 @@ def _start_batch(batch: list[Target], config: BenchConfig, stack: ExitStack, tar
             with _affinity(server_cpu):
                 server = stack.enter_context(start_target(target))
         except LayercakeError as exc:
-            doc["error"] = exc.message
+            doc["error"] = f"did not start: {exc.message}"
             continue
         if server_cpu is not None:
             doc["pinned_threads"] = pin_process_tree(server.pid, server_cpu)
@@ -505,9 +505,15 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
             for rnd, (target, endpoint, conc) in interleave(batch_cells, config.repeat):  # type: ignore[misc]
                 if target.id in live:
                     note(f"{target.id} {endpoint} c{conc} (round {rnd + 1}/{config.repeat})", done, total_runs)
-                    result = run_load(live[target.id].url, ep.ENDPOINTS[endpoint].request, conc, config.duration,
-                                      generator=generator, cpu=loadgen_cpu, timeout=config.timeout)
-                    runs.append(Run(target.id, endpoint, conc, rnd, result))
+                    try:
+                        result = run_load(live[target.id].url, ep.ENDPOINTS[endpoint].request, conc,
+                                          config.duration, generator=generator, cpu=loadgen_cpu,
+                                          timeout=config.timeout)
+                    except LayercakeError as exc:  # the server died mid-run (wrk cannot connect): a result too
+                        target_docs[target.id]["error"] = f"stopped answering during the run: {exc.message}"
+                        del live[target.id]
+                    else:
+                        runs.append(Run(target.id, endpoint, conc, rnd, result))
                 done += 1
     note("done", total_runs, total_runs)
     baseline = config.baseline or (FLOOR if FLOOR in loaded else None)

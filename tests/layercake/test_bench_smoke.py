@@ -177,3 +177,32 @@ def test_the_slow_experiment_records_its_theory(tmp_path: Path) -> None:
     assert doc["settings"]["expected"]["wsgi_thread_pool_ceiling_rps"] == 160.0
     assert "Expected:" in report.markdown(doc)
     assert [p.name for p in report.charts(doc, tmp_path)] == []  # one concurrency: no curve to draw
+
+
+def test_a_target_that_stops_answering_is_recorded_and_the_run_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from layercake.bench import runner
+    from layercake.errors import LayercakeError
+
+    real = runner.run_load
+
+    def flaky(url: str, *args, **kwargs):
+        if url == started["uvicorn/bare_asgi"]:
+            raise LayercakeError("wrk failed (exit 1): unable to connect")
+        return real(url, *args, **kwargs)
+
+    started: dict[str, str] = {}
+    real_start = runner.start_target
+
+    def remember(target):
+        server = real_start(target)
+        started[target.id] = server.url
+        return server
+
+    monkeypatch.setattr(runner, "run_load", flaky)
+    monkeypatch.setattr(runner, "start_target", remember)
+    doc = run_bench(BenchConfig(layers=["bare_asgi"], endpoints=["plaintext"], repeat=2, duration=1))
+    assert report.validate(doc) == []
+    assert [r["target"] for r in doc["results"]] == ["floor"] and doc["results"][0]["rps"]["n"] == 2
+    target = next(t for t in doc["targets"] if t["id"] == "uvicorn/bare_asgi")
+    assert target["error"].startswith("stopped answering during the run")
+    assert any("stopped answering" in n for n in report.verification_notes(doc))
