@@ -94,9 +94,10 @@ from typing import Any
 from layercake.bench.endpoints import ENDPOINTS, LADDER_ENDPOINTS, Endpoint
 from layercake.errors import LayercakeError
 
-#: Calls of each endpoint before counting or timing: enough to pass every first-call path
-#: we have seen (FastAPI builds its dependency cache on the first request, Werkzeug
-#: compiles its URL map on the first match, SQLite prepares statements on first use).
+#: Calls of each endpoint before counting or timing, so every first-call path has run
+#: (lazy imports, regexes compiled on first use, the sqlite3 module's statement cache,
+#: functools caches).  Far more than needed; a path still warming up would show as a
+#: difference between two runs, which a test checks for.
 WARMUP = 50
 
 #: Seconds the loop thread sleeps at the end of a counted ASGI request so thread-pool
