@@ -91,6 +91,8 @@ chunked applied twice                  400         RFC 9112 §7: a sender MUST N
 a coding other than chunked            501         RFC 9112 §6.1: SHOULD respond 501 to a coding it does not
                                                    understand (we implement chunked only, like h11).
 Transfer-Encoding with no coding       400         an empty list gives no framing at all.
+empty members in Transfer-Encoding     400         RFC 9110 §5.6.1 says ignore them; h11 refuses them (501),
+                                                   and framing is no place for two readings.
 Content-Length over max_body_bytes     413         RFC 9110 §15.5.14, decided before reading the body.
 Expect other than 100-continue         417         RFC 9110 §10.1.1 MAY respond 417.
 request line > max_request_line        414         RFC 9112 §3: "SHOULD respond with a 414"; RFC 9110 §15.5.15.
@@ -452,9 +454,13 @@ def _check_message(version: tuple[int, int], fields: list[tuple[bytes, bytes]], 
         if limits.max_body_bytes and int(lengths[0]) > limits.max_body_bytes:
             return RULES["body-too-large"]
     if encodings:
-        codings = _list_members(encodings)
-        if not codings:
+        codings = [member.strip(_SP_HTAB) for value in encodings for member in value.split(b",")]
+        if not any(codings):
             return RULES["te-empty"]
+        if not all(codings):
+            # RFC 9110 §5.6.1 says to ignore empty list members; h11 does not, and the
+            # one header that decides framing is no place for two readings.
+            return RULES["te-syntax"]
         names = []
         for coding in codings:
             # transfer-coding = token *( OWS ";" OWS transfer-parameter )
