@@ -216,7 +216,8 @@ def plan_cells(targets: list[Target], config: BenchConfig) -> list[tuple[Target,
 
 
 def estimate_seconds(targets: list[Target], cells: list[tuple[Target, str, int]], config: BenchConfig) -> float:
-    return len(targets) * TARGET_OVERHEAD + len(cells) * config.repeat * (config.duration + RUN_OVERHEAD)
+    peer_warmup = sum(1 + RUN_OVERHEAD for t, _, _ in cells if t.kind == "peer") / max(1, len(config.concurrency))
+    return len(targets) * TARGET_OVERHEAD + len(cells) * config.repeat * (config.duration + RUN_OVERHEAD) + peer_warmup
 
 
 # --- starting and pinning ------------------------------------------------------------------------------------------------
@@ -497,6 +498,15 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
         with ExitStack() as stack:
             live = _start_batch(batch, config, stack, target_docs, server_cpu, starting)
             loaded.update(live)
+            for target in batch:
+                if target.kind == "peer" and target.id in live:
+                    # V8 compiles hot functions only after thousands of calls: give the peer one unrecorded
+                    # load per endpoint so its JIT warm-up is not measured as Node's speed.
+                    for e in config.endpoints:
+                        if target.supports(e):
+                            note(f"warming {target.id} {e} (JIT)", done, total_runs)
+                            run_load(live[target.id].url, ep.ENDPOINTS[e].request, max(config.concurrency), 1,
+                                     generator=generator, cpu=loadgen_cpu, timeout=config.timeout)
             if generator == "builtin" and FLOOR in live and "ceiling_rps" not in env["generator"]:
                 note("measuring the built-in generator's ceiling against the floor", done, total_runs)
                 ceiling = run_load(live[FLOOR].url, ep.ENDPOINTS["plaintext"].request, max(config.concurrency),
