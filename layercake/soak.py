@@ -147,6 +147,13 @@ class SoakReport:
     def leaked_fds(self) -> int:
         return max(0, self.fds_after - self.fds_before)
 
+    def timeline(self, points: int = 10) -> list[Sample]:
+        """About ``points`` samples evenly spread over the run (first and last included)."""
+        if len(self.samples) <= points:
+            return list(self.samples)
+        step = (len(self.samples) - 1) / (points - 1)
+        return [self.samples[round(i * step)] for i in range(points)]
+
     def rss_growth(self) -> int:
         """Bytes of RSS growth from the end of the warm-up (first tenth) to the end."""
         if len(self.samples) < 4:
@@ -289,11 +296,13 @@ def soak_url(host: str, port: int, pids: list[int], report: SoakReport, max_requ
 
 
 def soak(layer: str, server: str, duration: float = 60.0, concurrency: int = 256, max_requests: int = 10_000_000,
-         interval: float = 1.0, progress: Callable[[Sample], None] | None = None, seed: int = 0) -> SoakReport:
+         interval: float = 1.0, progress: Callable[[Sample], None] | None = None, seed: int = 0,
+         workers: int | None = None, threads: int | None = None) -> SoakReport:
     """Start ``layer`` on ``server`` through the registry, soak it, stop it."""
     from servers.registry import ServerOptions, start_server  # noqa: PLC0415 -- imports every layer
 
-    with start_server(server, layer, ServerOptions(access_log=False)) as running:
+    options = ServerOptions(access_log=False, workers=workers, threads=threads)
+    with start_server(server, layer, options) as running:
         report = SoakReport(server, layer, running.native_command, duration, concurrency)
         # Let a pre-forking server finish starting its workers before the "before" count.
         time.sleep(0.5)

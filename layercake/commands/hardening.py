@@ -141,10 +141,12 @@ def _mib(n: int) -> str:
 @click.option("--concurrency", default=256, show_default=True, help="Client connections at once.")
 @click.option("--max-requests", default=10_000_000, show_default=True, help="Stop after this many requests.")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between memory/descriptor samples.")
+@click.option("--workers", type=int, help="Server worker processes (where the server has them).")
+@click.option("--threads", type=int, help="Threads per worker (where the server has them).")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 @click.pass_context
 def soak_cmd(ctx: click.Context, layer: str, server: str | None, duration: float, concurrency: int, max_requests: int,
-             interval: float, json_file: Path | None) -> None:
+             interval: float, workers: int | None, threads: int | None, json_file: Path | None) -> None:
     """Bounded mixed-endpoint load on loopback: errors, RSS over time, file descriptors before and after.
 
     Exits 1 if there were errors, leaked descriptors or growing memory.
@@ -165,7 +167,8 @@ def soak_cmd(ctx: click.Context, layer: str, server: str | None, duration: float
 
     _samples: list[Sample] = []
     console.print(f"soak: {layer} on {server}, {duration:g} s at concurrency {concurrency}")
-    report = soak(layer, server, duration, concurrency, max_requests, interval, progress)
+    report = soak(layer, server, duration, concurrency, max_requests, interval, progress, workers=workers,
+                  threads=threads)
     _print_soak(report)
     if json_file is not None:
         json_file.write_text(report.to_json())
@@ -184,6 +187,12 @@ def _print_soak(report: SoakReport) -> None:
     for label, count in report.statuses.items():
         table.add_row(label, str(count))
     console.print(table)
+    timeline = Table(title="server RSS and fds over time")
+    for column in ("seconds", "requests", "RSS", "fds"):
+        timeline.add_column(column, justify="right")
+    for sample in report.timeline():
+        timeline.add_row(f"{sample.seconds:.1f}", str(sample.requests), _mib(sample.rss), str(sample.fds))
+    console.print(timeline)
     if report.errors:
         for kind, count in report.errors.items():
             console.print(f"[red]error[/] {escape(kind)}: {count}")

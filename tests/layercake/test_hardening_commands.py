@@ -137,6 +137,8 @@ def test_two_second_soak(layer: str, server: str) -> None:
     assert report.leaked_fds == 0, (report.fds_before, report.fds_after)
     assert len(report.samples) >= 4 and all(s.rss > 0 for s in report.samples)
     assert report.ok
+    timeline = report.timeline(4)
+    assert len(timeline) == 4 and timeline[0] is report.samples[0] and timeline[-1] is report.samples[-1]
     assert {"GET /plaintext 200", "POST /echo 200", "GET /items/abc 422", "GET /no/such/path 404"} <= set(
         report.statuses)
 
@@ -145,7 +147,7 @@ def test_soak_command(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
     result = CliRunner().invoke(cli, ["soak", "bare_asgi", "--duration", "1", "--concurrency", "8", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "soak passed" in result.output and "file descriptors" in result.output
+    assert "soak passed" in result.output and "file descriptors" in result.output and "RSS and fds" in result.output
     data = json.loads(out.read_text())
     assert data["ok"] and data["server"] == "scratch-asgi" and data["requests"] > 0
 
