@@ -63,7 +63,6 @@ from servers.core.http import (
     ClientDisconnected,
     DateHeader,
     access_line,
-    error_response,
     new_cycle,
     rejection_response,
     reusable,
@@ -71,10 +70,11 @@ from servers.core.http import (
 from servers.core.limits import Limits
 from servers.core.websocket import (
     WebSocketSession,
-    accept_event,
+    accept_response,
     handshake_problem,
     is_websocket_upgrade,
 )
+from servers.core.writer import CONTINUE, ResponseError, ResponseWriter, error_response
 from servers.scratch_common import (
     STARTUP_FAILED,
     StartupFailed,
@@ -385,7 +385,7 @@ class Connection(asyncio.Protocol):
         elif self.cycle is None:
             self.transport.close()
         else:
-            self.cycle.sender.close = True  # "Connection: close" on a response not yet started
+            self.cycle.writer.keep_alive = False  # "Connection: close" on a response not yet started
 
     def _reject(self, rejection: Rejection) -> None:
         """Answer a refused request and close.  A *lingering* close (Apache's lingering_close): stop writing,
@@ -441,23 +441,29 @@ class Connection(asyncio.Protocol):
             self._reject(Rejection(503, "server at its concurrency limit, retry later", "max_concurrency"))
             return
         self.conn = conn
-        if is_websocket_upgrade(request):
+        headers = list(request.headers)  # once: iterating h11's Headers object is slow, a list is not
+        length = upgrade = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = value
+            elif name == b"upgrade":
+                upgrade = value
+        if upgrade is not None and is_websocket_upgrade(request):
             problem = handshake_problem(request)
             if problem is None:
-                self.websocket = WebSocketCycle(self, conn, request)
+                self.websocket = WebSocketCycle(self, conn, request, headers)
                 self._run(self.websocket.run())
                 return
             # Not a valid handshake: an ordinary error response, after which h11 forgets the upgrade.
             status, reason, _ = problem
             self._reject(Rejection(status, reason, "RFC 6455 §4.2.1"))
             return
-        length = next((v for n, v in request.headers if n == b"content-length"), None)
         if limits.max_body_bytes and length is not None and int(length) > limits.max_body_bytes:
             # Refused from the header, before reading a byte of the body (CONTRACT.md: "a 413 is decided from
             # Content-Length before reading").
             self._reject(Rejection(413, f"request body over {limits.max_body_bytes} bytes", "max_body_bytes"))
             return
-        self.cycle = RequestCycle(self, conn, request)
+        self.cycle = RequestCycle(self, conn, request, headers)
         self._run(self.cycle.run())
         self._drive()
 
@@ -515,7 +521,7 @@ class Connection(asyncio.Protocol):
 
     def _next_cycle(self) -> None:
         conn = self.conn
-        if conn is None or not reusable(conn) or self.server.should_exit:
+        if conn is None or self.cycle is None or not reusable(conn, self.cycle.writer) or self.server.should_exit:
             self.transport.close()
             return
         leftover = conn.trailing_data[0]
@@ -533,7 +539,8 @@ class Connection(asyncio.Protocol):
 class RequestCycle:
     """One HTTP request: the app's ``receive`` and ``send``, the body buffered between socket and app."""
 
-    def __init__(self, connection: Connection, conn: h11.Connection, request: h11.Request) -> None:
+    def __init__(self, connection: Connection, conn: h11.Connection, request: h11.Request,
+                 headers: list[tuple[bytes, bytes]]) -> None:
         server = connection.server
         self.connection = connection
         self.transport = connection.transport
@@ -541,11 +548,14 @@ class RequestCycle:
         self.conn = conn
         self.request = request
         self.limits = connection.limits
-        self.scope = http_scope(request, server=server.server_address, client=connection.client, state=server.state)
-        self.sender = HTTPSend(conn, server_header=SERVER_HEADER, date=server.date,
-                               head_request=request.method == b"HEAD", close=server.should_exit)
+        self.scope = http_scope(request, server=server.server_address, client=connection.client, state=server.state,
+                                headers=headers)
+        self.writer = ResponseWriter(request.method, request.http_version, headers, date=server.date,
+                                     server_header=SERVER_HEADER, closing=server.should_exit)
+        self.sender = HTTPSend(self.writer)
         self.body: bytearray = bytearray()
         self.body_done = False
+        self.body_delivered = False  # the final http.request (more_body False) went to the app
         self.body_received = 0
         self.body_error: Exception | None = None
         self.disconnected = False
@@ -593,21 +603,24 @@ class RequestCycle:
             # RFC 9110 §10.1.1: the client waits for "100 (Continue)" before sending the content.  Sent now that
             # the app asks for the body: an app that refuses the request first never makes the client upload it.
             self.continue_sent = True
-            self.transport.write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-        while not (self.body or self.body_done or self.disconnected or self.body_error
-                   or self.sender.state == "done"):
-            self.flow.resume_reading()
+            self.transport.write(CONTINUE)
+        # Wait for something to say.  Once the whole body has been handed over, the only news left is the end:
+        # ASGI HTTP spec, "Disconnect": sent "if receive is called after a response has been sent or after the
+        # HTTP connection has been closed" -- so a long-polling app can wait here for its client to leave.
+        while not (self.disconnected or self.body_error or self.sender.state == "done"
+                   or (not self.body_delivered and (self.body or self.body_done))):
+            if not self.body_delivered:
+                self.flow.resume_reading()
             if self.wakeup is None:
                 self.wakeup = asyncio.Event()
             self.wakeup.clear()
             await self.wakeup.wait()
         if self.body_error is not None:
             raise self.body_error
-        # ASGI HTTP spec, "Disconnect": sent "if receive is called after a response has been sent or after the
-        # HTTP connection has been closed".
-        if self.disconnected or self.sender.state == "done":
+        if self.disconnected or self.sender.state == "done" or self.body_delivered:
             return {"type": "http.disconnect"}
         body, self.body = bytes(self.body), bytearray()
+        self.body_delivered = self.body_done
         if self.flow.read_paused and self.connection.conn is not None \
                 and self.connection.conn.their_state is not h11.DONE:
             self.flow.resume_reading()
@@ -636,6 +649,9 @@ class RequestCycle:
         except (BodyTooLarge, h11.RemoteProtocolError) as exc:  # the client's fault, found while reading the body
             status = 413 if isinstance(exc, BodyTooLarge) else getattr(exc, "error_status_hint", 400)
             self.fail(status, str(exc))
+        except ResponseError as exc:  # e.g. more body than the declared Content-Length: the response is broken
+            log.error("%s %s: %s", self.scope["method"], self.scope["raw_path"].decode("latin-1"), exc)
+            self.fail(500, "Internal Server Error")
         except Exception:
             # The traceback goes to the log, never to the client (CONTRACT.md #12).
             log.exception("application error on %s %s", self.scope["method"], self.scope["raw_path"].decode("latin-1"))
@@ -648,19 +664,13 @@ class RequestCycle:
                 self.fail(500, "Internal Server Error")
 
     def fail(self, status: int, message: str) -> None:
-        if self.disconnected or self.sender.state == "done":
+        if self.disconnected or self.writer.finished:
             return  # the response is complete (Starlette's ServerErrorMiddleware re-raises after sending its 500)
         if self.sender.started:
             # Too late for an error status: abort (no terminating chunk) so the client knows the response is cut.
             self.transport.close()
             return
-        self.sender.status = status
-        try:
-            data = error_response(self.conn, status, message, server=SERVER_HEADER,
-                                  date=self.connection.server.date.value(), close=status != 500)
-        except h11.LocalProtocolError:
-            self.transport.close()
-            return
+        data = error_response(self.writer, status, message, close=status != 500)
         self.sender.state = "done"
         self.transport.write(data)
         self._log()
@@ -673,7 +683,7 @@ class RequestCycle:
         if self.connection.server.config.access_log:
             request = self.request
             access_log.info(access_line(self.connection.client, request.method, request.target,
-                                        request.http_version, self.sender.status, self.sender.body_bytes,
+                                        request.http_version, self.writer.status, self.writer.body_bytes,
                                         time.perf_counter() - self.started_at))
 
 
@@ -681,14 +691,15 @@ class WebSocketCycle:
     """One WebSocket: the ASGI conversation before the handshake (``websocket.connect``, then ``accept`` or
     ``close``), and the core's wsproto session after it."""
 
-    def __init__(self, connection: Connection, conn: h11.Connection, request: h11.Request) -> None:
+    def __init__(self, connection: Connection, conn: h11.Connection, request: h11.Request,
+                 headers: list[tuple[bytes, bytes]]) -> None:
         server = connection.server
         self.connection = connection
         self.transport = connection.transport
         self.conn = conn
         self.request = request
         self.scope = websocket_scope(request, server=server.server_address, client=connection.client,
-                                     state=server.state)
+                                     state=server.state, headers=headers)
         self.session: WebSocketSession | None = None
         self.messages: deque[dict[str, Any]] = deque([{"type": "websocket.connect"}])
         self.wakeup = asyncio.Event()
@@ -750,7 +761,7 @@ class WebSocketCycle:
             if self.closed is not None:
                 raise ClientDisconnected(f"client disconnected before the handshake; {kind!r} not sent")
             if kind == "websocket.accept":
-                self.transport.write(self.conn.send(accept_event(self.request, message)))
+                self.transport.write(accept_response(self.request, message))
                 self.handshake_done = True
                 # h11 has switched protocols; whatever it received after the request head is the first frames.
                 self.session = WebSocketSession(self.connection.limits.max_ws_message, self.conn.trailing_data[0])
@@ -776,8 +787,8 @@ class WebSocketCycle:
 
     def _deny(self, status: int, message: str) -> None:
         self.handshake_done = True
-        self.transport.write(error_response(self.conn, status, message, server=SERVER_HEADER,
-                                            date=self.connection.server.date.value(), close=True))
+        writer = ResponseWriter(b"GET", b"1.1", (), date=self.connection.server.date, server_header=SERVER_HEADER)
+        self.transport.write(error_response(writer, status, message, close=True))
         self._log(status)
         self.transport.close()
 

@@ -68,12 +68,12 @@ from servers.core.http import (
     ClientDisconnected,
     DateHeader,
     access_line,
-    error_response,
     new_cycle,
     rejection_response,
     reusable,
 )
 from servers.core.limits import Limits
+from servers.core.writer import CONTINUE, ResponseWriter, error_response
 from servers.core.wsgi import StartResponse, WSGIInput, build_environ, iterate_body
 from servers.scratch_common import (
     STARTUP_FAILED,
@@ -414,23 +414,24 @@ class Connection:
             self.send_rejection(Rejection(exc.error_status_hint, str(exc), "h11"))
             return None
         assert isinstance(request, h11.Request), request  # a complete head always yields a Request
-        length = next((v for n, v in request.headers if n == b"content-length"), None)
+        headers = list(request.headers)  # once: iterating h11's Headers object is slow, a list is not
+        length = next((v for n, v in headers if n == b"content-length"), None)
         if limits.max_body_bytes and length is not None and int(length) > limits.max_body_bytes:
             # Refused from the header, before reading a byte of it (CONTRACT.md: "a 413 is decided from
             # Content-Length before reading"); the body will not be read, so the connection must close.
             self.send_rejection(Rejection(413, f"request body over {limits.max_body_bytes} bytes", "max_body_bytes"))
             return None
-        cycle = RequestCycle(self, conn, request)
+        cycle = RequestCycle(self, conn, request, headers)
         cycle.run()
         if cycle.aborted:
             return None
-        if conn.our_state is h11.DONE and conn.their_state is h11.SEND_BODY and not cycle.unanswered_continue:
+        if cycle.writer.finished and conn.their_state is h11.SEND_BODY and not cycle.unanswered_continue:
             # The app answered without reading the whole body.  Read and discard the rest, so the next request
             # starts at the right byte, rather than closing with unread data (which makes the kernel send RST,
             # and a client may lose our response with it).  Bounded by max_body_bytes.
             if not cycle.drain():
                 return None
-        if not reusable(conn):
+        if not reusable(conn, cycle.writer):
             return None
         return conn.trailing_data[0]
 
@@ -442,7 +443,8 @@ class Connection:
 class RequestCycle:
     """One ``app(environ, start_response)`` call: the socket reads and writes it needs, and its outcome."""
 
-    def __init__(self, connection: Connection, conn: h11.Connection, request: h11.Request) -> None:
+    def __init__(self, connection: Connection, conn: h11.Connection, request: h11.Request,
+                 headers: list[tuple[bytes, bytes]]) -> None:
         self.connection = connection
         self.sock = connection.sock
         self.conn = conn
@@ -451,8 +453,11 @@ class RequestCycle:
         self.limits = self.server.limits
         self.body_received = 0
         self.continue_sent = False
-        self.expects_continue = any(n == b"expect" and v.lower() == b"100-continue" for n, v in request.headers)
+        self.headers = headers
+        self.expects_continue = any(n == b"expect" and v.lower() == b"100-continue" for n, v in headers)
         self.aborted = False
+        self.writer = ResponseWriter(request.method, request.http_version, headers, date=self.server.date,
+                                     server_header=SERVER_HEADER, closing=self.server.should_exit)
 
     @property
     def unanswered_continue(self) -> bool:
@@ -473,11 +478,11 @@ class RequestCycle:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                if conn.client_is_waiting_for_100_continue:
+                if conn.client_is_waiting_for_100_continue and not self.continue_sent:
                     # RFC 9110 §10.1.1: the client waits for "100 (Continue)" before sending the content.  We send it
                     # only now that the app actually reads the body: an app that refuses the request (413, 401) never
                     # makes the client upload it.
-                    self.transmit(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+                    self.transmit(CONTINUE)
                     self.continue_sent = True
                 try:
                     data = self.sock.recv(RECV_SIZE)
@@ -507,10 +512,10 @@ class RequestCycle:
     def run(self) -> None:
         request = self.request
         started_at = time.perf_counter()
-        start = StartResponse(self.conn, self.transmit, server_header=SERVER_HEADER, date=self.server.date,
-                              head_request=request.method == b"HEAD", close=self.server.should_exit)
+        start = StartResponse(self.writer, self.transmit)
         environ = build_environ(request, server=self.server.server_address, client=self.connection.client,
-                                wsgi_input=WSGIInput(self.pull), multiprocess=self.server.config.workers > 1)
+                                wsgi_input=WSGIInput(self.pull), multiprocess=self.server.config.workers > 1,
+                                headers=self.headers)
         result = None
         try:
             result = self.server.app(environ, start)
@@ -538,7 +543,7 @@ class RequestCycle:
                     log.exception("error in the response iterable's close()")
         if self.server.config.access_log:
             access_log.info(access_line(self.connection.client, request.method, request.target,
-                                        request.http_version, start.status or 0, start.body_bytes,
+                                        request.http_version, self.writer.status, self.writer.body_bytes,
                                         time.perf_counter() - started_at))
 
     def fail(self, start: StartResponse, status: int, message: str) -> None:
@@ -549,15 +554,13 @@ class RequestCycle:
             # the Content-Length) is the only way left to tell the client the response is incomplete.
             self.aborted = True
             return
-        start.status = status
         try:
-            self.transmit(error_response(self.conn, status, "Internal Server Error" if status == 500 else message,
-                                         server=SERVER_HEADER, date=self.server.date.value(), close=status != 500))
-            start.headers_sent = start.finished = True
+            self.transmit(error_response(self.writer, status, "Internal Server Error" if status == 500 else message,
+                                         close=status != 500))
             if status != 500:
                 self.aborted = True  # 413/400: the body was not read; Connection: close was sent
                 self.connection.begin_linger()
-        except (ClientDisconnected, h11.LocalProtocolError):
+        except ClientDisconnected:
             self.aborted = True
 
 

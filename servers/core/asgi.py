@@ -13,7 +13,7 @@ dict messages.  This module holds the parts of that conversation that need no ev
 * :class:`HTTPSend` -- the HTTP send side as a three-state machine: ``http.response.start`` exactly once, then
   ``http.response.body`` until one arrives without ``more_body``, then nothing.  Any other order raises
   :class:`ASGIProtocolError` naming the message expected and the one received, like uvicorn's.  Messages are
-  turned into h11 events and the bytes returned to the server, which writes them.
+  serialised by a ``ResponseWriter`` (``writer.py``) and the bytes returned to the server, which writes them.
 
 The WebSocket frame side is in ``websocket.py``; lifespan needs nothing here but its message names.
 
@@ -28,7 +28,8 @@ from typing import Any
 
 import h11
 
-from servers.core.http import DateHeader, decode_path, split_target, status_phrase
+from servers.core.http import decode_path, split_target
+from servers.core.writer import ResponseError, ResponseWriter
 
 __all__ = ["ASGI_VERSION", "ASGIProtocolError", "HTTPSend", "http_scope", "websocket_scope"]
 
@@ -49,7 +50,9 @@ def _path(raw_path: bytes) -> str:
 
 
 def http_scope(request: h11.Request, *, server: tuple[str, int], client: tuple[str, int] | None,
-               state: dict[str, Any] | None, root_path: str = "") -> dict[str, Any]:
+               state: dict[str, Any] | None, root_path: str = "",
+               headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+    """``headers``: ``list(request.headers)`` if the caller already made it (iterating h11's Headers is slow)."""
     raw_path, query = split_target(request.target)
     scope: dict[str, Any] = {
         "type": "http",
@@ -62,7 +65,7 @@ def http_scope(request: h11.Request, *, server: tuple[str, int], client: tuple[s
         "query_string": query,
         "root_path": root_path,
         # ASGI: "header names should be lowercased"; h11 already lowercases and keeps order and repeats.
-        "headers": [(name, value) for name, value in request.headers],
+        "headers": list(request.headers) if headers is None else headers,
         "client": client,
         "server": server,
     }
@@ -74,12 +77,13 @@ def http_scope(request: h11.Request, *, server: tuple[str, int], client: tuple[s
 
 
 def websocket_scope(request: h11.Request, *, server: tuple[str, int], client: tuple[str, int] | None,
-                    state: dict[str, Any] | None, root_path: str = "") -> dict[str, Any]:
-    scope = http_scope(request, server=server, client=client, state=state, root_path=root_path)
+                    state: dict[str, Any] | None, root_path: str = "",
+                    headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+    scope = http_scope(request, server=server, client=client, state=state, root_path=root_path, headers=headers)
     scope["type"] = "websocket"
     scope["scheme"] = "ws"
     del scope["method"]  # not part of the WebSocket scope
-    protocols = [value for name, value in request.headers if name == b"sec-websocket-protocol"]
+    protocols = [value for name, value in scope["headers"] if name == b"sec-websocket-protocol"]
     # RFC 6455 §4.1: Sec-WebSocket-Protocol is a comma-separated list, possibly repeated; order is preference.
     scope["subprotocols"] = [p.strip().decode("latin-1") for v in protocols for p in v.split(b",") if p.strip()]
     return scope
@@ -92,18 +96,14 @@ def _message_type(message: Any) -> str:
 
 
 def check_headers(headers: Any, where: str) -> list[tuple[bytes, bytes]]:
-    """ASGI: "headers: Iterable[[byte string, byte string]]".  CR, LF and NUL are refused: they would split the
-    response (RFC 9110 §5.5)."""
-    checked = []
+    """ASGI: "headers: Iterable[[byte string, byte string]]".  (CR, LF and NUL are refused by the writer.)"""
     try:
-        for name, value in headers:
-            if not isinstance(name, bytes) or not isinstance(value, bytes):
-                raise ASGIProtocolError(f"{where}: header names and values must be bytes, got {name!r}: {value!r}")
-            if b"\r" in value or b"\n" in value or b"\0" in value or b"\r" in name or b"\n" in name:
-                raise ASGIProtocolError(f"{where}: header {name!r} contains CR, LF or NUL: {value!r}")
-            checked.append((name, value))
+        checked = [(name, value) for name, value in headers]
     except (TypeError, ValueError):
         raise ASGIProtocolError(f"{where}: 'headers' must be an iterable of [name, value] byte pairs") from None
+    for name, value in checked:
+        if type(name) is not bytes or type(value) is not bytes:
+            raise ASGIProtocolError(f"{where}: header names and values must be bytes, got {name!r}: {value!r}")
     return checked
 
 
@@ -111,28 +111,23 @@ class HTTPSend:
     """The send side of one HTTP request cycle (ASGI HTTP spec, "Response Start" and "Response Body").
 
     ``message(msg)`` validates ``msg`` against the state and returns the bytes to write (possibly ``b""``).
-    States: ``"start"`` → ``"body"`` → ``"done"``.
+    States: ``"start"`` → ``"body"`` → ``"done"``.  Serialising is the ``ResponseWriter``'s job.
     """
 
-    __slots__ = ("conn", "state", "server_header", "date", "head_request", "close", "status", "body_bytes",
-                 "_start")
+    __slots__ = ("writer", "state")
 
-    def __init__(self, conn: h11.Connection, *, server_header: bytes, date: DateHeader, head_request: bool = False,
-                 close: bool = False) -> None:
-        self.conn = conn
+    def __init__(self, writer: ResponseWriter) -> None:
+        self.writer = writer
         self.state = "start"
-        self.server_header = server_header
-        self.date = date
-        self.head_request = head_request
-        self.close = close
-        self.status = 0
-        self.body_bytes = 0
-        self._start: h11.Response | None = None
 
     @property
     def started(self) -> bool:
         """Have the response headers gone to the client?"""
-        return self.state != "start" and self._start is None
+        return self.writer.head_sent
+
+    @property
+    def status(self) -> int:
+        return self.writer.status
 
     def message(self, message: Any) -> bytes:
         kind = _message_type(message)
@@ -140,24 +135,18 @@ class HTTPSend:
             if kind != "http.response.start":
                 raise ASGIProtocolError(f"Expected ASGI message 'http.response.start', but got {kind!r}.")
             status = message.get("status")
-            if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
+            if type(status) is not int or not 100 <= status <= 999:
                 raise ASGIProtocolError(f"http.response.start 'status' must be an int 100..999, got {status!r}")
             if message.get("trailers"):
                 raise ASGIProtocolError("http.response.start 'trailers': this server does not offer the "
                                         "http.response.trailers extension (it is not in scope['extensions'])")
-            headers = check_headers(message.get("headers", ()), "http.response.start")
-            names = {name.lower() for name, _ in headers}
-            if b"date" not in names:
-                headers.append((b"date", self.date.value()))
-            if b"server" not in names:
-                headers.append((b"server", self.server_header))
-            if self.close and b"connection" not in names:
-                headers.append((b"connection", b"close"))
-            self.status = status
-            # ASGI HTTP spec, "Response Start": "the protocol server must not start sending the response to the
-            # client until it has received at least one Response Body event."  So the head waits here and goes
-            # out together with the first body -- one write for a one-message response.
-            self._start = h11.Response(status_code=status, headers=headers, reason=status_phrase(status))
+            try:
+                # ASGI HTTP spec, "Response Start": "the protocol server must not start sending the response to the
+                # client until it has received at least one Response Body event."  The writer builds the head now
+                # and releases it with the first body -- one write for a one-message response.
+                self.writer.start(status, check_headers(message.get("headers", ()), "http.response.start"))
+            except ResponseError as exc:
+                raise ASGIProtocolError(f"http.response.start: {exc}") from None
             self.state = "body"
             return b""
         if self.state == "body":
@@ -166,16 +155,9 @@ class HTTPSend:
             body = message.get("body", b"")
             if not isinstance(body, (bytes, bytearray, memoryview)):
                 raise ASGIProtocolError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
-            out = []
-            if self._start is not None:
-                out.append(self.conn.send(self._start))
-                self._start = None
-            # HEAD, 204 and 304 responses have no content (RFC 9110 §9.3.2, §15.3.5, §15.4.5): drop what the app sends.
-            if body and not (self.head_request or self.status in (204, 304)):
-                out.append(self.conn.send(h11.Data(data=body)))
-                self.body_bytes += len(body)
-            if not message.get("more_body", False):
-                out.append(self.conn.send(h11.EndOfMessage()))
+            last = not message.get("more_body", False)
+            data = self.writer.body(body, last)  # ResponseError (Content-Length disagrees) aborts the connection
+            if last:
                 self.state = "done"
-            return b"".join(out)
+            return data
         raise ASGIProtocolError(f"Unexpected ASGI message {kind!r} sent, after response already completed.")

@@ -1,19 +1,16 @@
-"""HTTP/1.1 pieces both scratch servers share: one h11 connection per request cycle, the headers a server adds,
-the request target, canned error responses and the access-log line.
+"""HTTP/1.1 pieces both scratch servers share: one h11 connection per request cycle, the Date header, the request
+target, canned rejections and the access-log line.
 
 Theory of operation
 -------------------
-h11 is a sans-I/O state machine: ``receive_data(bytes)`` in, ``next_event()`` out, ``send(event)`` gives bytes.
-Our servers create **one** ``h11.Connection`` per request cycle rather than one per socket (``new_cycle``).  The
-usual way is to keep one and call ``start_next_cycle()``; we do not, because h11 would then parse a pipelined head
-straight out of its buffer, and every head must first pass ``servers/core/strict.py`` (see ``head.py``).  After
-``EndOfMessage`` the server takes the unparsed bytes back with ``trailing_data`` and gives them to its
-``HeadReader``.  The cost is constructing a small object per request; the gain is that no byte reaches the
-application without passing our checks.
-
-Whether the connection may carry another request afterwards is h11's decision (``reusable``): it tracks
-``Connection: close``, HTTP/1.0 without keep-alive, and responses whose length is delimited by closing
-(RFC 9112 section 9.3).
+h11 is a sans-I/O state machine: ``receive_data(bytes)`` in, ``next_event()`` out.  We use it for the hard
+direction, *parsing requests* (responses are written by ``writer.py``).  Our servers create **one**
+``h11.Connection`` per request cycle rather than one per socket (``new_cycle``).  The usual way is to keep one and
+call ``start_next_cycle()``; we do not, because h11 would then parse a pipelined head straight out of its buffer,
+and every head must first pass ``servers/core/strict.py`` (see ``head.py``).  After ``EndOfMessage`` the server
+takes the unparsed bytes back with ``trailing_data`` and gives them to its ``HeadReader``.  The cost is
+constructing a small object per request (under a microsecond); the gain is that no byte reaches the application
+without passing our checks.
 
 The headers a server adds (RFC 9110):
 
@@ -28,18 +25,21 @@ from __future__ import annotations
 
 import time
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
 import h11
 
 from servers.core.limits import Limits
 
+if TYPE_CHECKING:
+    from servers.core.writer import ResponseWriter
+
 __all__ = [
     "BodyTooLarge",
     "ClientDisconnected",
     "DateHeader",
     "access_line",
-    "error_response",
     "new_cycle",
     "rejection_response",
     "reusable",
@@ -72,10 +72,11 @@ def new_cycle(limits: Limits) -> h11.Connection:
     return h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
 
 
-def reusable(conn: h11.Connection) -> bool:
-    """May another request follow on this socket?  Both sides must have finished this message cleanly
-    (h11 moves to MUST_CLOSE for ``Connection: close``, HTTP/1.0, or a close-delimited response body)."""
-    return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+def reusable(conn: h11.Connection, writer: ResponseWriter) -> bool:
+    """May another request follow on this socket?  Our response must be complete and allow it (``writer``: the
+    persistence rules of RFC 9112 §9.3), and the client's request must have been read to its end (h11 moves to
+    MUST_CLOSE for ``Connection: close`` and HTTP/1.0)."""
+    return writer.finished and writer.keep_alive and conn.their_state is h11.DONE
 
 
 class DateHeader:
@@ -152,19 +153,6 @@ def rejection_response(status: int, reason: str, server: bytes, date: bytes) -> 
         b"server: ", server, b"\r\n\r\n",
         body,
     ])
-
-
-def error_response(conn: h11.Connection, status: int, message: str, *, server: bytes, date: bytes,
-                   close: bool = False) -> bytes:
-    """A complete error response through ``conn``, for errors inside a cycle (500 from a failing app, 413, 400).
-    The body is a fixed sentence chosen by the server -- never the exception text or a traceback (CONTRACT.md #12)."""
-    body = f"{message}\n".encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body)),
-               (b"date", date), (b"server", server)]
-    if close:
-        headers.append((b"connection", b"close"))
-    response = h11.Response(status_code=status, headers=headers, reason=status_phrase(status))
-    return conn.send(response) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
 
 
 def access_line(client: tuple[str, int] | None, method: bytes, target: bytes, http_version: bytes, status: int,

@@ -4,11 +4,11 @@ turns frames into ASGI ``websocket.*`` messages and back.
 Theory of operation
 -------------------
 A WebSocket starts as an HTTP/1.1 request with ``Upgrade: websocket`` (RFC 6455 §4.1).  h11 understands upgrades:
-after such a request it pauses instead of parsing further bytes, and once the server sends a
-``101 Switching Protocols`` informational response h11 steps aside and hands back the bytes it did not parse
-(``trailing_data``) -- the first frames, if the client was quick.  So the handshake goes through the same h11
-cycle as any request; :func:`handshake_problem` checks the RFC 6455 §4.2.1 requirements and :func:`accept_event`
-builds the 101 with ``Sec-WebSocket-Accept`` (§4.2.2).
+after such a request it pauses instead of parsing further bytes (the client may be about to speak another
+protocol), and hands back the bytes it did not parse (``trailing_data``) -- the first frames, if the client was
+quick.  So the handshake is read by the same h11 cycle as any request; :func:`handshake_problem` checks the
+RFC 6455 §4.2.1 requirements and :func:`accept_response` writes the ``101 Switching Protocols`` with
+``Sec-WebSocket-Accept`` (§4.2.2).
 
 Frames are parsed and written by ``wsproto``'s low-level ``Connection`` (not its ``WSConnection``, which would do
 the handshake with its own h11 instance).  Why wsproto rather than frames by hand: framing itself is short, but
@@ -37,8 +37,9 @@ from wsproto.utilities import generate_accept_token
 
 from servers.core.asgi import ASGIProtocolError, check_headers
 from servers.core.http import ClientDisconnected
+from servers.core.writer import ResponseError, serialize_head
 
-__all__ = ["Outcome", "WebSocketSession", "accept_event", "handshake_problem", "is_websocket_upgrade"]
+__all__ = ["Outcome", "WebSocketSession", "accept_response", "handshake_problem", "is_websocket_upgrade"]
 
 
 def _header(request: h11.Request, name: bytes) -> bytes | None:
@@ -78,7 +79,7 @@ def handshake_problem(request: h11.Request) -> tuple[int, str, list[tuple[bytes,
     return None
 
 
-def accept_event(request: h11.Request, message: dict[str, Any]) -> h11.InformationalResponse:
+def accept_response(request: h11.Request, message: dict[str, Any]) -> bytes:
     """The ``101 Switching Protocols`` for a ``websocket.accept`` message (RFC 6455 §4.2.2)."""
     key = (_header(request, b"sec-websocket-key") or b"").strip()
     headers = [
@@ -96,7 +97,10 @@ def accept_event(request: h11.Request, message: dict[str, Any]) -> h11.Informati
             raise ASGIProtocolError("websocket.accept: set the subprotocol with 'subprotocol', not a header "
                                     "(ASGI WebSocket spec, Accept)")
         headers.append((name, value))
-    return h11.InformationalResponse(status_code=101, headers=headers, reason=b"Switching Protocols")
+    try:
+        return serialize_head(101, headers)
+    except ResponseError as exc:
+        raise ASGIProtocolError(f"websocket.accept: {exc}") from None
 
 
 @dataclass

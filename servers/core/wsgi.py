@@ -12,8 +12,8 @@ A WSGI server calls ``app(environ, start_response)`` once per request, synchrono
   pipelined request (PEP 3333: "the server ... should not read past the end of the request body";
   ``wsgi.input_terminated`` tells the app it can simply read to EOF).
 * :class:`StartResponse` is the ``start_response`` callable and the ``write()`` it returns, written as a small
-  state machine (nothing → status set → headers sent → finished) that produces h11 events and hands their bytes
-  to a ``transmit(bytes)`` callable supplied by the server.  Its rules: headers go out with the first *non-empty*
+  state machine (nothing → status set → headers sent → finished) that serialises through a ``ResponseWriter``
+  (``writer.py``) and hands the bytes to a ``transmit(bytes)`` callable supplied by the server.  Its rules: headers go out with the first *non-empty*
   body chunk, ``exc_info`` may replace a status not yet sent and re-raises once it was, and a second call without
   ``exc_info`` is an error.
 
@@ -30,7 +30,8 @@ from typing import Any
 
 import h11
 
-from servers.core.http import DateHeader, decode_path, split_target
+from servers.core.http import decode_path, split_target
+from servers.core.writer import ResponseWriter
 
 __all__ = ["StartResponse", "WSGIInput", "build_environ"]
 
@@ -65,6 +66,7 @@ def build_environ(
     multiprocess: bool = False,
     url_scheme: str = "http",
     script_name: str = "",
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, Any]:
     """The PEP 3333 environ for ``request``.
 
@@ -100,7 +102,7 @@ def build_environ(
     if client is not None:
         environ["REMOTE_ADDR"] = client[0]
         environ["REMOTE_PORT"] = str(client[1])
-    for name, value in request.headers:  # h11 gives names lowercased (RFC 9110 §5.1: case-insensitive)
+    for name, value in request.headers if headers is None else headers:  # h11 lowercases names (RFC 9110 §5.1)
         key = _environ_key(name)
         if key is None:
             continue
@@ -202,23 +204,25 @@ def _check_field(text: str, what: str) -> bytes:
 class StartResponse:
     """``start_response(status, headers, exc_info=None)`` and ``write(data)`` for one request (PEP 3333).
 
-    ``transmit(bytes)`` is the server's way to put bytes on the wire.  State is kept in three attributes:
-    ``status`` (None until called), ``headers_sent`` and ``finished``.
+    ``writer`` (``servers/core/writer.py``) turns status, headers and chunks into bytes; ``transmit(bytes)`` is the
+    server's way to put them on the wire.  The status is kept until the first non-empty chunk, so an ``exc_info``
+    call can still replace it.
     """
 
-    def __init__(self, conn: h11.Connection, transmit: Callable[[bytes], None], *, server_header: bytes,
-                 date: DateHeader, head_request: bool = False, close: bool = False) -> None:
-        self.conn = conn
+    def __init__(self, writer: ResponseWriter, transmit: Callable[[bytes], None]) -> None:
+        self.writer = writer
         self.transmit = transmit
-        self.server_header = server_header
-        self.date = date
-        self.head_request = head_request
-        self.close = close  # add "Connection: close" (the server is shutting down)
         self.status: int | None = None
+        self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.headers_sent = False
-        self.finished = False
-        self.body_bytes = 0
+
+    @property
+    def headers_sent(self) -> bool:
+        return self.writer.head_sent
+
+    @property
+    def finished(self) -> bool:
+        return self.writer.finished
 
     def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
         if exc_info is not None:
@@ -248,23 +252,6 @@ class StartResponse:
         self.headers = encoded
         return self.write
 
-    def _response_event(self) -> h11.Response:
-        headers = self.headers
-        names = {name.lower() for name, _ in headers}
-        extra = []
-        if b"date" not in names:
-            extra.append((b"date", self.date.value()))
-        if b"server" not in names:
-            extra.append((b"server", self.server_header))
-        if self.close and b"connection" not in names:
-            extra.append((b"connection", b"close"))
-        return h11.Response(status_code=self.status, headers=headers + extra, reason=self.reason)
-
-    def _no_body(self) -> bool:
-        # RFC 9110 §9.3.2 (HEAD) and §15.4.5/§15.3.5 (304, 204): these responses have no content, whatever the
-        # app yields.  h11 would refuse the data; we drop it, counting nothing.
-        return self.head_request or self.status in (204, 304)
-
     def write(self, data: bytes, *, last: bool = False) -> None:
         """PEP 3333's ``write()`` (and, with ``last=True``, the server's final chunk in the same packet)."""
         if self.status is None:
@@ -273,22 +260,12 @@ class StartResponse:
             raise RuntimeError("write() after the response was finished")
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"WSGI body chunks must be bytes (PEP 3333), got {type(data).__name__}")
-        out = []
-        if data or last:
-            if not self.headers_sent:
-                # PEP 3333: the server "must not transmit the headers until the first non-empty bytestring is
-                # yielded" (or write() is called, or the iterable is exhausted).
-                out.append(self.conn.send(self._response_event()))
-                self.headers_sent = True
-            if data and not self._no_body():
-                out.append(self.conn.send(h11.Data(data=data)))
-                self.body_bytes += len(data)
-        if last:
-            out.append(self.conn.send(h11.EndOfMessage()))
-            self.finished = True
-        if out:
-            # One transmit per call: headers, body and terminator of a one-chunk response share one packet.
-            self.transmit(b"".join(out) if len(out) > 1 else out[0])
+        if not data and not last:
+            return  # PEP 3333: the headers wait for "the first non-empty bytestring" (or the end of the iterable)
+        if not self.writer.started:
+            self.writer.start(self.status, self.headers, self.reason)
+        # One transmit per call: headers, body and terminator of a one-chunk response share one packet.
+        self.transmit(self.writer.body(data, last))
 
     def finish(self) -> None:
         """The iterable is exhausted: send the headers if they were never sent (empty body), then the end."""

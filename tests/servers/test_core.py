@@ -15,7 +15,8 @@ from servers.core.asgi import ASGIProtocolError, HTTPSend, http_scope, websocket
 from servers.core.head import HeadReader, Rejection
 from servers.core.http import ClientDisconnected, DateHeader, new_cycle, split_target
 from servers.core.limits import Limits
-from servers.core.websocket import WebSocketSession, accept_event, handshake_problem, is_websocket_upgrade
+from servers.core.websocket import WebSocketSession, accept_response, handshake_problem, is_websocket_upgrade
+from servers.core.writer import ResponseError, ResponseWriter, error_response
 from servers.core.wsgi import StartResponse, WSGIInput, build_environ, iterate_body
 
 CORE = Path(__file__).resolve().parents[2] / "servers" / "core"
@@ -216,12 +217,15 @@ def test_wsgi_input_over_h11_chunked_stops_at_message_end() -> None:
 
 # --- start_response -----------------------------------------------------------------------------------------------
 
+def writer_for(head: bytes = HEAD, closing: bool = False) -> ResponseWriter:
+    _, req = request(head)
+    return ResponseWriter(req.method, req.http_version, req.headers, date=DateHeader(), server_header=b"t",
+                          closing=closing)
+
+
 def responder(head: bytes = HEAD) -> tuple[StartResponse, list[bytes]]:
-    conn, req = request(head)
-    conn.next_event()  # EndOfMessage
     out: list[bytes] = []
-    return StartResponse(conn, out.append, server_header=b"t", date=DateHeader(),
-                         head_request=req.method == b"HEAD"), out
+    return StartResponse(writer_for(head), out.append), out
 
 
 def test_start_response_headers_wait_for_first_nonempty_chunk() -> None:
@@ -324,13 +328,14 @@ def test_websocket_scope_and_handshake() -> None:
     scope = websocket_scope(req, server=("h", 1), client=None, state=None)
     assert scope["type"] == "websocket" and scope["scheme"] == "ws" and "method" not in scope
     assert scope["subprotocols"] == ["chat", "superchat"] and "state" not in scope
-    event = accept_event(req, {"type": "websocket.accept", "subprotocol": "chat"})
-    conn.next_event()  # EndOfMessage; h11 now waits for our decision on the upgrade
-    raw = conn.send(event)
+    raw = accept_response(req, {"type": "websocket.accept", "subprotocol": "chat"})
     # RFC 6455 §1.3's own example key and accept value
     assert raw.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
     assert b"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in raw
-    assert conn.our_state is h11.SWITCHED_PROTOCOL
+    conn.next_event()  # EndOfMessage
+    assert conn.next_event() is h11.PAUSED  # h11 parses nothing after an upgrade request
+    with pytest.raises(ASGIProtocolError, match="CR, LF or NUL"):
+        accept_response(req, {"type": "websocket.accept", "headers": [(b"x", b"a\r\nb")]})
 
 
 @pytest.mark.parametrize(("change", "status"), [
@@ -344,9 +349,7 @@ def test_websocket_handshake_problems(change: tuple[bytes, bytes], status: int) 
 
 
 def sender(head: bytes = HEAD) -> HTTPSend:
-    conn, _ = request(head)
-    conn.next_event()
-    return HTTPSend(conn, server_header=b"t", date=DateHeader())
+    return HTTPSend(writer_for(head))
 
 
 def test_http_send_state_machine_happy_path() -> None:
@@ -365,6 +368,7 @@ def test_http_send_state_machine_happy_path() -> None:
     ([{"type": "http.response.start", "status": "200"}], "must be an int"),
     ([{"type": "http.response.start", "status": 200, "headers": [("a", "b")]}], "must be bytes"),
     ([{"type": "http.response.start", "status": 200, "headers": [(b"a", b"b\r\nc: d")]}], "CR, LF or NUL"),
+    ([{"type": "http.response.start", "status": 200, "headers": [(b"a b", b"c")]}], "not a token"),
     ([{"type": "http.response.start", "status": 200}, {"type": "http.response.body", "body": "text"}],
      "must be bytes"),
     (["not a dict"], "dicts with a 'type'"),
@@ -446,3 +450,72 @@ def test_imf_fixdate_matches_rfc_example() -> None:
     from servers.core.http import imf_fixdate
     assert imf_fixdate(784111777) == b"Sun, 06 Nov 1994 08:49:37 GMT"  # RFC 9110 §5.6.7's example
     assert imf_fixdate(1_800_000_000) == formatdate(1_800_000_000, usegmt=True).encode()
+
+
+# --- the response writer ----------------------------------------------------------------------------------------
+
+def test_writer_content_length_framing_and_one_write() -> None:
+    w = writer_for()
+    w.start(200, [(b"content-length", b"5")])
+    raw = w.body(b"hello", last=True)
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and raw.endswith(b"\r\n\r\nhello")
+    assert b"date: " in raw and b"server: t\r\n" in raw and w.finished and w.keep_alive
+
+
+def test_writer_chunked_when_no_length_on_http11() -> None:
+    w = writer_for()
+    w.start(200, [])
+    raw = w.body(b"ab") + w.body(b"") + w.body(b"cde", last=True)
+    assert b"transfer-encoding: chunked\r\n" in raw and raw.endswith(b"\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n")
+
+
+def test_writer_http10_is_close_delimited() -> None:
+    w = writer_for(b"GET / HTTP/1.0\r\n\r\n")
+    w.start(200, [])
+    raw = w.body(b"x", last=True)
+    assert b"connection: close" in raw and raw.endswith(b"\r\n\r\nx") and not w.keep_alive
+
+
+@pytest.mark.parametrize(("head", "status"), [(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n", 200), (HEAD, 204), (HEAD, 304)])
+def test_writer_no_body(head: bytes, status: int) -> None:
+    w = writer_for(head)
+    w.start(status, [(b"content-length", b"5")])
+    raw = w.body(b"hello", last=True)
+    assert raw.endswith(b"\r\n\r\n")
+    assert (b"content-length" in raw) == (status != 204)  # RFC 9110 §8.6: never in a 204
+
+
+def test_writer_connection_close_from_request_app_or_shutdown() -> None:
+    w = writer_for(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    w.start(200, [(b"content-length", b"0")])
+    assert b"connection: close" in w.body(b"", last=True) and not w.keep_alive
+    w = writer_for()
+    w.start(200, [(b"Connection", b"close"), (b"content-length", b"0")])
+    assert w.body(b"", last=True).count(b"onnection: close") == 1 and not w.keep_alive
+    w = writer_for(closing=True)
+    w.start(200, [(b"content-length", b"0")])
+    assert b"connection: close" in w.body(b"", last=True)
+
+
+def test_writer_content_length_mismatch_is_an_error() -> None:
+    w = writer_for()
+    w.start(200, [(b"content-length", b"3")])
+    with pytest.raises(ResponseError, match="longer"):
+        w.body(b"toolong")
+    w = writer_for()
+    w.start(200, [(b"content-length", b"3")])
+    w.body(b"a")
+    with pytest.raises(ResponseError, match="short"):
+        w.end()
+
+
+@pytest.mark.parametrize("headers", [[(b"x", b"a\r\nset-cookie: evil")], [(b"x", b"a\nb")], [(b"x", b"a\rb")],
+                                     [(b"x", b"a\0b")], [(b"x:y", b"a")], [(b"", b"a")]])
+def test_writer_refuses_response_splitting(headers: list) -> None:
+    with pytest.raises(ResponseError):
+        writer_for().start(200, headers)
+
+
+def test_error_response_is_generic_and_complete() -> None:
+    raw = error_response(writer_for(), 500, "Internal Server Error")
+    assert raw.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and raw.endswith(b"\r\n\r\nInternal Server Error\n")

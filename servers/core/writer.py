@@ -1,0 +1,190 @@
+"""Writing a response: status line, header fields and body framing, by hand (RFC 9112 §4, §5, §6, §9).
+
+Theory of operation
+-------------------
+The two directions of HTTP are not equally hard.  *Parsing* a request means facing bytes from a stranger: every
+ambiguity is a potential smuggling bug, so we use h11 for it, behind our strict checks.  *Writing* a response means
+serialising bytes we produce ourselves from a status, a header list and body chunks; the rules fit on a page, and
+they are this module.  We used to send through h11 as well; profiling showed its send path (event objects,
+header normalisation, the state machine) was a third of a plaintext request's CPU time, while everything it
+protects against on this side is checked here in a few lines.  (gunicorn, waitress and uvicorn's httptools
+protocol all write responses by hand too.)
+
+The rules, as applied by :class:`ResponseWriter`:
+
+* **Status line** (RFC 9112 §4): always ``HTTP/1.1`` -- RFC 9110 §6.2: a server "SHOULD send a response version
+  equal to the highest version to which the server is conformant that has a major version less than or equal to
+  the one received in the request", so a 1.0 client gets ``HTTP/1.1`` too.
+* **Fields** (RFC 9110 §5.5): names must be tokens; values must not contain CR, LF or NUL -- otherwise an
+  application could end the head early and write a second response of its choosing (response splitting).
+  Refused with :class:`ResponseError`, never sent.  ``Date`` and ``Server`` are added when missing (RFC 9110
+  §6.6.1, §10.2.4).
+* **Framing** (RFC 9112 §6): no body at all for ``HEAD`` and for 1xx, 204 and 304 (§6.3 ¶1-2), whatever the app
+  yields; else the app's ``Content-Length`` (the body must then be exactly that long -- more is refused, fewer
+  aborts the connection, §6.3 ¶5); else chunked for HTTP/1.1 clients (§7.1); else, for an HTTP/1.0 client, the end
+  of the body is the end of the connection (§6.3 ¶8).
+* **Persistence** (RFC 9112 §9.3): HTTP/1.1 connections persist unless either side sends ``Connection: close``;
+  HTTP/1.0 ones only with ``Connection: keep-alive``.  When we will close, we say so with ``Connection: close``
+  (§9.6: a server that intends to close "SHOULD send a close connection option").
+
+What this module deliberately does not do: trailers, ``Transfer-Encoding`` other than chunked, and ranges.
+"""
+
+from __future__ import annotations
+
+import re
+
+from servers.core.http import DateHeader, status_phrase
+
+__all__ = ["CONTINUE", "ResponseError", "ResponseWriter", "error_response", "serialize_head"]
+
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 tchar
+
+
+class ResponseError(Exception):
+    """The application's response cannot be written as given (bad header, more body than Content-Length)."""
+
+
+def _bad_value(blob: bytes) -> bool:
+    return b"\r" in blob or b"\n" in blob or b"\0" in blob
+
+
+def serialize_head(status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None) -> bytes:
+    """Status line and header fields, validated; ends with the empty line."""
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, status_phrase(status) if reason is None else reason)]
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name):
+            raise ResponseError(f"header name {name!r} is not a token (RFC 9110 §5.1)")
+        parts.append(name + b": " + value + b"\r\n")
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    # One scan of everything the app supplied, instead of one per value: CR, LF or NUL anywhere but in our own
+    # line ends means a value smuggled a line break (response splitting, RFC 9110 §5.5).
+    if head.count(b"\r") != head.count(b"\n") or head.count(b"\r\n") != len(headers) + 2 or b"\0" in head:
+        bad = next((n for n, v in headers if _bad_value(v)), b"?")
+        raise ResponseError(f"header {bad!r} has a value with CR, LF or NUL, which would split the response")
+    return head
+
+
+class ResponseWriter:
+    """One response on its way out: ``start()`` once, then ``body()`` any number of times, then ``end()``.
+
+    Each returns the bytes to send (the head is held back until the first ``body()`` call so that a one-chunk
+    response goes out in one write).  ``keep_alive`` says whether the connection may carry another request once
+    this one is ``finished``.
+    """
+
+    __slots__ = ("method_head", "http_10", "keep_alive", "date", "server_header", "status", "started", "head_sent",
+                 "finished", "body_bytes", "_head", "_framing", "_remaining")
+
+    def __init__(self, method: bytes, http_version: bytes, request_headers: list[tuple[bytes, bytes]] | object, *,
+                 date: DateHeader, server_header: bytes, closing: bool = False) -> None:
+        self.method_head = method == b"HEAD"
+        self.http_10 = http_version == b"1.0"
+        tokens = b""
+        for name, value in request_headers:  # type: ignore[attr-defined]
+            if name == b"connection":
+                tokens += b"," + value.lower()
+        options = {t.strip() for t in tokens.split(b",")} if tokens else set()
+        # RFC 9112 §9.3: 1.1 persists unless "close".  HTTP/1.0 persists only with "keep-alive", which -- like h11,
+        # whose request-side state we follow -- we do not offer: a 1.0 client gets one response per connection.
+        self.keep_alive = not closing and b"close" not in options and not self.http_10
+        self.date = date
+        self.server_header = server_header
+        self.status = 0
+        self.started = self.head_sent = self.finished = False
+        self.body_bytes = 0
+        self._head = b""
+        self._framing = ""  # "none" | "length" | "chunked" | "close"
+        self._remaining = 0
+
+    def start(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None) -> None:
+        """Decide the framing and build the head (sent with the first body call)."""
+        length = None
+        has_date = has_server = chunked = False
+        out = []
+        for name, value in headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise ResponseError(f"Content-Length {value!r} is not a number") from None
+                if length < 0:
+                    raise ResponseError(f"Content-Length {value!r} is negative")
+            elif lname == b"transfer-encoding":
+                if value.strip().lower() != b"chunked":
+                    raise ResponseError(f"Transfer-Encoding {value!r}: only chunked is supported (RFC 9112 §7)")
+                chunked = True
+                continue  # we add our own below
+            elif lname == b"connection":
+                if b"close" in value.lower():
+                    self.keep_alive = False
+                continue  # persistence is the server's business (PEP 3333 and ASGI leave hop-by-hop to us)
+            elif lname == b"date":
+                has_date = True
+            elif lname == b"server":
+                has_server = True
+            out.append((name, value))
+        if self.method_head or status < 200 or status in (204, 304):
+            self._framing = "none"  # RFC 9112 §6.3 ¶1-2: no content, whatever the headers say
+            if status < 200 or status == 204:  # RFC 9110 §8.6: "MUST NOT send Content-Length" in these
+                out = [(n, v) for n, v in out if n.lower() != b"content-length"]
+        elif length is not None and not chunked:
+            self._framing, self._remaining = "length", length
+        elif not self.http_10:
+            self._framing = "chunked"
+            out = [(n, v) for n, v in out if n.lower() != b"content-length"]
+            out.append((b"transfer-encoding", b"chunked"))
+        else:
+            self._framing = "close"  # RFC 9112 §6.3 ¶8: a 1.0 client reads until the connection closes
+            self.keep_alive = False
+        if not has_date:
+            out.append((b"date", self.date.value()))
+        if not has_server:
+            out.append((b"server", self.server_header))
+        if not self.keep_alive:
+            out.append((b"connection", b"close"))
+        self._head = serialize_head(status, out, reason)
+        self.status = status
+        self.started = True
+
+    def body(self, data: bytes, last: bool = False) -> bytes:
+        """Bytes for one body chunk (and, with ``last``, the end of the message)."""
+        out = b""
+        if not self.head_sent:
+            out, self._head, self.head_sent = self._head, b"", True
+        framing = self._framing
+        if data and framing != "none":
+            self.body_bytes += len(data)
+            if framing == "chunked":
+                out += b"%x\r\n" % len(data) + data + b"\r\n"
+            else:
+                if framing == "length":
+                    self._remaining -= len(data)
+                    if self._remaining < 0:
+                        raise ResponseError("the body is longer than the Content-Length the app declared "
+                                            "(RFC 9112 §6.3 ¶5)")
+                out += data
+        if last:
+            out += self.end()
+        return out
+
+    def end(self) -> bytes:
+        if self._framing == "length" and self._remaining:
+            raise ResponseError(f"the body ended {self._remaining} bytes short of the declared Content-Length")
+        self.finished = True
+        return b"0\r\n\r\n" if self._framing == "chunked" else b""
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"  # RFC 9110 §15.2.1; an interim response has no fields we need
+
+
+def error_response(writer: ResponseWriter, status: int, message: str, *, close: bool = False) -> bytes:
+    """A complete, generic error response through ``writer`` (500 from a failing app, 413, 400, 403 ...).  The body
+    is a fixed sentence chosen by the server -- never the exception text or a traceback (CONTRACT.md #12)."""
+    if close:
+        writer.keep_alive = False
+    body = f"{message}\n".encode()
+    writer.start(status, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))])
+    return writer.body(body, last=True)
