@@ -302,3 +302,29 @@ def test_workers_share_the_port_and_stop_together() -> None:
         assert all(httpx.get(srv.url + "/state").text == "yes" for _ in range(10))
         srv.signal(signal.SIGTERM)
         assert srv.wait() == 0
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["access-log", "no-access-log"])
+def test_access_log_line_per_request(enabled: bool, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="layercake.access")
+    with running(scratch_apps.asgi_app, access_log=enabled) as base:
+        httpx.get(base + "/logged?x=1")
+    lines = [r.getMessage() for r in caplog.records if r.name == "layercake.access"]
+    if enabled:
+        assert len(lines) == 1 and '"GET /logged?x=1 HTTP/1.1" 200' in lines[0]
+    else:
+        assert lines == []
+
+
+def test_sigint_closes_websockets_with_1001() -> None:
+    with server_process("servers.scratch_asgi", "tests.servers.scratch_apps:asgi_app", "--no-access-log") as srv:
+        async def client() -> int | None:
+            async with websockets.connect(ws_url(srv.url, "/ws")) as ws:
+                await ws.send("hi")
+                await ws.recv()
+                srv.signal(signal.SIGINT)
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 10)
+                return ws.close_code
+        assert run(client()) == 1001
+        assert srv.wait() == 0

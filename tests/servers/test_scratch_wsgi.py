@@ -228,3 +228,15 @@ def test_bad_app_target_is_a_readable_error() -> None:
     with server_process("servers.scratch_wsgi", "tests.servers.scratch_apps:nope") as srv:
         assert srv.wait() == 3
         assert "has no attribute 'nope'" in srv.stderr and "Traceback" not in srv.stderr
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["access-log", "no-access-log"])
+def test_access_log_line_per_request(enabled: bool, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="layercake.access")
+    with running(scratch_apps.wsgi_app, access_log=enabled) as base:
+        httpx.get(base + "/logged?x=1")
+    lines = [r.getMessage() for r in caplog.records if r.name == "layercake.access"]
+    if enabled:
+        assert len(lines) == 1 and '"GET /logged?x=1 HTTP/1.1" 200' in lines[0]
+    else:
+        assert lines == []
