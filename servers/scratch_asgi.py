@@ -306,6 +306,7 @@ class Connection(asyncio.Protocol):
         self.websocket: WebSocketCycle | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.lingering = False
+        self.half_closed = False  # the client sent EOF after a complete request: answer it, then close
 
     # -- asyncio.Protocol callbacks ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -356,10 +357,17 @@ class Connection(asyncio.Protocol):
             self._drive()
 
     def eof_received(self) -> bool | None:
-        if self.conn is not None and self.cycle is not None and not self.lingering:
-            self.conn.receive_data(b"")  # h11 turns EOF in the middle of a body into a RemoteProtocolError
-            self._drive()
-        return None  # close the transport
+        """The client shut down its sending side.  If its request is complete it may still be waiting for the
+        answer (``printf 'GET / ...' | nc -N`` does this): keep the transport open for writing, close after the
+        response.  Otherwise (idle, or EOF in the middle of a body) there is nothing to answer: close."""
+        if self.conn is None or self.cycle is None or self.lingering:
+            return None
+        if self.conn.their_state is h11.DONE and self.cycle.sender.state != "done":
+            self.half_closed = True
+            return True  # keep writing; _next_cycle closes
+        self.conn.receive_data(b"")  # h11 turns EOF in the middle of a body into a RemoteProtocolError
+        self._drive()
+        return None
 
     # -- timers: header-read and keep-alive --------------------------------------------------------------------
     def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
@@ -521,7 +529,8 @@ class Connection(asyncio.Protocol):
 
     def _next_cycle(self) -> None:
         conn = self.conn
-        if conn is None or self.cycle is None or not reusable(conn, self.cycle.writer) or self.server.should_exit:
+        if (conn is None or self.cycle is None or not reusable(conn, self.cycle.writer) or self.server.should_exit
+                or self.half_closed):
             self.transport.close()
             return
         leftover = conn.trailing_data[0]

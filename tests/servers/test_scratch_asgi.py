@@ -328,3 +328,11 @@ def test_sigint_closes_websockets_with_1001() -> None:
                 return ws.close_code
         assert run(client()) == 1001
         assert srv.wait() == 0
+
+
+def test_half_closed_client_still_gets_its_answer(url: str) -> None:
+    import socket
+    sock = connect(url)
+    sock.sendall(b"GET /slow?0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sock.shutdown(socket.SHUT_WR)  # like `nc -N`: the request is complete, the client sends nothing more
+    assert read_until_closed(sock).endswith(b"\r\n\r\nslept")

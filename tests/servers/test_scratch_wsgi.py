@@ -240,3 +240,17 @@ def test_access_log_line_per_request(enabled: bool, caplog: pytest.LogCaptureFix
         assert len(lines) == 1 and '"GET /logged?x=1 HTTP/1.1" 200' in lines[0]
     else:
         assert lines == []
+
+
+def test_half_closed_client_still_gets_its_answer(url: str) -> None:
+    import socket
+    sock = connect(url)
+    sock.sendall(b"GET /slow?0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sock.shutdown(socket.SHUT_WR)
+    data = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"5\r\nslept\r\n0\r\n\r\n")
+
+
+def test_chunked_body_over_limit_is_413() -> None:
+    with running(scratch_apps.wsgi_app, limits=Limits(max_body_bytes=100)) as base:
+        assert httpx.post(base + "/echo", content=iter([b"x" * 60, b"y" * 60])).status_code == 413
