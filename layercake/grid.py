@@ -220,6 +220,9 @@ def render(grid: Grid) -> Any:
     parts: list[Any] = [matrix]
     if why.row_count:
         parts.append(why)
+    used = {c.bridge for c in grid.cells if c.bridge}
+    for bridge in sorted(used):
+        parts.append(Text(f"⇄ {bridge}: " + "; ".join(bridges.LOSSES[bridge]) + ".", style="cyan"))
     return Group(*parts)
 
 

@@ -177,6 +177,15 @@ class ServerSpec:
             return None
         return "wsgi->asgi" if interface == "wsgi" else "asgi->wsgi"
 
+    def bridge_losses(self, interface: Interface) -> tuple[str, ...]:
+        """What serving an app of ``interface`` here loses to the bridge (empty: native)."""
+        bridge = self.bridge_for(interface)
+        if bridge is None:
+            return ()
+        from servers import bridges
+
+        return bridges.LOSSES[bridge]
+
     def pattern(self) -> str:
         """The native command with placeholders, for ``layercake servers``."""
         return self.native_command("MODULE:APP", ServerOptions(port=8000))

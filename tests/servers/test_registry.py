@@ -57,6 +57,7 @@ def test_entry_describes_itself(spec: ServerSpec) -> None:
     other = "asgi" if spec.interface == "wsgi" else "wsgi"
     assert spec.bridge_for(spec.interface) is None
     assert spec.bridge_for(other) == f"{other}->{spec.interface}"
+    assert spec.bridge_losses(spec.interface) == () and spec.bridge_losses(other)
     if spec.interface == "wsgi":
         assert not spec.capabilities.websockets and not spec.capabilities.lifespan
 
