@@ -130,7 +130,8 @@ class Server:
         self.tasks: set[asyncio.Task[None]] = set()  # running app calls
         self.in_flight = 0
         self.should_exit = False
-        self.close_code = 1012
+        self.force_exit = False  # a second signal: stop waiting for in-flight requests
+        self.close_code = 1012  # for WebSockets at shutdown; 1001 after SIGINT (see _on_signal)
         self.state: dict[str, Any] = {}  # the lifespan state, shallow-copied into every scope
         self._exit: asyncio.Event | None = None
 
@@ -169,8 +170,6 @@ class Server:
         if self.config.lifespan != "off":
             await lifespan.shutdown()
         return 0
-
-    force_exit = False
 
     def _on_signal(self, signum: int) -> None:
         if self.should_exit:
