@@ -787,7 +787,8 @@ class WebSocketCycle:
         data = self.session.send(message)  # raises once closed (ASGI 2.4), with who closed it
         if data and not self.transport.is_closing():
             self.transport.write(data)
-            await self.connection.flow.drain()
+            if self.connection.flow.write_paused:  # a client not reading slows the app down, not our memory
+                await self.connection.flow.drain()
         if kind == "websocket.close":
             # Our close frame is out; the client answers with its own (handled in feed, which closes TCP).  If it
             # never does, close anyway after the keep-alive timeout.

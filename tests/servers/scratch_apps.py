@@ -133,6 +133,9 @@ async def websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"] == "/deny":
         await send({"type": "websocket.close"})
         return
+    if scope["path"] == "/crash":
+        await send({"type": "websocket.accept"})
+        raise RuntimeError("the app fell over")
     subprotocol = scope["subprotocols"][0] if scope["subprotocols"] else None
     await send({"type": "websocket.accept", "subprotocol": subprotocol})
     while True:

@@ -336,3 +336,12 @@ def test_half_closed_client_still_gets_its_answer(url: str) -> None:
     sock.sendall(b"GET /slow?0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
     sock.sock.shutdown(socket.SHUT_WR)  # like `nc -N`: the request is complete, the client sends nothing more
     assert read_until_closed(sock).endswith(b"\r\n\r\nslept")
+
+
+def test_websocket_app_exception_after_accept_is_1011(url: str) -> None:
+    async def main() -> None:
+        async with websockets.connect(ws_url(url, "/crash")) as ws:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1011  # RFC 6455 §7.4.1: "an unexpected condition"
+    run(main())
