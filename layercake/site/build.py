@@ -83,7 +83,8 @@ TRACED: tuple[tuple[str, str, str | None], ...] = (
 TRACE_BUDGET = 35.0  # seconds of the one-minute build that recording traces may take
 
 NAV = (("index.html", "Ladder"), ("source/index.html", "Source"), ("diff/index.html", "Side by side"),
-       ("bench/index.html", "Benchmarks"), ("grid.html", "Grid"), ("traces/index.html", "Traces"))
+       ("bench/index.html", "Benchmarks"), ("grid.html", "Grid"), ("traces/index.html", "Traces"),
+       ("docs/index.html", "Docs"))
 
 
 @dataclass
@@ -112,37 +113,91 @@ def prose_html(text: str) -> str:
 
 
 _ANCHOR = re.compile(r'<a href="([^"]*)"([^>]*)>(.*?)</a>', re.DOTALL)
+_IMAGE = re.compile(r'<img([^>]*?) src="([^"]*)"')
+IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 
 
-def relink(html_text: str, doc: Path, page: str, project: Path = PROJECT) -> str:
+def doc_pages(project: Path = PROJECT) -> dict[Path, str]:
+    """The project's markdown documents that get a page: the README, the contract, the
+    servers' README and everything in docs/ -- keyed by file, valued by site path."""
+    found: dict[Path, str] = {}
+    for path, page in ((project / "README.md", "docs/README.html"), (project / "CONTRACT.md", "docs/CONTRACT.html"),
+                       (project / "servers" / "README.md", "docs/servers-README.html")):
+        if path.is_file():
+            found[path.resolve()] = page
+    docs = project / "docs"
+    for path in sorted(docs.glob("*.md")) if docs.is_dir() else []:
+        found[path.resolve()] = f"docs/{path.stem}.html"
+    return found
+
+
+def _site_path(target: Path, project: Path) -> str | None:
+    """Where project file ``target`` lives in the site, if anywhere."""
+    rel = target.relative_to(project).as_posix()
+    if target.suffix == ".py" and target in _annotated_set(project):
+        return f"source/{rel}.html"
+    if target.suffix == ".md":
+        if target.name == "README.md" and target.parent.parent == project / "layers":
+            app = target.parent / "app.py"
+            return source_page(app, project) if app.exists() else None
+        return doc_pages(project).get(target)
+    if rel.startswith("docs/bench/"):
+        return "bench/" + rel.removeprefix("docs/bench/")
+    return None
+
+
+def relink(html_text: str, doc: Path, page: str, project: Path = PROJECT, out: Path | None = None) -> str:
     """Make a markdown document's relative links work from ``page`` in the site.
 
     A README or docs page links to project files (``../layercake/bench/floor.py``,
-    ``app.py``); in the site, a file that has a pycco page links to that page, a file
-    under ``docs/bench/`` to its copy in ``bench/``, and anything else loses its link
-    but keeps its text -- a site that works offline has no dangling links.  Links to the
-    web and to anchors are left alone.
+    ``CONTRACT.md``, ``docs/screenshots/x.png``); in the site, a file that has a page
+    (pycco source, docs page, a layer's README on its source page) links to that page,
+    a file under ``docs/bench/`` to its copy in ``bench/``, an image is copied under
+    ``files/`` (when ``out`` is given), and anything else loses its link but keeps its
+    text -- a site that works offline has no dangling links.  Links to the web and to
+    anchors are left alone.
     """
     root = "../" * page.count("/")
 
-    def fix(match: re.Match[str]) -> str:
-        href, rest, text = match.groups()
+    def resolve(href: str) -> tuple[Path, str] | None:
         parts = urlsplit(html.unescape(href))
         if parts.scheme or not parts.path:
-            return match.group(0)
+            return None
         target = (doc.parent / unquote(parts.path)).resolve()
-        fragment = f"#{parts.fragment}" if parts.fragment else ""
         try:
-            rel = target.relative_to(project).as_posix()
+            target.relative_to(project)
         except ValueError:
-            return text
-        if target.is_file() and target.suffix == ".py" and target in _annotated_set(project):
-            return f'<a href="{root}source/{esc(rel)}.html{esc(fragment)}"{rest}>{text}</a>'
-        if rel.startswith("docs/bench/") and target.is_file():
-            return f'<a href="{root}bench/{esc(rel.removeprefix("docs/bench/"))}"{rest}>{text}</a>'
-        return text
+            return None
+        return target, (f"#{parts.fragment}" if parts.fragment else "")
 
-    return _ANCHOR.sub(fix, html_text)
+    def copied(target: Path) -> str | None:
+        if out is None or target.suffix.lower() not in IMAGE_SUFFIXES or not target.is_file():
+            return None
+        where = "files/" + target.relative_to(project).as_posix()
+        (out / where).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target, out / where)
+        return where
+
+    def fix_anchor(match: re.Match[str]) -> str:
+        href, rest, text = match.groups()
+        found = resolve(href)
+        if found is None:
+            return match.group(0) if urlsplit(html.unescape(href)).scheme or href.startswith("#") else text
+        target, fragment = found
+        where = _site_path(target, project) if target.exists() else None
+        where = where or copied(target)
+        return f'<a href="{root}{esc(where)}{esc(fragment)}"{rest}>{text}</a>' if where else text
+
+    def fix_image(match: re.Match[str]) -> str:
+        attrs, src = match.groups()
+        found = resolve(src)
+        if found is None:
+            return match.group(0)
+        where = _site_path(found[0], project) if found[0].exists() else None
+        where = where if where and not where.endswith(".html") else copied(found[0])
+        return f'<img{attrs} src="{root}{esc(where)}"' if where else f"<img{attrs} src=\"\""
+
+    return _IMAGE.sub(fix_image, _ANCHOR.sub(fix_anchor, html_text))
 
 
 def _annotated_set(project: Path) -> set[Path]:
@@ -234,13 +289,13 @@ def code_html(lines: list[Line]) -> str:
     return "\n".join(parts)
 
 
-def _readme(path: Path, page: str, project: Path) -> str:
+def _readme(path: Path, page: str, project: Path, out: Path) -> str:
     readme = path.parent / "README.md"
     if path.name != "app.py" or not readme.exists():
         return ""
     # Folded by default (a <details> element needs no script): the page is the source.
     return (f'<details class="readme"><summary>README — what this layer adds, how a request flows through it'
-            f'</summary>{relink(prose_html(readme.read_text(encoding="utf-8")), readme, page, project)}</details>')
+            f'</summary>{relink(prose_html(readme.read_text(encoding="utf-8")), readme, page, project, out)}</details>')
 
 
 def write_source_page(site: Site, source: SourceFile, project: Path, figures: Figures) -> str:
@@ -265,7 +320,7 @@ def write_source_page(site: Site, source: SourceFile, project: Path, figures: Fi
         f'<div class="doc-head"><h1><code>{esc(rel)}</code></h1>\n'
         f'<p class="stats">{source.code_lines:,} lines of code · {source.comment_lines:,} lines of comments and '
         f'docstrings · {source.blank_lines:,} blank · {len(source.sections)} sections</p>{cost}</div>\n'
-        f"{_readme(source.path, page, project)}\n<div class=\"sections\">\n" + "\n".join(sections) + "\n</div>"
+        f"{_readme(source.path, page, project, site.out)}\n<div class=\"sections\">\n" + "\n".join(sections) + "\n</div>"
     )
     site.write(page, rel, body, "source/index.html")
     return page
@@ -525,7 +580,7 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
         shutil.copyfile(path, target)
     parts = ["<h1>Benchmarks</h1>"]
     if method is not None and method.is_file():
-        body = relink(prose_html(method.read_text(encoding="utf-8")), method, "bench/method.html", project)
+        body = relink(prose_html(method.read_text(encoding="utf-8")), method, "bench/method.html", project, site.out)
         site.write("bench/method.html", "How the benchmarks are made", f'<div class="report">{body}</div>',
                    "bench/index.html")
         parts.append('<p class="lede">What is measured, how, and how to check it by hand: '
@@ -537,7 +592,7 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
     for report in reports:
         text = report.read_text(encoding="utf-8")
         shown.update(re.findall(r"!\[[^\]]*\]\(([^)\s]+)", text))
-        body = relink(prose_html(text), report, "bench/index.html", project)
+        body = relink(prose_html(text), report, "bench/index.html", project, site.out)
         parts.append(f'<div class="report" id="{esc(report.stem)}">{body}</div>')
     rest = [img for img in images if img.relative_to(bench_dir).as_posix() not in shown]
     if rest:
@@ -741,6 +796,21 @@ def write_traces(site: Site, project: Path, enabled: bool, budget: float = TRACE
     site.write("traces/index.html", "Traces", body, "traces/index.html")
 
 
+def write_docs(site: Site, project: Path) -> None:
+    """One page per project document (README, CONTRACT, servers/README, docs/*.md)."""
+    rows = []
+    for path, page in doc_pages(project).items():
+        text = path.read_text(encoding="utf-8")
+        title = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("# ")), path.name)
+        body = relink(prose_html(text), path, page, project, site.out)
+        site.write(page, title, f'<div class="report">{body}</div>', "docs/index.html")
+        rows.append(f'<li><a href="{esc(page.removeprefix("docs/"))}">{esc(title)}</a> '
+                    f'<span class="note">{esc(path.relative_to(project).as_posix())}</span></li>')
+    body = ("<h1>Docs</h1>\n<p class=\"lede\">The project's own documents; each layer's README is folded on its "
+            "source page.</p>\n<ul>" + "\n".join(rows) + "</ul>")
+    site.write("docs/index.html", "Docs", body, "docs/index.html")
+
+
 # --- Putting it together ---
 
 
@@ -789,6 +859,7 @@ def build_site(out: Path | str = "site", *, project: Path = PROJECT, figures: Fi
     log("benchmarks and grid")
     write_bench(site, project / "docs" / "bench", project, project / "docs" / "bench.md")
     write_grid(site, project)
+    write_docs(site, project)
     write_traces(site, project, traces, trace_budget, recorder, log)
     report.seconds = time.perf_counter() - started
     return report

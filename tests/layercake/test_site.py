@@ -171,11 +171,28 @@ def test_relink_points_project_links_at_site_pages(tmp_path: Path):
 
     doc = PROJECT / "layers" / "flask" / "README.md"
     html = ('<p><a href="app.py#create_item">app</a> <a href="../../CONTRACT.md">contract</a> '
-            '<a href="https://peps.python.org/pep-3333/">PEP 3333</a> <a href="#here">here</a></p>')
-    out = relink(html, doc, "source/layers/flask/app.py.html")
+            '<a href="../../pyproject.toml">pyproject</a> <a href="../werkzeug/README.md">below</a> '
+            '<a href="https://peps.python.org/pep-3333/">PEP 3333</a> <a href="#here">here</a>'
+            '<img alt="shot" src="../../docs/screenshots/site-index.png"></p>')
+    out = relink(html, doc, "source/layers/flask/app.py.html", PROJECT, tmp_path)
     assert '<a href="../../../source/layers/flask/app.py.html#create_item">app</a>' in out
-    assert "contract" in out and "CONTRACT.md" not in out  # no page for it: text kept, link dropped
+    assert '<a href="../../../docs/CONTRACT.html">contract</a>' in out
+    assert '<a href="../../../source/layers/werkzeug/app.py.html">below</a>' in out  # a README lives on its page
+    assert "pyproject" in out and "pyproject.toml" not in out  # no page for it: text kept, link dropped
     assert 'href="https://peps.python.org/pep-3333/"' in out and 'href="#here"' in out
+    assert 'src="../../../files/docs/screenshots/site-index.png"' in out
+    assert (tmp_path / "files" / "docs" / "screenshots" / "site-index.png").is_file()
+
+
+def test_project_documents_have_pages(site: tuple[Path, BuildReport]):
+    out, _ = site
+    from layercake.site.build import doc_pages
+
+    pages = doc_pages(PROJECT)
+    assert PROJECT.joinpath("CONTRACT.md").resolve() in pages
+    for page in pages.values():
+        assert (out / page).is_file()
+        assert "<h1" in (out / page).read_text(encoding="utf-8")
 
 
 def test_grid_table_from_records():
