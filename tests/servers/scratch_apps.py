@@ -4,11 +4,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
 # What the apps observed, for tests that serve them in a thread of the test process.
 EVENTS: list[str] = []
+
+
+def started_slow() -> None:
+    """Note that a slow request is in flight -- in EVENTS, and in the file SCRATCH_TEST_NOTES names (for a test
+    whose server is a subprocess)."""
+    EVENTS.append("slow started")
+    if notes := os.environ.get("SCRATCH_TEST_NOTES"):
+        with open(notes, "a") as f:
+            f.write("slow started\n")
 
 
 class ClosingBody:
@@ -40,6 +50,7 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
         start_response("413 Content Too Large", [("Content-Length", "0")])
         return [b""]
     if path == "/slow":
+        started_slow()
         time.sleep(float(environ["QUERY_STRING"] or "0.5"))
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slept"]
@@ -100,6 +111,7 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/refuse":
         await respond(b"", 413)
     elif path == "/slow":
+        started_slow()
         await asyncio.sleep(float(scope["query_string"] or b"0.5"))
         await respond(b"slept")
     elif path == "/stream":

@@ -102,11 +102,15 @@ class ServerProcess:
 
 
 @contextmanager
-def server_process(module: str, target: str, *args: str) -> Iterator[ServerProcess]:
-    """Run ``python -m module target --port 0 ...``; wait for the serving line; always stop it."""
+def server_process(module: str, target: str, *args: str, notes: Path | None = None) -> Iterator[ServerProcess]:
+    """Run ``python -m module target --port 0 ...``; wait for the serving line; always stop it.  ``notes``: a file
+    the test apps append to (``SCRATCH_TEST_NOTES``)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if notes is not None:
+        env["SCRATCH_TEST_NOTES"] = str(notes)
     proc = subprocess.Popen([sys.executable, "-m", module, target, "--port", "0", *args], cwd=ROOT,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+                            env=env, start_new_session=True)
     url = ""
     seen = ""
     deadline = time.monotonic() + 30

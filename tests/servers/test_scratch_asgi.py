@@ -6,6 +6,7 @@ import asyncio
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -168,9 +169,10 @@ def test_header_timeout_and_others_still_served() -> None:
 
 def test_max_concurrency_sheds_with_503() -> None:
     with running(scratch_apps.asgi_app, limits=Limits(max_concurrency=1)) as base:
+        scratch_apps.EVENTS.clear()
         slow = threading.Thread(target=httpx.get, args=(base + "/slow?1",), kwargs={"timeout": 10})
         slow.start()
-        time.sleep(0.3)
+        assert wait_for(lambda: "slow started" in scratch_apps.EVENTS)  # the one allowed request is in flight
         r = httpx.get(base + "/fast")
         slow.join()
         assert r.status_code == 503 and r.headers["connection"] == "close"
@@ -267,8 +269,10 @@ def test_app_without_lifespan_is_tolerated() -> None:
         assert srv.wait() == 0
 
 
-def test_sigterm_finishes_in_flight_requests_closes_websockets_1012_and_exits_0() -> None:
-    with server_process("servers.scratch_asgi", "tests.servers.scratch_apps:asgi_app", "--no-access-log") as srv:
+def test_sigterm_finishes_in_flight_requests_closes_websockets_1012_and_exits_0(tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    with server_process("servers.scratch_asgi", "tests.servers.scratch_apps:asgi_app", "--no-access-log",
+                        notes=notes) as srv:
         results: list[int] = []
 
         def get() -> None:
@@ -286,7 +290,7 @@ def test_sigterm_finishes_in_flight_requests_closes_websockets_1012_and_exits_0(
         threads = [threading.Thread(target=get) for _ in range(3)]
         for t in threads:
             t.start()
-        time.sleep(0.4)
+        assert wait_for(lambda: notes.exists() and notes.read_text().count("slow started") == 3)
         code = run(websocket_client())
         for t in threads:
             t.join()

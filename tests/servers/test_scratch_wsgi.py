@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 import wsgiref.validate
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,13 @@ from servers.core.limits import Limits
 from servers.scratch_wsgi import running
 from tests.servers import scratch_apps
 from tests.servers.scratch_live import connect, read_response, read_until_closed, server_process
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
 
 
 @pytest.fixture
@@ -115,10 +123,7 @@ def test_disconnect_mid_stream_calls_close(url: str) -> None:
     sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
     assert sock.recv(1024).startswith(b"HTTP/1.1 200 ")
     sock.close()
-    deadline = time.monotonic() + 5
-    while "close" not in scratch_apps.EVENTS and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert "close" in scratch_apps.EVENTS
+    assert wait_for(lambda: "close" in scratch_apps.EVENTS)
 
 
 def test_http_10_closes(url: str) -> None:
@@ -187,16 +192,19 @@ def test_idle_keep_alive_connection_is_closed() -> None:
 
 def test_max_concurrency_sheds_with_503() -> None:
     with running(scratch_apps.wsgi_app, limits=Limits(max_concurrency=1)) as base:
+        scratch_apps.EVENTS.clear()
         slow = threading.Thread(target=httpx.get, args=(base + "/slow?1",), kwargs={"timeout": 10})
         slow.start()
-        time.sleep(0.3)
+        assert wait_for(lambda: "slow started" in scratch_apps.EVENTS)  # the one allowed request is in flight
         r = httpx.get(base + "/fast")
         slow.join()
         assert r.status_code == 503 and r.headers["connection"] == "close"
 
 
-def test_sigterm_finishes_in_flight_requests_and_exits_0() -> None:
-    with server_process("servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--no-access-log") as srv:
+def test_sigterm_finishes_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    with server_process("servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--no-access-log",
+                        notes=notes) as srv:
         results: list[int] = []
 
         def get() -> None:
@@ -205,7 +213,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0() -> None:
         threads = [threading.Thread(target=get) for _ in range(3)]
         for t in threads:
             t.start()
-        time.sleep(0.4)
+        assert wait_for(lambda: notes.exists() and notes.read_text().count("slow started") == 3)
         srv.signal(signal.SIGTERM)
         for t in threads:
             t.join()
