@@ -109,7 +109,10 @@ def missing(what: str, command: str) -> str:
 
 
 def prose_html(text: str) -> str:
-    return markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists"], output_format="html")
+    """Markdown to HTML; fenced code is highlighted by pygments with the source pages' colours."""
+    return markdown.markdown(
+        text, extensions=["fenced_code", "tables", "sane_lists", "codehilite"], output_format="html",
+        extension_configs={"codehilite": {"css_class": "highlight", "guess_lang": False}})
 
 
 _ANCHOR = re.compile(r'<a href="([^"]*)"([^>]*)>(.*?)</a>', re.DOTALL)
