@@ -82,13 +82,18 @@ class ResponseWriter:
         self.method_head = method == b"HEAD"
         self.http_10 = http_version == b"1.0"
         tokens = b""
+        upgrade = False
         for name, value in request_headers:  # type: ignore[attr-defined]
             if name == b"connection":
                 tokens += b"," + value.lower()
+            elif name == b"upgrade":
+                upgrade = True
         options = {t.strip() for t in tokens.split(b",")} if tokens else set()
         # RFC 9112 §9.3: 1.1 persists unless "close".  HTTP/1.0 persists only with "keep-alive", which -- like h11,
         # whose request-side state we follow -- we do not offer: a 1.0 client gets one response per connection.
-        self.keep_alive = not closing and b"close" not in options and not self.http_10
+        # A request proposing an Upgrade we answer normally (RFC 9110 §7.8: the server may ignore it) also ends
+        # the connection: h11 stops parsing after such a request, so we could not read the next one.
+        self.keep_alive = not closing and b"close" not in options and not self.http_10 and not upgrade
         self.date = date
         self.server_header = server_header
         self.status = 0

@@ -519,3 +519,9 @@ def test_writer_refuses_response_splitting(headers: list) -> None:
 def test_error_response_is_generic_and_complete() -> None:
     raw = error_response(writer_for(), 500, "Internal Server Error")
     assert raw.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and raw.endswith(b"\r\n\r\nInternal Server Error\n")
+
+
+def test_writer_closes_after_an_ignored_upgrade() -> None:
+    w = writer_for(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n")
+    w.start(200, [(b"content-length", b"0")])
+    assert b"connection: close" in w.body(b"", last=True) and not w.keep_alive
