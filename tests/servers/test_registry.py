@@ -211,3 +211,11 @@ def test_ipv6_loopback(server: str) -> None:
     with start_server(spec, layer, ServerOptions(host="::1", app_target=target)) as srv:
         assert srv.url.startswith("http://[::1]:")
         assert httpx.get(srv.url + "/", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(("lifespan", "startup"), [("on", True), ("off", False)])
+def test_env_reaches_the_server_and_can_turn_off_the_bridge_lifespan(lifespan: str, startup: bool) -> None:
+    opts = ServerOptions(app_target=APPS["asgi"][1], env={"LAYERCAKE_BRIDGE_LIFESPAN": lifespan})
+    with start_server("gunicorn-gthread", "bare_asgi", opts) as srv:
+        assert srv.bridge == "asgi->wsgi"
+        assert httpx.get(srv.url + "/", timeout=10).json()["startup"] is startup
