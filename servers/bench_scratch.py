@@ -19,7 +19,9 @@ so the ratios measure the code around them.  Method:
 * wrk: one thread, 64 connections (``-t1 -c64``), ``--latency`` off, keep-alive;
 * every server is started fresh, warmed up for one second, then measured; the rounds are **interleaved**
   (ours, theirs, ours, theirs ...) so a background load spike hits both sides alike;
-* each side's result is the **median** requests/second over the rounds; the ratio is ours / theirs.
+* each side's result is the **median** requests/second over the rounds; the ratio is ours / theirs.  A second
+  figure, the median of the *per-round* ratios, pairs each measurement with its neighbour run seconds apart, so a
+  load spike from another process that hits one round spoils one ratio instead of shifting a whole side.
 
 The access logs are off on every server (uvicorn's is on by default; writing a log line per request would
 dominate).  The environment (CPU, package versions, load average) is printed with the result, because numbers from
@@ -168,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for ours, theirs in pairs:
         a, b = statistics.median(results[ours]), statistics.median(results[theirs])
-        summary[f"{ours} / {theirs}"] = round(a / b, 3)
-        print(f"{ours:13} median {a:8.0f} req/s   {theirs:17} median {b:8.0f} req/s   ratio {a / b:.2f}x")
+        paired = statistics.median(x / y for x, y in zip(results[ours], results[theirs], strict=True))
+        summary[f"{ours} / {theirs}"] = {"ratio_of_medians": round(a / b, 3), "median_of_round_ratios": round(paired, 3)}
+        print(f"{ours:13} median {a:8.0f} req/s   {theirs:17} median {b:8.0f} req/s   "
+              f"ratio {a / b:.2f}x   (median of per-round ratios {paired:.2f}x)")
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "args": vars(args), "rps": results,
                                                "errors": errors, "ratios": summary}, indent=2))
