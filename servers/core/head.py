@@ -80,12 +80,20 @@ class HeadReader:
     (b'GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n', b'xyz')
     """
 
-    __slots__ = ("limits", "_buf", "_scanned")
+    __slots__ = ("limits", "_buf", "_scanned", "_checked")
+
+    # check_partial_head is linear in the buffer, so calling it on every read would make a client that trickles
+    # a 64 KiB head one byte per packet cost the server quadratic time.  A violation, once certain, stays the answer
+    # for every longer prefix (strict.py's segmentation independence), so we may call it less often and get the
+    # same answer a little later: when a read brings a line end (terminator rules are decided there; the field-count
+    # limit bounds how many of those there can be) and otherwise once per CHECK_EVERY new bytes.
+    CHECK_EVERY = 1024
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self._buf = b""
+        self._buf = bytearray()
         self._scanned = 0  # bytes already searched for the empty line (so a trickled head is not rescanned)
+        self._checked = 0  # buffer length at the last check_partial_head
 
     @property
     def started(self) -> bool:
@@ -93,16 +101,30 @@ class HeadReader:
         return bool(self._buf)
 
     def feed(self, data: bytes) -> tuple[bytes, bytes] | Rejection | None:
-        buf = self._buf + data if self._buf else data
-        if buf[:1] in (b"\r", b"\n"):
-            buf = buf.lstrip(b"\r\n")  # RFC 9112 §2.2: ignore empty lines before the request line
+        if self._buf:
+            self._buf += data  # a bytearray: appending a trickle is amortised O(1), not a copy of the whole head
+            buf = self._buf
+        else:
+            buf = data  # the common case: the whole head in one read, no copy at all
+            while buf[:2] == b"\r\n":
+                buf = buf[2:]  # RFC 9112 §2.2: ignore empty lines (CRLF) received before the request line
         match = _END_OF_HEAD.search(buf, max(0, self._scanned - 2))
         if match is None:
-            self._buf, self._scanned = buf, len(buf)
-            return check_partial_head(buf, self.limits)
+            if not self._buf:
+                self._buf = bytearray(buf)
+            self._scanned = len(buf)
+            if b"\n" in data or b"\r" in data or len(buf) - self._checked >= self.CHECK_EVERY:
+                self._checked = len(buf)
+                return check_partial_head(bytes(buf), self.limits)
+            return None
         head_end = match.end()
-        head, rest = buf[:head_end], buf[head_end:]
-        self._buf, self._scanned = b"", 0
+        head, rest = bytes(buf[:head_end]), bytes(buf[head_end:])
+        self._buf, self._scanned, self._checked = bytearray(), 0, 0
+        if head.startswith(b"\r\n"):  # the empty lines arrived in pieces, so they were not dropped above
+            while head[:2] == b"\r\n":
+                head = head[2:]
+            if not head:  # nothing but empty lines so far: keep waiting for the request line
+                return self.feed(rest) if rest else None
         rejection = check_head(head, self.limits)
         if rejection is not None:
             return rejection

@@ -525,3 +525,23 @@ def test_writer_closes_after_an_ignored_upgrade() -> None:
     w = writer_for(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n")
     w.start(200, [(b"content-length", b"0")])
     assert b"connection: close" in w.body(b"", last=True) and not w.keep_alive
+
+
+@pytest.mark.parametrize("how", ["whole", "bytewise"])
+def test_head_reader_empty_lines_before_the_request_line(how: str) -> None:
+    assert feed(b"\r\n\r\n" + HEAD, how) == [(HEAD, b"")]
+
+
+def test_head_reader_trickled_head_costs_linear_work() -> None:
+    """A byte-per-packet client must not make the server rescan its buffer on every byte: the strict checks run
+    only on line ends and every CHECK_EVERY bytes (a count, not a timing)."""
+    import servers.core.head as head_module
+    calls = []
+    real = head_module.check_partial_head
+    head_module.check_partial_head = lambda buf, limits: calls.append(len(buf)) or real(buf, limits)
+    try:
+        head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Long: " + b"v" * 8000 + b"\r\n\r\n"
+        assert feed(head, "bytewise") == [(head, b"")]
+    finally:
+        head_module.check_partial_head = real
+    assert len(calls) < 30, len(calls)
