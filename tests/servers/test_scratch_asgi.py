@@ -349,3 +349,24 @@ def test_websocket_app_exception_after_accept_is_1011(url: str) -> None:
                 await asyncio.wait_for(ws.recv(), 5)
             assert ws.close_code == 1011  # RFC 6455 §7.4.1: "an unexpected condition"
     run(main())
+
+
+def test_grace_period_bounds_the_shutdown(tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    with server_process("servers.scratch_asgi", "tests.servers.scratch_apps:asgi_app", "--no-access-log",
+                        "--graceful-timeout", "0.5", notes=notes) as srv:
+        errors: list[str] = []
+
+        def get() -> None:
+            try:
+                httpx.get(srv.url + "/slow?30", timeout=20)
+            except httpx.HTTPError as exc:
+                errors.append(type(exc).__name__)
+
+        thread = threading.Thread(target=get)
+        thread.start()
+        assert wait_for(lambda: notes.exists() and "slow started" in notes.read_text())
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(timeout=10) == 0
+        thread.join()
+        assert errors and "still running after the grace period" in srv.stderr

@@ -262,3 +262,24 @@ def test_half_closed_client_still_gets_its_answer(url: str) -> None:
 def test_chunked_body_over_limit_is_413() -> None:
     with running(scratch_apps.wsgi_app, limits=Limits(max_body_bytes=100)) as base:
         assert httpx.post(base + "/echo", content=iter([b"x" * 60, b"y" * 60])).status_code == 413
+
+
+def test_grace_period_bounds_the_shutdown(tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    with server_process("servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--no-access-log",
+                        "--graceful-timeout", "0.5", notes=notes) as srv:
+        errors: list[str] = []
+
+        def get() -> None:
+            try:
+                httpx.get(srv.url + "/slow?30", timeout=20)
+            except httpx.HTTPError as exc:
+                errors.append(type(exc).__name__)
+
+        thread = threading.Thread(target=get)
+        thread.start()
+        assert wait_for(lambda: notes.exists() and "slow started" in notes.read_text())
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(timeout=10) == 0  # long before the 30 s request could have finished
+        thread.join()
+        assert errors and "still in flight after the grace period" in srv.stderr
