@@ -283,3 +283,22 @@ def test_grace_period_bounds_the_shutdown(tmp_path: Path) -> None:
         assert srv.wait(timeout=10) == 0  # long before the 30 s request could have finished
         thread.join()
         assert errors and "still in flight after the grace period" in srv.stderr
+
+
+def children_of(pid: int) -> set[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return {int(p) for p in text.split()}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_the_arbiter_replaces_a_worker_that_dies() -> None:
+    import os
+    with server_process("servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--workers", "2",
+                        "--no-access-log") as srv:
+        before = children_of(srv.proc.pid)
+        assert len(before) == 2
+        os.kill(next(iter(before)), signal.SIGKILL)
+        assert wait_for(lambda: len(children_of(srv.proc.pid)) == 2 and children_of(srv.proc.pid) != before)
+        assert all(httpx.get(srv.url + "/").status_code == 200 for _ in range(5))
+        srv.signal(signal.SIGTERM)
+        assert srv.wait() == 0
