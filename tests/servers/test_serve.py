@@ -51,6 +51,7 @@ def _read_until_serving(proc: subprocess.Popen[str], timeout: float = 30.0) -> t
 ], ids=["gunicorn-workers-SIGINT", "uvicorn-workers-SIGTERM"])
 def test_serve_stops_every_worker(layer: str, server: str, sig: signal.Signals) -> None:
     proc = _layercake("serve", layer, "--server", server, "--port", "0", "--workers", "2", "--no-access-log")
+    pid = 0
     try:
         text, url, pid = _read_until_serving(proc)
         assert "native command:" in text and ("-w 2" in text or "--workers 2" in text)
@@ -68,6 +69,8 @@ def test_serve_stops_every_worker(layer: str, server: str, sig: signal.Signals) 
     finally:
         if proc.poll() is None:
             proc.kill()
+        if pid and process_group_members(pid):  # a failed assertion must not leave the server running
+            os.killpg(pid, signal.SIGKILL)
 
 
 def test_serve_refuses_a_port_in_use() -> None:
