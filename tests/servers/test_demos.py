@@ -3,6 +3,8 @@ cleanly -- by itself with ``--seconds``, or on Ctrl-C."""
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from servers.registry import process_group_members
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMOS = ROOT / "demos"
@@ -45,15 +49,21 @@ def test_demo_stops_on_ctrl_c() -> None:
     proc = subprocess.Popen([sys.executable, str(DEMOS / "03_flask.py"), "--port", "0"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
+    pid = 0
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
+            if m := re.search(r"\(pid (\d+)", line):
+                pid = int(m.group(1))
             if not line or "/health" in line:  # the last curl line: the server is up
                 break
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
         assert proc.returncode == 0 and "stopped" in out
+        assert pid and process_group_members(pid) == []
     finally:
         if proc.poll() is None:
             proc.kill()
+        if pid and process_group_members(pid):  # never leave the demo's server behind
+            os.killpg(pid, signal.SIGKILL)
