@@ -578,14 +578,20 @@ def run_cases(client: Client, layer: Layer, groups: Iterable[str] | None = None,
 
 
 def run_contract(target: str | None, layer: Layer, groups: Iterable[str] | None = None,
-                 on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
-    """Run the contract for ``layer``: in-process when ``target`` is None, else over HTTP at that URL."""
+                 on_result: Callable[[CaseResult], None] | None = None, timeout: float = 30.0) -> list[CaseResult]:
+    """Run the contract for ``layer``: in-process when ``target`` is None, else over HTTP at that URL.
+
+    ``timeout`` bounds each wait for the server; a server that buffers a declared body it
+    will never get (waitress) spends it on each "refuse from the headers" case.
+    """
     if target is None:
         from layercake.inprocess import driver_for
 
-        client: Any = driver_for(layer.load(), layer.interface)
+        # Only the ASGI driver waits (on its event loop thread); a WSGI call simply returns.
+        options = {"timeout": timeout} if layer.interface == "asgi" else {}
+        client: Any = driver_for(layer.load(), layer.interface, **options)
     else:
-        client = HTTPClient(target, layer.interface)
+        client = HTTPClient(target, layer.interface, timeout=timeout)
     try:
         return run_cases(client, layer, groups, on_result)
     finally:

@@ -106,7 +106,9 @@ def run_pair(layer: Layer, spec: ServerSpec, opts: ServerOptions | None = None) 
     try:
         with start_server(spec, layer, opts or ServerOptions()) as srv:
             cell.native_command = srv.native_command
-            results = run_contract(srv.url, layer)
+            # 10 s per wait: plenty on loopback, and waitress's two buffered-body cases
+            # then cost 20 s per pair instead of a minute.
+            results = run_contract(srv.url, layer, timeout=10.0)
             if any(not r.ok and known_gap(spec, bridge, r.case.id) is None for r in results):
                 cell.server_output = "\n".join(srv.output().splitlines()[-40:])
     except MissingPackage as exc:

@@ -1,0 +1,10 @@
+"""Servers: our two annotated servers on a sans-I/O core, and the registry of real ones.
+
+* ``servers/core/`` -- HTTP framing, strict request checks, environ and scope building,
+  the ASGI send state machine and WebSocket sessions, with no I/O at all;
+* ``scratch_wsgi.py`` and ``scratch_asgi.py`` -- the thin I/O shells around that core;
+* ``registry.py`` -- every server layercake can start, as data; ``bridges.py`` -- a2wsgi
+  in both directions, so any layer runs on any server.
+
+Start with ``servers/README.md``.
+"""
