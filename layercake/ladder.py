@@ -33,6 +33,7 @@ class TourRow:
     calls: int
     lines_run: int
     ratio_to_bare: float
+    calls_by_package: dict[str, int] = field(default_factory=dict)
     failures: list[CaseResult] = field(default_factory=list)
 
 
@@ -46,4 +47,5 @@ def tour_rows(seconds_per_layer: float = 0.3) -> Iterator[TourRow]:
         (cost,) = quick_ladder(seconds_per_layer, layers=[layer.name])
         bare_us.setdefault(layer.interface, cost.us)
         yield TourRow(layer, own_lines(layer), sum(r.ok for r in results), len(results), cost.us, cost.calls,
-                      cost.lines, cost.us / bare_us[layer.interface], [r for r in results if not r.ok])
+                      cost.lines, cost.us / bare_us[layer.interface], cost.calls_by_package,
+                      [r for r in results if not r.ok])

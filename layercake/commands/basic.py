@@ -19,7 +19,7 @@ from layercake.ladder import TourRow, own_lines, tour_rows
 from layers import LAYERS, get_layer
 
 # Off a terminal (CI logs, pipes) rich would assume 80 columns and fold the tables.
-console = Console(width=None if sys.stdout.isatty() else 120)
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 @contextmanager
@@ -120,22 +120,45 @@ def tour_cmd(seconds: float) -> None:
             console.print(f"  {row.layer.name:<10} {row.passed}/{row.total} cases, {row.us_per_request:7.1f} µs, "
                           f"{row.calls} calls per request")
     table = Table(title="The ladder, in-process")
-    for col in ("layer", "interface", "own lines", "contract", "µs / request", "× bare", "calls", "lines run"):
-        table.add_column(col, justify="left" if col in ("layer", "interface") else "right")
+    for col in ("layer", "interface", "own lines", "contract", "µs / request", "× bare", "calls", "lines run",
+                "where the calls go"):
+        table.add_column(col, justify="left" if col in ("layer", "interface", "where the calls go") else "right")
     for row in rows:
         ok = row.passed == row.total
         table.add_row(row.layer.name, row.layer.interface, str(row.own_lines),
                       f"[{'green' if ok else 'red'}]{row.passed}/{row.total}[/]",
-                      f"{row.us_per_request:.1f}", f"{row.ratio_to_bare:.2f}×", str(row.calls), str(row.lines_run))
+                      f"{row.us_per_request:.1f}", f"{row.ratio_to_bare:.2f}×", str(row.calls), str(row.lines_run),
+                      _top_packages(row.calls_by_package))
     console.print(table)
     failed = [r for r in rows if r.passed != r.total]
     for row in failed:
         for res in row.failures:
             console.print(f"  [red]{row.layer.name}: {res.case.id}: {res.detail}[/]", highlight=False)
-    console.print("\nNext: [bold]layercake verify fastapi --server uvicorn[/] checks the same contract over real HTTP; "
-                  "[bold]layercake layers[/] lists the ladder.")
+    console.print("\nWhere to go next:")
+    for command, why in NEXT_STEPS:
+        console.print(f"  [bold]{command}[/]\n      {why}", highlight=False)
     if failed:
         raise LayercakeError(f"{len(failed)} layer(s) did not pass the whole contract", exit_code=1)
+
+
+def _top_packages(calls: dict[str, int], keep: int = 3) -> str:
+    top = sorted(calls.items(), key=lambda kv: -kv[1])[:keep]
+    return ", ".join(f"{name} {n}" for name, n in top)
+
+
+NEXT_STEPS = (
+    ("layercake verify fastapi --server uvicorn",
+     "the same contract over real HTTP, on a server people deploy"),
+    ("layercake trace flask --server scratch-asgi GET /items/1 --html trace.html",
+     "one request from bytes to handler and back: our parser, the a2wsgi bridge, the hop to a worker "
+     "thread, Flask and Werkzeug, coloured by layer"),
+    ("layercake bench",
+     "the ladder over real sockets (about 2 minutes): each layer on its reference server, wrk on the other CPU"),
+    ("layercake read --diff starlette fastapi",
+     "what FastAPI adds, handler by handler, side by side"),
+    ("layercake grid",
+     "every layer on every installed server, through bridges where the interfaces differ"),
+)
 
 
 COMMANDS = [layers_cmd, verify_cmd, tour_cmd]
