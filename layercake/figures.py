@@ -101,6 +101,14 @@ class Figures:
     ladder_measured_at: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # layer -> why it could not be measured
+    # Our servers against their references, side by side (servers/bench_scratch.py's
+    # docs/bench/scratch-servers.json): kept apart from the ladder, whose servers differ.
+    servers: list[Throughput] = field(default_factory=list)
+
+    def server_rps(self, server: str) -> list[Throughput]:
+        """Every measured req/s of ``server``: the ladder's rows on it, then the servers' comparison."""
+        rows = [t for t in self.throughput if t.server == server] + [t for t in self.servers if t.server == server]
+        return sorted(rows, key=lambda t: -t.rps)
 
     def cost(self, layer: str) -> Cost | None:
         return self.costs.get(layer)
@@ -154,6 +162,8 @@ def load_figures(bench_dir: Path | None = None) -> Figures:
             if runs:
                 figures.throughput, figures.ladder_origin, figures.ladder_measured_at = runs, _display(path), when
                 figures.environment = _environment(data) or figures.environment
+        if not figures.servers:
+            figures.servers = _server_pairs(data, path)
     return figures
 
 
@@ -239,6 +249,51 @@ def _throughput(data: dict[str, Any], origin: str) -> tuple[list[Throughput], st
             int(row.get("errors", 0) or 0) if isinstance(row.get("errors", 0), int) else 0, when, origin,
         ))
     return found, when
+
+
+def _committed(path: Path) -> str | None:
+    """When git last committed ``path`` ("committed 2026-11-29 02:37 UTC"), or None."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "-C", str(path.parent), "log", "-1", "--format=%ct", "--", path.name],
+                              capture_output=True, text=True, timeout=5, check=False)
+        stamp = int(done.stdout.strip())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(stamp, UTC).strftime("committed %Y-%m-%d %H:%M UTC")
+
+
+def _server_pairs(data: dict[str, Any], path: Path) -> list[Throughput]:
+    """``servers/bench_scratch.py``'s document: ``{"rps": {server: [req/s per round]}, "args": ...}``,
+    each server serving its interface's bare layer on ``GET /plaintext``.  The file records
+    no time, so the commit that added it stands in (or its modification time), and says so."""
+    rps, args = data.get("rps"), data.get("args") or {}
+    if not isinstance(rps, dict) or not rps or not all(isinstance(v, list) for v in rps.values()):
+        return []
+    try:
+        from servers.registry import SERVERS
+    except ImportError:
+        return []
+    from datetime import UTC, datetime
+    from statistics import median
+
+    when = _committed(path) or datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime(
+        "file dated %Y-%m-%d %H:%M UTC")
+    errors = data.get("errors") if isinstance(data.get("errors"), dict) else {}
+    found = []
+    for server, rounds in rps.items():
+        values = [float(v) for v in rounds if isinstance(v, int | float) and not isinstance(v, bool)]
+        spec = SERVERS.get(server) or SERVERS.get(server.split("-")[0])  # "uvicorn-h11" is uvicorn
+        if not values or spec is None:
+            continue
+        found.append(Throughput(f"bare_{spec.interface}", server, "plaintext",
+                                args.get("connections") if isinstance(args.get("connections"), int) else None,
+                                median(values), min(values), max(values), int(errors.get(server, 0) or 0),
+                                when, _display(path)))
+    return found
 
 
 # --- Measuring now, on request ---

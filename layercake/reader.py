@@ -180,7 +180,7 @@ def throughput_lines(target: Target, figures: Figures) -> list[Text]:
         rows = [best] if best else []
         how = HOW_TO_MEASURE["ladder"]
     else:
-        rows = sorted((t for t in figures.throughput if t.server == target.name), key=lambda t: -t.rps)[:3]
+        rows = figures.server_rps(target.name)[:3]
         from layers import LAYERS
 
         interface = "wsgi" if "wsgi" in target.name else "asgi"

@@ -507,10 +507,16 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
         files = [path] if path.is_file() else [p for p in annotated_files(project) if path in p.parents]
         srcs = [parse(p) for p in files]
         link = source_page(files[0], project) if files else ""
-        measured = [t for t in figures.throughput if t.server == name]
-        best = max(measured, key=lambda t: t.rps) if measured else None
-        rps_text = (f"{best.rps:,.0f}<br><span class=\"note\">{esc(best.layer)} {esc(best.endpoint)}</span>"
-                    if best else "—")
+        measured = figures.server_rps(name)
+        best = measured[0] if measured else None
+        # The reference it was measured beside, in the same run (same layer, other server).
+        beside = [t for t in figures.servers if best is not None and t.origin == best.origin
+                  and t.layer == best.layer and t.server != name]
+        rps_text = (f"{best.rps:,.0f}<br><span class=\"note\">{esc(best.layer)} {esc(best.endpoint)}"
+                    f"{f', c{best.concurrency}' if best.concurrency else ''}<br>{esc(best.origin)}, "
+                    f"{esc(best.measured_at or '')}"
+                    + "".join(f"<br>beside {esc(t.server)}: {t.rps:,.0f} ({best.rps / t.rps:.2f}×)" for t in beside)
+                    + "</span>" if best else "—")
         server_rows.append(
             f'<tr><td class="name"><a href="{esc(link)}">{esc(name)}</a><span class="badge server">server</span></td>'
             f"<td>{esc(srcs[0].docstring.split(chr(10) * 2, 1)[0].replace(chr(10), ' ') if srcs else '')}</td>"

@@ -80,3 +80,20 @@ def test_missing_layers_are_measured_now(tmp_path: Path):
 
 def test_no_measuring_when_told_not_to(tmp_path: Path):
     assert figures_for(["bare_wsgi"], measure=False, bench_dir=tmp_path).cost("bare_wsgi") is None
+
+
+def test_reads_the_scratch_servers_comparison_apart_from_the_ladder(tmp_path: Path):
+    # servers/bench_scratch.py's document: req/s per round for each server on its bare layer.
+    doc = {"environment": {"cpus": 2}, "args": {"rounds": 3, "connections": 64},
+           "rps": {"scratch-asgi": [16000.0, 16400.0, 16200.0], "uvicorn-h11": [12000.0, 12400.0, 12300.0],
+                   "scratch-wsgi": [14000.0, 13000.0, 14100.0]},
+           "errors": {"scratch-asgi": 0, "uvicorn-h11": 0, "scratch-wsgi": 1}}
+    (tmp_path / "scratch-servers.json").write_text(json.dumps(doc))
+    figures = load_figures(tmp_path)
+    assert figures.throughput == [] and figures.rps("bare_asgi") is None  # not the ladder
+    (best,) = figures.server_rps("scratch-asgi")
+    assert (best.layer, best.endpoint, best.concurrency, best.rps, best.rps_min) == (
+        "bare_asgi", "plaintext", 64, 16200.0, 16000.0)
+    assert figures.server_rps("scratch-wsgi")[0].errors == 1
+    assert {t.server for t in figures.servers} == {"scratch-asgi", "uvicorn-h11", "scratch-wsgi"}
+    assert best.measured_at and best.measured_at.startswith(("committed", "file dated"))
