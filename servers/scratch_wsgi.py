@@ -462,8 +462,12 @@ class RequestCycle:
     @property
     def unanswered_continue(self) -> bool:
         """The client waits for 100 Continue that never came: it may never send the body, so do not wait for it
-        (RFC 9110 §10.1.1: a server that answers without reading the content may close the connection)."""
-        return self.expects_continue and not self.continue_sent
+        (RFC 9110 §10.1.1: a server that answers without reading the content may close the connection).
+
+        A client may also send the body without waiting (RFC 9110 §10.1.1 lets it, after a pause of its choosing);
+        h11 then clears ``client_is_waiting_for_100_continue`` when the first body bytes arrive, and the rest of
+        the body can be drained like any other, keeping the connection."""
+        return self.expects_continue and not self.continue_sent and self.conn.client_is_waiting_for_100_continue
 
     # -- socket I/O for the core ---------------------------------------------------------------------------------
     def transmit(self, data: bytes) -> None:

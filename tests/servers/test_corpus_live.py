@@ -44,3 +44,20 @@ def test_corpus_is_large_and_covers_every_category() -> None:
     categories = {case.category for case in CORPUS}
     assert len(CORPUS) >= 60
     assert {"smuggling", "fields", "chunked", "reqline", "limits", "expect", "pipelining", "http10"} <= categories
+
+
+EXPECT_CASES = [case for case in CORPUS if case.category == "expect"]
+
+
+@pytest.mark.parametrize(("server_name", "layer"), [("scratch-wsgi", "bare_wsgi"), ("scratch-asgi", "bare_asgi")])
+def test_expect_cases_with_a_contract_layer(server_name: str, layer: str) -> None:
+    """The Expect cases against a real layer, which reads exactly Content-Length bytes and so never asks for
+    the end of the message itself: the server must still finish the request and keep the connection."""
+    from servers.registry import ServerOptions, start_server
+
+    with start_server(server_name, layer, ServerOptions(port=0)) as running:
+        host, port = running.url.removeprefix("http://").rsplit(":", 1)
+        for case in EXPECT_CASES:
+            for split, seed in (("whole", 0), ("bytes", 0), ("random", 1)):
+                result = run_case(host, int(port), case, split, seed=seed, timeout=10.0, close_wait=5.0)
+                assert result.passed, f"{case.id} {split}: got {result.status_text()}: {'; '.join(result.problems())}"
