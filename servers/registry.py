@@ -411,9 +411,9 @@ SERVERS: dict[str, ServerSpec] = {
                    "One process only: waitress has no workers."),
             gaps={
                 "create_too_large": "reads the whole declared body before calling the app, so the app cannot "
-                                    "answer 413 until the client has sent it (the contract's client waits 30 s)",
+                                    "answer 413 until the client has sent it (the contract's client waits out its timeout)",
                 "echo_too_large": "reads the whole declared body before calling the app, so the app cannot "
-                                  "answer 413 until the client has sent it (the contract's client waits 30 s)",
+                                  "answer 413 until the client has sent it (the contract's client waits out its timeout)",
             },
         ),
         ServerSpec(
