@@ -149,15 +149,16 @@ def _top_packages(calls: dict[str, int], keep: int = 3) -> str:
 NEXT_STEPS = (
     ("layercake verify fastapi --server uvicorn",
      "the same contract over real HTTP, on a server people deploy"),
+    ("layercake read --diff starlette fastapi",
+     "what FastAPI adds, handler by handler, side by side"),
+    ("layercake bench",
+     "the ladder over real sockets (about 2 minutes): each layer on its reference server, wrk on the other CPU"),
+    ("layercake grid",
+     "every layer on every installed server, through bridges where the interfaces differ"),
+    # The tour ends on the trace: the one command that shows *where* the cost above goes.
     ("layercake trace flask --server scratch-asgi GET /items/1 --html trace.html",
      "one request from bytes to handler and back: our parser, the a2wsgi bridge, the hop to a worker "
      "thread, Flask and Werkzeug, coloured by layer"),
-    ("layercake bench",
-     "the ladder over real sockets (about 2 minutes): each layer on its reference server, wrk on the other CPU"),
-    ("layercake read --diff starlette fastapi",
-     "what FastAPI adds, handler by handler, side by side"),
-    ("layercake grid",
-     "every layer on every installed server, through bridges where the interfaces differ"),
 )
 
 
