@@ -1,0 +1,46 @@
+"""The first commands a newcomer runs -- layers, verify, tour -- as a user runs them:
+the real console script in a subprocess, so exit statuses and stderr are the real ones."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from layers import LAYERS
+
+
+def layercake(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "layercake", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_layers_lists_the_ladder() -> None:
+    done = layercake("layers")
+    assert done.returncode == 0, done.stderr
+    for name in LAYERS:
+        assert name in done.stdout
+
+
+@pytest.mark.parametrize(("args", "word"), [(["verify", "nope"], "layer"), (["verify", "flask", "--server", "nope"], "server")])
+def test_an_unknown_name_gets_the_choices_not_a_traceback(args: list[str], word: str) -> None:
+    done = layercake(*args)
+    assert done.returncode == 2
+    assert f"unknown {word} 'nope'; choose one of:" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_verify_over_a_real_server() -> None:
+    done = layercake("verify", "flask", "--server", "scratch-wsgi")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "23/23 contract cases passed" in done.stdout
+
+
+def test_tour_verifies_and_measures_every_layer() -> None:
+    done = layercake("tour", "--seconds", "0.05")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name, layer in LAYERS.items():
+        total = 24 if layer.interface == "asgi" else 23
+        assert f"{name:<10} {total}/{total} cases" in done.stdout
+    assert "layercake trace" in done.stdout.splitlines()[-3]
