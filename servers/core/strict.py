@@ -68,7 +68,7 @@ obs-text (0x80-0xFF) in a field value  accepted    RFC 9110 §5.5 grammar allows
 request line not ``M SP T SP V``       400         RFC 9112 §3: single SPs; "MAY parse on whitespace-delimited
                                                    word boundaries" -- we don't.
 ``HTTP/x.y`` other than 1.0 / 1.1      505         RFC 9110 §15.6.6; malformed version text is a 400.
-                                                   RFC 9112 §2.3 says a higher 1.x minor SHOULD be served as
+                                                   RFC 9110 §2.5 says a higher 1.x minor SHOULD be served as
                                                    1.1; no client sends one, so ``HTTP/1.2`` is refused too.
 target with CTL, SP, DEL, 0x80+, ``#``  400         RFC 9112 §3.2 (no fragment in a request-target).  Other
                                                    visible ASCII (``|{}^`` in queries) is accepted: browsers
@@ -87,7 +87,7 @@ Content-Length repeated, even equal    400         RFC 9110 §8.6 lets a recipie
                                                    and one that kept the last cannot both be "right".
 Content-Length not 1*DIGIT             400         RFC 9112 §6.3 ¶5: invalid framing, MUST respond 400.
 chunked not the final coding           400         RFC 9112 §6.3 ¶4: MUST respond 400 and close.
-chunked applied twice                  400         RFC 9112 §7: a sender MUST NOT apply chunked more than once.
+chunked applied twice                  400         RFC 9112 §6.1: a sender MUST NOT apply chunked more than once.
 a coding other than chunked            501         RFC 9112 §6.1: SHOULD respond 501 to a coding it does not
                                                    understand (we implement chunked only, like h11).
 Transfer-Encoding with no coding       400         an empty list gives no framing at all.
@@ -95,7 +95,8 @@ empty members in Transfer-Encoding     400         RFC 9110 §5.6.1 says ignore 
                                                    and framing is no place for two readings.
 Content-Length over max_body_bytes     413         RFC 9110 §15.5.14, decided before reading the body.
 Expect other than 100-continue         417         RFC 9110 §10.1.1 MAY respond 417.
-request line > max_request_line        414         RFC 9112 §3: "SHOULD respond with a 414"; RFC 9110 §15.5.15.
+request line > max_request_line        414         RFC 9112 §3: a target too long to parse "MUST" get a 414;
+                                                   RFC 9110 §15.5.15.
 field line > max_header_line           431         RFC 6585 §5.
 more than max_header_count fields      431         RFC 6585 §5.
 head > max_head_bytes                  431         RFC 6585 §5 (the whole head, blank line included).
@@ -174,7 +175,7 @@ RULES: dict[str, Rejection] = {
     "te-empty": Rejection(400, "Transfer-Encoding names no coding", "RFC 9112 §6.1"),
     "te-syntax": Rejection(400, "malformed Transfer-Encoding", "RFC 9112 §6.1"),
     "chunked-not-last": Rejection(400, "chunked must be the final transfer coding", "RFC 9112 §6.3 ¶4"),
-    "chunked-twice": Rejection(400, "chunked applied more than once", "RFC 9112 §7"),
+    "chunked-twice": Rejection(400, "chunked applied more than once", "RFC 9112 §6.1"),
     "te-unsupported": Rejection(501, "only Transfer-Encoding: chunked is implemented", "RFC 9112 §6.1"),
     "body-too-large": Rejection(413, "Content-Length over the server's body limit", "RFC 9110 §15.5.14"),
     "expect-unsupported": Rejection(417, "only Expect: 100-continue is supported", "RFC 9110 §10.1.1"),

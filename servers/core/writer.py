@@ -19,9 +19,9 @@ The rules, as applied by :class:`ResponseWriter`:
   application could end the head early and write a second response of its choosing (response splitting).
   Refused with :class:`ResponseError`, never sent.  ``Date`` and ``Server`` are added when missing (RFC 9110
   §6.6.1, §10.2.4).
-* **Framing** (RFC 9112 §6): no body at all for ``HEAD`` and for 1xx, 204 and 304 (§6.3 ¶1-2), whatever the app
+* **Framing** (RFC 9112 §6): no body at all for ``HEAD`` and for 1xx, 204 and 304 (§6.3 ¶1), whatever the app
   yields; else the app's ``Content-Length`` (the body must then be exactly that long -- more is refused, fewer
-  aborts the connection, §6.3 ¶5); else chunked for HTTP/1.1 clients (§7.1); else, for an HTTP/1.0 client, the end
+  aborts the connection, §6.3 ¶6); else chunked for HTTP/1.1 clients (§7.1); else, for an HTTP/1.0 client, the end
   of the body is the end of the connection (§6.3 ¶8).
 * **Persistence** (RFC 9112 §9.3): HTTP/1.1 connections persist unless either side sends ``Connection: close``;
   HTTP/1.0 ones only with ``Connection: keep-alive``.  When we will close, we say so with ``Connection: close``
@@ -132,7 +132,7 @@ class ResponseWriter:
                 has_server = True
             out.append((name, value))
         if self.method_head or status < 200 or status in (204, 304):
-            self._framing = "none"  # RFC 9112 §6.3 ¶1-2: no content, whatever the headers say
+            self._framing = "none"  # RFC 9112 §6.3 ¶1: no content, whatever the headers say
             if status < 200 or status == 204:  # RFC 9110 §8.6: "MUST NOT send Content-Length" in these
                 out = [(n, v) for n, v in out if n.lower() != b"content-length"]
         elif length is not None and not chunked:
@@ -169,7 +169,7 @@ class ResponseWriter:
                     self._remaining -= len(data)
                     if self._remaining < 0:
                         raise ResponseError("the body is longer than the Content-Length the app declared "
-                                            "(RFC 9112 §6.3 ¶5)")
+                                            "(RFC 9112 §6.3 ¶6)")
                 out += data
         if last:
             out += self.end()
