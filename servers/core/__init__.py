@@ -8,7 +8,7 @@ sockets and these objects.
 =================  ===========================================================================================
 ``limits``         every limit and timeout, with its precedent
 ``head``           finding the end of a request head and running the strict checks before h11 sees it
-``strict``         the request-head rules h11 leaves to the server (issue 8)
+``strict``         the request-head rules h11 leaves to the server
 ``http``           one h11 connection per cycle, the Date header, request targets, rejections, the access log
 ``writer``         responses written by hand: status line, fields, framing, persistence (RFC 9112)
 ``wsgi``           environ (PEP 3333), ``wsgi.input``, ``start_response``/``write()``

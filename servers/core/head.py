@@ -18,9 +18,8 @@ Using one h11 connection per request cycle (see ``servers/core/http.py``) is wha
 parses a second, pipelined head that did not go through our checks, because after ``EndOfMessage`` we take the
 unparsed bytes back (``trailing_data``) and start over here.
 
-What this module deliberately does not do: any syntax checking of its own.  That is ``strict.py``'s job (owned by
-the hardening work, issue 8).  If that module is not installed yet, a minimal fallback enforces only the size
-limits, so the servers are never unbounded.
+What this module deliberately does not do: any syntax checking of its own.  That is ``strict.py``'s job, size
+limits included.
 
 The end of the head
 -------------------
@@ -34,31 +33,9 @@ line (CRLF) received prior to the request-line" (old clients sent a CRLF after a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from servers.core.limits import Limits
-
-try:
-    from servers.core.strict import Rejection, check_head, check_partial_head
-except ImportError:  # pragma: no cover - only until the hardening engineer's strict.py exists
-
-    @dataclass(frozen=True)
-    class Rejection:  # type: ignore[no-redef]
-        status: int
-        reason: str
-        rule: str
-
-    def check_partial_head(buf: bytes, limits: Limits) -> Rejection | None:  # type: ignore[misc]
-        line_end = buf.find(b"\n")
-        if (line_end if line_end >= 0 else len(buf)) > limits.max_request_line:
-            return Rejection(414, "request line too long", "RFC 9112 §3 ¶5")
-        if len(buf) > limits.max_head_bytes:
-            return Rejection(431, "request header fields too large", "RFC 6585 §5")
-        return None
-
-    def check_head(head: bytes, limits: Limits) -> Rejection | None:  # type: ignore[misc]
-        return check_partial_head(head, limits)
-
+from servers.core.strict import Rejection, check_head, check_partial_head
 
 __all__ = ["HeadReader", "Rejection", "check_head", "check_partial_head"]
 
