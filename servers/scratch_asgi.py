@@ -34,7 +34,7 @@ The sections below are in the same order as in ``scratch_wsgi.py`` -- accept loo
 h11 events, request cycle -- so that ``diff servers/scratch_wsgi.py servers/scratch_asgi.py`` shows what changes
 between a threaded and an event-loop server.
 
-Spec: ASGI 3.0 with HTTP & WebSocket spec 2.4 and lifespan 2.0; RFC 9112 (persistence §9, pipelining §9.3.2);
+Spec: ASGI 3.0 with HTTP & WebSocket spec 2.4 and lifespan 2.0; RFC 9112 (persistence §9.3, pipelining §9.3.2);
 RFC 9110 (Expect §10.1.1); RFC 6455.  Not supported, deliberately: TLS, HTTP/2, permessage-deflate, server-sent
 WebSocket pings (the client or a proxy can ping; we always answer).
 """
@@ -92,7 +92,8 @@ SERVER_HEADER = NAME.encode()
 # Request body buffered for an app that is not calling receive(): above this, stop reading the socket
 # (uvicorn's HIGH_WATER_LIMIT is 64 KiB too).
 HIGH_WATER = 65536
-# WebSocket messages queued for an app that is not calling receive(): above this, stop reading.
+# WebSocket messages queued for an app that is not calling receive(): above this, stop reading
+# (the websockets library's max_queue is 16 too; uvicorn passes it --ws-max-queue, default 32).
 WS_QUEUE_HIGH = 16
 # How long a refused connection is read and discarded before closing (Apache's lingering close reads for up to
 # 2 s between reads, 30 s in all; nginx lingering_time 30 s, lingering_timeout 5 s).  Short: it is a courtesy.

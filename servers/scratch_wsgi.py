@@ -40,7 +40,7 @@ h11 events, request cycle -- so that ``diff servers/scratch_wsgi.py servers/scra
 between a threaded and an event-loop server.  HTTP framing, the environ and the start_response rules are in the
 sans-I/O core (``servers/core/``); this file only moves bytes.
 
-Spec: PEP 3333; RFC 9112 (message syntax, persistence §9, pipelining §9.3.2); RFC 9110 (Expect §10.1.1, Date
+Spec: PEP 3333; RFC 9112 (message syntax, persistence §9.3, pipelining §9.3.2); RFC 9110 (Expect §10.1.1, Date
 §6.6.1).  Not supported, deliberately: TLS (put a proxy in front), HTTP/2, ``wsgi.file_wrapper``.
 """
 
@@ -190,7 +190,8 @@ class Server:
             self._expire()
 
     def _accept(self) -> None:
-        # Accept what is queued, but a bounded number per tick so that a flood cannot starve existing clients.
+        # Accept what is queued, but a bounded number per tick so that a flood cannot starve existing clients
+        # (asyncio's selector loop does the same, up to create_server's backlog -- 100 by default -- per wakeup).
         for _ in range(64):
             try:
                 sock, client = self.listener.accept()

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Limits:
     # Request line (method SP target SP version).  RFC 9112 section 3 recommends
-    # supporting at least 8000 octets; gunicorn's limit_request_line is 4094, nginx's
-    # large_client_header_buffers 8 KiB, node 16 KiB for the whole head.  Over: 414.
+    # supporting at least 8000 octets; Apache's LimitRequestLine is 8190, gunicorn's
+    # limit_request_line 4094, nginx's large_client_header_buffers 8 KiB, node 16 KiB
+    # for the whole head.  Over: 414.
     max_request_line: int = 8190
     # One header field line.  gunicorn limit_request_field_size 8190, Apache
     # LimitRequestFieldSize 8190.  Over: 431 (RFC 6585 section 5).
@@ -21,12 +22,14 @@ class Limits:
     # Number of header fields.  gunicorn limit_request_fields 100, Apache 100.  Over: 431.
     max_header_count: int = 100
     # The whole head, request line included.  node's --max-http-header-size 16 KiB,
-    # h11's default max_incomplete_event_size 16 KiB; we allow 64 KiB like hypercorn's
-    # h11_max_incomplete_size.  Over: 431.
+    # h11's default max_incomplete_event_size and hypercorn's h11_max_incomplete_size
+    # 16 KiB, nginx 4 x 8 KiB large_client_header_buffers, waitress's
+    # max_request_header_size 256 KiB; we allow 64 KiB, between them.  Over: 431.
     max_head_bytes: int = 65536
     # Request body, enforced by the server before the app sees it.  The contract's own
     # limits are smaller (1 MiB items, 16 MiB echo), so this is a backstop, like nginx's
-    # client_max_body_size; 0 disables.  Over: 413.
+    # client_max_body_size (1 MiB by default there, too small for the echo); 0 disables.
+    # Over: 413.
     max_body_bytes: int = 64 * 1024 * 1024
     # Seconds to receive a complete request head once its first byte has arrived
     # (Apache mod_reqtimeout header=20-40, nginx client_header_timeout 60s).  Slowloris
