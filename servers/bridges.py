@@ -235,9 +235,9 @@ class _Primed:
     """The response iterable with its first item already pulled, so start_response has run.
 
     a2wsgi's ASGIMiddleware returns a generator that calls ``start_response`` only when
-    first iterated -- which PEP 3333 allows ("the application must invoke start_response
-    before the iterable returns its first body bytestring"; the server must not send
-    headers before then).  Granian's WSGI interface reads the status and headers as soon
+    first iterated -- which PEP 3333 allows: the call "may be performed by the iterable's
+    first iteration, so servers must not assume that start_response() has been called
+    before they begin iterating over the iterable".  Granian's WSGI interface reads the status and headers as soon
     as the app returns, so behind it every response was a 200 with no headers.  Pulling
     the first item here costs nothing on other servers: they would pull it next anyway.
     """

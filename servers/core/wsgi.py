@@ -1,5 +1,5 @@
 """The WSGI side of the core: an h11 request becomes an ``environ``; ``start_response``/``write()`` and the body
-iterable become h11 events.  PEP 3333 is quoted where each rule is applied.
+iterable become response bytes (through ``writer.py``).  PEP 3333 is quoted where each rule is applied.
 
 Theory of operation
 -------------------
@@ -9,8 +9,8 @@ A WSGI server calls ``app(environ, start_response)`` once per request, synchrono
 * :class:`WSGIInput` is ``wsgi.input``: a file-like object over a ``pull()`` callable that returns the next piece
   of request body (or ``b""`` at its end).  The server's ``pull`` reads the socket through h11, so the stream
   ends exactly where the message ends -- for Content-Length *and* chunked bodies -- and never reads into a
-  pipelined request (PEP 3333: "the server ... should not read past the end of the request body";
-  ``wsgi.input_terminated`` tells the app it can simply read to EOF).
+  pipelined request (PEP 3333: a server "should simulate an end-of-file condition if the application attempts
+  to read past" the Content-Length; ``wsgi.input_terminated`` tells the app it can simply read to EOF).
 * :class:`StartResponse` is the ``start_response`` callable and the ``write()`` it returns, written as a small
   state machine (nothing → status set → headers sent → finished) that serialises through a ``ResponseWriter``
   (``writer.py``) and hands the bytes to a ``transmit(bytes)`` callable supplied by the server.  Its rules: headers go out with the first *non-empty*
@@ -45,7 +45,7 @@ def _environ_key(name: bytes) -> str | None:
 
     Why drop them: CGI maps ``-`` to ``_``, so ``X-Forwarded-For`` and ``X_Forwarded_For`` would land on the same
     key and a client could overwrite a header a proxy set (nginx drops such names by default, underscores_in_headers
-    off; gunicorn since 22 refuses them)."""
+    off; gunicorn since 22 drops them by default, its header_map setting)."""
     key = _header_keys.get(name)
     if key is None and name not in _header_keys:
         if name in _UNPREFIXED:
