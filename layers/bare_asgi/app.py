@@ -266,7 +266,7 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     upload can only be counted, and by the time it passes the limit the 200 and the
     first 16 MiB have gone out: the status cannot change, so the app raises and the
     server drops the connection -- the client sees a body without its last chunk,
-    which is how HTTP/1.1 says "this response is incomplete" (RFC 9112 §7.1).
+    which is how HTTP/1.1 says "this response is incomplete" (RFC 9112 §8).
     Buffering the whole upload first would buy a clean 413 at the cost of holding
     16 MiB per request and of not streaming at all.
     """

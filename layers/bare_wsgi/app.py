@@ -152,8 +152,9 @@ def _read_chunks(stream: IO[bytes], length: int | None, limit: int) -> Iterator[
     remaining = length  # None: read until EOF, which the server guarantees
     received = 0
     while remaining is None or remaining > 0:
-        # read() always with a size: PEP 3333 lets a server refuse read() without one
-        # (wsgiref.validate does), and a size is how we never read past CONTENT_LENGTH.
+        # read() always with a size: PEP 333 required one and wsgiref.validate still
+        # refuses read() without it (PEP 3333 only says a server "should allow" that),
+        # and a size is how we never read past CONTENT_LENGTH.
         chunk = stream.read(READ_SIZE if remaining is None else min(READ_SIZE, remaining))
         if not chunk:
             break  # the end of a terminated body, or a client that sent less than it said
