@@ -36,7 +36,9 @@ class MissingPackage(LayercakeError):
 
     def __init__(self, what: str, package: str, extra: str) -> None:
         self.what, self.package, self.extra = what, package, extra
+        # From the checkout, never from PyPI: the "layercake" there is an unrelated project,
+        # so a bare ``pip install 'layercake[servers]'`` would install someone else's code.
         super().__init__(
             f"{what} needs the {package!r} package, which is not installed; "
-            f"install it with: pip install 'layercake[{extra}]'"
+            f"install it from the layercake checkout with: pip install -e '.[{extra}]'"
         )

@@ -34,7 +34,7 @@ def servers_cmd(notes: bool) -> None:
     for spec in SERVERS.values():
         caps = spec.capabilities
         missing = spec.missing
-        installed = "[green]yes[/]" if missing is None else f"[red]no[/] (pip install {escape(f'layercake[{spec.extra}]')})"
+        installed = "[green]yes[/]" if missing is None else "[red]no[/] (pip install -e " + escape(f"'.[{spec.extra}]'") + ")"
         table.add_row(
             spec.name, spec.interface, installed, _yes(caps.keep_alive),
             _yes(caps.websockets), _yes(caps.lifespan) if spec.interface == "asgi" else "[dim]n/a[/]",

@@ -152,7 +152,7 @@ def test_missing_package_names_the_extra() -> None:
     assert not ghost.available
     with pytest.raises(MissingPackage) as info:
         start_server(ghost, "bare_asgi")
-    assert "'ghostcorn'" in info.value.message and "pip install 'layercake[servers]'" in info.value.message
+    assert "'ghostcorn'" in info.value.message and "pip install -e '.[servers]'" in info.value.message
 
 
 def test_a_server_that_exits_reports_its_output() -> None:
