@@ -280,8 +280,9 @@ class HTTPError(Exception):
     """An answer other than success, decided by the router or a handler.
 
     The body is ``{"detail": <the status's reason phrase>}`` -- "Not Found", "Method
-    Not Allowed", "Request Entity Too Large" -- the same text Werkzeug's exceptions and
-    Starlette's HTTPException use.
+    Not Allowed", "Request Entity Too Large" -- the same text Werkzeug's exceptions use.
+    The ASGI layers say "Content Too Large" for 413, RFC 9110's name, which Starlette's
+    body limit uses (and ``http.HTTPStatus`` from Python 3.13 on).
     """
 
     def __init__(self, status: int, headers: Headers | None = None) -> None:
