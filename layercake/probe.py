@@ -396,12 +396,20 @@ def probe_servers(servers: Iterable[str], cases: list[Case], layer: str | None =
     broken server does not hide the others' results.
     """
     from layercake.errors import LayercakeError  # noqa: PLC0415
+    from layers import get_layer  # noqa: PLC0415
     from servers.registry import ServerOptions, get_server, start_server  # noqa: PLC0415
 
     splits = tuple(splits)
+    servers = list(servers)
+    # An unknown name is the user's mistake: fail before starting anything, not after
+    # the first servers have been probed (a wrong --layer would otherwise only show up
+    # as every server "skipped", with exit status 0).
+    for name in servers:
+        get_server(name)
+    if layer is not None:
+        get_layer(layer)
     probes = []
     for name in servers:
-        get_server(name)  # an unknown name is the user's mistake: fail before starting anything
         chosen = layer or default_layer(name)
         probe = ServerProbe(name, chosen)
         probes.append(probe)

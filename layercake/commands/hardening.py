@@ -89,7 +89,8 @@ _rules: dict[str, str] = {}
 @click.option("--split", "splits", multiple=True, type=click.Choice(SPLITS), default=("whole",), show_default=True,
               help="How to write each request: whole, one byte per write, random pieces (repeatable).")
 @click.option("--case", "patterns", multiple=True, help="Only cases whose id contains this (repeatable).")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for each answer.")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds to wait for each answer.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write every result here.")
 @click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the comparison grid as Markdown.")
@@ -100,7 +101,14 @@ def probe_cmd(server_args: tuple[str, ...], server_opts: tuple[str, ...], layer:
     With one server: a table of every case.  With several (`probe scratch-wsgi gunicorn-sync waitress`
     or `--servers all`): a grid comparing them on the same requests.
     """
+    from layers import get_layer  # noqa: PLC0415
+    from servers.registry import get_server  # noqa: PLC0415
+
     names = _server_names(server_args, server_opts)
+    for name in names:  # a typo is refused before the banner and before any server starts
+        get_server(name)
+    if layer is not None:
+        get_layer(layer)
     cases = select(load_corpus(), list(patterns))
     if not cases:
         raise LayercakeError(f"no corpus case matches {', '.join(patterns)}", exit_code=2)
@@ -152,11 +160,11 @@ def soak_cmd(ctx: click.Context, layer: str, server: str | None, duration: float
     Exits 1 if there were errors, leaked descriptors or growing memory.
     """
     from layers import get_layer  # noqa: PLC0415
-    from servers.registry import default_server  # noqa: PLC0415
+    from servers.registry import default_server, get_server  # noqa: PLC0415
 
-    server = server or default_server(get_layer(layer).interface)
-    if duration <= 0 or concurrency <= 0 or max_requests <= 0:
-        raise LayercakeError("--duration, --concurrency and --max-requests must be positive", exit_code=2)
+    server = get_server(server or default_server(get_layer(layer).interface)).name
+    if duration <= 0 or concurrency <= 0 or max_requests <= 0 or interval <= 0:
+        raise LayercakeError("--duration, --concurrency, --max-requests and --interval must be positive", exit_code=2)
     every = max(1, round(5 / interval))  # a progress line every ~5 s
 
     def progress(sample: Sample) -> None:

@@ -130,6 +130,17 @@ def test_probe_command_refuses_unknown_names() -> None:
     assert result.exit_code == 2 and "no corpus case" in result.output
 
 
+@pytest.mark.parametrize("args", [["scratch-wsgi", "--servers", "no-such-server"], ["scratch-wsgi", "--layer", "nope"],
+                                  ["scratch-wsgi", "--timeout", "0"], ["scratch-wsgi", "--timeout", "-1"]])
+def test_probe_command_refuses_mistakes_before_starting_a_server(args: list[str]) -> None:
+    # Each of these once started a server first: the second name failed after the first
+    # was probed, a wrong --layer showed up as "skipped" with exit 0, --timeout -1 was a
+    # ValueError traceback from the socket module.
+    result = CliRunner().invoke(cli, ["probe", *args, "--case", "valid/get"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "cases x" not in result.output
+
+
 @pytest.mark.parametrize(("layer", "server"), [("bare_wsgi", "scratch-wsgi"), ("bare_asgi", "scratch-asgi")])
 def test_two_second_soak(layer: str, server: str) -> None:
     report = soak(layer, server, duration=2, concurrency=16, interval=0.25)
@@ -155,3 +166,12 @@ def test_soak_command(tmp_path: Path) -> None:
 def test_soak_command_refuses_nonsense() -> None:
     result = CliRunner().invoke(cli, ["soak", "bare_wsgi", "--duration", "0"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("args", [["--interval", "0"], ["--interval", "-1"], ["--server", "no-such-server"]])
+def test_soak_command_refuses_mistakes_in_one_line(args: list[str]) -> None:
+    # --interval 0 was a ZeroDivisionError; an unknown server was refused only after the banner.
+    result = CliRunner().invoke(cli, ["soak", "bare_wsgi", "--duration", "1", *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and not result.output.startswith("soak:")
+    assert result.output.startswith("layercake: ")
