@@ -91,7 +91,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from layercake.bench.endpoints import ENDPOINTS, LADDER_ENDPOINTS, Endpoint
+from layercake.bench.endpoints import ENDPOINTS, LADDER_ENDPOINTS, Endpoint, get_endpoint
 from layercake.errors import LayercakeError
 
 #: Calls of each endpoint before counting or timing, so every first-call path has run
@@ -649,9 +649,16 @@ def inprocess_document(layers: Iterable[str] | None = None, endpoints: Iterable[
     from layers import LAYERS, get_layer
 
     names = list(layers or LAYERS)
+    endpoints = list(endpoints)
+    # Names are the user's to get right: refuse a typo before measuring anything (an
+    # unknown endpoint used to surface as a KeyError inside each layer's subprocess,
+    # reported as "not measured" with exit status 0).
+    for name in names:
+        get_layer(name.partition("@")[0])
+    for name in endpoints:
+        get_endpoint(name)
     if bridged:
         names += [bridged_name(n) for n in names if "@" not in n]
-    endpoints = list(endpoints)
     started, t0 = now_utc(), time.monotonic()
     rows: list[dict[str, Any]] = []
     failures: list[str] = []

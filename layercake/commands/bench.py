@@ -111,6 +111,23 @@ def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: 
             console.print(f"[yellow]warning:[/] {escape(w)}")
         console.print(table)
         return
+    if in_process:
+        # Options that belong to the socket benchmarks would be silently ignored here.
+        ignored = [flag for flag, given in (("--experiment", experiment), ("--servers", servers), ("--peers", peers),
+                                            ("--full", full), ("--concurrency", concurrency)) if given]
+        if ignored:
+            raise LayercakeError(f"--in-process measures without sockets and takes no {', '.join(ignored)}", 2)
+        if seconds <= 0:
+            raise LayercakeError("--seconds must be positive", 2)
+        from layercake.bench.endpoints import get_endpoint
+        from layers import get_layer
+
+        for name in _names(layers) or []:  # before the banner, not after it
+            get_layer(name.partition("@")[0])
+        for name in _names(endpoints) or []:
+            get_endpoint(name)
+    elif bridged:
+        raise LayercakeError("--bridged goes with --in-process", 2)
     command = _command_line()
     layer_names = _names(layers)
     endpoint_names = _names(endpoints) or []

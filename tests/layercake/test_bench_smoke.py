@@ -163,6 +163,22 @@ def test_user_mistakes_are_one_line() -> None:
         assert result.exit_code != 0 and message in result.output, result.output
 
 
+def test_in_process_mistakes_are_one_line() -> None:
+    from layercake.cli import cli
+
+    # An unknown endpoint was a KeyError in every layer's subprocess, printed as "not
+    # measured" with exit 0; the socket-only options were silently ignored.
+    for args, message in ((["--in-process", "--endpoints", "nope"], "unknown endpoint 'nope'"),
+                          (["--in-process", "--layers", "bare_asgi,django"], "unknown layer 'django'"),
+                          (["--in-process", "--experiment", "slow"], "takes no --experiment"),
+                          (["--in-process", "--servers", "uvicorn"], "takes no --servers"),
+                          (["--in-process", "--seconds", "0"], "--seconds must be positive"),
+                          (["--bridged"], "--bridged goes with --in-process")):
+        result = CliRunner().invoke(cli, ["bench", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output and result.output.startswith("layercake: ")
+
+
 def test_the_slow_experiment_records_its_theory(tmp_path: Path) -> None:
     from layercake.bench.experiments import run_slow, slow_config, thread_pool_ceiling
 
