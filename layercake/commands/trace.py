@@ -34,13 +34,30 @@ def _method_and_path(words: tuple[str, ...]) -> tuple[str, str]:
     raise LayercakeError(f"expected [METHOD] PATH, got {' '.join(words)!r}", 2)
 
 
+# RFC 9110 §5.1: a field name is a token; §5.6.2 lists the characters a token may use.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
 def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``--header NAME:VALUE`` pairs, refused unless they make one well-formed field line.
+
+    A value with CR or LF in it would be sent as a second header line (header injection),
+    and a name with a space draws a 400 the trace can only report as "no record": both are
+    malformed requests, which is what ``--raw FILE`` is for.
+    """
     out = []
     for pair in pairs:
         name, sep, value = pair.partition(":")
         if not sep or not name.strip():
             raise LayercakeError(f"--header takes NAME:VALUE, not {pair!r}", 2)
-        out.append((name.strip(), value.strip()))
+        name, value = name.strip(), value.strip()
+        if not _TOKEN.match(name):
+            raise LayercakeError(f"--header name {name!r} is not a token (RFC 9110 §5.1); "
+                                 "send malformed requests with --raw FILE", 2)
+        if any(c in value for c in "\r\n\0"):
+            raise LayercakeError(f"--header value for {name!r} contains CR, LF or NUL, which a field value "
+                                 "cannot (RFC 9110 §5.5); send malformed requests with --raw FILE", 2)
+        out.append((name, value))
     return out
 
 

@@ -200,6 +200,15 @@ def test_cli_refuses_a_bad_request_line_with_a_usage_error() -> None:
     assert "expected [METHOD] PATH" in result.output
 
 
+@pytest.mark.parametrize("header", ["X-A: b\r\nEvil: 1", "X-A: b\nEvil: 1", "X-A: b\0", "X A: b", "X(A): b"])
+def test_cli_refuses_a_malformed_header_before_sending_it(header: str) -> None:
+    # A CR/LF in a value used to go out as a second header line; a bad name drew a 400
+    # reported as "the traced server wrote no record".
+    result = CliRunner().invoke(cli, ["trace", "bare_wsgi", "--header", header, "/headers"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("layercake: --header ") and "--raw FILE" in result.output
+
+
 # The whole promise: the three commands for every layer on a scratch server and a third-party
 # server per interface (bridged where the interface differs).  ~40 server starts: -m full.
 _MATRIX = [(layer, server) for layer in LAYERS
