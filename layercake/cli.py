@@ -28,6 +28,14 @@ class _Group(click.Group):
         except LayercakeError as exc:
             click.echo(f"layercake: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            # A file the user named (--json, --markdown, --out ...) that cannot be written or
+            # read: their path to fix, so one line.  OSErrors without a file name are not
+            # the user's and keep their traceback.
+            if exc.filename is None:
+                raise
+            click.echo(f"layercake: {exc.filename}: {exc.strerror or exc}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,15 @@ def test_an_unknown_name_gets_the_choices_not_a_traceback(args: list[str], word:
     assert f"unknown {word} 'nope'; choose one of:" in done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_output_file_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    # --json under a regular file: an OSError naming the user's path, once a traceback.
+    (tmp_path / "plain").write_text("")
+    done = layercake("verify", "bare_wsgi", "--json", str(tmp_path / "plain" / "out.json"))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"layercake: {tmp_path / 'plain' / 'out.json'}: Not a directory"
 
 
 def test_verify_over_a_real_server() -> None:
