@@ -58,7 +58,7 @@ def _options(host: str, port: int, workers: int | None, threads: int | None, htt
 
 def _server_flags(f: click.decorators.FC) -> click.decorators.FC:
     for option in reversed([
-        click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback only here)."),
+        click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; keep the loopback default unless you mean to expose the server."),
         click.option("--workers", type=int, help="Worker processes (servers with workers)."),
         click.option("--threads", type=int, help="Threads per worker, or the WSGI->ASGI bridge's pool."),
         click.option("--http", help="HTTP parser, e.g. h11 | httptools on uvicorn."),
@@ -92,7 +92,7 @@ def _names(values: tuple[str, ...]) -> list[str] | None:
 @click.command("grid")
 @click.option("--layers", "layer_names", multiple=True, help="Layers to run (repeat or comma-separate); default all.")
 @click.option("--servers", "server_names", multiple=True, help="Servers to run (repeat or comma-separate); default all.")
-@click.option("--jobs", default=2, show_default=True, type=int, help="Pairs run at the same time.")
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1), help="Pairs run at the same time.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write every result here.")
 @click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the grid as Markdown.")
 def grid_cmd(layer_names: tuple[str, ...], server_names: tuple[str, ...], jobs: int, json_file: Path | None,
