@@ -337,7 +337,7 @@ SERVERS: dict[str, ServerSpec] = {
     for spec in (
         # ---- WSGI ----------------------------------------------------------------------
         ServerSpec(
-            "scratch-wsgi", "wsgi", "Our annotated WSGI server on h11: a thread per connection.",
+            "scratch-wsgi", "wsgi", "Our annotated WSGI server on h11: a selector thread and a thread pool.",
             "python -m servers.scratch_wsgi", "servers.scratch_wsgi", (Requirement("h11", "h11"),),
             Capabilities(keep_alive=True, websockets=False, lifespan=False, workers=True, threads=True,
                          chunked_uploads=True),

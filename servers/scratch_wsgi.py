@@ -19,8 +19,8 @@ waits for what?
   it next; otherwise the connection goes back to the selector thread.
 
 This is the model of gunicorn's ``gthread`` worker, and of waitress (which goes further: its I/O thread also
-buffers whole responses).  The alternative, a thread per connection (wsgiref, werkzeug's dev server), is
-simpler but lets idle keep-alive connections and slow clients pin threads.
+buffers whole responses).  The alternative, a thread per connection (werkzeug's dev server, the standard
+library's ``ThreadingHTTPServer``), is simpler but lets idle keep-alive connections and slow clients pin threads.
 
 Between the two kinds of thread, a connection is owned by exactly one at a time: the selector thread gives it
 away by unregistering it and submitting it to the pool; a worker gives it back by appending it to
