@@ -286,7 +286,8 @@ def render_target(console: Console, target: Target, figures: Figures | None = No
 
 def _single_file(target: Target) -> Path:
     if len(target.files) != 1:
-        raise LayercakeError(f"--diff compares two files; {target.name} has {len(target.files)}", exit_code=2)
+        raise LayercakeError(f"--diff compares two single files (a layer, a scratch server or a path); "
+                             f"{target.name} is {len(target.files)} files: read it without --diff", exit_code=2)
     return target.files[0]
 
 

@@ -143,6 +143,12 @@ def test_read_command_unknown_target_is_one_line():
     assert "unknown layer, server or path 'no-such-layer'" in result.output
 
 
+def test_read_command_diff_of_a_package_says_why_not():
+    result = CliRunner().invoke(cli, ["read", "--diff", "core", "shared"])
+    assert result.exit_code == 2
+    assert "core is" in result.output and "files: read it without --diff" in result.output
+
+
 def test_read_command_diff_of_fixtures():
     result = CliRunner().invoke(cli, ["read", "--diff", str(FIXTURES / "layer_a.py"), str(FIXTURES / "layer_b.py")])
     assert result.exit_code == 0, result.output
