@@ -8,13 +8,15 @@ fresh start of any layer on any server.  Every layer calls this module and nothi
 else for its data: whatever a benchmark shows between two layers is the framework,
 never the storage.
 
-One connection, one lock.  The WSGI servers call the store from many threads and the
-ASGI layers call it from the event loop (and FastAPI from its thread pool), so the
-connection is opened with ``check_same_thread=False`` and every statement runs under
-a ``threading.Lock``.  An in-memory database answers in microseconds, so holding the
-lock costs less than a second connection would (a shared-cache in-memory database
-would give each thread its own connection, but shared cache uses table locks that
-fail at once with ``SQLITE_LOCKED`` under concurrent writes instead of waiting).
+One connection, one lock.  The WSGI servers call the store from many threads (so does
+a2wsgi's pool when a WSGI layer is bridged onto an ASGI server), and the ASGI layers from
+the event loop's thread -- not FastAPI's thread pool: every handler and dependency there
+is ``async def``.  So the connection is opened with ``check_same_thread=False`` and every
+statement runs under a ``threading.Lock``.  An in-memory database answers in
+microseconds, so holding the lock costs less than a second connection would (a
+shared-cache in-memory database would give each thread its own connection, but shared
+cache uses table locks that fail at once with ``SQLITE_LOCKED`` under concurrent writes
+instead of waiting).
 
 What it deliberately doesn't do: persistence across restarts, and sharing between
 worker processes.  With ``--workers 4`` each worker has its own 100 items, and an
