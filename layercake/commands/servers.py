@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -22,26 +23,61 @@ def _yes(flag: bool) -> str:
     return "[green]✓[/]" if flag else "[dim]·[/]"
 
 
+#: Below this many columns the full table wraps every cell into a tall column of word
+#: fragments (13 rows took 190 lines at 120 columns), so the capabilities stay in a table
+#: and how each server runs -- parser, concurrency, flags, native command -- is listed under it.
+_FULL_TABLE_WIDTH = 200
+
+
 @click.command("servers")
 @click.option("--notes/--no-notes", default=True, help="Print each server's notes under the table.")
 def servers_cmd(notes: bool) -> None:
     """The servers layercake can run a layer on, what each supports, and its native command."""
     console = Console()
-    table = Table(title="servers (any layer runs on any of them; the other interface goes through a bridge)")
-    for col in ("server", "interface", "installed", "keep-alive", "ws", "lifespan", "workers", "threads",
-                "--http", "--loop", "parser / concurrency", "native command"):
-        table.add_column(col, overflow="fold")
+    full = console.width >= _FULL_TABLE_WIDTH
+    table = Table(title="servers (any layer runs on any of them; the other interface goes through a bridge)",
+                  box=None if not full else box.HEAVY_HEAD, pad_edge=full, header_style="bold",
+                  # one space between columns on an 80-column terminal, so the eight fit
+                  padding=(0, 1) if full or console.width >= 90 else (0, 1, 0, 0))
+    short = ("server", "interface", "installed", "keep-alive", "ws", "lifespan", "workers", "threads")
+    for col in short:
+        table.add_column(col, no_wrap=not full, overflow="fold")
+    if full:
+        for col in ("--http", "--loop", "parser / concurrency", "native command"):
+            table.add_column(col, overflow="fold")
+    missing_extras: dict[str, list[str]] = {}
     for spec in SERVERS.values():
         caps = spec.capabilities
         missing = spec.missing
-        installed = "[green]yes[/]" if missing is None else "[red]no[/] (pip install -e " + escape(f"'.[{spec.extra}]'") + ")"
-        table.add_row(
-            spec.name, spec.interface, installed, _yes(caps.keep_alive),
-            _yes(caps.websockets), _yes(caps.lifespan) if spec.interface == "asgi" else "[dim]n/a[/]",
-            _yes(caps.workers), _yes(caps.threads), " | ".join(caps.http_parsers) or "[dim]fixed[/]",
-            " | ".join(caps.loops) or "[dim]fixed[/]", f"{spec.parser}; {spec.concurrency}", escape(spec.pattern()),
-        )
+        if missing is not None:
+            missing_extras.setdefault(spec.extra, []).append(spec.name)
+        installed = "[green]yes[/]" if missing is None else "[red]no[/]"
+        if missing is not None and full:
+            installed += " (pip install -e " + escape(f"'.[{spec.extra}]'") + ")"
+        row = [spec.name, spec.interface, installed, _yes(caps.keep_alive),
+               _yes(caps.websockets), _yes(caps.lifespan) if spec.interface == "asgi" else "[dim]n/a[/]",
+               _yes(caps.workers), _yes(caps.threads)]
+        if full:
+            row += [" | ".join(caps.http_parsers) or "[dim]fixed[/]", " | ".join(caps.loops) or "[dim]fixed[/]",
+                    f"{spec.parser}; {spec.concurrency}", escape(spec.pattern())]
+        table.add_row(*row)
     console.print(table)
+    if not full:
+        how = Table.grid(padding=(0, 2))
+        how.add_column(no_wrap=True, style="bold")
+        how.add_column()
+        for spec in SERVERS.values():
+            caps = spec.capabilities
+            flags = (f"--http {' | '.join(caps.http_parsers) or 'fixed'}, "
+                     f"--loop {' | '.join(caps.loops) or 'fixed'}")
+            how.add_row(spec.name, f"{escape(spec.parser)}; {escape(spec.concurrency)}\n[dim]{escape(flags)}[/]\n"
+                                   f"[cyan]$ {escape(spec.pattern())}[/]")
+        console.print()
+        console.print("[bold]how each runs[/]: parser and concurrency, the --http/--loop choices, the native command")
+        console.print(how)
+        for extra, names in missing_extras.items():
+            console.print(f"[red]not installed[/]: {', '.join(names)} -- pip install -e " + escape(f"'.[{extra}]'")
+                          + " from the layercake checkout")
     if notes:
         for spec in SERVERS.values():
             for note in spec.notes:

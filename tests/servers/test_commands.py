@@ -21,6 +21,23 @@ def test_servers_lists_every_entry_with_its_command() -> None:
     assert "asgi->wsgi bridge" in result.output and "wsgiref: Cannot take chunked uploads" in result.output
 
 
+def test_servers_fits_an_80_column_terminal() -> None:
+    # The full table wrapped every cell into word fragments below ~200 columns (350 lines
+    # at 80): a narrow terminal gets the capabilities as a table and the rest as a list.
+    from rich.cells import cell_len
+
+    result = CliRunner().invoke(cli, ["servers", "--no-notes"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(cell_len(line.rstrip()) for line in lines) <= 80
+    assert len(lines) <= 100  # was 350
+    header = next(line for line in lines if line.startswith("server "))
+    assert header.split() == ["server", "interface", "installed", "keep-alive", "ws", "lifespan", "workers", "threads"]
+    for name, spec in SERVERS.items():
+        assert any(line.startswith(name + " ") for line in lines)
+        assert "$ " + spec.pattern().split()[0] in result.output
+
+
 def test_grid_runs_a_pair_and_writes_json_and_markdown(tmp_path: Path) -> None:
     out_json, out_md = tmp_path / "grid.json", tmp_path / "grid.md"
     result = CliRunner().invoke(cli, ["grid", "--layers", "bare_wsgi", "--servers", "wsgiref,gunicorn-gthread",
