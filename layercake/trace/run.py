@@ -65,6 +65,13 @@ def build_request(method: str, path: str, host: str, body: bytes = b"",
     """The raw HTTP/1.1 request we send: request line, headers, blank line, body."""
     if not path.startswith("/"):
         raise LayercakeError(f"the path must start with '/', not {path!r}", 2)
+    if any(not "!" <= c <= "~" or c == "#" for c in path):
+        # RFC 9112 §3.2.1: an origin-form target is a path and a query, visible ASCII only,
+        # with no fragment (a client strips "#..."). Sent as typed, the server answers 400
+        # before the app runs and the trace could only say "no record".
+        raise LayercakeError(f"the path {path!r} has a space, '#', control or non-ASCII character, which a request "
+                             "target cannot carry: percent-encode it (e.g. %20), drop a #fragment, or send "
+                             "malformed bytes with --raw FILE", 2)
     names = {k.lower() for k, _ in headers}
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"] if "host" not in names else [f"{method} {path} HTTP/1.1"]
     if "user-agent" not in names:

@@ -209,6 +209,15 @@ def test_cli_refuses_a_malformed_header_before_sending_it(header: str) -> None:
     assert result.output.startswith("layercake: --header ") and "--raw FILE" in result.output
 
 
+@pytest.mark.parametrize("path", ["/items/a b", "/items/1#frag", "/h\u00e9llo", "/x\ty"])
+def test_cli_refuses_a_path_no_request_target_can_carry(path: str) -> None:
+    # These reached the server as typed, drew a 400 before the app, and the trace said only
+    # "the traced server wrote no record for the request".
+    result = CliRunner().invoke(cli, ["trace", "bare_wsgi", "GET", path])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("layercake: the path ") and "percent-encode" in result.output
+
+
 # The whole promise: the three commands for every layer on a scratch server and a third-party
 # server per interface (bridged where the interface differs).  ~40 server starts: -m full.
 _MATRIX = [(layer, server) for layer in LAYERS
