@@ -71,7 +71,7 @@ def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a self-contained HTML page here.")
 @click.option("--depth", default=render.DEFAULT_DEPTH, show_default=True, help="Call-tree depth to open.")
-@click.option("--warmup", default=1, show_default=True,
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0),
               help="Requests sent before the traced one (0: trace the very first request, imports and all).")
 @click.option("--http", "http", default=None, help="HTTP parser, where the server has a choice (uvicorn: h11).")
 @click.option("--raw", "raw_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -127,7 +127,9 @@ def scope_diff_cmd(layer: str, request: tuple[str, ...], servers: str, only_diff
         layercake scope-diff bare_asgi GET /inspect --servers scratch-asgi,uvicorn,hypercorn
     """
     method, path = _method_and_path(request)
-    names = [s.strip() for s in servers.split(",") if s.strip()]
+    # dict.fromkeys: --servers uvicorn,uvicorn compares a server with itself ("0 of 17 keys
+    # differ"), which is a typo, so a repeat counts once and two distinct names are needed.
+    names = list(dict.fromkeys(s.strip() for s in servers.split(",") if s.strip()))
     with console.status(f"sending {method} {path} to {', '.join(names)}…"):
         diff = scope_diff(layer, names, method, path)
     console.print(render.render_scope_diff(diff, only_differences))

@@ -218,6 +218,13 @@ def test_cli_refuses_a_path_no_request_target_can_carry(path: str) -> None:
     assert result.output.startswith("layercake: the path ") and "percent-encode" in result.output
 
 
+@pytest.mark.parametrize("args", [["scope-diff", "bare_asgi", "/inspect", "--servers", "uvicorn,uvicorn"],
+                                  ["trace", "bare_asgi", "--warmup", "-1", "/json"]])
+def test_cli_refuses_a_repeated_server_and_a_negative_warmup(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+
+
 # The whole promise: the three commands for every layer on a scratch server and a third-party
 # server per interface (bridged where the interface differs).  ~40 server starts: -m full.
 _MATRIX = [(layer, server) for layer in LAYERS
