@@ -31,6 +31,10 @@ individual clients".  It binds, forks, waits until every child reports it is rea
 lifespan startup, say), prints the serving line, forwards SIGTERM/SIGINT to the children, replaces a child that
 dies unexpectedly, and exits with 0 after a graceful shutdown -- or with the child's code when a child fails at
 startup (a lifespan ``startup.failed`` stops the whole server rather than looping on respawns).
+
+What it deliberately does not do: reload on code changes, recycle workers after N requests (gunicorn's
+``max_requests``) or change the number of workers while running (gunicorn's TTIN/TTOU): the arbiter handles
+SIGTERM and SIGINT only.
 """
 
 from __future__ import annotations

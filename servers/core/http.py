@@ -18,7 +18,9 @@ The headers a server adds (RFC 9110):
   and 4xx responses (and MAY in others).  Its resolution is one second, so we format it at most once a second.
 * ``Server`` -- section 10.2.4, optional; we send the server's name so a trace shows who answered.
 
-This module performs no I/O: it computes bytes and strings; the servers move them.
+This module performs no I/O: it computes bytes and strings; the servers move them.  What it deliberately does
+not do: check request heads (``strict.py``) or write ordinary responses (``writer.py``) -- ``rejection_response``
+is the one response written here, for a head refused before any h11 state exists.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 default defensible.  One frozen dataclass, shared by both scratch servers and by the
 strict request checks, so a limit is defined in exactly one place and every one of them
 is configurable from the command line.
+
+What it deliberately does not do: enforce anything (``strict.py`` and the servers do),
+or hold the contract's own per-route limits (1 MiB items, 16 MiB echo), which belong to
+the applications (``layers/shared/validation.py``).
 """
 
 from __future__ import annotations
