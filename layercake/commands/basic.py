@@ -105,7 +105,8 @@ def verify_cmd(layer: str, server: str | None, groups: tuple[str, ...], json_fil
 
 
 @click.command("tour")
-@click.option("--seconds", default=0.3, show_default=True, help="Timing budget per layer for the in-process cost.")
+@click.option("--seconds", default=0.3, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Timing budget per layer for the in-process cost.")
 def tour_cmd(seconds: float) -> None:
     """The five-minute introduction: verify every layer and show what each costs."""
     console.rule("[bold]layercake tour")

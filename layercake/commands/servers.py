@@ -110,7 +110,8 @@ def _server_flags(f: click.decorators.FC) -> click.decorators.FC:
 @click.option("--port", default=8000, show_default=True, type=int, help="0 picks a free port.")
 @_server_flags
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
-@click.option("--seconds", type=float, help="Stop by itself after this long (for scripts and tests).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Stop by itself after this long (for scripts and tests).")
 def serve_cmd(layer: str, server: str | None, host: str, port: int, workers: int | None, threads: int | None,
               http: str | None, loop: str | None, access_log: bool, seconds: float | None) -> None:
     """Serve LAYER until Ctrl-C; prints the equivalent native command, the URL and curl lines."""

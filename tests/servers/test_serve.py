@@ -87,7 +87,8 @@ def test_serve_refuses_a_port_in_use() -> None:
     (["serve", "bare_wsgi", "--server", "nginx"], "unknown server 'nginx'"),
     (["serve", "no_layer"], "unknown layer 'no_layer'"),
     (["serve", "bare_asgi", "--server", "uvicorn", "--threads", "4"], "has no --threads"),
-], ids=["unknown-server", "unknown-layer", "unsupported-flag"])
+    (["serve", "bare_wsgi", "--seconds", "-1"], "is not in the range x>0"),  # once served and said "-1 s are up"
+], ids=["unknown-server", "unknown-layer", "unsupported-flag", "negative-seconds"])
 def test_serve_bad_input_is_one_line_and_exit_2(args: list[str], says: str) -> None:
     proc = _layercake(*args, "--port", "0")
     out, _ = proc.communicate(timeout=30)
