@@ -123,6 +123,8 @@ def probe_cmd(server_args: tuple[str, ...], server_opts: tuple[str, ...], layer:
         if probe.skipped:
             console.print(f"[yellow]{probe.server}: skipped[/] -- {escape(probe.skipped)}")
     ran = [p for p in probes if not p.skipped]
+    if not ran:  # nothing was probed: a script must not read that as success
+        raise LayercakeError("no server could be probed (see why above)", exit_code=1)
     if len(ran) == 1:
         _print_one(ran[0])
     elif ran:

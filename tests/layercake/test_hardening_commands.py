@@ -141,6 +141,18 @@ def test_probe_command_refuses_mistakes_before_starting_a_server(args: list[str]
     assert "Traceback" not in result.output and "cases x" not in result.output
 
 
+def test_probe_command_fails_when_no_server_could_be_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An uninstalled server is skipped; when every server was, exit 0 read as "all probed".
+    from layercake.commands import hardening
+    from layercake.probe import ServerProbe
+
+    monkeypatch.setattr(hardening, "probe_servers", lambda names, *args: [
+        ServerProbe(name, "bare_wsgi", skipped="server needs a package") for name in names])
+    result = CliRunner().invoke(cli, ["probe", "waitress", "--case", "valid/get"])
+    assert result.exit_code == 1, result.output
+    assert "waitress: skipped" in result.output and "no server could be probed" in result.output
+
+
 @pytest.mark.parametrize(("layer", "server"), [("bare_wsgi", "scratch-wsgi"), ("bare_asgi", "scratch-asgi")])
 def test_two_second_soak(layer: str, server: str) -> None:
     report = soak(layer, server, duration=2, concurrency=16, interval=0.25)
