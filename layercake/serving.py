@@ -52,8 +52,14 @@ def _interrupt(signum: int, frame: object) -> None:
 
 @contextmanager
 def signals_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl-C does."""
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    """While inside, SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt.
+
+    SIGINT is set too because Python only installs its own Ctrl-C handler when SIGINT is not
+    ignored at startup, and a shell script's ``layercake serve ... &`` starts with SIGINT
+    ignored: ``kill -INT`` would then do nothing, where uvicorn and gunicorn (which set
+    their handlers unconditionally) stop.
+    """
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:

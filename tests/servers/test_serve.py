@@ -73,6 +73,26 @@ def test_serve_stops_every_worker(layer: str, server: str, sig: signal.Signals) 
             os.killpg(pid, signal.SIGKILL)
 
 
+def test_serve_stops_on_sigint_even_when_started_with_sigint_ignored() -> None:
+    # What `layercake serve ... &` in a shell script gets: SIGINT ignored from the start, so
+    # Python installs no KeyboardInterrupt handler and `kill -INT` used to do nothing.
+    proc = subprocess.Popen([sys.executable, "-m", "layercake", "serve", "bare_wsgi", "--port", "0", "--no-access-log"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    pid = 0
+    try:
+        _, url, pid = _read_until_serving(proc)
+        assert httpx.get(url + "/plaintext", timeout=10).status_code == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        assert process_group_members(pid) == [], "orphaned server processes"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if pid and process_group_members(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
 def test_serve_refuses_a_port_in_use() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
