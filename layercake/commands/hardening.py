@@ -88,7 +88,8 @@ _rules: dict[str, str] = {}
 @click.option("--layer", help="Layer to serve; default: bare_wsgi or bare_asgi, the server's own interface.")
 @click.option("--split", "splits", multiple=True, type=click.Choice(SPLITS), default=("whole",), show_default=True,
               help="How to write each request: whole, one byte per write, random pieces (repeatable).")
-@click.option("--case", "patterns", multiple=True, help="Only cases whose id contains this (repeatable).")
+@click.option("--case", "patterns", multiple=True, help="Only cases whose id contains this, e.g. smuggling or cl-te (repeatable); the ids are "
+                   "the rows of docs/probe-grid.md, one file each in layercake/corpus/.")
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds to wait for each answer.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write every result here.")
