@@ -135,13 +135,12 @@ class WSGIDriver:
 
     interface = "wsgi"
 
-    def __init__(self, app: Callable[..., Any], *, validate: bool = True, server_name: str = "inprocess") -> None:
+    def __init__(self, app: Callable[..., Any], *, validate: bool = True) -> None:
         if validate:
             from wsgiref.validate import validator
 
             app = validator(app)
         self.app = app
-        self.server_name = server_name
 
     def environ(
         self,

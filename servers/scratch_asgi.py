@@ -450,12 +450,7 @@ class Connection(asyncio.Protocol):
             return
         self.conn = conn
         headers = list(request.headers)  # once: iterating h11's Headers object is slow, a list is not
-        length = upgrade = None
-        for name, value in headers:
-            if name == b"content-length":
-                length = value
-            elif name == b"upgrade":
-                upgrade = value
+        upgrade = next((value for name, value in headers if name == b"upgrade"), None)
         if upgrade is not None and is_websocket_upgrade(request):
             problem = handshake_problem(request)
             if problem is None:
@@ -466,11 +461,8 @@ class Connection(asyncio.Protocol):
             status, reason, _ = problem
             self._reject(Rejection(status, reason, "RFC 6455 §4.2.1"))
             return
-        if limits.max_body_bytes and length is not None and int(length) > limits.max_body_bytes:
-            # Refused from the header, before reading a byte of the body (CONTRACT.md: "a 413 is decided from
-            # Content-Length before reading").
-            self._reject(Rejection(413, f"request body over {limits.max_body_bytes} bytes", "max_body_bytes"))
-            return
+        # A declared Content-Length over max_body_bytes never gets here: strict.check_head answered it 413
+        # from the head, before a byte of the body was read (RFC 9110 §15.5.14).
         self.cycle = RequestCycle(self, conn, request, headers)
         self._run(self.cycle.run())
         self._drive()

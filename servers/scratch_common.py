@@ -147,6 +147,7 @@ def run_workers(count: int, sock: socket.socket, child: Callable[[Callable[[], N
     if count <= 1:
         return child(lambda: announce(sock))
     read_end, write_end = os.pipe()
+    pipe_closed = False
     children: dict[int, int] = {}  # pid -> slot
     stopping: list[int] = []
 
@@ -158,7 +159,9 @@ def run_workers(count: int, sock: socket.socket, child: Callable[[Callable[[], N
             os.close(read_end)
             code = 1
             try:
-                code = child(lambda: os.write(write_end, b"r"))
+                # A worker respawned after startup is forked once the parent has closed its end of the
+                # pipe (the descriptor number may since belong to something else): it has no one to tell.
+                code = child((lambda: None) if pipe_closed else (lambda: os.write(write_end, b"r")))
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
             finally:
@@ -178,6 +181,7 @@ def run_workers(count: int, sock: socket.socket, child: Callable[[Callable[[], N
     for slot in range(count):
         spawn(slot)
     os.close(write_end)
+    pipe_closed = True
     ready = 0
     os.set_blocking(read_end, False)
     exit_code = 0
