@@ -34,11 +34,11 @@ class UnknownName(LayercakeError):
 class MissingPackage(LayercakeError):
     """An optional server or tool whose package is not installed."""
 
-    def __init__(self, what: str, package: str, extra: str) -> None:
+    def __init__(self, what: str, package: str, extra: str | None) -> None:
         self.what, self.package, self.extra = what, package, extra
         # From the checkout, never from PyPI: the "layercake" there is an unrelated project,
         # so a bare ``pip install 'layercake[servers]'`` would install someone else's code.
-        super().__init__(
-            f"{what} needs the {package!r} package, which is not installed; "
-            f"install it from the layercake checkout with: pip install -e '.[{extra}]'"
-        )
+        # ``extra=None``: a package no extra brings (deliberately), named on its own.
+        how = (f"install it from the layercake checkout with: pip install -e '.[{extra}]'" if extra
+               else f"install it with: pip install {package}")
+        super().__init__(f"{what} needs the {package!r} package, which is not installed; {how}")

@@ -125,6 +125,7 @@ class Capabilities:
 class Requirement:
     module: str  # what find_spec looks for
     package: str  # what pip installs
+    in_extra: bool = True  # False: not in the server's pip extra, so the hint names the package itself
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,7 +170,8 @@ class ServerSpec:
         for flag, value in (("http", opts.http if opts else None), ("loop", opts.loop if opts else None)):
             req = OPTION_REQUIRES.get((flag, value or ""))
             if req is not None and importlib.util.find_spec(req.module) is None:
-                raise MissingPackage(f"{self.name} --{flag} {value}", req.package, self.extra)
+                raise MissingPackage(f"{self.name} --{flag} {value}", req.package,
+                                     self.extra if req.in_extra else None)
 
     def bridge_for(self, interface: Interface) -> Bridge | None:
         """The bridge needed to serve an app of ``interface`` here (None: native)."""
@@ -326,7 +328,7 @@ def _waitress(target: str, o: ServerOptions) -> list[str]:
 OPTION_REQUIRES: dict[tuple[str, str], Requirement] = {
     ("http", "httptools"): Requirement("httptools", "httptools"),
     ("loop", "uvloop"): Requirement("uvloop", "uvloop"),
-    ("http", "fast"): Requirement("gunicorn_h1c", "gunicorn-h1c"),
+    ("http", "fast"): Requirement("gunicorn_h1c", "gunicorn-h1c", in_extra=False),  # see gunicorn-asgi's notes
 }
 
 _GUNICORN = Requirement("gunicorn", "gunicorn")

@@ -195,6 +195,19 @@ def test_a_choice_needing_a_missing_package_names_it(monkeypatch: pytest.MonkeyP
     with pytest.raises(MissingPackage) as info:
         start_server("uvicorn", "bare_asgi", ServerOptions(loop="uvloop"))
     assert "uvicorn --loop uvloop" in info.value.message and "'ghostloop'" in info.value.message
+    assert "pip install -e '.[servers]'" in info.value.message
+
+
+def test_a_choice_no_extra_brings_names_the_package_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    # gunicorn-h1c is kept out of the servers extra on purpose: the hint used to say to
+    # install the extra, which would not have brought it.
+    from servers import registry
+
+    monkeypatch.setitem(registry.OPTION_REQUIRES, ("http", "fast"),
+                        dataclasses.replace(registry.OPTION_REQUIRES[("http", "fast")], module="no_such_h1c_xyz"))
+    with pytest.raises(MissingPackage) as info:
+        start_server("gunicorn-asgi", "bare_asgi", ServerOptions(http="fast"))
+    assert info.value.message.endswith("install it with: pip install gunicorn-h1c")
 
 
 @pytest.mark.parametrize("server", ["uvicorn", "gunicorn-gthread"])
