@@ -175,7 +175,7 @@ def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: 
             console.print(f"[bold red]not measured:[/] {escape(failure)}")
     else:
         console.print(report.ladder_table(doc))
-        if doc["kind"] == "ladder" and len(doc["settings"]["endpoints"]) > 1:
+        if doc["kind"] == "ladder" and len(doc["settings"]["endpoints"]) > 1 and doc["results"]:
             console.print(report.glance_table(doc))
         console.print(escape(report.generator_line(doc)))
         for note in report.verification_notes(doc):
@@ -186,6 +186,10 @@ def bench(layers: str | None, servers: str | None, endpoints: str, concurrency: 
                           "do not trust those rows[/]")
     console.print(escape(report.environment_line(doc)))
     _write_outputs(console, doc, json_path, markdown_path, charts_dir)
+    # Every target failed to start (a server not installed, say) or every layer failed
+    # in-process: an empty table must not exit 0 for a script to read as a benchmark.
+    if not doc.get("in_process" if doc["kind"] == "in_process" else "results"):
+        raise LayercakeError("nothing was measured (see why above)", 1)
 
 
 COMMANDS = [bench]

@@ -179,6 +179,22 @@ def test_in_process_mistakes_are_one_line() -> None:
         assert "Traceback" not in result.output and result.output.startswith("layercake: ")
 
 
+def test_nothing_measured_is_exit_1_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A named server that is not installed, without the floor: the glance table indexed an
+    # empty list (IndexError) and, with the floor, the run exited 0 having measured no layer.
+    import dataclasses
+
+    from layercake.cli import cli
+    from servers import registry
+
+    ghost = dataclasses.replace(registry.SERVERS["waitress"], requires=(registry.Requirement("no_such_xyz", "ghost"),))
+    monkeypatch.setitem(registry.SERVERS, "waitress", ghost)
+    result = CliRunner().invoke(cli, ["bench", "--layers", "bare_wsgi", "--servers", "waitress", "--no-floor",
+                                      "--endpoints", "plaintext,json", "--repeat", "1", "--duration", "1"])
+    assert result.exit_code == 1, result.output
+    assert "did not start" in result.output and "nothing was measured" in result.output
+
+
 def test_the_slow_experiment_records_its_theory(tmp_path: Path) -> None:
     from layercake.bench.experiments import run_slow, slow_config, thread_pool_ceiling
 
