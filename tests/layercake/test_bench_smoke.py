@@ -189,10 +189,11 @@ def test_nothing_measured_is_exit_1_not_a_traceback(monkeypatch: pytest.MonkeyPa
 
     ghost = dataclasses.replace(registry.SERVERS["waitress"], requires=(registry.Requirement("no_such_xyz", "ghost"),))
     monkeypatch.setitem(registry.SERVERS, "waitress", ghost)
-    result = CliRunner().invoke(cli, ["bench", "--layers", "bare_wsgi", "--servers", "waitress", "--no-floor",
-                                      "--endpoints", "plaintext,json", "--repeat", "1", "--duration", "1"])
-    assert result.exit_code == 1, result.output
-    assert "did not start" in result.output and "nothing was measured" in result.output
+    for floor in ("--no-floor", "--floor"):
+        result = CliRunner().invoke(cli, ["bench", "--layers", "bare_wsgi", "--servers", "waitress", floor,
+                                          "--endpoints", "plaintext,json", "--repeat", "1", "--duration", "1"])
+        assert result.exit_code == 1, result.output
+        assert "did not start" in result.output and "no layer was measured" in result.output
 
 
 def test_the_slow_experiment_records_its_theory(tmp_path: Path) -> None:
