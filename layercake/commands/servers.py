@@ -136,7 +136,8 @@ def grid_cmd(layer_names: tuple[str, ...], server_names: tuple[str, ...], jobs: 
              markdown_file: Path | None) -> None:
     """Run the contract for every layer on every server, for real, and print what works where.
 
-    Exit status 1 if a pair failed in a way the registry does not explain.
+    Exit status 1 if a pair failed in a way the registry does not explain, or if no pair
+    could run at all (every server named is not installed).
     """
     from layercake.grid import SYMBOL, Cell, render, run_grid, write_outputs
 
@@ -152,6 +153,8 @@ def grid_cmd(layer_names: tuple[str, ...], server_names: tuple[str, ...], jobs: 
     unexplained = [c for c in grid.cells if c.unexplained or (c.status == "fail" and not c.groups)]
     if unexplained:
         raise LayercakeError(f"{len(unexplained)} pair(s) failed in ways the registry does not explain", 1)
+    if grid.cells and all(c.status == "n/a" for c in grid.cells):  # nothing ran: not a clean grid
+        raise LayercakeError("no pair could run (see why above)", 1)
 
 
 COMMANDS = [servers_cmd, serve_cmd, grid_cmd]

@@ -3,9 +3,11 @@ have their own tests; these check the wiring, the output and the exit status).""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from layercake.cli import cli
@@ -52,6 +54,17 @@ def test_grid_runs_a_pair_and_writes_json_and_markdown(tmp_path: Path) -> None:
     assert all(f["known"] for f in cells["wsgiref"]["failures"])
     assert "| bare_wsgi | ◐" in out_md.read_text() and "HTTP/1.0" in out_md.read_text()
     assert "what fails, and why" in result.output
+
+
+def test_grid_where_no_pair_could_run_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every named server not installed: the grid was all "n/a" and exited 0.
+    from servers import registry
+
+    ghost = dataclasses.replace(registry.SERVERS["waitress"], requires=(registry.Requirement("no_such_xyz", "ghost"),))
+    monkeypatch.setitem(registry.SERVERS, "waitress", ghost)
+    result = CliRunner().invoke(cli, ["grid", "--layers", "bare_wsgi", "--servers", "waitress"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert "not installed" in result.output and "no pair could run" in result.output
 
 
 def test_grid_unknown_name_is_a_usage_error() -> None:
