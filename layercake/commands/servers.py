@@ -94,7 +94,8 @@ def _options(host: str, port: int, workers: int | None, threads: int | None, htt
 
 def _server_flags(f: click.decorators.FC) -> click.decorators.FC:
     for option in reversed([
-        click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; keep the loopback default unless you mean to expose the server."),
+        click.option("--host", default="127.0.0.1", show_default=True,
+                     help="Address to bind; keep the loopback default unless you mean to expose the server."),
         click.option("--workers", type=int, help="Worker processes (servers with workers)."),
         click.option("--threads", type=int, help="Threads per worker, or the WSGI->ASGI bridge's pool."),
         click.option("--http", help="HTTP parser, e.g. h11 | httptools on uvicorn."),
