@@ -63,7 +63,7 @@ def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
 
 @click.command("trace")
 @click.argument("layer")
-@click.argument("request", nargs=-1)
+@click.argument("request", nargs=-1, metavar="[METHOD] [PATH]")
 @click.option("--server", default=None, help="Server to run on (default: our scratch server for the interface).")
 @click.option("--data", default=None, help="Request body (sent with Content-Length; JSON gets application/json).")
 @click.option("--header", "header", multiple=True, metavar="K:V", help="Extra request header (repeatable).")
@@ -83,7 +83,7 @@ def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
 def trace_cmd(layer: str, request: tuple[str, ...], server: str | None, data: str | None, header: tuple[str, ...],
               json_file: Path | None, html_file: Path | None, depth: int, warmup: int, http: str | None,
               raw_file: Path | None, ws: str | None, no_profile: bool) -> None:
-    """Trace one request: LAYER [--server NAME] [METHOD] PATH.
+    """Trace one request: LAYER [--server NAME] [METHOD] PATH (GET / when both are left out).
 
     Runs LAYER on the server with recorders inside the server process, sends one real
     request over loopback and shows, in order: the request bytes, the parser's events,
@@ -114,14 +114,14 @@ def trace_cmd(layer: str, request: tuple[str, ...], server: str | None, data: st
 
 @click.command("scope-diff")
 @click.argument("layer")
-@click.argument("request", nargs=-1)
+@click.argument("request", nargs=-1, metavar="[METHOD] [PATH]")
 @click.option("--servers", required=True, help="Comma-separated servers, e.g. scratch-asgi,uvicorn,hypercorn.")
 @click.option("--only-differences", is_flag=True, help="Hide the keys every server agrees on.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the table here.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML page.")
 def scope_diff_cmd(layer: str, request: tuple[str, ...], servers: str, only_differences: bool,
                    json_file: Path | None, html_file: Path | None) -> None:
-    """The same request on several servers: every environ/scope key side by side.
+    """The same request on several servers: every environ/scope key side by side ([METHOD] PATH; default GET /).
 
     \b
         layercake scope-diff bare_asgi GET /inspect --servers scratch-asgi,uvicorn,hypercorn
