@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import atexit
 import errno
+import functools
+import importlib.metadata
 import importlib.util
 import os
 import shlex
@@ -245,6 +247,17 @@ def _stdlib_launcher(server: str) -> Callable[[str, ServerOptions], list[str]]:
     return arguments
 
 
+@functools.cache
+def _gunicorn_has_control_socket() -> bool:
+    """gunicorn 27 opens a control socket at one fixed path (~/.gunicorn/gunicorn.ctl) in every arbiter, so
+    two gunicorns started side by side (the grid's --jobs, the tests) would share it.  We use none of its
+    commands, so each arbiter is started without one."""
+    try:
+        return int(importlib.metadata.version("gunicorn").split(".")[0]) >= 27
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+
+
 def _gunicorn(worker: str) -> Callable[[str, ServerOptions], list[str]]:
     def arguments(target: str, o: ServerOptions) -> list[str]:
         k = worker
@@ -259,6 +272,8 @@ def _gunicorn(worker: str) -> Callable[[str, ServerOptions], list[str]]:
             if o.http:
                 args += ["--http-parser", o.http]
         args += ["-b", _bind(o), "--graceful-timeout", str(int(STOP_GRACE))]
+        if _gunicorn_has_control_socket():
+            args.append("--no-control-socket")
         if o.access_log:
             args += ["--access-logfile", "-"]
         if o.log_level:
