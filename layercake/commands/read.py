@@ -52,6 +52,12 @@ def read(targets: tuple[str, ...], diff: bool, comments: bool, above: bool, page
         raise LayercakeError("read takes one target (a layer, a server or a path); "
                              "use --diff A B for two", exit_code=2)
     resolved = [resolve(t) for t in targets]
+    if diff and resolved[0].kind != resolved[1].kind:
+        # Alignment is by handler name (layers) or section heading (servers): a layer and a server share
+        # neither, so a side-by-side of the two would pair unrelated code.
+        raise LayercakeError(f"read --diff compares two of a kind (two layers, the two scratch servers or two "
+                             f"files); {targets[0]} is a {resolved[0].kind} and {targets[1]} a {resolved[1].kind}",
+                             exit_code=2)
     figures = figures_for([t.name for t in resolved if t.kind == "layer"], measure=measure)
     console = _console()
     use_pager = sys.stdout.isatty() if pager is None else pager

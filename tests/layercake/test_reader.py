@@ -168,3 +168,13 @@ def test_loc_command_runs():
     result = CliRunner().invoke(cli, ["loc", "--no-measure"])
     assert result.exit_code == 0, result.output
     assert "bare_wsgi" in result.output
+
+
+def test_diff_refuses_a_layer_beside_a_server() -> None:
+    from click.testing import CliRunner
+
+    from layercake.cli import cli
+
+    result = CliRunner().invoke(cli, ["read", "--diff", "flask", "scratch-asgi"])
+    assert result.exit_code == 2
+    assert "two of a kind" in result.output and "Traceback" not in result.output
