@@ -418,7 +418,10 @@ def render_lifespan(record: LifespanRecord) -> RenderableType:
     head = Table.grid(padding=(0, 2))
     head.add_row("layer", f"{record.layer} ({record.interface.upper()})")
     head.add_row("server", record.server + (f" via the {record.bridge} bridge" if record.bridge else ""))
-    head.add_row("app behaviour", {"pass": "the layer's own lifespan handling",
+    own = ("the layer's own lifespan handling" if record.interface == "asgi" or record.bridge is None
+           # A WSGI layer has no lifespan: on an ASGI server the bridge answers the lifespan scope for it.
+           else f"none of the layer's: WSGI has no lifespan, the {record.bridge} bridge acknowledges it")
+    head.add_row("app behaviour", {"pass": own,
                                    "unsupported": "simulated: raises on the lifespan scope",
                                    "fail-startup": "simulated: answers lifespan.startup.failed"}[record.mode])
     head.add_row("started", "yes" if record.started else "no: the server refused to start")

@@ -229,3 +229,19 @@ def test_a_sync_endpoint_runs_in_anyio_worker_thread(new_threads_profiled: None)
     assert worker, f"no second thread in {list(trees)}"
     assert _find(trees[worker[0]], "test_a_sync_endpoint_runs_in_anyio_worker_thread.<locals>.hello") is not None
     assert "anyio" in records[0]["profile"]["packages"]
+
+
+@pytest.mark.parametrize(("interface", "bridge", "says"), [
+    ("asgi", None, "the layer's own lifespan handling"),
+    ("wsgi", "wsgi->asgi", "WSGI has no lifespan, the wsgi->asgi bridge acknowledges it"),
+])
+def test_lifespan_header_says_who_answered(interface: str, bridge: str | None, says: str) -> None:
+    from rich.console import Console
+
+    from layercake.trace.model import LifespanRecord
+    from layercake.trace.render import render_lifespan
+
+    record = LifespanRecord("x", interface, "uvicorn", bridge, "uvicorn x", "pass", [], True, 0, "")
+    console = Console(width=200, record=True)
+    console.print(render_lifespan(record))
+    assert says in console.export_text()
