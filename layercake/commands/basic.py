@@ -131,6 +131,8 @@ def tour_cmd(seconds: float) -> None:
                       f"{row.us_per_request:.1f}", f"{row.ratio_to_bare:.2f}×", str(row.calls), str(row.lines_run),
                       _top_packages(row.calls_by_package))
     console.print(table)
+    console.print("[dim]Packages: layer = the layer's own code and layers/shared; driver = the stand-in server "
+                  "that builds the environ or scope and calls the app; stdlib = Python's own library.[/]")
     failed = [r for r in rows if r.passed != r.total]
     for row in failed:
         for res in row.failures:
