@@ -23,8 +23,8 @@ concurrency; a **run** is one load of one cell (``loadgen.run_load``).
    the generator's core or the reverse, and idle servers cost nothing.
 3. *Verify.*  Before a target is loaded: the quick check (each benchmarked request
    once, status and body, ``endpoints.quick_check``) for every target, and for a
-   layer the contract over HTTP (``layercake.contract.run_contract``, groups
-   :data:`VERIFY_GROUPS`: about a tenth of a second per pair).  A failed contract
+   layer the whole contract over HTTP (``layercake.contract.run_contract``: about
+   two tenths of a second per pair).  A failed contract
    case on a benchmarked route takes the target out of the run; other failed cases (a
    server joining repeated headers its own way, say) are recorded next to its results,
    because they don't touch what is measured.
@@ -61,6 +61,7 @@ from layercake.bench import endpoints as ep
 from layercake.bench.environment import describe, now_utc
 from layercake.bench.loadgen import Generator, LoadResult, Request, choose_generator, run_load
 from layercake.bench.stats import Spread, interleave, ratio
+from layercake.contract import GROUPS
 from layercake.errors import LayercakeError
 
 NODE_PEER = Path(__file__).resolve().parent / "node_peer.js"
@@ -80,10 +81,12 @@ SERVER_FLAGS: dict[str, dict[str, Any]] = {
 #: The contract case that checks each benchmarked endpoint (layercake/contract.py ids).
 CONTRACT_CASE = {"plaintext": "plaintext", "json": "json", "item": "item_found", "create": "create", "slow": "slow"}
 BARE = {"asgi": "bare_asgi", "wsgi": "bare_wsgi"}
-#: The contract groups run before loading a layer.  "upload" (16 MiB echoes, over-limit
-#: bodies) and "websocket" touch no benchmarked route and take up to a minute on a server
-#: that buffers uploads (waitress waits out the too-large cases); ``layercake verify`` runs them.
-VERIFY_GROUPS = ("http", "streaming", "lifespan")
+#: The contract groups run before loading a layer: all of them (about 0.2 s a pair on
+#: loopback).  A server that buffers whole uploads (waitress) spends VERIFY_TIMEOUT on each
+#: of its two refuse-from-the-headers cases, which fail there and are recorded, not blocking.
+VERIFY_GROUPS = GROUPS
+#: Seconds the contract client waits for any one answer while verifying.
+VERIFY_TIMEOUT = 5.0
 
 #: Seconds each run costs beyond its duration (wrk start, connection set-up, result).
 RUN_OVERHEAD = 0.15
@@ -369,7 +372,7 @@ def verify_target(target: Target, url: str, endpoints: list[str]) -> Verificatio
     from layercake.contract import run_contract
     from layers import get_layer
 
-    results = run_contract(url, get_layer(target.layer), groups=VERIFY_GROUPS)
+    results = run_contract(url, get_layer(target.layer), groups=VERIFY_GROUPS, timeout=VERIFY_TIMEOUT)
     benchmarked = {CONTRACT_CASE[e] for e in names}
     v = Verification("contract+quick", sum(r.ok for r in results), len(results))
     for r in results:
