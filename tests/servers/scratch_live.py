@@ -1,7 +1,10 @@
-"""Helpers for the live scratch-server tests: raw sockets and a server subprocess that is always stopped."""
+"""Helpers for the live scratch-server tests: raw sockets, a server subprocess that is always stopped, a bounded
+wait, and ``SCRATCH_SERVERS`` -- both scratch servers, each with the test app of its interface, for the tests that
+hold for both (tests/servers/test_scratch_common.py)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import signal
@@ -9,12 +12,26 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+from servers.registry import get_server
+from tests.servers import scratch_apps
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; its last answer.  A wait, not a timing
+    assertion: the tests use it to know that something has happened before they go on."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
 
 
 def address(url: str) -> tuple[str, int]:
@@ -134,3 +151,34 @@ def server_process(module: str, target: str, *args: str, notes: Path | None = No
             except ProcessLookupError:
                 pass
             proc.wait(10)
+
+
+@dataclass(frozen=True)
+class ScratchServer:
+    """One scratch server as the tests that hold for both see it: its registry name (the test id), the module
+    ``python -m`` runs, and the scratch_apps app of its interface -- the object for an in-process server, the
+    ``MODULE:ATTR`` target for a subprocess."""
+
+    name: str
+    module: str
+    app: Any
+    target: str
+
+    def running(self, **options: Any) -> AbstractContextManager[str]:
+        """The server module's own in-process ``running(app, **options)`` on this server's test app; yields the
+        base URL."""
+        return importlib.import_module(self.module).running(self.app, **options)
+
+    def process(self, *args: str, notes: Path | None = None) -> AbstractContextManager[ServerProcess]:
+        """``server_process`` for this server's module on its test app target."""
+        return server_process(self.module, self.target, *args, notes=notes)
+
+
+def scratch_server(name: str) -> ScratchServer:
+    """The ScratchServer for a registry name: the module from its ServerSpec, the app named after its interface."""
+    spec = get_server(name)
+    attr = f"{spec.interface}_app"
+    return ScratchServer(name, spec.module, getattr(scratch_apps, attr), f"tests.servers.scratch_apps:{attr}")
+
+
+SCRATCH_SERVERS = [scratch_server(name) for name in ("scratch-wsgi", "scratch-asgi")]

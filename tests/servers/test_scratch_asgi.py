@@ -1,11 +1,13 @@
-"""scratch-asgi live, on a random loopback port, with httpx, raw sockets and the websockets client."""
+"""scratch-asgi live, on a random loopback port, with httpx, raw sockets and the websockets client.
+
+The checks made of scratch-asgi alone (WebSockets, lifespan, flow control, ASGI message order ...) or made
+differently of scratch-wsgi; what both scratch servers must do alike runs for each in test_scratch_common.py."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from servers.core.limits import Limits
 from servers.scratch_asgi import running
 from tests.servers import scratch_apps
-from tests.servers.scratch_live import connect, read_response, read_until_closed, server_process
+from tests.servers.scratch_live import connect, read_response, read_until_closed, server_process, wait_for
 
 
 @pytest.fixture
@@ -33,13 +35,6 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return predicate()
-
-
 # --- HTTP ---------------------------------------------------------------------------------------------------------
 
 def test_plain_get_has_date_server_and_lifespan_state(url: str) -> None:
@@ -48,78 +43,9 @@ def test_plain_get_has_date_server_and_lifespan_state(url: str) -> None:
     assert r.headers["server"] == "scratch-asgi" and r.headers["date"].endswith(" GMT")
 
 
-def test_keep_alive_and_pipelining(url: str) -> None:
-    sock = connect(url)
-    sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
-                 b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-                 b"GET /three HTTP/1.1\r\nHost: x\r\n\r\n")
-    responses = [read_response(sock) for _ in range(3)]
-    assert [r.split(b"\r\n\r\n", 1)[1] for r in responses] == [b"GET /one", b"hello", b"GET /three"]
-    sock.sendall(b"GET /four HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert read_response(sock).endswith(b"GET /four")
-    sock.close()
-
-
-def test_pipelined_bytes_split_across_the_body(url: str) -> None:
-    sock = connect(url)
-    data = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
-    for i in range(0, len(data), 7):
-        sock.sendall(data[i:i + 7])
-        time.sleep(0.002)
-    assert read_response(sock).endswith(b"abc")
-    assert read_response(sock).endswith(b"GET /next")
-    sock.close()
-
-
-def test_chunked_upload(url: str) -> None:
-    def body():  # type: ignore[no-untyped-def]
-        for i in range(20):
-            yield b"piece %d;" % i
-    assert httpx.post(url + "/echo", content=body()).content == b"".join(b"piece %d;" % i for i in range(20))
-
-
 def test_large_upload_with_flow_control(url: str) -> None:
     data = bytes(range(256)) * 16384  # 4 MiB, far above the high-water mark
     assert httpx.post(url + "/echo", content=data).content == data
-
-
-def test_100_continue_sent_when_the_app_reads(url: str) -> None:
-    sock = connect(url)
-    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
-    assert sock.recv(1024).startswith(b"HTTP/1.1 100 ")
-    sock.sendall(b"body")
-    assert read_response(sock).endswith(b"\r\n\r\nbody")
-    sock.close()
-
-
-def test_no_100_continue_when_the_app_refuses(url: str) -> None:
-    sock = connect(url)
-    sock.sendall(b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
-    data = read_until_closed(sock)
-    assert data.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in data
-
-
-def test_unread_body_is_drained_and_connection_reused(url: str) -> None:
-    sock = connect(url)
-    sock.sendall(b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert read_response(sock).startswith(b"HTTP/1.1 413 ")
-    assert read_response(sock).endswith(b"GET /after")
-    sock.close()
-
-
-def test_app_exception_before_start_is_500_and_connection_survives(url: str) -> None:
-    with httpx.Client() as client:
-        r = client.get(url + "/error-before")
-        assert r.status_code == 500 and "secret" not in r.text
-        assert client.get(url + "/ok").text == "GET /ok"
-
-
-def test_app_exception_after_start_aborts_the_response(url: str) -> None:
-    sock = connect(url)
-    sock.sendall(b"GET /error-after HTTP/1.1\r\nHost: x\r\n\r\n")
-    data = read_until_closed(sock)
-    assert data.startswith(b"HTTP/1.1 200 ") and b"first part" in data and not data.endswith(b"0\r\n\r\n")
 
 
 def test_messages_out_of_order_are_a_500_with_a_readable_log(url: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -139,43 +65,12 @@ def test_disconnect_mid_stream_send_raises_and_receive_says_disconnect(url: str)
     assert scratch_apps.EVENTS == ["send raised ClientDisconnected", "receive gave http.disconnect"]
 
 
-def test_content_length_over_limit_is_413_without_reading() -> None:
-    with running(scratch_apps.asgi_app, limits=Limits(max_body_bytes=100)) as base:
-        assert httpx.post(base + "/echo", content=b"x" * 101).status_code == 413
-        # A large upload refused from its header: the lingering close lets the client read the 413 (no RST).
-        assert httpx.post(base + "/echo", content=b"x" * 8_000_000).status_code == 413
-
-
-def test_chunked_body_over_limit_is_413() -> None:
-    with running(scratch_apps.asgi_app, limits=Limits(max_body_bytes=100)) as base:
-        r = httpx.post(base + "/echo", content=iter([b"x" * 60, b"y" * 60]))
-        assert r.status_code == 413
-
-
-def test_rejected_head_gets_status_and_close(url: str) -> None:
-    sock = connect(url)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-    data = read_until_closed(sock)
-    assert data.startswith(b"HTTP/1.1 400 ") and b"connection: close" in data.lower()
-
-
 def test_header_timeout_and_others_still_served() -> None:
     with running(scratch_apps.asgi_app, limits=Limits(header_timeout=0.5)) as base:
         slow = connect(base)
         slow.sendall(b"GET / HTTP/1.1\r\nHost")
         assert httpx.get(base + "/fast").text == "GET /fast"
         assert read_until_closed(slow).startswith(b"HTTP/1.1 408 ")
-
-
-def test_max_concurrency_sheds_with_503() -> None:
-    with running(scratch_apps.asgi_app, limits=Limits(max_concurrency=1)) as base:
-        scratch_apps.EVENTS.clear()
-        slow = threading.Thread(target=httpx.get, args=(base + "/slow?1",), kwargs={"timeout": 10})
-        slow.start()
-        assert wait_for(lambda: "slow started" in scratch_apps.EVENTS)  # the one allowed request is in flight
-        r = httpx.get(base + "/fast")
-        slow.join()
-        assert r.status_code == 503 and r.headers["connection"] == "close"
 
 
 # --- WebSockets -----------------------------------------------------------------------------------------------------
@@ -308,18 +203,6 @@ def test_workers_share_the_port_and_stop_together() -> None:
         assert srv.wait() == 0
 
 
-@pytest.mark.parametrize("enabled", [True, False], ids=["access-log", "no-access-log"])
-def test_access_log_line_per_request(enabled: bool, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="layercake.access")
-    with running(scratch_apps.asgi_app, access_log=enabled) as base:
-        httpx.get(base + "/logged?x=1")
-    lines = [r.getMessage() for r in caplog.records if r.name == "layercake.access"]
-    if enabled:
-        assert len(lines) == 1 and '"GET /logged?x=1 HTTP/1.1" 200' in lines[0]
-    else:
-        assert lines == []
-
-
 def test_sigint_closes_websockets_with_1001() -> None:
     with server_process("servers.scratch_asgi", "tests.servers.scratch_apps:asgi_app", "--no-access-log") as srv:
         async def client() -> int | None:
@@ -351,22 +234,3 @@ def test_websocket_app_exception_after_accept_is_1011(url: str) -> None:
     run(main())
 
 
-def test_grace_period_bounds_the_shutdown(tmp_path: Path) -> None:
-    notes = tmp_path / "notes"
-    with server_process("servers.scratch_asgi", "tests.servers.scratch_apps:asgi_app", "--no-access-log",
-                        "--graceful-timeout", "0.5", notes=notes) as srv:
-        errors: list[str] = []
-
-        def get() -> None:
-            try:
-                httpx.get(srv.url + "/slow?30", timeout=20)
-            except httpx.HTTPError as exc:
-                errors.append(type(exc).__name__)
-
-        thread = threading.Thread(target=get)
-        thread.start()
-        assert wait_for(lambda: notes.exists() and "slow started" in notes.read_text())
-        srv.signal(signal.SIGTERM)
-        assert srv.wait(timeout=10) == 0
-        thread.join()
-        assert errors and "still running after the grace period" in srv.stderr

@@ -1,10 +1,12 @@
-"""scratch-wsgi live, on a random loopback port, with httpx and raw sockets."""
+"""scratch-wsgi live, on a random loopback port, with httpx and raw sockets.
+
+The checks made of scratch-wsgi alone (write(), close(), environ, timeouts, signals, the arbiter ...) or made
+differently of scratch-asgi; what both scratch servers must do alike runs for each in test_scratch_common.py."""
 
 from __future__ import annotations
 
 import signal
 import threading
-import time
 import wsgiref.validate
 from pathlib import Path
 
@@ -14,14 +16,7 @@ import pytest
 from servers.core.limits import Limits
 from servers.scratch_wsgi import running
 from tests.servers import scratch_apps
-from tests.servers.scratch_live import connect, read_response, read_until_closed, server_process
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return predicate()
+from tests.servers.scratch_live import connect, read_response, read_until_closed, server_process, wait_for
 
 
 @pytest.fixture
@@ -36,85 +31,13 @@ def test_plain_get_has_date_and_server(url: str) -> None:
     assert r.headers["server"] == "scratch-wsgi" and r.headers["date"].endswith(" GMT")
 
 
-def test_keep_alive_and_pipelining(url: str) -> None:
-    sock = connect(url)
-    # Three requests in one write: answered in order on the same connection (RFC 9112 §9.3.2).
-    sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
-                 b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-                 b"GET /three HTTP/1.1\r\nHost: x\r\n\r\n")
-    responses = [read_response(sock) for _ in range(3)]
-    assert [r.split(b"\r\n\r\n", 1)[1] for r in responses] == [b"GET /one", b"hello", b"GET /three"]
-    sock.sendall(b"GET /four HTTP/1.1\r\nHost: x\r\n\r\n")  # still open afterwards
-    assert read_response(sock).endswith(b"GET /four")
-    sock.close()
-
-
-def test_pipelined_bytes_split_across_the_body(url: str) -> None:
-    sock = connect(url)
-    data = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
-    for i in range(0, len(data), 7):
-        sock.sendall(data[i:i + 7])
-        time.sleep(0.002)
-    assert read_response(sock).endswith(b"abc")
-    assert read_response(sock).endswith(b"GET /next")
-    sock.close()
-
-
-def test_chunked_upload(url: str) -> None:
-    def body():  # type: ignore[no-untyped-def]
-        for i in range(20):
-            yield b"piece %d;" % i
-    r = httpx.post(url + "/echo", content=body())
-    assert r.content == b"".join(b"piece %d;" % i for i in range(20))
-
-
 def test_large_upload(url: str) -> None:
     data = bytes(range(256)) * 8192  # 2 MiB
     assert httpx.post(url + "/echo", content=data).content == data
 
 
-def test_100_continue_sent_when_the_app_reads(url: str) -> None:
-    sock = connect(url)
-    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
-    assert sock.recv(1024).startswith(b"HTTP/1.1 100 ")
-    sock.sendall(b"body")
-    assert read_response(sock).endswith(b"\r\n\r\nbody")
-    sock.close()
-
-
-def test_no_100_continue_when_the_app_refuses(url: str) -> None:
-    sock = connect(url)
-    sock.sendall(b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
-    data = read_until_closed(sock)  # the client never sent the body, so the server closes
-    assert data.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in data
-
-
-def test_unread_body_is_drained_and_connection_reused(url: str) -> None:
-    sock = connect(url)
-    sock.sendall(b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert read_response(sock).startswith(b"HTTP/1.1 413 ")
-    assert read_response(sock).endswith(b"GET /after")
-    sock.close()
-
-
 def test_write_callable(url: str) -> None:
     assert httpx.get(url + "/write").text == "written and returned"
-
-
-def test_app_exception_before_start_is_500_and_connection_survives(url: str) -> None:
-    with httpx.Client() as client:
-        r = client.get(url + "/error-before")
-        assert r.status_code == 500 and "secret" not in r.text
-        assert client.get(url + "/ok").text == "GET /ok"
-
-
-def test_app_exception_after_start_aborts_the_response(url: str) -> None:
-    sock = connect(url)
-    sock.sendall(b"GET /error-after HTTP/1.1\r\nHost: x\r\n\r\n")
-    data = read_until_closed(sock)
-    assert data.startswith(b"HTTP/1.1 200 ") and b"first part" in data
-    assert not data.endswith(b"0\r\n\r\n")  # no terminating chunk: the client can tell it was cut short
 
 
 def test_disconnect_mid_stream_calls_close(url: str) -> None:
@@ -130,20 +53,6 @@ def test_http_10_closes(url: str) -> None:
     sock = connect(url)
     sock.sendall(b"GET /old HTTP/1.0\r\n\r\n")
     assert read_until_closed(sock).endswith(b"GET /old")
-
-
-def test_rejected_head_gets_status_and_close(url: str) -> None:
-    sock = connect(url)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-    data = read_until_closed(sock)
-    assert data.startswith(b"HTTP/1.1 400 ") and b"connection: close" in data.lower()
-
-
-def test_content_length_over_limit_is_413_without_reading() -> None:
-    with running(scratch_apps.wsgi_app, limits=Limits(max_body_bytes=100)) as base:
-        assert httpx.post(base + "/echo", content=b"x" * 101).status_code == 413
-        # A large upload refused from its header: the lingering close lets the client read the 413 (no RST).
-        assert httpx.post(base + "/echo", content=b"x" * 8_000_000).status_code == 413
 
 
 def test_environ_over_the_wire(url: str) -> None:
@@ -190,17 +99,6 @@ def test_idle_keep_alive_connection_is_closed() -> None:
         assert read_until_closed(sock) == b""  # closed by the server after the idle timeout
 
 
-def test_max_concurrency_sheds_with_503() -> None:
-    with running(scratch_apps.wsgi_app, limits=Limits(max_concurrency=1)) as base:
-        scratch_apps.EVENTS.clear()
-        slow = threading.Thread(target=httpx.get, args=(base + "/slow?1",), kwargs={"timeout": 10})
-        slow.start()
-        assert wait_for(lambda: "slow started" in scratch_apps.EVENTS)  # the one allowed request is in flight
-        r = httpx.get(base + "/fast")
-        slow.join()
-        assert r.status_code == 503 and r.headers["connection"] == "close"
-
-
 def test_sigterm_finishes_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
     notes = tmp_path / "notes"
     with server_process("servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--no-access-log",
@@ -238,18 +136,6 @@ def test_bad_app_target_is_a_readable_error() -> None:
         assert "has no attribute 'nope'" in srv.stderr and "Traceback" not in srv.stderr
 
 
-@pytest.mark.parametrize("enabled", [True, False], ids=["access-log", "no-access-log"])
-def test_access_log_line_per_request(enabled: bool, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="layercake.access")
-    with running(scratch_apps.wsgi_app, access_log=enabled) as base:
-        httpx.get(base + "/logged?x=1")
-    lines = [r.getMessage() for r in caplog.records if r.name == "layercake.access"]
-    if enabled:
-        assert len(lines) == 1 and '"GET /logged?x=1 HTTP/1.1" 200' in lines[0]
-    else:
-        assert lines == []
-
-
 def test_half_closed_client_still_gets_its_answer(url: str) -> None:
     import socket
     sock = connect(url)
@@ -257,32 +143,6 @@ def test_half_closed_client_still_gets_its_answer(url: str) -> None:
     sock.sock.shutdown(socket.SHUT_WR)
     data = read_until_closed(sock)
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"5\r\nslept\r\n0\r\n\r\n")
-
-
-def test_chunked_body_over_limit_is_413() -> None:
-    with running(scratch_apps.wsgi_app, limits=Limits(max_body_bytes=100)) as base:
-        assert httpx.post(base + "/echo", content=iter([b"x" * 60, b"y" * 60])).status_code == 413
-
-
-def test_grace_period_bounds_the_shutdown(tmp_path: Path) -> None:
-    notes = tmp_path / "notes"
-    with server_process("servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--no-access-log",
-                        "--graceful-timeout", "0.5", notes=notes) as srv:
-        errors: list[str] = []
-
-        def get() -> None:
-            try:
-                httpx.get(srv.url + "/slow?30", timeout=20)
-            except httpx.HTTPError as exc:
-                errors.append(type(exc).__name__)
-
-        thread = threading.Thread(target=get)
-        thread.start()
-        assert wait_for(lambda: notes.exists() and "slow started" in notes.read_text())
-        srv.signal(signal.SIGTERM)
-        assert srv.wait(timeout=10) == 0  # long before the 30 s request could have finished
-        thread.join()
-        assert errors and "still in flight after the grace period" in srv.stderr
 
 
 def children_of(pid: int) -> set[int]:
