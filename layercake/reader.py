@@ -43,7 +43,7 @@ from rich.text import Text
 
 from layercake.errors import LayercakeError, UnknownName
 from layercake.figures import HOW_TO_MEASURE, Figures, load_figures
-from layercake.source import Line, SourceFile, align, blocks, parse
+from layercake.source import Line, SourceFile, align, blocks, consecutive_runs, parse
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -222,21 +222,10 @@ def _display(path: Path) -> str:
 # --- Sections ---
 
 
-def _runs(lines: list[Line]) -> list[list[Line]]:
-    """Split lines into runs of consecutive line numbers (docstrings leave gaps)."""
-    runs: list[list[Line]] = []
-    for line in lines:
-        if runs and runs[-1][-1].number + 1 == line.number:
-            runs[-1].append(line)
-        else:
-            runs.append([line])
-    return runs
-
-
 def code_renderable(lines: list[Line], width: int | None = None) -> RenderableType:
     """Highlighted code with the file's own line numbers; a gap is shown as ``⋮``."""
     parts: list[RenderableType] = []
-    for i, run in enumerate(_runs(lines)):
+    for i, run in enumerate(consecutive_runs(lines)):
         if i:
             parts.append(Text("      ⋮", style="dim"))
         parts.append(Syntax("\n".join(ln.text for ln in run), "python", theme=THEME, line_numbers=True,

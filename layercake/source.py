@@ -427,3 +427,15 @@ def align(a: list[Block], b: list[Block]) -> list[tuple[Block | None, Block | No
         pairs.insert(at, (None, blk))
         inserted[anchor] = inserted.get(anchor, 0) + 1
     return pairs
+
+
+def consecutive_runs(lines: list[Line]) -> list[list[Line]]:
+    """Split lines into runs of consecutive line numbers (docstrings leave gaps): the reader
+    and the site both draw a break between runs."""
+    runs: list[list[Line]] = []
+    for line in lines:
+        if runs and runs[-1][-1].number + 1 == line.number:
+            runs[-1].append(line)
+        else:
+            runs.append([line])
+    return runs

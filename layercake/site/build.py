@@ -54,7 +54,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from layercake.figures import HOW_TO_MEASURE, Figures, load_figures
-from layercake.source import Block, Line, SourceFile, align, blocks, parse
+from layercake.source import Block, Line, SourceFile, align, blocks, consecutive_runs, parse
 
 PROJECT = Path(__file__).resolve().parents[2]
 STYLESHEET = Path(__file__).with_name("style.css")
@@ -267,23 +267,13 @@ def source_page(path: Path, project: Path = PROJECT) -> str:
     return f"source/{path.relative_to(project).as_posix()}.html"
 
 
-def _runs(lines: list[Line]) -> list[list[Line]]:
-    runs: list[list[Line]] = []
-    for line in lines:
-        if runs and runs[-1][-1].number + 1 == line.number:
-            runs[-1].append(line)
-        else:
-            runs.append([line])
-    return runs
-
-
 _LEXER = PythonLexer(stripnl=False, ensurenl=False)
 
 
 def code_html(lines: list[Line]) -> str:
     """Highlighted code with the file's own line numbers, one anchor per line (#L-12)."""
     parts = []
-    for i, run in enumerate(_runs(lines)):
+    for i, run in enumerate(consecutive_runs(lines)):
         if i:
             parts.append('<div class="gap">⋮</div>')
         formatter = HtmlFormatter(linenos="inline", linenostart=run[0].number, lineanchors="L",
