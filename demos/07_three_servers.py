@@ -67,8 +67,7 @@ def main() -> None:
         for key in views[0]:
             table.add_row(key, *(view[key] for view in views))
         Console().print(table)
-        print("All three are up; Ctrl-C stops them." if args.seconds is None
-              else f"Stopping in {args.seconds:g} s.")
+        print("All three are up; Ctrl-C stops them." if args.seconds is None else f"Stopping in {args.seconds:g} s.")
         with contextlib.suppress(KeyboardInterrupt):
             running[0].wait(args.seconds)  # wsgiref never exits by itself: this is the wait
     print("stopped all three.")

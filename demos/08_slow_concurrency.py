@@ -88,8 +88,9 @@ def main() -> None:
             batch(srv.url, 2, 0)  # warm up: imports, first connections
             wall = batch(srv.url, requests, ms)
             overlap = requests * ms / 1000 / wall
-            table.add_row(layer, server + (f" ({srv.bridge})" if srv.bridge else ""), how, f"{wall:.2f} s",
-                          f"{overlap:.1f} x")
+            table.add_row(
+                layer, server + (f" ({srv.bridge})" if srv.bridge else ""), how, f"{wall:.2f} s", f"{overlap:.1f} x"
+            )
             if args.seconds and (layer, server) == SETUPS[-1][:2]:
                 print(f"{srv.url} stays up for {args.seconds:g} s")
                 srv.wait(args.seconds)

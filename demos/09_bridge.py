@@ -47,9 +47,11 @@ def main() -> None:
     with start_server("uvicorn", "flask", ServerOptions()) as srv:
         print(f"bridge: {srv.bridge}\nnative command: {srv.native_command}")
         environ = httpx.get(srv.url + "/inspect", timeout=10).json()["request"]
-        print(f"environ has asgi.scope: {'asgi.scope' in environ}; "
-              f"wsgi.input_terminated: {environ.get('wsgi.input_terminated')}; "
-              f"wsgi.input: {str(environ.get('wsgi.input'))[:40]}")
+        print(
+            f"environ has asgi.scope: {'asgi.scope' in environ}; "
+            f"wsgi.input_terminated: {environ.get('wsgi.input_terminated')}; "
+            f"wsgi.input: {str(environ.get('wsgi.input'))[:40]}"
+        )
         print(f"WS /ws: {websocket_status(srv.ws_url + '/ws')}")
 
         print("\n== 2. fastapi on gunicorn-gthread (ASGI app, WSGI server) ==")
@@ -58,8 +60,10 @@ def main() -> None:
             with start_server("gunicorn-gthread", "fastapi", opts) as other:
                 health = httpx.get(other.url + "/health", timeout=10).json()
                 print(f"LAYERCAKE_BRIDGE_LIFESPAN={lifespan}: /health -> {health}")
-        print(f"\nflask via the bridge is still up at {srv.url}; "
-              + ("Ctrl-C stops it." if args.seconds is None else f"stopping in {args.seconds:g} s."))
+        print(
+            f"\nflask via the bridge is still up at {srv.url}; "
+            + ("Ctrl-C stops it." if args.seconds is None else f"stopping in {args.seconds:g} s.")
+        )
         with contextlib.suppress(KeyboardInterrupt):
             srv.wait(args.seconds)
     print("stopped.")

@@ -40,7 +40,6 @@ def serve_layer(doc: str, layer: str, server: str) -> None:
     args = arguments(doc)
     print(doc.strip(), end="\n\n")
     try:
-        serve(layer, server, ServerOptions(port=args.port, access_log=True, capture_output=False),
-              seconds=args.seconds)
+        serve(layer, server, ServerOptions(port=args.port, access_log=True, capture_output=False), seconds=args.seconds)
     except LayercakeError as exc:
         fail(exc)

@@ -51,8 +51,14 @@ class Client(Protocol):
     interface: str
 
     def request(
-        self, method: str, target: str, *, headers: Headers = ..., body: bytes | Iterable[bytes] = ...,
-        content_length: int | None = ..., chunked: bool = ...,
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Headers = ...,
+        body: bytes | Iterable[bytes] = ...,
+        content_length: int | None = ...,
+        chunked: bool = ...,
     ) -> Response: ...
 
     def websocket(self, path: str) -> Any: ...
@@ -101,7 +107,7 @@ class HTTPClient:
         content: bytes | Iterator[bytes] = bytes(body) if isinstance(body, (bytes, bytearray)) else iter(body)
         if chunked and isinstance(content, bytes):
             data = content
-            content = iter([data[i:i + 65536] for i in range(0, len(data), 65536)] or [b""])
+            content = iter([data[i : i + 65536] for i in range(0, len(data), 65536)] or [b""])
         req = self._http.build_request(method, target, headers=headers, content=content)
         resp = self._http.send(req, stream=True)
         chunks: list[bytes] = []
@@ -122,8 +128,12 @@ class HTTPClient:
         try:
             # websockets wants connect() as a context manager; the session outlives this
             # call, so it enters the context here and HTTPWebSocket.close() leaves it.
-            conn = connect(f"ws://{self.host}:{self.port}{path}", open_timeout=self.timeout,
-                           max_size=MAX_ECHO_BODY + 1024, close_timeout=5).__enter__()
+            conn = connect(
+                f"ws://{self.host}:{self.port}{path}",
+                open_timeout=self.timeout,
+                max_size=MAX_ECHO_BODY + 1024,
+                close_timeout=5,
+            ).__enter__()
         except InvalidStatus as exc:
             r = exc.response
             return Response(r.status_code, [(k, v) for k, v in r.headers.raw_items()], [r.body or b""])
@@ -159,8 +169,14 @@ class HTTPWebSocket:
 
 
 def raw_exchange(
-    host: str, port: int, method: str, target: str, headers: Headers, body: Iterable[bytes],
-    content_length: int | None, timeout: float,
+    host: str,
+    port: int,
+    method: str,
+    target: str,
+    headers: Headers,
+    body: Iterable[bytes],
+    content_length: int | None,
+    timeout: float,
 ) -> Response:
     """Send one request over a raw socket while reading the answer on another thread.
 
@@ -171,7 +187,9 @@ def raw_exchange(
     """
     sock = socket.create_connection((host, port), timeout=timeout)
     hdrs = [("Host", f"{host}:{port}"), *headers]
-    hdrs.append(("Content-Length", str(content_length)) if content_length is not None else ("Transfer-Encoding", "chunked"))
+    hdrs.append(
+        ("Content-Length", str(content_length)) if content_length is not None else ("Transfer-Encoding", "chunked")
+    )
     request = h11.Request(method=method, target=target, headers=hdrs)
     # h11 is not thread-safe, so the writer and the reader each get a Connection; the
     # reader's is told about the request (so it knows, e.g., that a HEAD has no body).
@@ -249,8 +267,13 @@ def expect_422(resp: Response, what: str) -> list[dict[str, Any]]:
     detail = data.get("detail") if isinstance(data, dict) else None
     check(isinstance(detail, list) and len(detail) > 0, f"{what}: 422 detail must be a non-empty list, got {detail!r}")
     for err in detail:  # type: ignore[union-attr]
-        check(isinstance(err, dict) and isinstance(err.get("loc"), list) and isinstance(err.get("msg"), str)
-              and isinstance(err.get("type"), str), f"{what}: each error needs loc (list), msg and type: {err!r}")
+        check(
+            isinstance(err, dict)
+            and isinstance(err.get("loc"), list)
+            and isinstance(err.get("msg"), str)
+            and isinstance(err.get("type"), str),
+            f"{what}: each error needs loc (list), msg and type: {err!r}",
+        )
     return detail  # type: ignore[return-value]
 
 
@@ -341,13 +364,18 @@ def _create(c: Client, layer: Layer) -> None:
     body = json.dumps({"name": "Widget", "price": 9.5, "tags": ["a", "b"], "ignored": 1}).encode()
     r = c.request("POST", "/items", headers=[("Content-Type", "application/json")], body=body)
     data = expect_json(r, 201, "POST /items")
-    check(data.get("name") == "Widget" and data.get("price") == 9.5 and data.get("tags") == ["a", "b"], f"body {data!r}")
+    check(
+        data.get("name") == "Widget" and data.get("price") == 9.5 and data.get("tags") == ["a", "b"], f"body {data!r}"
+    )
     check("ignored" not in data, "unknown fields must be ignored, not stored")
     check(r.header("location") == f"/items/{data['id']}", f"Location {r.header('location')!r}")
     got = expect_json(c.request("GET", f"/items/{data['id']}"), 200, "GET the created item")
     check(got == data, f"stored {got!r} != returned {data!r}")
-    minimal = expect_json(c.request("POST", "/items", headers=[("Content-Type", "application/json")],
-                                    body=b'{"name": "x", "price": 1}'), 201, "POST /items without tags")
+    minimal = expect_json(
+        c.request("POST", "/items", headers=[("Content-Type", "application/json")], body=b'{"name": "x", "price": 1}'),
+        201,
+        "POST /items without tags",
+    )
     check(minimal.get("tags") == [], f"tags default: {minimal.get('tags')!r}")
 
 
@@ -369,16 +397,25 @@ _INVALID_BODIES: list[tuple[str, bytes, list[Any]]] = [
 @case("create_invalid", "http", "POST /items with bad JSON, types, values or fields is 422 in FastAPI's shape")
 def _create_invalid(c: Client, layer: Layer) -> None:
     for what, body, loc_prefix in _INVALID_BODIES:
-        detail = expect_422(c.request("POST", "/items", headers=[("Content-Type", "application/json")], body=body),
-                            f"POST /items with {what}")
+        detail = expect_422(
+            c.request("POST", "/items", headers=[("Content-Type", "application/json")], body=body),
+            f"POST /items with {what}",
+        )
         locs = [e["loc"][: len(loc_prefix)] for e in detail]
-        check(loc_prefix in locs, f"POST /items with {what}: no error at {loc_prefix}, got {[e['loc'] for e in detail]}")
+        check(
+            loc_prefix in locs, f"POST /items with {what}: no error at {loc_prefix}, got {[e['loc'] for e in detail]}"
+        )
 
 
 @case("create_too_large", "upload", "POST /items over 1 MiB is 413, decided before reading the body")
 def _create_too_large(c: Client, layer: Layer) -> None:
-    r = c.request("POST", "/items", headers=[("Content-Type", "application/json")],
-                  body=zeros(MAX_ITEM_BODY + 1), content_length=MAX_ITEM_BODY + 1)
+    r = c.request(
+        "POST",
+        "/items",
+        headers=[("Content-Type", "application/json")],
+        body=zeros(MAX_ITEM_BODY + 1),
+        content_length=MAX_ITEM_BODY + 1,
+    )
     check(r.status == 413, f"status {r.status} (expected 413 without waiting for the body)")
     check(not r.body_bytes_read, f"the app read {r.body_bytes_read} bytes before refusing")
 
@@ -409,7 +446,10 @@ def _echo(c: Client, layer: Layer) -> None:
     payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
     r = c.request("POST", "/echo", body=payload)
     check(r.status == 200, f"Content-Length upload: status {r.status}")
-    check((r.header("content-type") or "").startswith("application/octet-stream"), f"content-type {r.header('content-type')!r}")
+    check(
+        (r.header("content-type") or "").startswith("application/octet-stream"),
+        f"content-type {r.header('content-type')!r}",
+    )
     check(r.body == payload, f"Content-Length upload: echoed {len(r.body)} bytes, sent {len(payload)}")
     parts = [b"first ", b"second ", bytes(range(256)) * 300, b" last"]
     r = c.request("POST", "/echo", body=parts, chunked=True)
@@ -439,19 +479,26 @@ def _headers(c: Client, layer: Layer) -> None:
     # A WSGI server does the combining before the app sees them, and may write "," with no
     # space (gunicorn does), which is the same list.
     joined = data.get("x-layer-test")
-    check(isinstance(joined, str) and [v.strip() for v in joined.split(",")] == ["one", "two"],
-          f"repeated header joined: {joined!r}")
+    check(
+        isinstance(joined, str) and [v.strip() for v in joined.split(",")] == ["one", "two"],
+        f"repeated header joined: {joined!r}",
+    )
     check(all(k == k.lower() for k in data), "header names must be lowercased")
 
 
 @case("inspect", "http", "GET /inspect shows the raw environ or scope, JSON-safe")
 def _inspect(c: Client, layer: Layer) -> None:
     data = expect_json(c.request("GET", "/inspect?probe=1"), 200, "GET /inspect")
-    check(data.get("layer") == layer.name and data.get("interface") == layer.interface, f"layer/interface {data!r}"[:200])
+    check(
+        data.get("layer") == layer.name and data.get("interface") == layer.interface, f"layer/interface {data!r}"[:200]
+    )
     req = data.get("request")
     check(isinstance(req, dict), "request must be an object")
     if layer.interface == "wsgi":
-        check(req.get("PATH_INFO") == "/inspect" and req.get("QUERY_STRING") == "probe=1", "environ PATH_INFO/QUERY_STRING")
+        check(
+            req.get("PATH_INFO") == "/inspect" and req.get("QUERY_STRING") == "probe=1",
+            "environ PATH_INFO/QUERY_STRING",
+        )
         check(req.get("REQUEST_METHOD") == "GET", "environ REQUEST_METHOD")
     else:
         check(req.get("type") == "http" and req.get("path") == "/inspect", "scope type/path")
@@ -477,7 +524,10 @@ def _error(c: Client, layer: Layer) -> None:
     r = c.request("GET", "/error", headers=[("Connection", "close")])
     check(r.status == 500, f"status {r.status}")
     low = r.body.lower()
-    check(b"traceback" not in low and b"runtimeerror" not in low and b'file "' not in low, f"body leaks the error: {r.body[:200]!r}")
+    check(
+        b"traceback" not in low and b"runtimeerror" not in low and b'file "' not in low,
+        f"body leaks the error: {r.body[:200]!r}",
+    )
 
 
 @case("health", "http", "GET /health reports ok and the item count")
@@ -495,7 +545,10 @@ def _lifespan(c: Client, layer: Layer) -> None:
 
 @case("not_found", "http", "an unknown path is 404 {detail: Not Found}")
 def _not_found(c: Client, layer: Layer) -> None:
-    check(expect_json(c.request("GET", "/no/such/path"), 404, "GET /no/such/path") == {"detail": "Not Found"}, "wrong body")
+    check(
+        expect_json(c.request("GET", "/no/such/path"), 404, "GET /no/such/path") == {"detail": "Not Found"},
+        "wrong body",
+    )
 
 
 @case("method_not_allowed", "http", "a known path with the wrong method is 405 with Allow")
@@ -525,7 +578,9 @@ def _ws_echo(c: Client, layer: Layer) -> None:
     check(ws.close(1000), f"the server did not finish cleanly after the client's close (code {ws.close_code})")
 
 
-@case("ws_not_in_wsgi", "websocket", "WS /ws on a WSGI layer is 404: WSGI cannot hold a connection", interfaces=("wsgi",))
+@case(
+    "ws_not_in_wsgi", "websocket", "WS /ws on a WSGI layer is 404: WSGI cannot hold a connection", interfaces=("wsgi",)
+)
 def _ws_wsgi(c: Client, layer: Layer) -> None:
     r = c.websocket("/ws")
     check(isinstance(r, Response), "a WSGI layer cannot accept a WebSocket")
@@ -544,8 +599,14 @@ class CaseResult:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.case.id, "group": self.case.group, "title": self.case.title,
-                "ok": self.ok, "detail": self.detail, "seconds": round(self.seconds, 4)}
+        return {
+            "id": self.case.id,
+            "group": self.case.group,
+            "title": self.case.title,
+            "ok": self.ok,
+            "detail": self.detail,
+            "seconds": round(self.seconds, 4),
+        }
 
 
 def cases_for(layer: Layer, groups: Iterable[str] | None = None) -> list[Case]:
@@ -563,12 +624,17 @@ def run_case(client: Client, layer: Layer, c: Case) -> CaseResult:
         return CaseResult(c, False, str(exc), time.perf_counter() - started)
     except Exception as exc:  # a crash in the layer or the transport is a failure too, with its cause
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        return CaseResult(c, False, f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})",
-                          time.perf_counter() - started)
+        return CaseResult(
+            c, False, f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})", time.perf_counter() - started
+        )
 
 
-def run_cases(client: Client, layer: Layer, groups: Iterable[str] | None = None,
-              on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+def run_cases(
+    client: Client,
+    layer: Layer,
+    groups: Iterable[str] | None = None,
+    on_result: Callable[[CaseResult], None] | None = None,
+) -> list[CaseResult]:
     """Run the layer's cases against ``client``; a failing case never stops the others."""
     results = []
     for c in cases_for(layer, groups):
@@ -579,8 +645,13 @@ def run_cases(client: Client, layer: Layer, groups: Iterable[str] | None = None,
     return results
 
 
-def run_contract(target: str | None, layer: Layer, groups: Iterable[str] | None = None,
-                 on_result: Callable[[CaseResult], None] | None = None, timeout: float = 30.0) -> list[CaseResult]:
+def run_contract(
+    target: str | None,
+    layer: Layer,
+    groups: Iterable[str] | None = None,
+    on_result: Callable[[CaseResult], None] | None = None,
+    timeout: float = 30.0,
+) -> list[CaseResult]:
     """Run the contract for ``layer``: in-process when ``target`` is None, else over HTTP at that URL.
 
     ``timeout`` bounds each wait for the server; a server that buffers a declared body it
@@ -609,5 +680,20 @@ def summarize(results: list[CaseResult]) -> dict[str, tuple[int, int]]:
     return out
 
 
-__all__ = ["CASES", "GROUPS", "Case", "CaseResult", "Client", "ContractFailure", "HTTPClient", "WebSocketSession",
-           "cases_for", "check", "raw_exchange", "run_case", "run_cases", "run_contract", "summarize"]
+__all__ = [
+    "CASES",
+    "GROUPS",
+    "Case",
+    "CaseResult",
+    "Client",
+    "ContractFailure",
+    "HTTPClient",
+    "WebSocketSession",
+    "cases_for",
+    "check",
+    "raw_exchange",
+    "run_case",
+    "run_cases",
+    "run_contract",
+    "summarize",
+]

@@ -39,6 +39,9 @@ class MissingPackage(LayercakeError):
         # From the checkout, never from PyPI: the "layercake" there is an unrelated project,
         # so a bare ``pip install 'layercake[servers]'`` would install someone else's code.
         # ``extra=None``: a package no extra brings (deliberately), named on its own.
-        how = (f"install it from the layercake checkout with: pip install -e '.[{extra}]'" if extra
-               else f"install it with: pip install {package}")
+        how = (
+            f"install it from the layercake checkout with: pip install -e '.[{extra}]'"
+            if extra
+            else f"install it with: pip install {package}"
+        )
         super().__init__(f"{what} needs the {package!r} package, which is not installed; {how}")

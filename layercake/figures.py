@@ -219,9 +219,16 @@ def _costs(data: dict[str, Any], origin: str) -> tuple[dict[str, Cost], str | No
             for pkg, n in (packages.items() if isinstance(packages, dict) else ())
             if isinstance(n, dict)
         }
-        cost = Cost(str(row["layer"]), endpoint.lstrip("/") or "?", us,
-                    int(calls) if calls is not None else None, int(lines) if lines is not None else None,
-                    by_package, when, origin)
+        cost = Cost(
+            str(row["layer"]),
+            endpoint.lstrip("/") or "?",
+            us,
+            int(calls) if calls is not None else None,
+            int(lines) if lines is not None else None,
+            by_package,
+            when,
+            origin,
+        )
         current = costs.get(cost.layer)
         rank = preferred.index(endpoint) if endpoint in preferred else len(preferred)
         if current is None or rank < (preferred.index(current.endpoint) if current.endpoint in preferred else 99):
@@ -242,12 +249,20 @@ def _throughput(data: dict[str, Any], origin: str) -> tuple[list[Throughput], st
         if rps is None:
             continue
         summary = row.get("rps") if isinstance(row.get("rps"), dict) else {}
-        found.append(Throughput(
-            str(row.get("layer") or row.get("kind")), str(row.get("server", "?")), str(row.get("endpoint", "?")).lstrip("/"),
-            row.get("concurrency") if isinstance(row.get("concurrency"), int) else None, rps,
-            _number(summary.get("min")), _number(summary.get("max")),
-            int(row.get("errors", 0) or 0) if isinstance(row.get("errors", 0), int) else 0, when, origin,
-        ))
+        found.append(
+            Throughput(
+                str(row.get("layer") or row.get("kind")),
+                str(row.get("server", "?")),
+                str(row.get("endpoint", "?")).lstrip("/"),
+                row.get("concurrency") if isinstance(row.get("concurrency"), int) else None,
+                rps,
+                _number(summary.get("min")),
+                _number(summary.get("max")),
+                int(row.get("errors", 0) or 0) if isinstance(row.get("errors", 0), int) else 0,
+                when,
+                origin,
+            )
+        )
     return found, when
 
 
@@ -256,8 +271,13 @@ def _committed(path: Path) -> str | None:
     import subprocess
 
     try:
-        done = subprocess.run(["git", "-C", str(path.parent), "log", "-1", "--format=%ct", "--", path.name],
-                              capture_output=True, text=True, timeout=5, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(path.parent), "log", "-1", "--format=%ct", "--", path.name],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         stamp = int(done.stdout.strip())
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
@@ -281,7 +301,8 @@ def _server_pairs(data: dict[str, Any], path: Path) -> list[Throughput]:
     from statistics import median
 
     when = _committed(path) or datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime(
-        "file dated %Y-%m-%d %H:%M UTC")
+        "file dated %Y-%m-%d %H:%M UTC"
+    )
     errors = data.get("errors") if isinstance(data.get("errors"), dict) else {}
     found = []
     for server, rounds in rps.items():
@@ -289,18 +310,29 @@ def _server_pairs(data: dict[str, Any], path: Path) -> list[Throughput]:
         spec = SERVERS.get(server) or SERVERS.get(server.split("-")[0])  # "uvicorn-h11" is uvicorn
         if not values or spec is None:
             continue
-        found.append(Throughput(f"bare_{spec.interface}", server, "plaintext",
-                                args.get("connections") if isinstance(args.get("connections"), int) else None,
-                                median(values), min(values), max(values), int(errors.get(server, 0) or 0),
-                                when, _display(path)))
+        found.append(
+            Throughput(
+                f"bare_{spec.interface}",
+                server,
+                "plaintext",
+                args.get("connections") if isinstance(args.get("connections"), int) else None,
+                median(values),
+                min(values),
+                max(values),
+                int(errors.get(server, 0) or 0),
+                when,
+                _display(path),
+            )
+        )
     return found
 
 
 # --- Measuring now, on request ---
 
 
-def measure_now(layers: list[str] | None = None, seconds_per_layer: float = 0.3,
-                on_layer: Callable[[str], None] | None = None) -> Figures:
+def measure_now(
+    layers: list[str] | None = None, seconds_per_layer: float = 0.3, on_layer: Callable[[str], None] | None = None
+) -> Figures:
     """In-process figures measured this moment with the benchmark's own counters.
 
     The counters (calls, distinct lines, by package) are deterministic, so a figure
@@ -316,8 +348,9 @@ def measure_now(layers: list[str] | None = None, seconds_per_layer: float = 0.3,
     figures = Figures(origin=origin, measured_at=when)
 
     def note(row: Any) -> None:
-        figures.costs[row.layer] = Cost(row.layer, row.endpoint, row.us, row.calls, row.lines, row.by_package,
-                                        when, origin)
+        figures.costs[row.layer] = Cost(
+            row.layer, row.endpoint, row.us, row.calls, row.lines, row.by_package, when, origin
+        )
         if on_layer:
             on_layer(row.layer)
 
@@ -333,8 +366,12 @@ def measure_now(layers: list[str] | None = None, seconds_per_layer: float = 0.3,
     return figures
 
 
-def figures_for(layers: list[str] | None = None, measure: bool = True, bench_dir: Path | None = None,
-                on_layer: Callable[[str], None] | None = None) -> Figures:
+def figures_for(
+    layers: list[str] | None = None,
+    measure: bool = True,
+    bench_dir: Path | None = None,
+    on_layer: Callable[[str], None] | None = None,
+) -> Figures:
     """The stored figures, with any layer they lack measured now when ``measure``."""
     from layers import LAYERS
 

@@ -82,8 +82,7 @@ class Cell:
         if self.status in ("n/a", "fail") and not self.groups:
             return f"{SYMBOL[self.status]} {self.reason.splitlines()[0] if self.reason else ''}".strip()
         text = f"{SYMBOL[self.status]} {self.passed}/{self.total}"
-        lacking = [f"{g} {p}/{t}" for g in GROUP_ORDER if g in self.groups
-                   for p, t in [self.groups[g]] if p < t]
+        lacking = [f"{g} {p}/{t}" for g in GROUP_ORDER if g in self.groups for p, t in [self.groups[g]] if p < t]
         return " ".join([text, *lacking])
 
 
@@ -121,8 +120,9 @@ def run_pair(layer: Layer, spec: ServerSpec, opts: ServerOptions | None = None) 
     cell.seconds = time.perf_counter() - started
     summary = summarize(results)
     cell.groups = {g: summary[g] for g in GROUP_ORDER if g in summary}
-    cell.failures = [Failure(r.case.id, r.case.group, r.detail, known_gap(spec, bridge, r.case.id))
-                     for r in results if not r.ok]
+    cell.failures = [
+        Failure(r.case.id, r.case.group, r.detail, known_gap(spec, bridge, r.case.id)) for r in results if not r.ok
+    ]
     cell.status = "pass" if not cell.failures else ("fail" if cell.passed == 0 else "partial")
     return cell
 
@@ -138,8 +138,12 @@ class Grid:
         return next((c for c in self.cells if c.layer == layer and c.server == server), None)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"environment": self.environment, "layers": self.layers, "servers": self.servers,
-                "cells": [asdict(c) | {"passed": c.passed, "total": c.total} for c in self.cells]}
+        return {
+            "environment": self.environment,
+            "layers": self.layers,
+            "servers": self.servers,
+            "cells": [asdict(c) | {"passed": c.passed, "total": c.total} for c in self.cells],
+        }
 
 
 def environment() -> dict[str, Any]:
@@ -151,12 +155,20 @@ def environment() -> dict[str, Any]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
-            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
-def run_grid(layers: Iterable[str] | None = None, servers: Iterable[str] | None = None, jobs: int = 2,
-             on_cell: Callable[[Cell], None] | None = None) -> Grid:
+def run_grid(
+    layers: Iterable[str] | None = None,
+    servers: Iterable[str] | None = None,
+    jobs: int = 2,
+    on_cell: Callable[[Cell], None] | None = None,
+) -> Grid:
     """Run every layer x server pair (all of both by default), ``jobs`` at a time."""
     lays = [get_layer(name) for name in (layers or LAYERS)]
     specs = [get_server(name) for name in (servers or SERVERS)]
@@ -184,8 +196,9 @@ def explanations(grid: Grid) -> list[tuple[str, str, str]]:
         if c.status in ("fail", "n/a") and not c.groups:
             rows.append((pair, "-", c.reason.splitlines()[0] if c.reason else ""))
         for f in c.failures:
-            rows.append((pair, f"{f.group}/{f.case}", f"known -- {f.known}" if f.known
-                         else f"UNEXPLAINED -- {f.detail}"))
+            rows.append(
+                (pair, f"{f.group}/{f.case}", f"known -- {f.known}" if f.known else f"UNEXPLAINED -- {f.detail}")
+            )
     return rows
 
 

@@ -88,7 +88,7 @@ class BodyStream(io.RawIOBase):
         size = -1 if size is None else size
         self._fill(size)
         data = self._buffer if size < 0 else self._buffer[:size]
-        self._buffer = self._buffer[len(data):]
+        self._buffer = self._buffer[len(data) :]
         self.bytes_read += len(data)
         return data
 
@@ -239,9 +239,14 @@ class WSGIDriver:
     def websocket(self, path: str) -> Response:
         """WSGI cannot hold a WebSocket: send the upgrade request and return the plain answer."""
         return self.request(
-            "GET", path,
-            headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                     ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")],
+            "GET",
+            path,
+            headers=[
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("Sec-WebSocket-Version", "13"),
+            ],
         )
 
     def close(self) -> None:
@@ -379,7 +384,9 @@ class ASGIDriver:
                 if response["status"] is not None:
                     raise ASGIProtocolError("http.response.start sent twice")
                 response["status"] = message["status"]
-                response["headers"] = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", [])]
+                response["headers"] = [
+                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", [])
+                ]
             elif kind == "http.response.body":
                 if response["status"] is None:
                     raise ASGIProtocolError("http.response.body sent before http.response.start")
@@ -466,7 +473,11 @@ class WebSocketSession:
         await self._to_client.put(message)
 
     def send(self, data: str | bytes) -> None:
-        msg = {"type": "websocket.receive", "text": data} if isinstance(data, str) else {"type": "websocket.receive", "bytes": data}
+        msg = (
+            {"type": "websocket.receive", "text": data}
+            if isinstance(data, str)
+            else {"type": "websocket.receive", "bytes": data}
+        )
         self.driver._call(self._from_client.put(msg))
 
     def receive(self) -> str | bytes:

@@ -46,6 +46,15 @@ def tour_rows(seconds_per_layer: float = 0.3) -> Iterator[TourRow]:
         results = run_contract(None, layer)
         (cost,) = quick_ladder(seconds_per_layer, layers=[layer.name])
         bare_us.setdefault(layer.interface, cost.us)
-        yield TourRow(layer, own_lines(layer), sum(r.ok for r in results), len(results), cost.us, cost.calls,
-                      cost.lines, cost.us / bare_us[layer.interface], cost.calls_by_package,
-                      [r for r in results if not r.ok])
+        yield TourRow(
+            layer,
+            own_lines(layer),
+            sum(r.ok for r in results),
+            len(results),
+            cost.us,
+            cost.calls,
+            cost.lines,
+            cost.us / bare_us[layer.interface],
+            cost.calls_by_package,
+            [r for r in results if not r.ok],
+        )

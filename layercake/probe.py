@@ -273,8 +273,15 @@ class CaseResult:
         return " ".join("-" if s is None else str(s) for s in self.statuses)
 
 
-def run_case(host: str, port: int, case: Case, split: str = "whole", seed: int = 0, timeout: float = 5.0,
-             close_wait: float = CLOSE_WAIT) -> CaseResult:
+def run_case(
+    host: str,
+    port: int,
+    case: Case,
+    split: str = "whole",
+    seed: int = 0,
+    timeout: float = 5.0,
+    close_wait: float = CLOSE_WAIT,
+) -> CaseResult:
     """Send one corpus case over a new connection and record the answer.
 
     ``timeout`` bounds each wait for a response; ``close_wait`` how long after its last
@@ -339,8 +346,14 @@ def host_port(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
-def probe_url(url: str, cases: Iterable[Case], splits: Iterable[str] = ("whole",), timeout: float = 5.0,
-              progress: Callable[[CaseResult], None] | None = None, close_wait: float = CLOSE_WAIT) -> list[CaseResult]:
+def probe_url(
+    url: str,
+    cases: Iterable[Case],
+    splits: Iterable[str] = ("whole",),
+    timeout: float = 5.0,
+    progress: Callable[[CaseResult], None] | None = None,
+    close_wait: float = CLOSE_WAIT,
+) -> list[CaseResult]:
     """Every case in every split against a server already listening at ``url``."""
     host, port = host_port(url)
     results = []
@@ -386,10 +399,15 @@ def default_layer(server: str) -> str:
     return "bare_wsgi" if get_server(server).interface == "wsgi" else "bare_asgi"
 
 
-def probe_servers(servers: Iterable[str], cases: list[Case], layer: str | None = None,
-                  splits: Iterable[str] = ("whole",), timeout: float = 5.0,
-                  progress: Callable[[str, CaseResult], None] | None = None,
-                  close_wait: float = CLOSE_WAIT) -> list[ServerProbe]:
+def probe_servers(
+    servers: Iterable[str],
+    cases: list[Case],
+    layer: str | None = None,
+    splits: Iterable[str] = ("whole",),
+    timeout: float = 5.0,
+    progress: Callable[[str, CaseResult], None] | None = None,
+    close_wait: float = CLOSE_WAIT,
+) -> list[ServerProbe]:
     """Start each server (through the registry) on ``layer`` and probe it with ``cases``.
 
     A server that is not installed or fails to start is reported as skipped, so one
@@ -427,8 +445,7 @@ def grid_markdown(probes: list[ServerProbe]) -> str:
     """The comparison as a Markdown table: a row per case, a column per server; each cell
     the status(es) received, ✓ when the case file's expectation was met."""
     shown = [p for p in probes if not p.skipped]
-    lines = ["| case | expect | " + " | ".join(p.server for p in shown) + " |",
-             "|---|---|" + "---|" * len(shown)]
+    lines = ["| case | expect | " + " | ".join(p.server for p in shown) + " |", "|---|---|" + "---|" * len(shown)]
     for results in zip(*(p.results for p in shown), strict=True):
         first = results[0]
         label = first.case_id if first.split == "whole" else f"{first.case_id} ({first.split})"

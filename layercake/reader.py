@@ -113,8 +113,9 @@ def resolve(target: str, project: Path = PROJECT) -> Target:
         if not source.exists():
             raise LayercakeError(f"layer {target!r} has no source yet ({source.relative_to(project)} is missing)")
         adds = f"built on {layer.below}" if layer.below else f"the {layer.interface.upper()} interface itself"
-        return Target(layer.name, "layer", layer.description, [source], layer.below,
-                      [f"{layer.interface.upper()} layer, {adds}"])
+        return Target(
+            layer.name, "layer", layer.description, [source], layer.below, [f"{layer.interface.upper()} layer, {adds}"]
+        )
     if target in SERVER_SOURCES:
         for candidate in SERVER_SOURCES[target]:
             path = project / candidate
@@ -133,7 +134,9 @@ def resolve(target: str, project: Path = PROJECT) -> Target:
         raise LayercakeError(
             f"{target} is a third-party server: layercake annotates its own, {' and '.join(SERVER_SOURCES)}; "
             f"`layercake servers` shows how {target} is run, and servers/registry.py is readable with "
-            "`layercake read servers/registry.py`", exit_code=2)
+            "`layercake read servers/registry.py`",
+            exit_code=2,
+        )
     path = Path(target)
     if path.suffix == ".py" or os.sep in target or "/" in target or path.exists():
         resolved = (path if path.is_absolute() else Path.cwd() / path).resolve()
@@ -142,8 +145,9 @@ def resolve(target: str, project: Path = PROJECT) -> Target:
         try:
             shown = resolved.relative_to(project)
         except ValueError:
-            raise LayercakeError(f"{target} is outside the project ({project}); read only reads layercake's own source",
-                                 exit_code=2) from None
+            raise LayercakeError(
+                f"{target} is outside the project ({project}); read only reads layercake's own source", exit_code=2
+            ) from None
         if not resolved.exists():
             raise LayercakeError(f"no such file in the project: {shown}", exit_code=2)
         files = _python_files(resolved)
@@ -160,11 +164,19 @@ def cost_lines(name: str, figures: Figures) -> list[Text]:
     """The measured per-request figures for layer ``name``, or how to measure them."""
     cost = figures.cost(name)
     if cost is None and name in figures.failures:
-        return [Text.assemble(("per request: ", "bold"), ("could not be measured: ", "red"),
-                              figures.failures[name].splitlines()[0])]
+        return [
+            Text.assemble(
+                ("per request: ", "bold"), ("could not be measured: ", "red"), figures.failures[name].splitlines()[0]
+            )
+        ]
     if cost is None:
-        return [Text.assemble(("per request: ", "bold"), ("not measured yet — run ", "yellow"),
-                              (HOW_TO_MEASURE["in_process"], "bold yellow"))]
+        return [
+            Text.assemble(
+                ("per request: ", "bold"),
+                ("not measured yet — run ", "yellow"),
+                (HOW_TO_MEASURE["in_process"], "bold yellow"),
+            )
+        ]
     out = [Text.assemble(("per request: ", "bold"), cost.summary())]
     if cost.by_package:
         parts = ", ".join(f"{pkg} {n['calls']:,}" for pkg, n in cost.by_package.items() if n.get("calls"))
@@ -190,9 +202,15 @@ def throughput_lines(target: Target, figures: Figures) -> list[Text]:
         return [Text.assemble(("req/s: ", "bold"), ("not measured yet — run ", "yellow"), (how, "bold yellow"))]
     parts = "; ".join(
         f"{t.rps:,.0f} ({t.layer} on {t.server}, {t.endpoint}{f', c{t.concurrency}' if t.concurrency else ''})"
-        for t in rows)
-    return [Text.assemble(("req/s: ", "bold"), parts,
-                          (f"  measured {rows[0].measured_at or 'at an unrecorded time'} ({rows[0].origin})", "dim"))]
+        for t in rows
+    )
+    return [
+        Text.assemble(
+            ("req/s: ", "bold"),
+            parts,
+            (f"  measured {rows[0].measured_at or 'at an unrecorded time'} ({rows[0].origin})", "dim"),
+        )
+    ]
 
 
 def header(target: Target, sources: list[SourceFile], figures: Figures) -> Panel:
@@ -228,9 +246,18 @@ def code_renderable(lines: list[Line], width: int | None = None) -> RenderableTy
     for i, run in enumerate(consecutive_runs(lines)):
         if i:
             parts.append(Text("      ⋮", style="dim"))
-        parts.append(Syntax("\n".join(ln.text for ln in run), "python", theme=THEME, line_numbers=True,
-                            start_line=run[0].number, word_wrap=True, code_width=width,
-                            background_color="default"))
+        parts.append(
+            Syntax(
+                "\n".join(ln.text for ln in run),
+                "python",
+                theme=THEME,
+                line_numbers=True,
+                start_line=run[0].number,
+                word_wrap=True,
+                code_width=width,
+                background_color="default",
+            )
+        )
     return Group(*parts)
 
 
@@ -256,8 +283,9 @@ def render_file(console: Console, source: SourceFile, side_by_side: bool | None 
         console.print()
 
 
-def render_target(console: Console, target: Target, figures: Figures | None = None,
-                  side_by_side: bool | None = None) -> None:
+def render_target(
+    console: Console, target: Target, figures: Figures | None = None, side_by_side: bool | None = None
+) -> None:
     """``layercake read TARGET``: the header, then every file."""
     figures = figures if figures is not None else load_figures()
     sources = [parse(path) for path in target.files]
@@ -275,13 +303,15 @@ def render_target(console: Console, target: Target, figures: Figures | None = No
 
 def _single_file(target: Target) -> Path:
     if len(target.files) != 1:
-        raise LayercakeError(f"--diff compares two single files (a layer, a scratch server or a path); "
-                             f"{target.name} is {len(target.files)} files: read it without --diff", exit_code=2)
+        raise LayercakeError(
+            f"--diff compares two single files (a layer, a scratch server or a path); "
+            f"{target.name} is {len(target.files)} files: read it without --diff",
+            exit_code=2,
+        )
     return target.files[0]
 
 
-def render_diff(console: Console, a: Target, b: Target, figures: Figures | None = None,
-                comments: bool = False) -> None:
+def render_diff(console: Console, a: Target, b: Target, figures: Figures | None = None, comments: bool = False) -> None:
     """``layercake read --diff A B``: block beside block, aligned by handler or heading.
 
     Code only by default, so a rung fits beside the one below it; ``comments`` shows
@@ -302,14 +332,19 @@ def render_diff(console: Console, a: Target, b: Target, figures: Figures | None 
         key = (left or right).key  # type: ignore[union-attr]
         table.add_row(Text(key, style="bold magenta"), Text(key, style="bold magenta"))
         cells = [
-            code_renderable(blk.lines if comments else blk.code, half - 8) if blk and (blk.lines if comments else blk.code)
+            code_renderable(blk.lines if comments else blk.code, half - 8)
+            if blk and (blk.lines if comments else blk.code)
             else Text("(nothing here)" if blk is None else "(comments only)", style="dim italic")
             for blk in (left, right)
         ]
         table.add_row(*cells)
     console.print(table)
-    console.print(Text(f"{a.name}: {source_a.code_lines:,} lines of code   {b.name}: "
-                       f"{source_b.code_lines:,} lines of code", style="bold"))
+    console.print(
+        Text(
+            f"{a.name}: {source_a.code_lines:,} lines of code   {b.name}: {source_b.code_lines:,} lines of code",
+            style="bold",
+        )
+    )
 
 
 # --- Lines of code ---
@@ -357,9 +392,17 @@ def loc_table(figures: Figures | None = None, project: Path = PROJECT) -> Table:
             continue
         sources = [parse(path) for path in target.files]
         kind = {"core": "sans-I/O", "shared": "layers use it"}.get(name, "our server")
-        table.add_row(name, kind,
-                      f"{sum(x.code_lines for x in sources):,}", f"{sum(x.comment_lines for x in sources):,}",
-                      "", "", "", "", style="dim")
+        table.add_row(
+            name,
+            kind,
+            f"{sum(x.code_lines for x in sources):,}",
+            f"{sum(x.comment_lines for x in sources):,}",
+            "",
+            "",
+            "",
+            "",
+            style="dim",
+        )
     notes = []
     if figures.costs:
         notes.append(f"per-request figures (GET /json): {figures.origin}, {figures.measured_at or 'no time recorded'}")

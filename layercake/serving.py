@@ -33,7 +33,7 @@ def curl_lines(url: str, layer: Layer) -> list[str]:
         f"curl -i {url}/plaintext",
         f"curl -s {url}/items/1",
         f"curl -s '{url}/items?limit=3&offset=10'",
-        f"curl -s -X POST {url}/items -H 'Content-Type: application/json' -d '{{\"name\": \"kettle\", \"price\": 12.5}}'",
+        f'curl -s -X POST {url}/items -H \'Content-Type: application/json\' -d \'{{"name": "kettle", "price": 12.5}}\'',
         f"curl -sN '{url}/stream?n=5'",
         f"curl -s {url}/inspect | python -m json.tool",
         f"curl -s {url}/health",
@@ -67,13 +67,20 @@ def signals_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def serve(layer_name: str, server: str | None, opts: ServerOptions, echo: Callable[[str], Any] = print,
-          seconds: float | None = None) -> int:
+def serve(
+    layer_name: str,
+    server: str | None,
+    opts: ServerOptions,
+    echo: Callable[[str], Any] = print,
+    seconds: float | None = None,
+) -> int:
     """Serve until interrupted (or for ``seconds``); returns the exit status for the shell."""
     layer = get_layer(layer_name)
     planned: RunningServer = plan_server(server or default_server(layer.interface), layer, opts)
-    echo(f"layercake: {layer.name} ({layer.interface}) on {planned.name}"
-         + (f" through the {planned.bridge} bridge" if planned.bridge else ""))
+    echo(
+        f"layercake: {layer.name} ({layer.interface}) on {planned.name}"
+        + (f" through the {planned.bridge} bridge" if planned.bridge else "")
+    )
     echo(f"native command: {planned.native_command}")
     with signals_interrupt():
         try:

@@ -112,8 +112,9 @@ class Sample:
 
 
 def measure(pids: list[int], started: float, requests: int) -> Sample:
-    return Sample(round(time.monotonic() - started, 2), sum(map(process_rss, pids)), sum(map(process_fds, pids)),
-                  requests)
+    return Sample(
+        round(time.monotonic() - started, 2), sum(map(process_rss, pids)), sum(map(process_fds, pids)), requests
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -174,8 +175,7 @@ class SoakReport:
 
     def to_json(self) -> str:
         data = asdict(self)
-        data.update(ok=self.ok, rss_growth=self.rss_growth(), leaked_fds=self.leaked_fds,
-                    error_count=self.error_count)
+        data.update(ok=self.ok, rss_growth=self.rss_growth(), leaked_fds=self.leaked_fds, error_count=self.error_count)
         return json.dumps(data, indent=2)
 
 
@@ -247,8 +247,16 @@ class _Load:
             buf += data
 
 
-async def _run(host: str, port: int, pids: list[int], report: SoakReport, max_requests: int, interval: float,
-               progress: Callable[[Sample], None] | None, seed: int) -> None:
+async def _run(
+    host: str,
+    port: int,
+    pids: list[int],
+    report: SoakReport,
+    max_requests: int,
+    interval: float,
+    progress: Callable[[Sample], None] | None,
+    seed: int,
+) -> None:
     started = time.monotonic()
     load = _Load(host, port, started + report.duration, max_requests, seed)
 
@@ -283,8 +291,16 @@ def settle_fds(pids: list[int], target: int, timeout: float = 5.0) -> int:
     return count
 
 
-def soak_url(host: str, port: int, pids: list[int], report: SoakReport, max_requests: int = 10_000_000,
-             interval: float = 1.0, progress: Callable[[Sample], None] | None = None, seed: int = 0) -> SoakReport:
+def soak_url(
+    host: str,
+    port: int,
+    pids: list[int],
+    report: SoakReport,
+    max_requests: int = 10_000_000,
+    interval: float = 1.0,
+    progress: Callable[[Sample], None] | None = None,
+    seed: int = 0,
+) -> SoakReport:
     """Run the load against a server already listening (its processes are ``pids``)."""
     report.processes = len(pids)
     report.fds_before = sum(map(process_fds, pids))
@@ -295,9 +311,18 @@ def soak_url(host: str, port: int, pids: list[int], report: SoakReport, max_requ
     return report
 
 
-def soak(layer: str, server: str, duration: float = 60.0, concurrency: int = 256, max_requests: int = 10_000_000,
-         interval: float = 1.0, progress: Callable[[Sample], None] | None = None, seed: int = 0,
-         workers: int | None = None, threads: int | None = None) -> SoakReport:
+def soak(
+    layer: str,
+    server: str,
+    duration: float = 60.0,
+    concurrency: int = 256,
+    max_requests: int = 10_000_000,
+    interval: float = 1.0,
+    progress: Callable[[Sample], None] | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    threads: int | None = None,
+) -> SoakReport:
     """Start ``layer`` on ``server`` through the registry, soak it, stop it."""
     from servers.registry import ServerOptions, start_server  # noqa: PLC0415 -- imports every layer
 
@@ -306,5 +331,6 @@ def soak(layer: str, server: str, duration: float = 60.0, concurrency: int = 256
         report = SoakReport(server, layer, running.native_command, duration, concurrency)
         # Let a pre-forking server finish starting its workers before the "before" count.
         time.sleep(0.5)
-        return soak_url(running.host, running.port, running.process_group(), report, max_requests, interval,
-                        progress, seed)
+        return soak_url(
+            running.host, running.port, running.process_group(), report, max_requests, interval, progress, seed
+        )

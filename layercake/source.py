@@ -48,8 +48,20 @@ from pathlib import Path
 # The handler names every layer shares (CONTRACT.md), in contract order.  Alignment keys
 # a block by its handler's name, so the same handler lines up across two layers.
 HANDLERS: tuple[str, ...] = (
-    "index", "plaintext", "json_hello", "get_item", "list_items", "create_item", "stream",
-    "echo", "headers", "inspect_request", "slow", "error", "health", "websocket_echo",
+    "index",
+    "plaintext",
+    "json_hello",
+    "get_item",
+    "list_items",
+    "create_item",
+    "stream",
+    "echo",
+    "headers",
+    "inspect_request",
+    "slow",
+    "error",
+    "health",
+    "websocket_echo",
 )
 
 # ``# --- Title ---``: two or more dashes each side (the team's section-heading form).
@@ -128,16 +140,21 @@ def _docstrings(tree: ast.Module) -> dict[int, _Docstring]:
         if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         body = node.body
-        if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
+        if not (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             continue
         expr = body[0]
         if isinstance(node, ast.Module):
             owner = 0
         else:
             owner = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-        found[expr.lineno] = _Docstring(expr.lineno, expr.end_lineno or expr.lineno,
-                                        ast.get_docstring(node) or "", owner)
+        found[expr.lineno] = _Docstring(
+            expr.lineno, expr.end_lineno or expr.lineno, ast.get_docstring(node) or "", owner
+        )
     return found
 
 
@@ -197,9 +214,9 @@ _RULE = re.compile(r"^(={5,}|-{5,})$")
 def _banner_title(comments: dict[int, str], number: int) -> str | None:
     """The title of a banner heading whose first rule is on line ``number``, if it is one:
 
-        # ==========
-        # Accept loop
-        # ==========
+    # ==========
+    # Accept loop
+    # ==========
     """
     title, closing = comments.get(number + 1), comments.get(number + 2)
     if title is None or closing is None or not title.strip() or _RULE.match(title.strip()):

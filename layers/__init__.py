@@ -50,18 +50,49 @@ class Layer:
 LAYERS: dict[str, Layer] = {
     layer.name: layer
     for layer in (
-        Layer("bare_wsgi", "wsgi", "layers.bare_wsgi.app:app", None,
-              "A PEP 3333 callable written by hand: routing, parsing, validation and JSON."),
-        Layer("werkzeug", "wsgi", "layers.werkzeug.app:app", "bare_wsgi",
-              "Werkzeug's Request/Response wrappers and routing.Map over the same WSGI callable."),
-        Layer("flask", "wsgi", "layers.flask.app:app", "werkzeug",
-              "Flask: decorators, the app and request contexts, g and teardown, error handlers."),
-        Layer("bare_asgi", "asgi", "layers.bare_asgi.app:app", None,
-              "An ASGI app written by hand: scope, receive and send, lifespan and WebSocket messages."),
-        Layer("starlette", "asgi", "layers.starlette.app:app", "bare_asgi",
-              "Starlette: Request/Response classes, Router, lifespan with app.state, WebSocket class."),
-        Layer("fastapi", "asgi", "layers.fastapi.app:app", "starlette",
-              "FastAPI: pydantic models validate and serialise, Depends injects the store.", docs=True),
+        Layer(
+            "bare_wsgi",
+            "wsgi",
+            "layers.bare_wsgi.app:app",
+            None,
+            "A PEP 3333 callable written by hand: routing, parsing, validation and JSON.",
+        ),
+        Layer(
+            "werkzeug",
+            "wsgi",
+            "layers.werkzeug.app:app",
+            "bare_wsgi",
+            "Werkzeug's Request/Response wrappers and routing.Map over the same WSGI callable.",
+        ),
+        Layer(
+            "flask",
+            "wsgi",
+            "layers.flask.app:app",
+            "werkzeug",
+            "Flask: decorators, the app and request contexts, g and teardown, error handlers.",
+        ),
+        Layer(
+            "bare_asgi",
+            "asgi",
+            "layers.bare_asgi.app:app",
+            None,
+            "An ASGI app written by hand: scope, receive and send, lifespan and WebSocket messages.",
+        ),
+        Layer(
+            "starlette",
+            "asgi",
+            "layers.starlette.app:app",
+            "bare_asgi",
+            "Starlette: Request/Response classes, Router, lifespan with app.state, WebSocket class.",
+        ),
+        Layer(
+            "fastapi",
+            "asgi",
+            "layers.fastapi.app:app",
+            "starlette",
+            "FastAPI: pydantic models validate and serialise, Depends injects the store.",
+            docs=True,
+        ),
     )
 }
 

@@ -55,14 +55,61 @@ PY = sys.executable
 
 # name -> command template ({port} filled in); the server CPU pin is added in front.
 SERVERS = {
-    "scratch-asgi": [PY, "-m", "servers.scratch_asgi", "layers.bare_asgi.app:app", "--port", "{port}",
-                     "--no-access-log", "--log-level", "warning"],
-    "uvicorn-h11": [PY, "-m", "uvicorn", "layers.bare_asgi.app:app", "--http", "h11", "--loop", "asyncio",
-                    "--port", "{port}", "--no-access-log", "--log-level", "warning"],
-    "scratch-wsgi": [PY, "-m", "servers.scratch_wsgi", "layers.bare_wsgi.app:app", "--threads", "8", "--port",
-                     "{port}", "--no-access-log", "--log-level", "warning"],
-    "gunicorn-gthread": [PY, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "8", "-b",
-                         "127.0.0.1:{port}", "--log-level", "warning", "layers.bare_wsgi.app:app"],
+    "scratch-asgi": [
+        PY,
+        "-m",
+        "servers.scratch_asgi",
+        "layers.bare_asgi.app:app",
+        "--port",
+        "{port}",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ],
+    "uvicorn-h11": [
+        PY,
+        "-m",
+        "uvicorn",
+        "layers.bare_asgi.app:app",
+        "--http",
+        "h11",
+        "--loop",
+        "asyncio",
+        "--port",
+        "{port}",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ],
+    "scratch-wsgi": [
+        PY,
+        "-m",
+        "servers.scratch_wsgi",
+        "layers.bare_wsgi.app:app",
+        "--threads",
+        "8",
+        "--port",
+        "{port}",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ],
+    "gunicorn-gthread": [
+        PY,
+        "-m",
+        "gunicorn",
+        "-k",
+        "gthread",
+        "-w",
+        "1",
+        "--threads",
+        "8",
+        "-b",
+        "127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "layers.bare_wsgi.app:app",
+    ],
 }
 PAIRS = {"asgi": ("scratch-asgi", "uvicorn-h11"), "wsgi": ("scratch-wsgi", "gunicorn-gthread")}
 
@@ -78,8 +125,9 @@ def start(name: str, cpu: str) -> tuple[subprocess.Popen[bytes], str]:
     command = [part.format(port=port) for part in SERVERS[name]]
     if shutil.which("taskset"):
         command = ["taskset", "-c", cpu, *command]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -134,10 +182,14 @@ def environment() -> dict[str, object]:
             return version(pkg)
         except PackageNotFoundError:
             return None
+
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     return {
-        "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(), "wrk": wrk_version.strip(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "wrk": wrk_version.strip(),
         **{pkg: ver(pkg) for pkg in ("h11", "wsproto", "uvicorn", "gunicorn")},
     }
 
@@ -171,12 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     for ours, theirs in pairs:
         a, b = statistics.median(results[ours]), statistics.median(results[theirs])
         paired = statistics.median(x / y for x, y in zip(results[ours], results[theirs], strict=True))
-        summary[f"{ours} / {theirs}"] = {"ratio_of_medians": round(a / b, 3), "median_of_round_ratios": round(paired, 3)}
-        print(f"{ours:13} median {a:8.0f} req/s   {theirs:17} median {b:8.0f} req/s   "
-              f"ratio {a / b:.2f}x   (median of per-round ratios {paired:.2f}x)")
+        summary[f"{ours} / {theirs}"] = {
+            "ratio_of_medians": round(a / b, 3),
+            "median_of_round_ratios": round(paired, 3),
+        }
+        print(
+            f"{ours:13} median {a:8.0f} req/s   {theirs:17} median {b:8.0f} req/s   "
+            f"ratio {a / b:.2f}x   (median of per-round ratios {paired:.2f}x)"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"environment": env, "args": vars(args), "rps": results,
-                                               "errors": errors, "ratios": summary}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {"environment": env, "args": vars(args), "rps": results, "errors": errors, "ratios": summary}, indent=2
+            )
+        )
     return 0
 
 

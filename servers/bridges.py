@@ -98,7 +98,7 @@ LOSSES = {
 GAPS: dict[str, dict[str, str]] = {
     "wsgi->asgi": {
         "ws_not_in_wsgi": "a2wsgi closes a WebSocket before accepting it, so the client sees 403, not the "
-                          "WSGI layer's 404 -- the app is never asked",
+        "WSGI layer's 404 -- the app is never asked",
     },
     "asgi->wsgi": {
         "ws_echo": "a WSGI server has no WebSocket: the upgrade request reaches the app as plain HTTP",

@@ -40,7 +40,6 @@ def _serve_wsgiref(app: Any, host: str, port: int, access_log: bool) -> None:
     class Server(WSGIServer):
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-
     httpd = make_server(host, port, app, server_class=Server, handler_class=Handler)
     _stop_on_signals(httpd.shutdown)
     print(f"layercake: wsgiref serving on http://{host}:{port}", file=sys.stderr, flush=True)

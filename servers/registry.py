@@ -172,8 +172,7 @@ class ServerSpec:
         for flag, value in (("http", opts.http if opts else None), ("loop", opts.loop if opts else None)):
             req = OPTION_REQUIRES.get((flag, value or ""))
             if req is not None and importlib.util.find_spec(req.module) is None:
-                raise MissingPackage(f"{self.name} --{flag} {value}", req.package,
-                                     self.extra if req.in_extra else None)
+                raise MissingPackage(f"{self.name} --{flag} {value}", req.package, self.extra if req.in_extra else None)
 
     def bridge_for(self, interface: Interface) -> Bridge | None:
         """The bridge needed to serve an app of ``interface`` here (None: native)."""
@@ -354,20 +353,33 @@ SERVERS: dict[str, ServerSpec] = {
     for spec in (
         # ---- WSGI ----------------------------------------------------------------------
         ServerSpec(
-            "scratch-wsgi", "wsgi", "Our annotated WSGI server on h11: a selector thread and a thread pool.",
-            "python -m servers.scratch_wsgi", "servers.scratch_wsgi", (Requirement("h11", "h11"),),
-            Capabilities(keep_alive=True, websockets=False, lifespan=False, workers=True, threads=True,
-                         chunked_uploads=True),
-            parser="h11 (pure Python)", concurrency="a thread pool per process, pre-forked workers",
-            arguments=_scratch_wsgi, extra="all",
+            "scratch-wsgi",
+            "wsgi",
+            "Our annotated WSGI server on h11: a selector thread and a thread pool.",
+            "python -m servers.scratch_wsgi",
+            "servers.scratch_wsgi",
+            (Requirement("h11", "h11"),),
+            Capabilities(
+                keep_alive=True, websockets=False, lifespan=False, workers=True, threads=True, chunked_uploads=True
+            ),
+            parser="h11 (pure Python)",
+            concurrency="a thread pool per process, pre-forked workers",
+            arguments=_scratch_wsgi,
+            extra="all",
             notes=("Written to be read: servers/scratch_wsgi.py and the sans-I/O core in servers/core/.",),
         ),
         ServerSpec(
-            "wsgiref", "wsgi", "The standard library's reference server (wsgiref.simple_server).",
-            "python -m servers.launch", "servers.launch", (),
-            Capabilities(keep_alive=False, websockets=False, lifespan=False, workers=False, threads=False,
-                         chunked_uploads=False),
-            parser="http.server (stdlib)", concurrency="one request at a time, one thread",
+            "wsgiref",
+            "wsgi",
+            "The standard library's reference server (wsgiref.simple_server).",
+            "python -m servers.launch",
+            "servers.launch",
+            (),
+            Capabilities(
+                keep_alive=False, websockets=False, lifespan=False, workers=False, threads=False, chunked_uploads=False
+            ),
+            parser="http.server (stdlib)",
+            concurrency="one request at a time, one thread",
             arguments=_stdlib_launcher("wsgiref"),
             notes=(
                 "Speaks HTTP/1.0: every response closes the connection, so streamed bodies are delimited by "
@@ -378,134 +390,243 @@ SERVERS: dict[str, ServerSpec] = {
             ),
             gaps={
                 "stream": "HTTP/1.0 server: a body without Content-Length is delimited by closing the "
-                          "connection, never chunked (RFC 9112 §6.3 ¶8)",
+                "connection, never chunked (RFC 9112 §6.3 ¶8)",
                 "echo": "does not decode a chunked request body (Transfer-Encoding is passed through to the "
-                        "app as raw bytes on wsgi.input)",
+                "app as raw bytes on wsgi.input)",
                 "echo_too_large": "does not decode a chunked request body, so the app cannot count it",
                 "ws_not_in_wsgi": "answers the upgrade request with an HTTP/1.0 status line, which a WebSocket "
-                                  "client rejects outright (RFC 6455 §4.1 requires HTTP/1.1) before seeing the 404",
+                "client rejects outright (RFC 6455 §4.1 requires HTTP/1.1) before seeing the 404",
             },
         ),
         ServerSpec(
-            "werkzeug", "wsgi", "Werkzeug's development server, run_simple(threaded=True).",
-            "python -m servers.launch", "servers.launch", (Requirement("werkzeug", "werkzeug"),),
-            Capabilities(keep_alive=True, websockets=False, lifespan=False, workers=False, threads=False,
-                         chunked_uploads=True),
-            parser="http.server (stdlib)", concurrency="a new thread per connection (ThreadingMixIn)",
+            "werkzeug",
+            "wsgi",
+            "Werkzeug's development server, run_simple(threaded=True).",
+            "python -m servers.launch",
+            "servers.launch",
+            (Requirement("werkzeug", "werkzeug"),),
+            Capabilities(
+                keep_alive=True, websockets=False, lifespan=False, workers=False, threads=False, chunked_uploads=True
+            ),
+            parser="http.server (stdlib)",
+            concurrency="a new thread per connection (ThreadingMixIn)",
             arguments=_stdlib_launcher("werkzeug"),
-            notes=("A development server: Werkzeug itself says not to deploy it.",
-                   "threaded=True starts an unbounded thread per connection, so --threads has no meaning."),
+            notes=(
+                "A development server: Werkzeug itself says not to deploy it.",
+                "threaded=True starts an unbounded thread per connection, so --threads has no meaning.",
+            ),
         ),
         ServerSpec(
-            "gunicorn-sync", "wsgi", "gunicorn's pre-fork arbiter with sync workers.",
-            "gunicorn", "gunicorn", (_GUNICORN,),
-            Capabilities(keep_alive=False, websockets=False, lifespan=False, workers=True, threads=False,
-                         chunked_uploads=True),
-            parser="gunicorn's own (pure Python)", concurrency="one request at a time per worker process",
+            "gunicorn-sync",
+            "wsgi",
+            "gunicorn's pre-fork arbiter with sync workers.",
+            "gunicorn",
+            "gunicorn",
+            (_GUNICORN,),
+            Capabilities(
+                keep_alive=False, websockets=False, lifespan=False, workers=True, threads=False, chunked_uploads=True
+            ),
+            parser="gunicorn's own (pure Python)",
+            concurrency="one request at a time per worker process",
             arguments=_gunicorn("sync"),
-            notes=("Sync workers close every connection after its response (no keep-alive) by design: "
-                   "they expect a buffering proxy in front.",
-                   "--threads on a sync worker silently turns it into gthread in gunicorn; we refuse it "
-                   "and point to gunicorn-gthread instead."),
+            notes=(
+                "Sync workers close every connection after its response (no keep-alive) by design: "
+                "they expect a buffering proxy in front.",
+                "--threads on a sync worker silently turns it into gthread in gunicorn; we refuse it "
+                "and point to gunicorn-gthread instead.",
+            ),
         ),
         ServerSpec(
-            "gunicorn-gthread", "wsgi", "gunicorn's pre-fork arbiter with threaded workers.",
-            "gunicorn", "gunicorn", (_GUNICORN,),
-            Capabilities(keep_alive=True, websockets=False, lifespan=False, workers=True, threads=True,
-                         chunked_uploads=True),
-            parser="gunicorn's own (pure Python)", concurrency="a thread pool per worker process (default 8)",
+            "gunicorn-gthread",
+            "wsgi",
+            "gunicorn's pre-fork arbiter with threaded workers.",
+            "gunicorn",
+            "gunicorn",
+            (_GUNICORN,),
+            Capabilities(
+                keep_alive=True, websockets=False, lifespan=False, workers=True, threads=True, chunked_uploads=True
+            ),
+            parser="gunicorn's own (pure Python)",
+            concurrency="a thread pool per worker process (default 8)",
             arguments=_gunicorn("gthread"),
         ),
         ServerSpec(
-            "waitress", "wsgi", "Pylons' pure-Python production WSGI server.",
-            "waitress-serve", "waitress", (Requirement("waitress", "waitress"),),
-            Capabilities(keep_alive=True, websockets=False, lifespan=False, workers=False, threads=True,
-                         chunked_uploads=True),
-            parser="waitress's own (pure Python)", concurrency="asyncore-style I/O loop + a task thread pool (default 4)",
+            "waitress",
+            "wsgi",
+            "Pylons' pure-Python production WSGI server.",
+            "waitress-serve",
+            "waitress",
+            (Requirement("waitress", "waitress"),),
+            Capabilities(
+                keep_alive=True, websockets=False, lifespan=False, workers=False, threads=True, chunked_uploads=True
+            ),
+            parser="waitress's own (pure Python)",
+            concurrency="asyncore-style I/O loop + a task thread pool (default 4)",
             arguments=_waitress,
-            notes=("Buffers: waitress reads the whole request body before calling the app (spooling large "
-                   "ones to a temp file) and buffers response output, so /echo is not streamed end to end.",
-                   "One process only: waitress has no workers."),
+            notes=(
+                "Buffers: waitress reads the whole request body before calling the app (spooling large "
+                "ones to a temp file) and buffers response output, so /echo is not streamed end to end.",
+                "One process only: waitress has no workers.",
+            ),
             gaps={
                 "create_too_large": "reads the whole declared body before calling the app, so the app cannot "
-                                    "answer 413 until the client has sent it (the contract's client waits out its timeout)",
+                "answer 413 until the client has sent it (the contract's client waits out its timeout)",
                 "echo_too_large": "reads the whole declared body before calling the app, so the app cannot "
-                                  "answer 413 until the client has sent it (the contract's client waits out its timeout)",
+                "answer 413 until the client has sent it (the contract's client waits out its timeout)",
             },
         ),
         ServerSpec(
-            "granian-wsgi", "wsgi", "Granian (Rust, hyper + tokio) with its WSGI interface.",
-            "granian", "granian", (Requirement("granian", "granian"),),
-            Capabilities(keep_alive=True, websockets=False, lifespan=False, workers=True, threads=True,
-                         chunked_uploads=True),
-            parser="hyper (Rust)", concurrency="Rust I/O threads + a blocking thread pool for the app",
+            "granian-wsgi",
+            "wsgi",
+            "Granian (Rust, hyper + tokio) with its WSGI interface.",
+            "granian",
+            "granian",
+            (Requirement("granian", "granian"),),
+            Capabilities(
+                keep_alive=True, websockets=False, lifespan=False, workers=True, threads=True, chunked_uploads=True
+            ),
+            parser="hyper (Rust)",
+            concurrency="Rust I/O threads + a blocking thread pool for the app",
             arguments=_granian("wsgi"),
-            notes=("--threads maps to --blocking-threads, the pool that runs the WSGI callable.",
-                   "Reads the status and headers as soon as the app returns, so an app whose start_response "
-                   "runs inside its first iteration (a generator: PEP 3333 allows it) gets 200 and no "
-                   "headers; the ASGI->WSGI bridge pulls the first chunk early to work around it."),
+            notes=(
+                "--threads maps to --blocking-threads, the pool that runs the WSGI callable.",
+                "Reads the status and headers as soon as the app returns, so an app whose start_response "
+                "runs inside its first iteration (a generator: PEP 3333 allows it) gets 200 and no "
+                "headers; the ASGI->WSGI bridge pulls the first chunk early to work around it.",
+            ),
         ),
         # ---- ASGI ----------------------------------------------------------------------
         ServerSpec(
-            "scratch-asgi", "asgi", "Our annotated ASGI server on h11 and wsproto: one asyncio event loop.",
-            "python -m servers.scratch_asgi", "servers.scratch_asgi",
+            "scratch-asgi",
+            "asgi",
+            "Our annotated ASGI server on h11 and wsproto: one asyncio event loop.",
+            "python -m servers.scratch_asgi",
+            "servers.scratch_asgi",
             (Requirement("h11", "h11"), Requirement("wsproto", "wsproto")),
-            Capabilities(keep_alive=True, websockets=True, lifespan=True, workers=True, threads=False,
-                         chunked_uploads=True),
-            parser="h11 (pure Python)", concurrency="one asyncio event loop per process, pre-forked workers",
-            arguments=_scratch_asgi, extra="all",
+            Capabilities(
+                keep_alive=True, websockets=True, lifespan=True, workers=True, threads=False, chunked_uploads=True
+            ),
+            parser="h11 (pure Python)",
+            concurrency="one asyncio event loop per process, pre-forked workers",
+            arguments=_scratch_asgi,
+            extra="all",
             notes=("Written to be read: servers/scratch_asgi.py and the sans-I/O core in servers/core/.",),
         ),
         ServerSpec(
-            "uvicorn", "asgi", "Uvicorn: asyncio, with a choice of HTTP parser and event loop.",
-            "uvicorn", "uvicorn", (_UVICORN,),
-            Capabilities(keep_alive=True, websockets=True, lifespan=True, workers=True, threads=False,
-                         chunked_uploads=True, http_parsers=("h11", "httptools"), loops=("asyncio", "uvloop")),
-            parser="httptools if installed, else h11", concurrency="one event loop per process",
+            "uvicorn",
+            "asgi",
+            "Uvicorn: asyncio, with a choice of HTTP parser and event loop.",
+            "uvicorn",
+            "uvicorn",
+            (_UVICORN,),
+            Capabilities(
+                keep_alive=True,
+                websockets=True,
+                lifespan=True,
+                workers=True,
+                threads=False,
+                chunked_uploads=True,
+                http_parsers=("h11", "httptools"),
+                loops=("asyncio", "uvloop"),
+            ),
+            parser="httptools if installed, else h11",
+            concurrency="one event loop per process",
             arguments=_uvicorn,
             notes=("--http httptools and --loop uvloop need uvicorn[standard].",),
         ),
         ServerSpec(
-            "hypercorn", "asgi", "Hypercorn: h11/h2/wsproto on asyncio, uvloop or trio.",
-            "hypercorn", "hypercorn", (Requirement("hypercorn", "hypercorn"),),
-            Capabilities(keep_alive=True, websockets=True, lifespan=True, workers=True, threads=False,
-                         chunked_uploads=True, loops=("asyncio", "uvloop")),
-            parser="h11 (pure Python)", concurrency="one event loop per process",
+            "hypercorn",
+            "asgi",
+            "Hypercorn: h11/h2/wsproto on asyncio, uvloop or trio.",
+            "hypercorn",
+            "hypercorn",
+            (Requirement("hypercorn", "hypercorn"),),
+            Capabilities(
+                keep_alive=True,
+                websockets=True,
+                lifespan=True,
+                workers=True,
+                threads=False,
+                chunked_uploads=True,
+                loops=("asyncio", "uvloop"),
+            ),
+            parser="h11 (pure Python)",
+            concurrency="one event loop per process",
             arguments=_hypercorn,
             notes=("--loop selects hypercorn's worker class (-k asyncio | uvloop).",),
         ),
         ServerSpec(
-            "granian-asgi", "asgi", "Granian (Rust, hyper + tokio) with its ASGI interface.",
-            "granian", "granian", (Requirement("granian", "granian"),),
-            Capabilities(keep_alive=True, websockets=True, lifespan=True, workers=True, threads=False,
-                         chunked_uploads=True, loops=("asyncio", "uvloop")),
-            parser="hyper (Rust)", concurrency="Rust I/O threads feeding one Python event loop per worker",
+            "granian-asgi",
+            "asgi",
+            "Granian (Rust, hyper + tokio) with its ASGI interface.",
+            "granian",
+            "granian",
+            (Requirement("granian", "granian"),),
+            Capabilities(
+                keep_alive=True,
+                websockets=True,
+                lifespan=True,
+                workers=True,
+                threads=False,
+                chunked_uploads=True,
+                loops=("asyncio", "uvloop"),
+            ),
+            parser="hyper (Rust)",
+            concurrency="Rust I/O threads feeding one Python event loop per worker",
             arguments=_granian("asgi"),
         ),
         ServerSpec(
-            "gunicorn-uvicorn", "asgi", "gunicorn's arbiter managing uvicorn workers (uvicorn-worker).",
-            "gunicorn", "gunicorn", (_GUNICORN, _UVICORN, Requirement("uvicorn_worker", "uvicorn-worker")),
-            Capabilities(keep_alive=True, websockets=True, lifespan=True, workers=True, threads=False,
-                         chunked_uploads=True, http_parsers=("h11", "httptools")),
-            parser="httptools if installed, else h11", concurrency="pre-forked processes, one event loop each",
+            "gunicorn-uvicorn",
+            "asgi",
+            "gunicorn's arbiter managing uvicorn workers (uvicorn-worker).",
+            "gunicorn",
+            "gunicorn",
+            (_GUNICORN, _UVICORN, Requirement("uvicorn_worker", "uvicorn-worker")),
+            Capabilities(
+                keep_alive=True,
+                websockets=True,
+                lifespan=True,
+                workers=True,
+                threads=False,
+                chunked_uploads=True,
+                http_parsers=("h11", "httptools"),
+            ),
+            parser="httptools if installed, else h11",
+            concurrency="pre-forked processes, one event loop each",
             arguments=_gunicorn("uvicorn_worker.UvicornWorker"),
-            notes=("uvicorn.workers is deprecated in favour of the uvicorn-worker package, used here.",
-                   "--http h11 selects UvicornH11Worker; the worker has no loop switch."),
+            notes=(
+                "uvicorn.workers is deprecated in favour of the uvicorn-worker package, used here.",
+                "--http h11 selects UvicornH11Worker; the worker has no loop switch.",
+            ),
         ),
         ServerSpec(
-            "gunicorn-asgi", "asgi", "gunicorn's own native ASGI worker (-k asgi, gunicorn >= 24).",
-            "gunicorn", "gunicorn", (Requirement("gunicorn.workers.gasgi", "gunicorn>=24"),),
-            Capabilities(keep_alive=True, websockets=True, lifespan=True, workers=True, threads=False,
-                         chunked_uploads=True, http_parsers=("python", "fast"), loops=("asyncio", "uvloop")),
+            "gunicorn-asgi",
+            "asgi",
+            "gunicorn's own native ASGI worker (-k asgi, gunicorn >= 24).",
+            "gunicorn",
+            "gunicorn",
+            (Requirement("gunicorn.workers.gasgi", "gunicorn>=24"),),
+            Capabilities(
+                keep_alive=True,
+                websockets=True,
+                lifespan=True,
+                workers=True,
+                threads=False,
+                chunked_uploads=True,
+                http_parsers=("python", "fast"),
+                loops=("asyncio", "uvloop"),
+            ),
             parser="gunicorn's own (pure Python, or gunicorn_h1c with --http fast)",
             concurrency="pre-forked processes, one event loop each",
             arguments=_gunicorn("asgi"),
-            notes=("--http maps to --http-parser: python (gunicorn's pure-Python parser) or fast (the "
-                   "gunicorn-h1c C extension, picohttpparser); without --http gunicorn uses fast when "
-                   "gunicorn-h1c is installed.",
-                   "Seen with gunicorn 27.0.1 + gunicorn-h1c 0.6.9: on a keep-alive connection a 1 MiB POST "
-                   "/echo is sometimes dropped without a response (20 of 60 through the WSGI->ASGI bridge, "
-                   "none with --http python); gunicorn-h1c is therefore not in the servers extra."),
+            notes=(
+                "--http maps to --http-parser: python (gunicorn's pure-Python parser) or fast (the "
+                "gunicorn-h1c C extension, picohttpparser); without --http gunicorn uses fast when "
+                "gunicorn-h1c is installed.",
+                "Seen with gunicorn 27.0.1 + gunicorn-h1c 0.6.9: on a keep-alive connection a 1 MiB POST "
+                "/echo is sometimes dropped without a response (20 of 60 through the WSGI->ASGI bridge, "
+                "none with --http python); gunicorn-h1c is therefore not in the servers extra.",
+            ),
         ),
     )
 }
@@ -542,18 +663,23 @@ def check_options(spec: ServerSpec, opts: ServerOptions, bridge: Bridge | None =
     if opts.workers and opts.workers > 1 and not caps.workers:
         raise LayercakeError(
             f"server {spec.name!r} runs a single process and has no --workers; "
-            f"servers with workers: {_supporting('workers')}", 2)
+            f"servers with workers: {_supporting('workers')}",
+            2,
+        )
     # Through the WSGI->ASGI bridge --threads sizes a2wsgi's thread pool, whatever the server.
     if opts.threads and not caps.threads and bridge != "wsgi->asgi":
         hint = " (use gunicorn-gthread)" if spec.name == "gunicorn-sync" else ""
         raise LayercakeError(
-            f"server {spec.name!r} has no --threads{hint}; "
-            f"servers with a thread pool: {_supporting('threads')}", 2)
+            f"server {spec.name!r} has no --threads{hint}; servers with a thread pool: {_supporting('threads')}", 2
+        )
     for flag, value, choices in (("--http", opts.http, caps.http_parsers), ("--loop", opts.loop, caps.loops)):
         if value is None:
             continue
         if not choices:
-            raise LayercakeError(f"server {spec.name!r} has no {flag} choice (it uses {spec.parser if flag == '--http' else 'a fixed loop'})", 2)
+            raise LayercakeError(
+                f"server {spec.name!r} has no {flag} choice (it uses {spec.parser if flag == '--http' else 'a fixed loop'})",
+                2,
+            )
         if value not in choices:
             raise LayercakeError(f"server {spec.name!r} takes {flag} {' | '.join(choices)}, not {value!r}", 2)
     if opts.port < 0 or opts.port > 65535:
@@ -590,7 +716,9 @@ def ensure_port_free(host: str, port: int) -> None:
             if exc.errno == errno.EADDRINUSE:
                 raise LayercakeError(
                     f"port {port} on {host} is already in use; stop whatever listens there "
-                    f"or pick another with --port (--port 0 picks a free one)", 1) from None
+                    f"or pick another with --port (--port 0 picks a free one)",
+                    1,
+                ) from None
             raise LayercakeError(f"cannot bind {host}:{port}: {exc.strerror}", 1) from None
 
 
@@ -623,8 +751,15 @@ class RunningServer:
     its group.  ``stop()`` may be called any number of times.
     """
 
-    def __init__(self, spec: ServerSpec, layer: Layer, opts: ServerOptions, target: str,
-                 bridge: Bridge | None, env_overrides: dict[str, str]) -> None:
+    def __init__(
+        self,
+        spec: ServerSpec,
+        layer: Layer,
+        opts: ServerOptions,
+        target: str,
+        bridge: Bridge | None,
+        env_overrides: dict[str, str],
+    ) -> None:
         self.spec, self.layer, self.options = spec, layer, opts
         self.target, self.bridge = target, bridge
         self.host, self.port = opts.host, opts.port
@@ -673,7 +808,11 @@ class RunningServer:
         else:
             out = None
         self._proc = subprocess.Popen(
-            self.argv, cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
+            self.argv,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
             stderr=subprocess.STDOUT if out else None,
             start_new_session=True,  # its own process group: one killpg reaches every worker
         )
@@ -692,13 +831,17 @@ class RunningServer:
             if self._proc.poll() is not None:
                 raise ServerStartError(
                     f"{self.spec.name} exited with status {self._proc.returncode} before listening "
-                    f"(command: {self.native_command})", self.output())
+                    f"(command: {self.native_command})",
+                    self.output(),
+                )
             if _accepts(self.host, self.port):
                 return
             time.sleep(0.05)
         raise ServerStartError(
             f"{self.spec.name} did not accept connections on {self.host}:{self.port} "
-            f"within {self.options.startup_timeout:.0f} s (command: {self.native_command})", self.output())
+            f"within {self.options.startup_timeout:.0f} s (command: {self.native_command})",
+            self.output(),
+        )
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -776,7 +919,7 @@ def process_group_members(pgid: int) -> list[int]:
         except OSError:
             continue
         # pid (comm) state ppid pgrp ...; comm may hold spaces and parens, so split after the last ')'
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(entry.name))
     return sorted(members, key=lambda pid: pid != pgid)

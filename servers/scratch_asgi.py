@@ -118,6 +118,7 @@ class Config:
 # Accept loop
 # =================================================================================================================
 
+
 class Server:
     """Lifespan, the listening socket, signals and the graceful shutdown.  ``serve(sock, ready)`` returns the exit
     code."""
@@ -224,8 +225,11 @@ class Lifespan:
                 # lifespan.startup message or a scope with type lifespan, the server must continue but not send
                 # any lifespan events."  A WSGI-minded or minimal app simply does not speak it.
                 self.supported = False
-                log.info("ASGI 'lifespan' protocol appears unsupported (%s: %s); continuing without it",
-                         type(exc).__name__, exc)
+                log.info(
+                    "ASGI 'lifespan' protocol appears unsupported (%s: %s); continuing without it",
+                    type(exc).__name__,
+                    exc,
+                )
             else:
                 self.failed = self.failed or f"{type(exc).__name__}: {exc}"
                 log.exception("exception in the lifespan %s", self.phase)
@@ -235,11 +239,15 @@ class Lifespan:
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        expected = {"startup": ("lifespan.startup.complete", "lifespan.startup.failed"),
-                    "shutdown": ("lifespan.shutdown.complete", "lifespan.shutdown.failed")}[self.phase]
+        expected = {
+            "startup": ("lifespan.startup.complete", "lifespan.startup.failed"),
+            "shutdown": ("lifespan.shutdown.complete", "lifespan.shutdown.failed"),
+        }[self.phase]
         if kind not in expected:
-            raise ASGIProtocolError(f"Expected ASGI message {' or '.join(map(repr, expected))} during lifespan "
-                                    f"{self.phase}, but got {kind!r}.")
+            raise ASGIProtocolError(
+                f"Expected ASGI message {' or '.join(map(repr, expected))} during lifespan "
+                f"{self.phase}, but got {kind!r}."
+            )
         if kind.endswith(".failed"):
             self.failed = message.get("message") or "(no message)"
             log.error("lifespan %s failed: %s", self.phase, self.failed)
@@ -252,6 +260,7 @@ class Lifespan:
 # =================================================================================================================
 # Connection
 # =================================================================================================================
+
 
 class FlowControl:
     """Backpressure both ways, in one visible place.
@@ -400,8 +409,9 @@ class Connection(asyncio.Protocol):
         keep discarding what the client sends for a moment, then close -- closing with unread data makes the
         kernel send RST, and the client may lose our answer with it."""
         log.info("%s rejected %d (%s: %s)", self.client, rejection.status, rejection.rule, rejection.reason)
-        self.transport.write(rejection_response(rejection.status, rejection.reason, SERVER_HEADER,
-                                                self.server.date.value()))
+        self.transport.write(
+            rejection_response(rejection.status, rejection.reason, SERVER_HEADER, self.server.date.value())
+        )
         self._linger()
 
     def _reject_after_response(self) -> None:
@@ -521,8 +531,13 @@ class Connection(asyncio.Protocol):
 
     def _next_cycle(self) -> None:
         conn = self.conn
-        if (conn is None or self.cycle is None or not reusable(conn, self.cycle.writer) or self.server.should_exit
-                or self.half_closed):
+        if (
+            conn is None
+            or self.cycle is None
+            or not reusable(conn, self.cycle.writer)
+            or self.server.should_exit
+            or self.half_closed
+        ):
             self.transport.close()
             return
         leftover = conn.trailing_data[0]
@@ -537,11 +552,13 @@ class Connection(asyncio.Protocol):
 # Request cycle
 # =================================================================================================================
 
+
 class RequestCycle:
     """One HTTP request: the app's ``receive`` and ``send``, the body buffered between socket and app."""
 
-    def __init__(self, connection: Connection, conn: h11.Connection, request: h11.Request,
-                 headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self, connection: Connection, conn: h11.Connection, request: h11.Request, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         server = connection.server
         self.connection = connection
         self.transport = connection.transport
@@ -549,10 +566,17 @@ class RequestCycle:
         self.conn = conn
         self.request = request
         self.limits = connection.limits
-        self.scope = http_scope(request, server=server.server_address, client=connection.client, state=server.state,
-                                headers=headers)
-        self.writer = ResponseWriter(request.method, request.http_version, headers, date=server.date,
-                                     server_header=SERVER_HEADER, closing=server.should_exit)
+        self.scope = http_scope(
+            request, server=server.server_address, client=connection.client, state=server.state, headers=headers
+        )
+        self.writer = ResponseWriter(
+            request.method,
+            request.http_version,
+            headers,
+            date=server.date,
+            server_header=SERVER_HEADER,
+            closing=server.should_exit,
+        )
         self.sender = HTTPSend(self.writer)
         self.body: bytearray = bytearray()
         self.body_done = False
@@ -608,8 +632,12 @@ class RequestCycle:
         # Wait for something to say.  Once the whole body has been handed over, the only news left is the end:
         # ASGI HTTP spec, "Disconnect": sent "if receive is called after a response has been sent or after the
         # HTTP connection has been closed" -- so a long-polling app can wait here for its client to leave.
-        while not (self.disconnected or self.body_error or self.sender.state == "done"
-                   or (not self.body_delivered and (self.body or self.body_done))):
+        while not (
+            self.disconnected
+            or self.body_error
+            or self.sender.state == "done"
+            or (not self.body_delivered and (self.body or self.body_done))
+        ):
             if not self.body_delivered:
                 self.flow.resume_reading()
             if self.wakeup is None:
@@ -622,8 +650,11 @@ class RequestCycle:
             return {"type": "http.disconnect"}
         body, self.body = bytes(self.body), bytearray()
         self.body_delivered = self.body_done
-        if self.flow.read_paused and self.connection.conn is not None \
-                and self.connection.conn.their_state is not h11.DONE:
+        if (
+            self.flow.read_paused
+            and self.connection.conn is not None
+            and self.connection.conn.their_state is not h11.DONE
+        ):
             self.flow.resume_reading()
         return {"type": "http.request", "body": body, "more_body": not self.body_done}
 
@@ -659,9 +690,12 @@ class RequestCycle:
             self.fail(500, "Internal Server Error")
         else:
             if self.sender.state != "done" and not self.disconnected:
-                log.error("ASGI callable returned without %s the response (%s %s)",
-                          "starting" if self.sender.state == "start" else "completing",
-                          self.scope["method"], self.scope["raw_path"].decode("latin-1"))
+                log.error(
+                    "ASGI callable returned without %s the response (%s %s)",
+                    "starting" if self.sender.state == "start" else "completing",
+                    self.scope["method"],
+                    self.scope["raw_path"].decode("latin-1"),
+                )
                 self.fail(500, "Internal Server Error")
 
     def fail(self, status: int, message: str) -> None:
@@ -683,24 +717,34 @@ class RequestCycle:
     def _log(self) -> None:
         if self.connection.server.config.access_log:
             request = self.request
-            access_log.info(access_line(self.connection.client, request.method, request.target,
-                                        request.http_version, self.writer.status, self.writer.body_bytes,
-                                        time.perf_counter() - self.started_at))
+            access_log.info(
+                access_line(
+                    self.connection.client,
+                    request.method,
+                    request.target,
+                    request.http_version,
+                    self.writer.status,
+                    self.writer.body_bytes,
+                    time.perf_counter() - self.started_at,
+                )
+            )
 
 
 class WebSocketCycle:
     """One WebSocket: the ASGI conversation before the handshake (``websocket.connect``, then ``accept`` or
     ``close``), and the core's wsproto session after it."""
 
-    def __init__(self, connection: Connection, conn: h11.Connection, request: h11.Request,
-                 headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self, connection: Connection, conn: h11.Connection, request: h11.Request, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         server = connection.server
         self.connection = connection
         self.transport = connection.transport
         self.conn = conn
         self.request = request
-        self.scope = websocket_scope(request, server=server.server_address, client=connection.client,
-                                     state=server.state, headers=headers)
+        self.scope = websocket_scope(
+            request, server=server.server_address, client=connection.client, state=server.state, headers=headers
+        )
         self.session: WebSocketSession | None = None
         self.messages: deque[dict[str, Any]] = deque([{"type": "websocket.connect"}])
         self.wakeup = asyncio.Event()
@@ -774,8 +818,9 @@ class WebSocketCycle:
                 # the connection with a HTTP 403 error code (Forbidden), and not complete the WebSocket handshake."
                 self._deny(403, "Forbidden")
             else:
-                raise ASGIProtocolError(f"Expected ASGI message 'websocket.accept' or 'websocket.close', "
-                                        f"but got {kind!r}.")
+                raise ASGIProtocolError(
+                    f"Expected ASGI message 'websocket.accept' or 'websocket.close', but got {kind!r}."
+                )
             return
         data = self.session.send(message)  # raises once closed (ASGI 2.4), with who closed it
         if data and not self.transport.is_closing():
@@ -826,16 +871,26 @@ class WebSocketCycle:
     def _log(self, status: int) -> None:
         if self.connection.server.config.access_log:
             request = self.request
-            access_log.info(access_line(self.connection.client, b"WEBSOCKET", request.target,
-                                        request.http_version, status, 0, 0.0))
+            access_log.info(
+                access_line(self.connection.client, b"WEBSOCKET", request.target, request.http_version, status, 0, 0.0)
+            )
 
 
 # =================================================================================================================
 # Entry points
 # =================================================================================================================
 
-def serve(app: Any, host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1, limits: Limits | None = None,
-          access_log: bool = True, lifespan: str = "auto") -> int:
+
+def serve(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    workers: int = 1,
+    limits: Limits | None = None,
+    access_log: bool = True,
+    lifespan: str = "auto",
+) -> int:
     """Serve ``app`` until SIGTERM/SIGINT; returns the exit code.  Prints the serving line once listening (and
     after the lifespan startup)."""
     config = Config(app, host, port, workers, limits or Limits(), access_log, lifespan)
@@ -868,14 +923,25 @@ def running(app: Any, *, limits: Limits | None = None, access_log: bool = False,
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m servers.scratch_asgi", "scratch-asgi: an asyncio ASGI server on h11", threads=False)
-    p.add_argument("--lifespan", default="auto", choices=["auto", "on", "off"],
-                   help="run the ASGI lifespan protocol (auto: if the app supports it)")
+    p.add_argument(
+        "--lifespan",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="run the ASGI lifespan protocol (auto: if the app supports it)",
+    )
     args = p.parse_args(argv)
     configure_logging(args.log_level)
     try:
         app = load_app(args.app)
-        return serve(app, args.host, args.port, workers=args.workers, limits=limits_from(args),
-                     access_log=args.access_log, lifespan=args.lifespan)
+        return serve(
+            app,
+            args.host,
+            args.port,
+            workers=args.workers,
+            limits=limits_from(args),
+            access_log=args.access_log,
+            lifespan=args.lifespan,
+        )
     except StartupFailed as exc:
         print(f"layercake: {exc}", file=sys.stderr)
         return STARTUP_FAILED

@@ -65,6 +65,7 @@ class StartupFailed(Exception):
 
 # --- the command line ---------------------------------------------------------------------------------------------
 
+
 def parser(prog: str, description: str, *, threads: bool) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("app", metavar="MODULE:ATTR", help="the application object, e.g. layers.bare_wsgi.app:app")
@@ -77,8 +78,13 @@ def parser(prog: str, description: str, *, threads: bool) -> argparse.ArgumentPa
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     limits = p.add_argument_group("limits (defaults and precedents: servers/core/limits.py)")
     for f in dataclasses.fields(Limits):
-        limits.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                            metavar=type(f.default).__name__.upper(), help=f"default {f.default}")
+        limits.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=type(f.default),
+            default=f.default,
+            metavar=type(f.default).__name__.upper(),
+            help=f"default {f.default}",
+        )
     return p
 
 
@@ -87,8 +93,9 @@ def limits_from(args: argparse.Namespace) -> Limits:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def load_app(target: str) -> Any:
@@ -112,6 +119,7 @@ def load_app(target: str) -> Any:
 
 
 # --- the listening socket -----------------------------------------------------------------------------------------
+
 
 def bind(host: str, port: int, backlog: int) -> socket.socket:
     """A listening TCP socket.  SO_REUSEADDR so a restart does not wait for TIME_WAIT connections to expire."""
@@ -138,6 +146,7 @@ def announce(sock: socket.socket) -> None:
 
 
 # --- several processes: the arbiter -------------------------------------------------------------------------------
+
 
 def run_workers(count: int, sock: socket.socket, child: Callable[[Callable[[], None]], int]) -> int:
     """Fork ``count`` children running ``child(ready)`` on the inherited ``sock``; return the exit code.

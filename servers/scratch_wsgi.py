@@ -113,6 +113,7 @@ class Config:
 # Accept loop
 # =================================================================================================================
 
+
 class Server:
     """The selector thread and the pool.  ``serve(sock, ready)`` runs until ``stop()`` (or a signal)."""
 
@@ -320,6 +321,7 @@ class Server:
 # Connection
 # =================================================================================================================
 
+
 class Connection:
     """One client socket.  Owned either by the selector thread (waiting for a head) or by one worker."""
 
@@ -342,8 +344,9 @@ class Connection:
         to the selector thread, which does the discarding."""
         log.info("%s:%d rejected %d (%s: %s)", *self.client, rejection.status, rejection.rule, rejection.reason)
         try:
-            self.sock.send(rejection_response(rejection.status, rejection.reason, SERVER_HEADER,
-                                              self.server.date.value()))
+            self.sock.send(
+                rejection_response(rejection.status, rejection.reason, SERVER_HEADER, self.server.date.value())
+            )
         except OSError:
             pass
         self.begin_linger()
@@ -437,11 +440,13 @@ class Connection:
 # Request cycle
 # =================================================================================================================
 
+
 class RequestCycle:
     """One ``app(environ, start_response)`` call: the socket reads and writes it needs, and its outcome."""
 
-    def __init__(self, connection: Connection, conn: h11.Connection, request: h11.Request,
-                 headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self, connection: Connection, conn: h11.Connection, request: h11.Request, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         self.connection = connection
         self.sock = connection.sock
         self.conn = conn
@@ -453,8 +458,14 @@ class RequestCycle:
         self.headers = headers
         self.expects_continue = any(n == b"expect" and v.lower() == b"100-continue" for n, v in headers)
         self.aborted = False
-        self.writer = ResponseWriter(request.method, request.http_version, headers, date=self.server.date,
-                                     server_header=SERVER_HEADER, closing=self.server.should_exit)
+        self.writer = ResponseWriter(
+            request.method,
+            request.http_version,
+            headers,
+            date=self.server.date,
+            server_header=SERVER_HEADER,
+            closing=self.server.should_exit,
+        )
 
     @property
     def unanswered_continue(self) -> bool:
@@ -514,9 +525,14 @@ class RequestCycle:
         request = self.request
         started_at = time.perf_counter()
         start = StartResponse(self.writer, self.transmit)
-        environ = build_environ(request, server=self.server.server_address, client=self.connection.client,
-                                wsgi_input=WSGIInput(self.pull), multiprocess=self.server.config.workers > 1,
-                                headers=self.headers)
+        environ = build_environ(
+            request,
+            server=self.server.server_address,
+            client=self.connection.client,
+            wsgi_input=WSGIInput(self.pull),
+            multiprocess=self.server.config.workers > 1,
+            headers=self.headers,
+        )
         result = None
         try:
             result = self.server.app(environ, start)
@@ -543,9 +559,17 @@ class RequestCycle:
                 except Exception:
                     log.exception("error in the response iterable's close()")
         if self.server.config.access_log:
-            access_log.info(access_line(self.connection.client, request.method, request.target,
-                                        request.http_version, self.writer.status, self.writer.body_bytes,
-                                        time.perf_counter() - started_at))
+            access_log.info(
+                access_line(
+                    self.connection.client,
+                    request.method,
+                    request.target,
+                    request.http_version,
+                    self.writer.status,
+                    self.writer.body_bytes,
+                    time.perf_counter() - started_at,
+                )
+            )
 
     def fail(self, start: StartResponse, status: int, message: str) -> None:
         if start.finished:
@@ -556,8 +580,11 @@ class RequestCycle:
             self.aborted = True
             return
         try:
-            self.transmit(error_response(self.writer, status, "Internal Server Error" if status == 500 else message,
-                                         close=status != 500))
+            self.transmit(
+                error_response(
+                    self.writer, status, "Internal Server Error" if status == 500 else message, close=status != 500
+                )
+            )
             if status != 500:
                 self.aborted = True  # 413/400: the body was not read; Connection: close was sent
                 self.connection.begin_linger()
@@ -569,8 +596,17 @@ class RequestCycle:
 # Entry points
 # =================================================================================================================
 
-def serve(app: Any, host: str = "127.0.0.1", port: int = 8000, *, threads: int = 8, workers: int = 1,
-          limits: Limits | None = None, access_log: bool = True) -> int:
+
+def serve(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    threads: int = 8,
+    workers: int = 1,
+    limits: Limits | None = None,
+    access_log: bool = True,
+) -> int:
     """Serve ``app`` until SIGTERM/SIGINT; returns the exit code.  Prints the serving line once listening."""
     config = Config(app, host, port, threads, workers, limits or Limits(), access_log)
     sock = bind(host, port, config.limits.backlog)
@@ -600,13 +636,21 @@ def running(app: Any, *, threads: int = 8, limits: Limits | None = None, access_
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser("python -m servers.scratch_wsgi", "scratch-wsgi: a threaded WSGI server on h11",
-                  threads=True).parse_args(argv)
+    args = parser(
+        "python -m servers.scratch_wsgi", "scratch-wsgi: a threaded WSGI server on h11", threads=True
+    ).parse_args(argv)
     configure_logging(args.log_level)
     try:
         app = load_app(args.app)
-        return serve(app, args.host, args.port, threads=args.threads, workers=args.workers,
-                     limits=limits_from(args), access_log=args.access_log)
+        return serve(
+            app,
+            args.host,
+            args.port,
+            threads=args.threads,
+            workers=args.workers,
+            limits=limits_from(args),
+            access_log=args.access_log,
+        )
     except StartupFailed as exc:
         print(f"layercake: {exc}", file=sys.stderr)
         return STARTUP_FAILED

@@ -40,11 +40,21 @@ from typing import Any
 # layercake.bench.inprocess`` (one layer's measurement) import their own module twice --
 # once as part of this package, once as __main__ -- which runpy warns about.
 _EXPORTS = {
-    "ENDPOINTS": "endpoints", "LADDER_ENDPOINTS": "endpoints", "Endpoint": "endpoints", "quick_check": "endpoints",
-    "LadderRow": "inprocess", "measure": "inprocess", "quick_ladder": "inprocess",
-    "LoadResult": "loadgen", "Request": "loadgen", "parse_wrk_output": "loadgen", "run_load": "loadgen",
-    "SCHEMA": "report", "validate": "report",
-    "BenchConfig": "runner", "run_bench": "runner",
+    "ENDPOINTS": "endpoints",
+    "LADDER_ENDPOINTS": "endpoints",
+    "Endpoint": "endpoints",
+    "quick_check": "endpoints",
+    "LadderRow": "inprocess",
+    "measure": "inprocess",
+    "quick_ladder": "inprocess",
+    "LoadResult": "loadgen",
+    "Request": "loadgen",
+    "parse_wrk_output": "loadgen",
+    "run_load": "loadgen",
+    "SCHEMA": "report",
+    "validate": "report",
+    "BenchConfig": "runner",
+    "run_bench": "runner",
     "Spread": "stats",
 }
 __all__ = sorted(_EXPORTS)

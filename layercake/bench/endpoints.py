@@ -74,16 +74,41 @@ class Endpoint:
 ENDPOINTS: dict[str, Endpoint] = {
     e.name: e
     for e in (
-        Endpoint("plaintext", Request("GET", "/plaintext"), 200, _exact(b"Hello, World!"),
-                 "the framework around a handler returning 13 bytes"),
-        Endpoint("json", Request("GET", "/json"), 200, _json_keys("message", message="Hello, World!"),
-                 "plus JSON encoding of a small dict"),
-        Endpoint("item", Request("GET", "/items/42"), 200, _json_keys("id", "name", "price", "tags", id=42),
-                 "plus a path parameter and an SQLite read"),
-        Endpoint("create", Request("POST", "/items", CREATE_BODY), 201, _json_keys("id", "name", "price", "tags",
-                 name="bench"), "plus reading a JSON body, validation and an SQLite insert"),
-        Endpoint("slow", Request("GET", "/slow?ms=50"), 200, _json_keys("slept_ms", slept_ms=50),
-                 "waits 50 ms without CPU (sync-vs-async experiment)"),
+        Endpoint(
+            "plaintext",
+            Request("GET", "/plaintext"),
+            200,
+            _exact(b"Hello, World!"),
+            "the framework around a handler returning 13 bytes",
+        ),
+        Endpoint(
+            "json",
+            Request("GET", "/json"),
+            200,
+            _json_keys("message", message="Hello, World!"),
+            "plus JSON encoding of a small dict",
+        ),
+        Endpoint(
+            "item",
+            Request("GET", "/items/42"),
+            200,
+            _json_keys("id", "name", "price", "tags", id=42),
+            "plus a path parameter and an SQLite read",
+        ),
+        Endpoint(
+            "create",
+            Request("POST", "/items", CREATE_BODY),
+            201,
+            _json_keys("id", "name", "price", "tags", name="bench"),
+            "plus reading a JSON body, validation and an SQLite insert",
+        ),
+        Endpoint(
+            "slow",
+            Request("GET", "/slow?ms=50"),
+            200,
+            _json_keys("slept_ms", slept_ms=50),
+            "waits 50 ms without CPU (sync-vs-async experiment)",
+        ),
     )
 }
 LADDER_ENDPOINTS = ("plaintext", "json", "item", "create")
@@ -108,8 +133,7 @@ def quick_check(base_url: str, endpoints: Iterable[str], timeout: float = 10.0) 
             e = ENDPOINTS[name]
             headers = {"content-type": e.request.content_type} if e.request.body else {}
             try:
-                resp = client.request(e.request.method, e.request.path, content=e.request.body or None,
-                                      headers=headers)
+                resp = client.request(e.request.method, e.request.path, content=e.request.body or None, headers=headers)
             except httpx.HTTPError as exc:
                 problems.append(f"{e.label}: {type(exc).__name__}: {exc}")
                 continue

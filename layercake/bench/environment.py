@@ -26,8 +26,25 @@ from importlib import metadata
 from typing import Any
 
 #: Packages whose version can move a benchmark figure.
-PACKAGES = ("layercake", "starlette", "fastapi", "pydantic", "pydantic-core", "werkzeug", "flask", "a2wsgi", "h11",
-            "httptools", "uvloop", "uvicorn", "gunicorn", "hypercorn", "granian", "waitress", "anyio")
+PACKAGES = (
+    "layercake",
+    "starlette",
+    "fastapi",
+    "pydantic",
+    "pydantic-core",
+    "werkzeug",
+    "flask",
+    "a2wsgi",
+    "h11",
+    "httptools",
+    "uvloop",
+    "uvicorn",
+    "gunicorn",
+    "hypercorn",
+    "granian",
+    "waitress",
+    "anyio",
+)
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:

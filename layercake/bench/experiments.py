@@ -42,9 +42,15 @@ def slow_config(config: BenchConfig, sweep: bool = False) -> BenchConfig:
     ``sweep``: keep the caller's concurrency list (else :data:`SLOW_CONCURRENCY`).  Runs
     last at least 2 s: at c=1 a 50 ms request gives 20 samples a second, too few for a p99.
     """
-    return replace(config, endpoints=["slow"], floor=False, peers=False, layers=config.layers or SLOW_LAYERS,
-                   concurrency=config.concurrency if sweep else list(SLOW_CONCURRENCY),
-                   duration=max(config.duration, 2))
+    return replace(
+        config,
+        endpoints=["slow"],
+        floor=False,
+        peers=False,
+        layers=config.layers or SLOW_LAYERS,
+        concurrency=config.concurrency if sweep else list(SLOW_CONCURRENCY),
+        duration=max(config.duration, 2),
+    )
 
 
 def run_slow(config: BenchConfig, progress: Progress | None = None, command: str = "") -> dict[str, Any]:
@@ -56,8 +62,10 @@ def run_slow(config: BenchConfig, progress: Progress | None = None, command: str
     doc["settings"]["expected"] = {
         "wsgi_thread_pool_ceiling_rps": thread_pool_ceiling(threads),
         "asgi_ideal_rps_per_connection": 1000 / SLOW_MS,
-        "note": (f"a WSGI pool of {threads} threads completes at most {threads} / {SLOW_MS} ms = "
-                 f"{thread_pool_ceiling(threads):.0f} req/s; an ASGI loop about concurrency / {SLOW_MS} ms until "
-                 "the CPU saturates"),
+        "note": (
+            f"a WSGI pool of {threads} threads completes at most {threads} / {SLOW_MS} ms = "
+            f"{thread_pool_ceiling(threads):.0f} req/s; an ASGI loop about concurrency / {SLOW_MS} ms until "
+            "the CPU saturates"
+        ),
     }
     return doc

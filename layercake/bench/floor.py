@@ -60,10 +60,14 @@ ANSWERS: dict[tuple[bytes, bytes], bytes] = {
     (b"GET", b"/json"): _response(b"200 OK", b"application/json", b'{"message":"Hello, World!"}'),
     (b"GET", b"/items"): _response(b"200 OK", b"application/json", _ITEM),
     (b"POST", b"/items"): _response(b"201 Created", b"application/json", _CREATED, b"Location: /items/101\r\n"),
-    (b"GET", b"/health"): _response(b"200 OK", b"application/json", b'{"status":"ok","startup_complete":true,"items":100}'),
+    (b"GET", b"/health"): _response(
+        b"200 OK", b"application/json", b'{"status":"ok","startup_complete":true,"items":100}'
+    ),
 }
 NOT_FOUND = _response(b"404 Not Found", b"application/json", b'{"detail":"Not Found"}')
-NOT_IMPLEMENTED = _response(b"501 Not Implemented", b"text/plain", b"chunked uploads are not supported", b"Connection: close\r\n")
+NOT_IMPLEMENTED = _response(
+    b"501 Not Implemented", b"text/plain", b"chunked uploads are not supported", b"Connection: close\r\n"
+)
 
 
 def answer_for(head: bytes) -> bytes:

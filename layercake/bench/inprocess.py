@@ -106,15 +106,35 @@ WARMUP = 50
 SETTLE = 0.02
 
 #: The packages of a breakdown, in the order reports show them.
-PACKAGES = ("layer", "server", "driver", "starlette", "fastapi", "pydantic", "werkzeug", "flask", "a2wsgi",
-            "stdlib", "other")
+PACKAGES = (
+    "layer",
+    "server",
+    "driver",
+    "starlette",
+    "fastapi",
+    "pydantic",
+    "werkzeug",
+    "flask",
+    "a2wsgi",
+    "stdlib",
+    "other",
+)
 
 PROJECT = Path(__file__).resolve().parents[2]
 _THIS_FILE = str(Path(__file__).resolve())
 _STDLIB = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
 _SITE = ("site-packages", "dist-packages")
-_TOP_LEVEL = {"starlette": "starlette", "fastapi": "fastapi", "pydantic": "pydantic", "pydantic_core": "pydantic",
-              "werkzeug": "werkzeug", "flask": "flask", "a2wsgi": "a2wsgi", "layers": "layer", "servers": "server"}
+_TOP_LEVEL = {
+    "starlette": "starlette",
+    "fastapi": "fastapi",
+    "pydantic": "pydantic",
+    "pydantic_core": "pydantic",
+    "werkzeug": "werkzeug",
+    "flask": "flask",
+    "a2wsgi": "a2wsgi",
+    "layers": "layer",
+    "servers": "server",
+}
 
 
 # --- which package a piece of code belongs to -------------------------------------------------------------------------
@@ -188,8 +208,12 @@ class Counts:
             "peak_bytes": self.peak_bytes,
             "net_bytes": self.net_bytes,
             "by_package": {
-                p: {"calls": self.calls[p], "c_calls": self.c_calls[p], "lines": len(self.lines.get(p, ())),
-                    "line_events": self.line_events[p]}
+                p: {
+                    "calls": self.calls[p],
+                    "c_calls": self.c_calls[p],
+                    "lines": len(self.lines.get(p, ())),
+                    "line_events": self.line_events[p],
+                }
                 for p in packages
             },
         }
@@ -257,11 +281,21 @@ class WSGICall:
         path, query = _split(req.path)
         self.body = req.body
         self.environ = {
-            "REQUEST_METHOD": req.method, "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": query,
-            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000",
-            "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+            "REQUEST_METHOD": req.method,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_HOST": "127.0.0.1:8000",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
         }
         if req.body or req.method == "POST":
             self.environ.update(CONTENT_TYPE=req.content_type, CONTENT_LENGTH=str(len(req.body)))
@@ -299,9 +333,17 @@ class ASGICall:
         if req.body or req.method == "POST":
             headers += [(b"content-type", req.content_type.encode()), (b"content-length", str(len(req.body)).encode())]
         self.scope = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-            "method": req.method, "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-            "query_string": query.encode(), "headers": headers, "client": ("127.0.0.1", 50000),
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "method": req.method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": query.encode(),
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 8000),
         }
         self.state = state
@@ -465,10 +507,14 @@ class _Runner:
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(100.0)
         try:
-            bracket.run(lambda: (setattr(hooks, "profiling", True), sys.setprofile(hooks.profile)),
-                        lambda: (sys.setprofile(None), setattr(hooks, "profiling", False)))
-            bracket.run(lambda: (setattr(hooks, "tracing", True), sys.settrace(hooks.trace)),
-                        lambda: (sys.settrace(None), setattr(hooks, "tracing", False)))
+            bracket.run(
+                lambda: (setattr(hooks, "profiling", True), sys.setprofile(hooks.profile)),
+                lambda: (sys.setprofile(None), setattr(hooks, "profiling", False)),
+            )
+            bracket.run(
+                lambda: (setattr(hooks, "tracing", True), sys.settrace(hooks.trace)),
+                lambda: (sys.settrace(None), setattr(hooks, "tracing", False)),
+            )
             tracemalloc.start()
             try:
                 marks: dict[str, int] = {}
@@ -542,12 +588,21 @@ def time_requests(run: Callable[[int], int], seconds: float, batch: int = 50) ->
         started = time.perf_counter()
         run(batch)
         samples.append((time.perf_counter() - started) / batch * 1e6)
-    return {"median": round(statistics.median(samples), 2), "min": round(min(samples), 2),
-            "max": round(max(samples), 2), "n": len(samples)}
+    return {
+        "median": round(statistics.median(samples), 2),
+        "min": round(min(samples), 2),
+        "max": round(max(samples), 2),
+        "n": len(samples),
+    }
 
 
-def measure_layer(layer_name: str, endpoints: Iterable[str] = LADDER_ENDPOINTS, seconds: float = 0.5,
-                  count: bool = True, interface: str | None = None) -> list[EndpointCost]:
+def measure_layer(
+    layer_name: str,
+    endpoints: Iterable[str] = LADDER_ENDPOINTS,
+    seconds: float = 0.5,
+    count: bool = True,
+    interface: str | None = None,
+) -> list[EndpointCost]:
     """Measure one layer in *this* process.  Prefer :func:`measure` (a fresh subprocess per layer)."""
     hooks = _Hooks()
     if count:
@@ -561,9 +616,11 @@ def measure_layer(layer_name: str, endpoints: Iterable[str] = LADDER_ENDPOINTS, 
             run = runner.call_for(endpoint)
             status = run(WARMUP)
             if status != endpoint.status:
-                raise LayercakeError(f"{layer_name} answered {endpoint.label} with {status}, expected "
-                                     f"{endpoint.status}: fix the layer (layercake verify {layer_name}) before "
-                                     "measuring it")
+                raise LayercakeError(
+                    f"{layer_name} answered {endpoint.label} with {status}, expected "
+                    f"{endpoint.status}: fix the layer (layercake verify {layer_name}) before "
+                    "measuring it"
+                )
             counters = runner.counted(endpoint, hooks).to_dict() if count else {}
             results.append(EndpointCost(layer_name, name, status, {}, counters))
         hooks.armed = False  # from here each thread's hooks remove themselves at their next event
@@ -576,14 +633,28 @@ def measure_layer(layer_name: str, endpoints: Iterable[str] = LADDER_ENDPOINTS, 
     return results
 
 
-def measure(layer_name: str, endpoints: Iterable[str] = LADDER_ENDPOINTS, seconds: float = 0.5,
-            count: bool = True, timeout: float = 300.0, interface: str | None = None) -> list[EndpointCost]:
+def measure(
+    layer_name: str,
+    endpoints: Iterable[str] = LADDER_ENDPOINTS,
+    seconds: float = 0.5,
+    count: bool = True,
+    timeout: float = 300.0,
+    interface: str | None = None,
+) -> list[EndpointCost]:
     """Measure one layer in a fresh subprocess (isolated imports and caches: see the module docs).
 
     ``layer_name`` may also be a ``module:attr`` import string, with ``interface``.
     """
-    command = [sys.executable, "-m", "layercake.bench.inprocess", layer_name, "--endpoints", ",".join(endpoints),
-               "--seconds", f"{seconds:g}"] + ([] if count else ["--no-count"])
+    command = [
+        sys.executable,
+        "-m",
+        "layercake.bench.inprocess",
+        layer_name,
+        "--endpoints",
+        ",".join(endpoints),
+        "--seconds",
+        f"{seconds:g}",
+    ] + ([] if count else ["--no-count"])
     if interface:
         command += ["--interface", interface]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=PROJECT)
@@ -612,8 +683,12 @@ class LadderRow:
         return {p: n["calls"] for p, n in self.by_package.items() if n["calls"]}
 
 
-def quick_ladder(seconds_per_layer: float = 0.3, endpoint: str = "json", layers: Iterable[str] | None = None,
-                 on_row: Callable[[LadderRow], None] | None = None) -> list[LadderRow]:
+def quick_ladder(
+    seconds_per_layer: float = 0.3,
+    endpoint: str = "json",
+    layers: Iterable[str] | None = None,
+    on_row: Callable[[LadderRow], None] | None = None,
+) -> list[LadderRow]:
     """The ladder in-process, for ``layercake tour``: per layer, µs and calls for one endpoint.
 
     Each layer is measured in its own subprocess (about a second each, mostly imports),
@@ -629,18 +704,31 @@ def quick_ladder(seconds_per_layer: float = 0.3, endpoint: str = "json", layers:
         c = cost.counters
         us = cost.us_per_request["median"]
         bare.setdefault(layer.interface, us)
-        row = LadderRow(name, layer.interface, endpoint, us, c["calls"], c["c_calls"], c["lines"], c["by_package"],
-                        round(us / bare[layer.interface], 2))
+        row = LadderRow(
+            name,
+            layer.interface,
+            endpoint,
+            us,
+            c["calls"],
+            c["c_calls"],
+            c["lines"],
+            c["by_package"],
+            round(us / bare[layer.interface], 2),
+        )
         rows.append(row)
         if on_row:
             on_row(row)
     return rows
 
 
-def inprocess_document(layers: Iterable[str] | None = None, endpoints: Iterable[str] = LADDER_ENDPOINTS,
-                       seconds: float = 0.5, command: str = "",
-                       progress: Callable[[str, int, int], None] | None = None,
-                       bridged: bool = False) -> dict[str, Any]:
+def inprocess_document(
+    layers: Iterable[str] | None = None,
+    endpoints: Iterable[str] = LADDER_ENDPOINTS,
+    seconds: float = 0.5,
+    command: str = "",
+    progress: Callable[[str, int, int], None] | None = None,
+    bridged: bool = False,
+) -> dict[str, Any]:
     """Measure every layer in-process; the results document (kind ``in_process``, see ``report.SCHEMA``).
 
     ``bridged``: also each layer through its a2wsgi bridge (rows named ``LAYER@asgi`` / ``LAYER@wsgi``).
@@ -676,8 +764,9 @@ def inprocess_document(layers: Iterable[str] | None = None, endpoints: Iterable[
         # A bridge hands every request between threads that give up the GIL for I/O (the
         # loop's self-pipe, the bridge's queues), and where the OS scheduler then switches
         # varies: its counters are close across runs (within a few percent), not identical.
-        rows.extend({**cost.to_dict(), "interface": interface, "bridge": bridge, "exact": bridge is None}
-                    for cost in costs)
+        rows.extend(
+            {**cost.to_dict(), "interface": interface, "bridge": bridge, "exact": bridge is None} for cost in costs
+        )
     if progress:
         progress("done", len(names), len(names))
     bare = {(r["interface"], r["endpoint"]): r for r in rows if r["layer"] in ("bare_wsgi", "bare_asgi")}
@@ -687,31 +776,48 @@ def inprocess_document(layers: Iterable[str] | None = None, endpoints: Iterable[
         n = native.get((r["layer"].partition("@")[0], r["endpoint"])) if r["bridge"] else None
         r["ratio_to_bare"] = {
             "us": round(r["us_per_request"]["median"] / b["us_per_request"]["median"], 3) if b else None,
-            "calls": round(r["counters"]["calls"] / b["counters"]["calls"], 3) if b and b["counters"]["calls"] else None,
+            "calls": round(r["counters"]["calls"] / b["counters"]["calls"], 3)
+            if b and b["counters"]["calls"]
+            else None,
             # through a bridge: against the same layer served natively
             "native_us": round(r["us_per_request"]["median"] / n["us_per_request"]["median"], 3) if n else None,
         }
     return {
-        "schema": "layercake.bench/1", "kind": "in_process", "command": command, "measured_at": started,
-        "elapsed_s": round(time.monotonic() - t0, 1), "environment": describe(),
-        "settings": {"endpoints": endpoints, "seconds_per_endpoint": seconds, "warmup_requests": WARMUP,
-                     "counted_requests": 1, "event_loop": "asyncio (stdlib)"},
+        "schema": "layercake.bench/1",
+        "kind": "in_process",
+        "command": command,
+        "measured_at": started,
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        "environment": describe(),
+        "settings": {
+            "endpoints": endpoints,
+            "seconds_per_endpoint": seconds,
+            "warmup_requests": WARMUP,
+            "counted_requests": 1,
+            "event_loop": "asyncio (stdlib)",
+        },
         "in_process": rows,
         "failures": failures,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m layercake.bench.inprocess",
-                                     description="Measure one layer in-process; prints JSON.")
+    parser = argparse.ArgumentParser(
+        prog="python -m layercake.bench.inprocess", description="Measure one layer in-process; prints JSON."
+    )
     parser.add_argument("layer")
     parser.add_argument("--endpoints", default=",".join(LADDER_ENDPOINTS))
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--no-count", action="store_true")
     parser.add_argument("--interface", choices=("wsgi", "asgi"), help="with a module:attr instead of a layer")
     args = parser.parse_args(argv)
-    results = measure_layer(args.layer, [e for e in args.endpoints.split(",") if e], args.seconds,
-                            count=not args.no_count, interface=args.interface)
+    results = measure_layer(
+        args.layer,
+        [e for e in args.endpoints.split(",") if e],
+        args.seconds,
+        count=not args.no_count,
+        interface=args.interface,
+    )
     json.dump([r.to_dict() for r in results], sys.stdout)
 
 

@@ -200,15 +200,32 @@ def _request_env(request: Request) -> dict[str, str]:
 def wrk_command(url: str, concurrency: int, duration: float, timeout: float = 10.0) -> list[str]:
     """The wrk invocation; also what the docs tell a reader to type to check us by hand."""
     return [
-        wrk_path() or "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", f"--timeout={timeout:g}s",
-        "--latency", "-s", str(LUA_SCRIPT), url,
+        wrk_path() or "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(duration))}s",
+        f"--timeout={timeout:g}s",
+        "--latency",
+        "-s",
+        str(LUA_SCRIPT),
+        url,
     ]
 
 
 def builtin_command(url: str, request: Request, concurrency: int, duration: float, timeout: float = 10.0) -> list[str]:
     return [
-        sys.executable, "-m", "layercake.bench.loadgen", url, "--method", request.method,
-        "--concurrency", str(concurrency), "--duration", f"{duration:g}", "--timeout", f"{timeout:g}",
+        sys.executable,
+        "-m",
+        "layercake.bench.loadgen",
+        url,
+        "--method",
+        request.method,
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        f"{duration:g}",
+        "--timeout",
+        f"{timeout:g}",
     ]
 
 
@@ -289,8 +306,9 @@ async def _generate(url: str, request: Request, concurrency: int, duration: floa
 
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = Request(request.method, parts.path + (f"?{parts.query}" if parts.query else ""), request.body,
-                      request.content_type)
+    request = Request(
+        request.method, parts.path + (f"?{parts.query}" if parts.query else ""), request.body, request.content_type
+    )
     payload = encode_request(request, parts.netloc)
     latencies: list[float] = []
     errors = {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}
@@ -342,8 +360,10 @@ async def _generate(url: str, request: Request, concurrency: int, duration: floa
         "bytes": total_bytes,
         "errors": errors,
         "latency_us": {
-            "min": round(latencies[0], 1) if n else 0, "max": round(latencies[-1], 1) if n else 0,
-            "mean": round(mean, 2), "stdev": round(stdev, 2),
+            "min": round(latencies[0], 1) if n else 0,
+            "max": round(latencies[-1], 1) if n else 0,
+            "mean": round(mean, 2),
+            "stdev": round(stdev, 2),
             "percentiles": {p: round(percentile(latencies, float(p)), 1) for p in PERCENTILES},
         },
     }
@@ -351,16 +371,21 @@ async def _generate(url: str, request: Request, concurrency: int, duration: floa
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m layercake.bench.loadgen URL``: the built-in generator as its own process."""
-    parser = argparse.ArgumentParser(prog="python -m layercake.bench.loadgen",
-                                     description="layercake's built-in closed-loop HTTP/1.1 load generator")
+    parser = argparse.ArgumentParser(
+        prog="python -m layercake.bench.loadgen", description="layercake's built-in closed-loop HTTP/1.1 load generator"
+    )
     parser.add_argument("url")
     parser.add_argument("--method", default=os.environ.get("LAYERCAKE_METHOD") or "GET")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args(argv)
-    request = Request(args.method, "/", os.environ.get("LAYERCAKE_BODY", "").encode(),
-                      os.environ.get("LAYERCAKE_CTYPE") or "application/json")
+    request = Request(
+        args.method,
+        "/",
+        os.environ.get("LAYERCAKE_BODY", "").encode(),
+        os.environ.get("LAYERCAKE_CTYPE") or "application/json",
+    )
     try:
         import uvloop
     except ImportError:

@@ -68,8 +68,12 @@ SCHEMA: tuple[Field, ...] = (
     Field("environment.packages", (dict,), _ALL, "package -> version (null: not installed)"),
     Field("environment.wrk", (str, type(None)), _ALL, "wrk's version line, null when not installed"),
     Field("environment.pinning", (dict,), _SOCKET, "{server_cpu, loadgen_cpu}; nulls: not pinned"),
-    Field("environment.generator", (dict,), _SOCKET,
-          '{kind: "wrk" | "builtin", why, threads, ceiling_rps (builtin only: its own rate against the floor)}'),
+    Field(
+        "environment.generator",
+        (dict,),
+        _SOCKET,
+        '{kind: "wrk" | "builtin", why, threads, ceiling_rps (builtin only: its own rate against the floor)}',
+    ),
     Field("settings", (dict,), _ALL, "the options of the run (endpoints, concurrency, duration_s, repeat, ...)"),
     Field("targets", (list,), _SOCKET, "every target started, loaded or not"),
     Field("targets[].id", (str,), _SOCKET, '"server/layer", or "floor" / "node"'),
@@ -77,13 +81,17 @@ SCHEMA: tuple[Field, ...] = (
     Field("targets[].layer", (str,), _SOCKET, "layer name, floor or node"),
     Field("targets[].kind", (str,), _SOCKET, "layer | floor | peer"),
     Field("targets[].flags", (dict,), _SOCKET, "ServerOptions given to the server"),
-    Field("targets[].native_command", (str,), _SOCKET, "the command a user would type for this server",
-          optional=True),
-    Field("targets[].verification", (dict,), _SOCKET,
-          "{method, passed, total, ok, failures, blocking}: blocking problems kept the target out of the run",
-          optional=True),
-    Field("targets[].error", (str,), _SOCKET, "why the target did not start, or stopped answering mid-run",
-          optional=True),
+    Field("targets[].native_command", (str,), _SOCKET, "the command a user would type for this server", optional=True),
+    Field(
+        "targets[].verification",
+        (dict,),
+        _SOCKET,
+        "{method, passed, total, ok, failures, blocking}: blocking problems kept the target out of the run",
+        optional=True,
+    ),
+    Field(
+        "targets[].error", (str,), _SOCKET, "why the target did not start, or stopped answering mid-run", optional=True
+    ),
     Field("runs", (list,), _SOCKET, "every load, in the order run"),
     Field("runs[].target", (str,), _SOCKET, "a targets[].id"),
     Field("runs[].endpoint", (str,), _SOCKET, "plaintext | json | item | create | slow"),
@@ -92,8 +100,12 @@ SCHEMA: tuple[Field, ...] = (
     Field("runs[].requests", (int,), _SOCKET, "responses completed"),
     Field("runs[].duration_s", _NUM, _SOCKET, "measured duration of the load"),
     Field("runs[].rps", _NUM, _SOCKET, "requests / duration_s"),
-    Field("runs[].errors", (dict,), _SOCKET,
-          "{connect, read, write, timeout} socket errors and status (responses with status >= 400)"),
+    Field(
+        "runs[].errors",
+        (dict,),
+        _SOCKET,
+        "{connect, read, write, timeout} socket errors and status (responses with status >= 400)",
+    ),
     Field("runs[].latency_us", (dict,), _SOCKET, "min, max, mean, stdev, p50, p75, p90, p99, p99.9 in µs"),
     Field("results", (list,), _SOCKET, "one row per target x endpoint x concurrency"),
     Field("results[].target", (str,), _SOCKET, "a targets[].id"),
@@ -105,25 +117,47 @@ SCHEMA: tuple[Field, ...] = (
     Field("results[].latency_us", (dict,), _SOCKET, f"p50, p90, p99, each {_SPREAD}"),
     Field("results[].errors", (int,), _SOCKET, "socket_errors + non_2xx over all runs"),
     Field("results[].flagged", (bool,), _SOCKET, "true when there was any error: do not trust the row"),
-    Field("results[].ratio_to_bare", (float, int, type(None)), _SOCKET,
-          "median rps / the bare layer's of the same interface on the same server (this run)"),
-    Field("results[].ratio_to_baseline", (float, int, type(None)), _SOCKET,
-          "median rps / the baseline target's (settings.baseline, default the floor)"),
+    Field(
+        "results[].ratio_to_bare",
+        (float, int, type(None)),
+        _SOCKET,
+        "median rps / the bare layer's of the same interface on the same server (this run)",
+    ),
+    Field(
+        "results[].ratio_to_baseline",
+        (float, int, type(None)),
+        _SOCKET,
+        "median rps / the baseline target's (settings.baseline, default the floor)",
+    ),
     Field("in_process", (list,), ("in_process",), "one row per layer x endpoint"),
     Field("failures", (list,), ("in_process",), "layers that could not be measured, with the reason"),
     Field("in_process[].layer", (str,), ("in_process",), 'layer name; "LAYER@asgi" / "LAYER@wsgi" through a bridge'),
     Field("in_process[].bridge", (str, type(None)), ("in_process",), '"wsgi->asgi" | "asgi->wsgi" | null'),
-    Field("in_process[].exact", (bool,), ("in_process",),
-          "true: two runs give identical calls, C calls and lines; false (bridges): within a few percent"),
+    Field(
+        "in_process[].exact",
+        (bool,),
+        ("in_process",),
+        "true: two runs give identical calls, C calls and lines; false (bridges): within a few percent",
+    ),
     Field("in_process[].interface", (str,), ("in_process",), "wsgi | asgi: the interface the app was driven as"),
     Field("in_process[].endpoint", (str,), ("in_process",), "plaintext | json | item | create"),
-    Field("in_process[].us_per_request", (dict,), ("in_process",), "µs per request, {median, min, max, n} over batches"),
-    Field("in_process[].counters", (dict,), ("in_process",),
-          "per request, deterministic: calls, c_calls, lines (distinct), line_events, peak_bytes, net_bytes, "
-          "by_package: {package: {calls, c_calls, lines, line_events}}"),
-    Field("in_process[].ratio_to_bare", (dict,), ("in_process",),
-          "{us, calls} divided by the bare layer of the driven interface, same endpoint; native_us (bridged rows): "
-          "µs divided by the same layer's without the bridge"),
+    Field(
+        "in_process[].us_per_request", (dict,), ("in_process",), "µs per request, {median, min, max, n} over batches"
+    ),
+    Field(
+        "in_process[].counters",
+        (dict,),
+        ("in_process",),
+        "per request, deterministic: calls, c_calls, lines (distinct), line_events, peak_bytes, net_bytes, "
+        "by_package: {package: {calls, c_calls, lines, line_events}}",
+    ),
+    Field(
+        "in_process[].ratio_to_bare",
+        (dict,),
+        ("in_process",),
+        "{us, calls} divided by the bare layer of the driven interface, same endpoint; native_us (bridged rows): "
+        "µs divided by the same layer's without the bridge",
+    ),
 )
 
 
@@ -174,8 +208,15 @@ def validate(doc: Any) -> list[str]:
 
 def schema_markdown() -> str:
     """The schema as a markdown table, for docs/bench.md."""
-    names = {str: "string", int: "integer", float: "number", dict: "object", list: "array", bool: "boolean",
-             type(None): "null"}
+    names = {
+        str: "string",
+        int: "integer",
+        float: "number",
+        dict: "object",
+        list: "array",
+        bool: "boolean",
+        type(None): "null",
+    }
     lines = ["| field | type | in | meaning |", "|---|---|---|---|"]
     for f in SCHEMA:
         types = " \\| ".join(dict.fromkeys(names[t] for t in f.types))
@@ -219,38 +260,65 @@ def _spread(s: dict[str, Any], fmt: Any = human_rate) -> tuple[str, str]:
 def generator_line(doc: dict[str, Any]) -> str:
     g = doc["environment"].get("generator", {})
     pin = doc["environment"].get("pinning", {})
-    where = (f"server on CPU {pin['server_cpu']}, load generator on CPU {pin['loadgen_cpu']}"
-             if pin.get("server_cpu") is not None else "not pinned (fewer than 2 CPUs)")
+    where = (
+        f"server on CPU {pin['server_cpu']}, load generator on CPU {pin['loadgen_cpu']}"
+        if pin.get("server_cpu") is not None
+        else "not pinned (fewer than 2 CPUs)"
+    )
     if g.get("kind") == "builtin":
         ceiling = f"{human_rate(g['ceiling_rps'])} req/s" if g.get("ceiling_rps") else "not measured (no floor)"
-        return (f"Load generator: the BUILT-IN Python generator ({g.get('why', 'wrk is not installed')}) -- its "
-                f"ceiling on this "
-                f"machine is {ceiling} (its own rate against the floor); results near it measure the generator, "
-                f"not the server. {where}.")
+        return (
+            f"Load generator: the BUILT-IN Python generator ({g.get('why', 'wrk is not installed')}) -- its "
+            f"ceiling on this "
+            f"machine is {ceiling} (its own rate against the floor); results near it measure the generator, "
+            f"not the server. {where}."
+        )
     return f"Load generator: {doc['environment'].get('wrk') or 'wrk'}, 1 thread; {where}."
 
 
 def environment_line(doc: dict[str, Any]) -> str:
     env = doc["environment"]
     load_avg = ", ".join(str(x) for x in env.get("loadavg_at_start", []))
-    return (f"{env.get('cpu_model')} · {env.get('cpu_count')} CPUs · {env.get('python')} · "
-            f"load average at start {load_avg} · measured {doc['measured_at']} in {doc.get('elapsed_s')} s")
+    return (
+        f"{env.get('cpu_model')} · {env.get('cpu_count')} CPUs · {env.get('python')} · "
+        f"load average at start {load_avg} · measured {doc['measured_at']} in {doc.get('elapsed_s')} s"
+    )
 
 
 def ladder_table(doc: dict[str, Any]) -> Table:
     settings = doc["settings"]
-    table = Table(title=f"layercake bench: {doc['kind']} (median of {settings['repeat']} × {settings['duration_s']} s,"
-                        f" baseline {settings.get('baseline') or '-'})")
-    for name, justify in (("target", "left"), ("endpoint", "left"), ("c", "right"), ("req/s", "right"),
-                          ("min–max", "right"), ("p50", "right"), ("p99", "right"), ("× bare", "right"),
-                          ("× baseline", "right"), ("errors", "right")):
+    table = Table(
+        title=f"layercake bench: {doc['kind']} (median of {settings['repeat']} × {settings['duration_s']} s,"
+        f" baseline {settings.get('baseline') or '-'})"
+    )
+    for name, justify in (
+        ("target", "left"),
+        ("endpoint", "left"),
+        ("c", "right"),
+        ("req/s", "right"),
+        ("min–max", "right"),
+        ("p50", "right"),
+        ("p99", "right"),
+        ("× bare", "right"),
+        ("× baseline", "right"),
+        ("errors", "right"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in doc["results"]:
         median, spread = _spread(r["rps"])
         errors = f"[bold red]{r['errors']} ⚠[/]" if r["flagged"] else "0"
-        table.add_row(r["target"], r["endpoint"], str(r["concurrency"]), median, spread,
-                      human_us(r["latency_us"]["p50"]["median"]), human_us(r["latency_us"]["p99"]["median"]),
-                      _ratio(r["ratio_to_bare"]), _ratio(r["ratio_to_baseline"]), errors)
+        table.add_row(
+            r["target"],
+            r["endpoint"],
+            str(r["concurrency"]),
+            median,
+            spread,
+            human_us(r["latency_us"]["p50"]["median"]),
+            human_us(r["latency_us"]["p99"]["median"]),
+            _ratio(r["ratio_to_bare"]),
+            _ratio(r["ratio_to_baseline"]),
+            errors,
+        )
     return table
 
 
@@ -282,20 +350,38 @@ def glance_table(doc: dict[str, Any]) -> Table:
 
 
 def inprocess_table(doc: dict[str, Any]) -> Table:
-    table = Table(title="layercake bench --in-process: per request, no socket (calls and lines are deterministic; "
-                        "≈: through a bridge, within a few percent)")
-    for name in ("layer", "endpoint", "µs", "× bare", "Python calls", "C calls", "lines", "peak alloc",
-                 "calls by package"):
+    table = Table(
+        title="layercake bench --in-process: per request, no socket (calls and lines are deterministic; "
+        "≈: through a bridge, within a few percent)"
+    )
+    for name in (
+        "layer",
+        "endpoint",
+        "µs",
+        "× bare",
+        "Python calls",
+        "C calls",
+        "lines",
+        "peak alloc",
+        "calls by package",
+    ):
         table.add_column(name, justify="left" if name in ("layer", "endpoint", "calls by package") else "right")
     for r in doc["in_process"]:
         c = r["counters"]
         packages = ", ".join(f"{p} {n['calls']}" for p, n in c["by_package"].items() if n["calls"])
         approx = "" if r.get("exact", True) else "≈"
         native = r["ratio_to_bare"].get("native_us")
-        table.add_row(r["layer"], r["endpoint"], f"{r['us_per_request']['median']:.1f}",
-                      _ratio(r["ratio_to_bare"]["us"]) + (f" ({native:.1f}× native)" if native else ""), approx + str(c["calls"]), approx + str(c["c_calls"]),
-                      approx + str(c["lines"]),
-                      f"{c['peak_bytes'] / 1024:.1f} KiB", packages)
+        table.add_row(
+            r["layer"],
+            r["endpoint"],
+            f"{r['us_per_request']['median']:.1f}",
+            _ratio(r["ratio_to_bare"]["us"]) + (f" ({native:.1f}× native)" if native else ""),
+            approx + str(c["calls"]),
+            approx + str(c["c_calls"]),
+            approx + str(c["lines"]),
+            f"{c['peak_bytes'] / 1024:.1f} KiB",
+            packages,
+        )
     return table
 
 
@@ -308,52 +394,79 @@ def verification_notes(doc: dict[str, Any]) -> list[str]:
         elif v and not v["ok"]:
             notes.append(f"{t['id']}: NOT LOADED, failed on a benchmarked route: {'; '.join(v['blocking'])}")
         elif v and v["failures"]:
-            notes.append(f"{t['id']}: contract {v['passed']}/{v['total']} (outside the benchmarked routes: "
-                         f"{'; '.join(f.split(':')[0] for f in v['failures'])})")
+            notes.append(
+                f"{t['id']}: contract {v['passed']}/{v['total']} (outside the benchmarked routes: "
+                f"{'; '.join(f.split(':')[0] for f in v['failures'])})"
+            )
     return notes
 
 
 def markdown(doc: dict[str, Any]) -> str:
     """The document as a markdown report (tables, environment, how it was produced)."""
-    out = [f"# layercake bench: {doc['kind']}", "", f"Produced by `{doc['command']}`.", "",
-           environment_line(doc) + ".", ""]
+    out = [
+        f"# layercake bench: {doc['kind']}",
+        "",
+        f"Produced by `{doc['command']}`.",
+        "",
+        environment_line(doc) + ".",
+        "",
+    ]
     if doc["kind"] == "in_process":
-        out += ["Per request, in-process (no socket, no server): median µs over batches; Python calls, C calls and "
-                "distinct source lines executed are deterministic counters (layercake/bench/inprocess.py).", "",
-                "| layer | endpoint | µs | × bare | Python calls | C calls | lines | peak alloc | calls by package |",
-                "|---|---|--:|--:|--:|--:|--:|--:|---|"]
+        out += [
+            "Per request, in-process (no socket, no server): median µs over batches; Python calls, C calls and "
+            "distinct source lines executed are deterministic counters (layercake/bench/inprocess.py).",
+            "",
+            "| layer | endpoint | µs | × bare | Python calls | C calls | lines | peak alloc | calls by package |",
+            "|---|---|--:|--:|--:|--:|--:|--:|---|",
+        ]
         for r in doc["in_process"]:
             c = r["counters"]
             packages = ", ".join(f"{p} {n['calls']}" for p, n in c["by_package"].items() if n["calls"])
             approx = "" if r.get("exact", True) else "≈"
-            out.append(f"| {r['layer']} | {r['endpoint']} | {r['us_per_request']['median']:.1f} | "
-                       f"{_ratio(r['ratio_to_bare']['us'])} | {approx}{c['calls']} | {approx}{c['c_calls']} | "
-                       f"{approx}{c['lines']} | "
-                       f"{c['peak_bytes'] / 1024:.1f} KiB | {packages} |")
+            out.append(
+                f"| {r['layer']} | {r['endpoint']} | {r['us_per_request']['median']:.1f} | "
+                f"{_ratio(r['ratio_to_bare']['us'])} | {approx}{c['calls']} | {approx}{c['c_calls']} | "
+                f"{approx}{c['lines']} | "
+                f"{c['peak_bytes'] / 1024:.1f} KiB | {packages} |"
+            )
         if doc.get("failures"):
             out += ["", "## Not measured", ""] + [f"- {f}" for f in doc["failures"]]
         return "\n".join(out) + "\n"
     settings = doc["settings"]
-    out += [generator_line(doc), "",
-            f"Median of {settings['repeat']} interleaved runs of {settings['duration_s']} s each, min–max beside it; "
-            f"ratios are against the bare layer on the same server and against `{settings.get('baseline')}`, "
-            "measured in this run.", ""]
+    out += [
+        generator_line(doc),
+        "",
+        f"Median of {settings['repeat']} interleaved runs of {settings['duration_s']} s each, min–max beside it; "
+        f"ratios are against the bare layer on the same server and against `{settings.get('baseline')}`, "
+        "measured in this run.",
+        "",
+    ]
     if settings.get("expected"):
         out += [f"Expected: {settings['expected']['note']}.", ""]
     if doc["kind"] == "ladder":
         targets, endpoints, cells = _glance_cells(doc)
-        out += ["## At a glance", "", "req/s, median (× the bare layer on the same server):", "",
-                "| target | " + " | ".join(endpoints) + " |", "|---|" + "--:|" * len(endpoints)]
+        out += [
+            "## At a glance",
+            "",
+            "req/s, median (× the bare layer on the same server):",
+            "",
+            "| target | " + " | ".join(endpoints) + " |",
+            "|---|" + "--:|" * len(endpoints),
+        ]
         out += [f"| {t} | " + " | ".join(cells.get((t, e), "–") for e in endpoints) + " |" for t in targets]
         out += ["", "## Every cell", ""]
-    out += ["| target | endpoint | c | req/s | min–max | p50 | p99 | × bare | × baseline | errors |",
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    out += [
+        "| target | endpoint | c | req/s | min–max | p50 | p99 | × bare | × baseline | errors |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
     for r in doc["results"]:
         median, spread = _spread(r["rps"])
         errors = f"**{r['errors']} ⚠**" if r["flagged"] else "0"
-        out.append(f"| {r['target']} | {r['endpoint']} | {r['concurrency']} | {median} | {spread} | "
-                   f"{human_us(r['latency_us']['p50']['median'])} | {human_us(r['latency_us']['p99']['median'])} | "
-                   f"{_ratio(r['ratio_to_bare'])} | {_ratio(r['ratio_to_baseline'])} | {errors} |")
+        out.append(
+            f"| {r['target']} | {r['endpoint']} | {r['concurrency']} | {median} | {spread} | "
+            f"{human_us(r['latency_us']['p50']['median'])} | {human_us(r['latency_us']['p99']['median'])} | "
+            f"{_ratio(r['ratio_to_bare'])} | {_ratio(r['ratio_to_baseline'])} | {errors} |"
+        )
     out += ["", "## Servers", ""]
     for t in doc["targets"]:
         out.append(f"- `{t['id']}`: `{t.get('native_command', t.get('error', '?'))}`")
@@ -375,10 +488,15 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[Table, list[str]]:
     warnings = []
     for key in ("cpu_model", "cpu_count", "python"):
         if a["environment"].get(key) != b["environment"].get(key):
-            warnings.append(f"different {key}: {a['environment'].get(key)} vs {b['environment'].get(key)} -- "
-                            "changes are not the code's alone")
-    changed = {k: (a["environment"]["packages"].get(k), v) for k, v in b["environment"]["packages"].items()
-               if a["environment"]["packages"].get(k) != v}
+            warnings.append(
+                f"different {key}: {a['environment'].get(key)} vs {b['environment'].get(key)} -- "
+                "changes are not the code's alone"
+            )
+    changed = {
+        k: (a["environment"]["packages"].get(k), v)
+        for k, v in b["environment"]["packages"].items()
+        if a["environment"]["packages"].get(k) != v
+    }
     if changed:
         warnings.append("package versions differ: " + ", ".join(f"{k} {x}→{y}" for k, (x, y) in changed.items()))
     table = Table(title=f"change from {a['measured_at']} to {b['measured_at']}")
@@ -392,8 +510,9 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[Table, list[str]]:
                 continue
             ua, ub = o["us_per_request"]["median"], r["us_per_request"]["median"]
             ca, cb = o["counters"]["calls"], r["counters"]["calls"]
-            table.add_row(r["layer"], r["endpoint"], f"{ua:.1f}", f"{ub:.1f}", _pct(ub, ua), str(ca), str(cb),
-                          f"{cb - ca:+d}")
+            table.add_row(
+                r["layer"], r["endpoint"], f"{ua:.1f}", f"{ub:.1f}", _pct(ub, ua), str(ca), str(cb), f"{cb - ca:+d}"
+            )
         return table, warnings
     for name in ("target", "endpoint", "c", "req/s A", "req/s B", "Δ", "overlap"):
         table.add_column(name, justify="left" if name in ("target", "endpoint") else "right")
@@ -405,8 +524,15 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[Table, list[str]]:
         ra, rb = o["rps"], r["rps"]
         # Ranges that overlap: the change is within the noise of these runs.
         overlap = "within noise" if ra["min"] <= rb["max"] and rb["min"] <= ra["max"] else ""
-        table.add_row(r["target"], r["endpoint"], str(r["concurrency"]), human_rate(ra["median"]),
-                      human_rate(rb["median"]), _pct(rb["median"], ra["median"]), overlap)
+        table.add_row(
+            r["target"],
+            r["endpoint"],
+            str(r["concurrency"]),
+            human_rate(ra["median"]),
+            human_rate(rb["median"]),
+            _pct(rb["median"], ra["median"]),
+            overlap,
+        )
     return table, warnings
 
 
@@ -416,9 +542,19 @@ def _pct(new: float, old: float) -> str:
 
 
 #: One colour per package, the same in every chart (tab10 has ten; we have eleven packages).
-PACKAGE_COLOURS = {"layer": "#1f77b4", "server": "#ff7f0e", "driver": "#c7c7c7", "starlette": "#d62728",
-                   "fastapi": "#9467bd", "pydantic": "#8c564b", "werkzeug": "#e377c2", "flask": "#2ca02c",
-                   "a2wsgi": "#bcbd22", "stdlib": "#17becf", "other": "#7f7f7f"}
+PACKAGE_COLOURS = {
+    "layer": "#1f77b4",
+    "server": "#ff7f0e",
+    "driver": "#c7c7c7",
+    "starlette": "#d62728",
+    "fastapi": "#9467bd",
+    "pydantic": "#8c564b",
+    "werkzeug": "#e377c2",
+    "flask": "#2ca02c",
+    "a2wsgi": "#bcbd22",
+    "stdlib": "#17becf",
+    "other": "#7f7f7f",
+}
 
 # --- charts -----------------------------------------------------------------------------------------------------------
 
@@ -450,11 +586,14 @@ def charts(doc: dict[str, Any], directory: str | Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(9, 4.5))
         width = 0.8 / max(1, len(endpoints))
         for i, e in enumerate(endpoints):
-            values = [next((r["us_per_request"]["median"] for r in rows if r["layer"] == la and r["endpoint"] == e), 0)
-                      for la in layers]
+            values = [
+                next((r["us_per_request"]["median"] for r in rows if r["layer"] == la and r["endpoint"] == e), 0)
+                for la in layers
+            ]
             ax.bar([x + i * width for x in range(len(layers))], values, width, label=e)
-        ax.set_xticks([x + width * (len(endpoints) - 1) / 2 for x in range(len(layers))], layers, rotation=25,
-                      ha="right")
+        ax.set_xticks(
+            [x + width * (len(endpoints) - 1) / 2 for x in range(len(layers))], layers, rotation=25, ha="right"
+        )
         ax.set_ylabel("µs per request (median)")
         ax.set_title("In-process cost per request, by layer (no socket)")
         ax.legend()
@@ -491,11 +630,14 @@ def charts(doc: dict[str, Any], directory: str | Path) -> list[Path]:
             cells = {r["target"]: r for r in results if r["endpoint"] == e and r["concurrency"] == c}
             xs = [x + i * width for x, t in enumerate(targets) if t in cells]
             meds = [cells[t]["rps"]["median"] for t in targets if t in cells]
-            err = [[cells[t]["rps"]["median"] - cells[t]["rps"]["min"] for t in targets if t in cells],
-                   [cells[t]["rps"]["max"] - cells[t]["rps"]["median"] for t in targets if t in cells]]
+            err = [
+                [cells[t]["rps"]["median"] - cells[t]["rps"]["min"] for t in targets if t in cells],
+                [cells[t]["rps"]["max"] - cells[t]["rps"]["median"] for t in targets if t in cells],
+            ]
             ax.bar(xs, meds, width, yerr=err, capsize=2, label=e)
-        ax.set_xticks([x + width * (len(endpoints) - 1) / 2 for x in range(len(targets))], targets, rotation=25,
-                      ha="right")
+        ax.set_xticks(
+            [x + width * (len(endpoints) - 1) / 2 for x in range(len(targets))], targets, rotation=25, ha="right"
+        )
         ax.set_ylabel("requests/s (median; bars: min–max)")
         ax.set_yscale("log")
         ax.set_title(f"The ladder: requests/s per layer, c={c}")
@@ -506,8 +648,12 @@ def charts(doc: dict[str, Any], directory: str | Path) -> list[Path]:
         cells = {r["target"]: r for r in results if r["endpoint"] == e and r["concurrency"] == c}
         names = [t for t in targets if t in cells]
         for i, p in enumerate(("p50", "p90", "p99")):
-            ax.bar([x + i * 0.27 for x in range(len(names))], [cells[t]["latency_us"][p]["median"] / 1000 for t in names],
-                   0.27, label=p)
+            ax.bar(
+                [x + i * 0.27 for x in range(len(names))],
+                [cells[t]["latency_us"][p]["median"] / 1000 for t in names],
+                0.27,
+                label=p,
+            )
         ax.set_xticks([x + 0.27 for x in range(len(names))], names, rotation=25, ha="right")
         ax.set_ylabel("latency, ms")
         ax.set_yscale("log")
@@ -523,15 +669,22 @@ def charts(doc: dict[str, Any], directory: str | Path) -> list[Path]:
                     continue
                 label = t if len(endpoints) == 1 else f"{t} {e}"
                 ax1.plot([c for c, _ in series], [r["rps"]["median"] for _, r in series], marker="o", label=label)
-                ax2.plot([c for c, _ in series], [r["latency_us"]["p99"]["median"] / 1000 for _, r in series],
-                         marker="o", label=label)
+                ax2.plot(
+                    [c for c, _ in series],
+                    [r["latency_us"]["p99"]["median"] / 1000 for _, r in series],
+                    marker="o",
+                    label=label,
+                )
         for ax, ylabel in ((ax1, "requests/s (median)"), (ax2, "p99 latency, ms")):
             ax.set_xscale("log", base=2)
             ax.set_xlabel("concurrent connections")
             ax.set_ylabel(ylabel)
             ax.legend(fontsize=7)
-        title = ("Sync vs async: GET /slow?ms=50 as concurrency rises" if doc["kind"] == "experiment:slow"
-                 else "Concurrency sweep")
+        title = (
+            "Sync vs async: GET /slow?ms=50 as concurrency rises"
+            if doc["kind"] == "experiment:slow"
+            else "Concurrency sweep"
+        )
         fig.suptitle(title)
         save(fig, "slow-concurrency.png" if doc["kind"] == "experiment:slow" else "concurrency.png")
     return written

@@ -196,12 +196,12 @@ def plan_targets(config: BenchConfig) -> list[Target]:
             for spec in servers:
                 if spec.name == "wsgiref":
                     continue  # one request at a time over HTTP/1.0: not a benchmark target, see `layercake servers`
-                targets.append(Target(spec.name, layer.name, layer.interface,
-                                      _options_for(spec.name, spec.interface, config)))
+                targets.append(
+                    Target(spec.name, layer.name, layer.interface, _options_for(spec.name, spec.interface, config))
+                )
         else:
             server = REFERENCE[layer.interface][0]
-            targets.append(Target(server, layer.name, layer.interface,
-                                  _options_for(server, layer.interface, config)))
+            targets.append(Target(server, layer.name, layer.interface, _options_for(server, layer.interface, config)))
     return targets
 
 
@@ -289,8 +289,9 @@ class ProcessTarget:
         self.native_command = native_command.replace("{port}", str(self.port))
         self.bridge = None
         self._log = tempfile.TemporaryFile(prefix="layercake-bench-")
-        self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self._proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -335,8 +336,10 @@ class ProcessTarget:
 def start_target(target: Target) -> Any:
     """Start a target; the returned object has ``url``, ``pid``, ``native_command``, ``bridge`` and is a context manager."""
     if target.server == FLOOR:
-        return ProcessTarget([sys.executable, "-m", "layercake.bench.floor", "--port", "{port}"],
-                             "python -m layercake.bench.floor --port {port}")
+        return ProcessTarget(
+            [sys.executable, "-m", "layercake.bench.floor", "--port", "{port}"],
+            "python -m layercake.bench.floor --port {port}",
+        )
     if target.server == NODE:
         return ProcessTarget(["node", str(NODE_PEER), "{port}"], f"node {NODE_PEER.name} {{port}}")
     from servers.registry import ServerOptions, start_server
@@ -360,8 +363,14 @@ class Verification:
         return not self.blocking
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "passed": self.passed, "total": self.total, "ok": self.ok,
-                "failures": self.failures, "blocking": self.blocking}
+        return {
+            "method": self.method,
+            "passed": self.passed,
+            "total": self.total,
+            "ok": self.ok,
+            "failures": self.failures,
+            "blocking": self.blocking,
+        }
 
 
 def verify_target(target: Target, url: str, endpoints: list[str]) -> Verification:
@@ -408,8 +417,13 @@ class Run:
     result: LoadResult
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "endpoint": self.endpoint, "concurrency": self.concurrency,
-                "round": self.round, **self.result.to_dict()}
+        return {
+            "target": self.target,
+            "endpoint": self.endpoint,
+            "concurrency": self.concurrency,
+            "round": self.round,
+            **self.result.to_dict(),
+        }
 
 
 Progress = Callable[[str, int, int], None]  # (what is happening, done, total)
@@ -434,14 +448,26 @@ def batches(targets: list[Target], config: BenchConfig) -> list[list[Target]]:
     return [fixed + layered[0], *layered[1:]]
 
 
-def _start_batch(batch: list[Target], config: BenchConfig, stack: ExitStack, target_docs: dict[str, dict[str, Any]],
-                 server_cpu: int | None, note: Callable[[str], None]) -> dict[str, Any]:
+def _start_batch(
+    batch: list[Target],
+    config: BenchConfig,
+    stack: ExitStack,
+    target_docs: dict[str, dict[str, Any]],
+    server_cpu: int | None,
+    note: Callable[[str], None],
+) -> dict[str, Any]:
     """Start, pin, verify and warm every target of a batch; the ones ready to load, by id."""
     live: dict[str, Any] = {}
     for i, target in enumerate(batch):
         note(f"starting {target.id}")
-        doc: dict[str, Any] = {"id": target.id, "server": target.server, "layer": target.layer,
-                               "interface": target.interface, "kind": target.kind, "flags": dict(target.flags)}
+        doc: dict[str, Any] = {
+            "id": target.id,
+            "server": target.server,
+            "layer": target.layer,
+            "interface": target.interface,
+            "kind": target.kind,
+            "flags": dict(target.flags),
+        }
         target_docs[target.id] = doc
         try:
             with _affinity(server_cpu):
@@ -482,9 +508,13 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
     t0 = time.monotonic()
     env = describe()
     env["pinning"] = {"server_cpu": server_cpu, "loadgen_cpu": loadgen_cpu}
-    env["generator"] = {"kind": generator, "threads": 1 if generator == "wrk" else None,
-                        "why": "--generator " + config.generator if config.generator != "auto"
-                        else ("wrk is installed" if generator == "wrk" else "wrk is not installed")}
+    env["generator"] = {
+        "kind": generator,
+        "threads": 1 if generator == "wrk" else None,
+        "why": "--generator " + config.generator
+        if config.generator != "auto"
+        else ("wrk is installed" if generator == "wrk" else "wrk is not installed"),
+    }
     note = progress or (lambda what, done, total: None)
     total_runs = len(cells) * config.repeat
     target_docs: dict[str, dict[str, Any]] = {}
@@ -508,20 +538,39 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
                     for e in config.endpoints:
                         if target.supports(e):
                             note(f"warming {target.id} {e} (JIT)", done, total_runs)
-                            run_load(live[target.id].url, ep.ENDPOINTS[e].request, max(config.concurrency), 1,
-                                     generator=generator, cpu=loadgen_cpu, timeout=config.timeout)
+                            run_load(
+                                live[target.id].url,
+                                ep.ENDPOINTS[e].request,
+                                max(config.concurrency),
+                                1,
+                                generator=generator,
+                                cpu=loadgen_cpu,
+                                timeout=config.timeout,
+                            )
             if generator == "builtin" and FLOOR in live and "ceiling_rps" not in env["generator"]:
                 note("measuring the built-in generator's ceiling against the floor", done, total_runs)
-                ceiling = run_load(live[FLOOR].url, ep.ENDPOINTS["plaintext"].request, max(config.concurrency),
-                                   config.duration, generator="builtin", cpu=loadgen_cpu)
+                ceiling = run_load(
+                    live[FLOOR].url,
+                    ep.ENDPOINTS["plaintext"].request,
+                    max(config.concurrency),
+                    config.duration,
+                    generator="builtin",
+                    cpu=loadgen_cpu,
+                )
                 env["generator"]["ceiling_rps"] = round(ceiling.rps)
             for rnd, (target, endpoint, conc) in interleave(batch_cells, config.repeat):  # type: ignore[misc]
                 if target.id in live:
                     note(f"{target.id} {endpoint} c{conc} (round {rnd + 1}/{config.repeat})", done, total_runs)
                     try:
-                        result = run_load(live[target.id].url, ep.ENDPOINTS[endpoint].request, conc,
-                                          config.duration, generator=generator, cpu=loadgen_cpu,
-                                          timeout=config.timeout)
+                        result = run_load(
+                            live[target.id].url,
+                            ep.ENDPOINTS[endpoint].request,
+                            conc,
+                            config.duration,
+                            generator=generator,
+                            cpu=loadgen_cpu,
+                            timeout=config.timeout,
+                        )
                     except LayercakeError as exc:  # the server died mid-run (wrk cannot connect): a result too
                         target_docs[target.id]["error"] = f"stopped answering during the run: {exc.message}"
                         del live[target.id]
@@ -538,9 +587,14 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
         "elapsed_s": round(time.monotonic() - t0, 1),
         "environment": env,
         "settings": {
-            "endpoints": config.endpoints, "concurrency": config.concurrency, "duration_s": config.duration,
-            "repeat": config.repeat, "workers": config.workers, "baseline": baseline,
-            "warmup_requests": config.warmup_requests, "timeout_s": config.timeout,
+            "endpoints": config.endpoints,
+            "concurrency": config.concurrency,
+            "duration_s": config.duration,
+            "repeat": config.repeat,
+            "workers": config.workers,
+            "baseline": baseline,
+            "warmup_requests": config.warmup_requests,
+            "timeout_s": config.timeout,
         },
         "targets": list(target_docs.values()),
         "runs": [r.to_dict() for r in runs],
@@ -561,22 +615,32 @@ def summarise(runs: list[Run], targets: dict[str, dict[str, Any]], baseline: str
         socket_errors = sum(x.socket_errors for x in results)
         non_2xx = sum(x.non_2xx for x in results)
         bare_id = f"{t['server']}/{BARE[t['interface']]}" if t["kind"] == "layer" else None
-        rows.append({
-            "target": target_id, "server": t["server"], "layer": t["layer"], "interface": t["interface"],
-            "kind": t["kind"], "endpoint": endpoint, "concurrency": conc,
-            "rps": rps.to_dict(1),
-            "latency_us": {
-                p: Spread.of(x.latency_us.get(p, 0.0) for x in results).to_dict(1) for p in ("p50", "p90", "p99")
-            },
-            "requests": sum(x.requests for x in results),
-            "errors": socket_errors + non_2xx,
-            "socket_errors": socket_errors,
-            "non_2xx": non_2xx,
-            "flagged": bool(socket_errors or non_2xx),
-            "ratio_to_bare": _rounded(ratio(rps.median, medians.get((bare_id, endpoint, conc)))) if bare_id else None,
-            "ratio_to_baseline": _rounded(ratio(rps.median, medians.get((baseline, endpoint, conc))))
-            if baseline else None,
-        })
+        rows.append(
+            {
+                "target": target_id,
+                "server": t["server"],
+                "layer": t["layer"],
+                "interface": t["interface"],
+                "kind": t["kind"],
+                "endpoint": endpoint,
+                "concurrency": conc,
+                "rps": rps.to_dict(1),
+                "latency_us": {
+                    p: Spread.of(x.latency_us.get(p, 0.0) for x in results).to_dict(1) for p in ("p50", "p90", "p99")
+                },
+                "requests": sum(x.requests for x in results),
+                "errors": socket_errors + non_2xx,
+                "socket_errors": socket_errors,
+                "non_2xx": non_2xx,
+                "flagged": bool(socket_errors or non_2xx),
+                "ratio_to_bare": _rounded(ratio(rps.median, medians.get((bare_id, endpoint, conc))))
+                if bare_id
+                else None,
+                "ratio_to_baseline": _rounded(ratio(rps.median, medians.get((baseline, endpoint, conc))))
+                if baseline
+                else None,
+            }
+        )
     return rows
 
 

@@ -45,8 +45,12 @@ class Spread:
         return (self.high - self.low) / self.median if self.median else 0.0
 
     def to_dict(self, digits: int = 2) -> dict[str, float | int]:
-        return {"median": round(self.median, digits), "min": round(self.low, digits),
-                "max": round(self.high, digits), "n": self.n}
+        return {
+            "median": round(self.median, digits),
+            "min": round(self.low, digits),
+            "max": round(self.high, digits),
+            "n": self.n,
+        }
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:

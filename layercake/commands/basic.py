@@ -54,8 +54,14 @@ def layers_cmd() -> None:
     for col in ("layer", "interface", "built on", "own lines", "/docs", "what it adds"):
         table.add_column(col, justify="right" if col == "own lines" else "left")
     for layer in LAYERS.values():
-        table.add_row(layer.name, layer.interface, layer.below or f"({layer.interface.upper()} itself)",
-                      str(own_lines(layer)), "yes" if layer.docs else "-", layer.description)
+        table.add_row(
+            layer.name,
+            layer.interface,
+            layer.below or f"({layer.interface.upper()} itself)",
+            str(own_lines(layer)),
+            "yes" if layer.docs else "-",
+            layer.description,
+        )
     console.print(table)
 
 
@@ -83,9 +89,11 @@ def verify_cmd(layer: str, server: str | None, groups: tuple[str, ...], json_fil
         with layer_logs_collected() as records:
             results = run_contract(None, spec, groups or None, on_result=_print_result)
         if records:
-            console.print(f"  [dim]the layer logged {len(records)} error(s) with tracebacks, as the contract asks "
-                          f"(GET /error, refused uploads): {'; '.join(sorted({r.getMessage() for r in records}))}[/]",
-                          highlight=False)
+            console.print(
+                f"  [dim]the layer logged {len(records)} error(s) with tracebacks, as the contract asks "
+                f"(GET /error, refused uploads): {'; '.join(sorted({r.getMessage() for r in records}))}[/]",
+                highlight=False,
+            )
     else:
         from servers.registry import ServerOptions, start_server
 
@@ -98,41 +106,72 @@ def verify_cmd(layer: str, server: str | None, groups: tuple[str, ...], json_fil
     colour = "green" if passed == len(results) else "red"
     console.print(f"[{colour}]{passed}/{len(results)} contract cases passed[/]")
     if json_file:
-        json_file.write_text(json.dumps({"layer": spec.name, "server": server or "in-process",
-                                         "results": [r.as_dict() for r in results]}, indent=2))
+        json_file.write_text(
+            json.dumps(
+                {"layer": spec.name, "server": server or "in-process", "results": [r.as_dict() for r in results]},
+                indent=2,
+            )
+        )
     if passed != len(results):
         raise LayercakeError(f"{len(results) - passed} contract case(s) failed for {spec.name}", exit_code=1)
 
 
 @click.command("tour")
-@click.option("--seconds", default=0.3, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Timing budget per layer for the in-process cost.")
+@click.option(
+    "--seconds",
+    default=0.3,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Timing budget per layer for the in-process cost.",
+)
 def tour_cmd(seconds: float) -> None:
     """The five-minute introduction: verify every layer and show what each costs."""
     console.rule("[bold]layercake tour")
-    console.print("Six layers implement one contract (CONTRACT.md). Each is checked in-process, then measured "
-                  "on GET /json with no socket in the way, so the cost is the framework's own: microseconds "
-                  "(median of short batches) and the Python calls and distinct source lines one request runs "
-                  "(deterministic counts).\n")
+    console.print(
+        "Six layers implement one contract (CONTRACT.md). Each is checked in-process, then measured "
+        "on GET /json with no socket in the way, so the cost is the framework's own: microseconds "
+        "(median of short batches) and the Python calls and distinct source lines one request runs "
+        "(deterministic counts).\n"
+    )
     rows: list[TourRow] = []
     with console.status("verifying and timing the layers…"), layer_logs_collected():
         for row in tour_rows(seconds_per_layer=seconds):
             rows.append(row)
-            console.print(f"  {row.layer.name:<10} {row.passed}/{row.total} cases, {row.us_per_request:7.1f} µs, "
-                          f"{row.calls} calls per request")
+            console.print(
+                f"  {row.layer.name:<10} {row.passed}/{row.total} cases, {row.us_per_request:7.1f} µs, "
+                f"{row.calls} calls per request"
+            )
     table = Table(title="The ladder, in-process")
-    for col in ("layer", "interface", "own lines", "contract", "µs / request", "× bare", "calls", "lines run",
-                "where the calls go"):
+    for col in (
+        "layer",
+        "interface",
+        "own lines",
+        "contract",
+        "µs / request",
+        "× bare",
+        "calls",
+        "lines run",
+        "where the calls go",
+    ):
         table.add_column(col, justify="left" if col in ("layer", "interface", "where the calls go") else "right")
     for row in rows:
         ok = row.passed == row.total
-        table.add_row(row.layer.name, row.layer.interface, str(row.own_lines),
-                      f"[{'green' if ok else 'red'}]{row.passed}/{row.total}[/]",
-                      f"{row.us_per_request:.1f}", f"{row.ratio_to_bare:.2f}×", str(row.calls), str(row.lines_run),
-                      _top_packages(row.calls_by_package))
+        table.add_row(
+            row.layer.name,
+            row.layer.interface,
+            str(row.own_lines),
+            f"[{'green' if ok else 'red'}]{row.passed}/{row.total}[/]",
+            f"{row.us_per_request:.1f}",
+            f"{row.ratio_to_bare:.2f}×",
+            str(row.calls),
+            str(row.lines_run),
+            _top_packages(row.calls_by_package),
+        )
     console.print(table)
-    console.print("[dim]Packages: layer = the layer's own code and layers/shared; driver = the stand-in server "
-                  "that builds the environ or scope and calls the app; stdlib = Python's own library.[/]")
+    console.print(
+        "[dim]Packages: layer = the layer's own code and layers/shared; driver = the stand-in server "
+        "that builds the environ or scope and calls the app; stdlib = Python's own library.[/]"
+    )
     failed = [r for r in rows if r.passed != r.total]
     for row in failed:
         for res in row.failures:
@@ -150,18 +189,19 @@ def _top_packages(calls: dict[str, int], keep: int = 3) -> str:
 
 
 NEXT_STEPS = (
-    ("layercake verify fastapi --server uvicorn",
-     "the same contract over real HTTP, on a server people deploy"),
-    ("layercake read --diff starlette fastapi",
-     "what FastAPI adds, handler by handler, side by side"),
-    ("layercake bench",
-     "the ladder over real sockets (about 2 minutes): each layer on its reference server, wrk on the other CPU"),
-    ("layercake grid",
-     "every layer on every installed server, through bridges where the interfaces differ"),
+    ("layercake verify fastapi --server uvicorn", "the same contract over real HTTP, on a server people deploy"),
+    ("layercake read --diff starlette fastapi", "what FastAPI adds, handler by handler, side by side"),
+    (
+        "layercake bench",
+        "the ladder over real sockets (about 2 minutes): each layer on its reference server, wrk on the other CPU",
+    ),
+    ("layercake grid", "every layer on every installed server, through bridges where the interfaces differ"),
     # The tour ends on the trace: the one command that shows *where* the cost above goes.
-    ("layercake trace flask --server scratch-asgi GET /items/1 --html trace.html",
-     "one request from bytes to handler and back: our parser, the a2wsgi bridge, the hop to a worker "
-     "thread, Flask and Werkzeug, coloured by layer"),
+    (
+        "layercake trace flask --server scratch-asgi GET /items/1 --html trace.html",
+        "one request from bytes to handler and back: our parser, the a2wsgi bridge, the hop to a worker "
+        "thread, Flask and Werkzeug, coloured by layer",
+    ),
 )
 
 

@@ -54,7 +54,9 @@ def _print_one(probe: ServerProbe) -> None:
         wanted = {True: "close", False: "keep", None: "either"}[result.expect_close]
         table.add_row(
             f"{result.case_id} [dim]({result.split})[/]" if result.split != "whole" else result.case_id,
-            f"{result.expect} / {wanted}", result.status_text(), closed,
+            f"{result.expect} / {wanted}",
+            result.status_text(),
+            closed,
             "yes" if result.serving else "[red]NO[/]",
             "[green]✓[/]" if result.passed else f"[red]✗ {escape('; '.join(result.problems()))}[/]",
             escape(_rules.get(result.case_id, "")),
@@ -83,20 +85,53 @@ _rules: dict[str, str] = {}
 
 @click.command("probe")
 @click.argument("server_args", metavar="[SERVER]...", nargs=-1)
-@click.option("--servers", "server_opts", multiple=True,
-              help="More servers (repeat or comma-separate); 'all' for every installed server.")
+@click.option(
+    "--servers",
+    "server_opts",
+    multiple=True,
+    help="More servers (repeat or comma-separate); 'all' for every installed server.",
+)
 @click.option("--layer", help="Layer to serve; default: bare_wsgi or bare_asgi, the server's own interface.")
-@click.option("--split", "splits", multiple=True, type=click.Choice(SPLITS), default=("whole",), show_default=True,
-              help="How to write each request: whole, one byte per write, random pieces (repeatable).")
-@click.option("--case", "patterns", multiple=True, help="Only cases whose id contains this, e.g. smuggling or cl-te (repeatable); the ids are "
-                   "the rows of docs/probe-grid.md, one file each in layercake/corpus/.")
-@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Seconds to wait for each answer.")
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    type=click.Choice(SPLITS),
+    default=("whole",),
+    show_default=True,
+    help="How to write each request: whole, one byte per write, random pieces (repeatable).",
+)
+@click.option(
+    "--case",
+    "patterns",
+    multiple=True,
+    help="Only cases whose id contains this, e.g. smuggling or cl-te (repeatable); the ids are "
+    "the rows of docs/probe-grid.md, one file each in layercake/corpus/.",
+)
+@click.option(
+    "--timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for each answer.",
+)
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write every result here.")
-@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the comparison grid as Markdown.")
-def probe_cmd(server_args: tuple[str, ...], server_opts: tuple[str, ...], layer: str | None, splits: tuple[str, ...],
-              patterns: tuple[str, ...], timeout: float, json_file: Path | None, markdown_file: Path | None) -> None:
+@click.option(
+    "--markdown",
+    "markdown_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the comparison grid as Markdown.",
+)
+def probe_cmd(
+    server_args: tuple[str, ...],
+    server_opts: tuple[str, ...],
+    layer: str | None,
+    splits: tuple[str, ...],
+    patterns: tuple[str, ...],
+    timeout: float,
+    json_file: Path | None,
+    markdown_file: Path | None,
+) -> None:
     """Send the raw-request corpus (hostile and edge-case requests) to servers and show how each answered.
 
     With one server: a table of every case.  With several (`probe scratch-wsgi gunicorn-sync waitress`
@@ -116,6 +151,7 @@ def probe_cmd(server_args: tuple[str, ...], server_opts: tuple[str, ...], layer:
     _rules.update({case.id: case.rule for case in cases})
     console.print(f"[dim]{len(cases)} cases x {len(splits)} split(s) x {len(names)} server(s)[/]")
     with console.status("probing") as status:
+
         def progress(server: str, result: CaseResult) -> None:
             status.update(f"probing {server}: {result.case_id} ({result.split})")
 
@@ -131,8 +167,10 @@ def probe_cmd(server_args: tuple[str, ...], server_opts: tuple[str, ...], layer:
     elif ran:
         _print_grid(ran)
     for probe in ran:
-        console.print(f"[bold]{probe.server}[/] ({probe.layer}): {probe.passed}/{len(probe.results)} as expected; "
-                      f"{sum(not r.serving for r in probe.results)} left it not serving")
+        console.print(
+            f"[bold]{probe.server}[/] ({probe.layer}): {probe.passed}/{len(probe.results)} as expected; "
+            f"{sum(not r.serving for r in probe.results)} left it not serving"
+        )
     if json_file is not None:
         json_file.write_text(json.dumps([p.to_json() for p in probes], indent=2))
         console.print(f"[dim]wrote {json_file}[/]")
@@ -147,7 +185,9 @@ def _mib(n: int) -> str:
 
 @click.command("soak")
 @click.argument("layer")
-@click.option("--server", help="A name from `layercake servers`; default: our scratch server for the layer's interface.")
+@click.option(
+    "--server", help="A name from `layercake servers`; default: our scratch server for the layer's interface."
+)
 @click.option("--duration", default=60.0, show_default=True, help="Seconds of load (an upper bound).")
 @click.option("--concurrency", default=256, show_default=True, help="Client connections at once.")
 @click.option("--max-requests", default=10_000_000, show_default=True, help="Stop after this many requests.")
@@ -156,8 +196,18 @@ def _mib(n: int) -> str:
 @click.option("--threads", type=int, help="Threads per worker (where the server has them).")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 @click.pass_context
-def soak_cmd(ctx: click.Context, layer: str, server: str | None, duration: float, concurrency: int, max_requests: int,
-             interval: float, workers: int | None, threads: int | None, json_file: Path | None) -> None:
+def soak_cmd(
+    ctx: click.Context,
+    layer: str,
+    server: str | None,
+    duration: float,
+    concurrency: int,
+    max_requests: int,
+    interval: float,
+    workers: int | None,
+    threads: int | None,
+    json_file: Path | None,
+) -> None:
     """Bounded mixed-endpoint load on loopback: errors, RSS over time, file descriptors before and after.
 
     Exits 1 if there were errors, leaked descriptors or growing memory.
@@ -172,14 +222,18 @@ def soak_cmd(ctx: click.Context, layer: str, server: str | None, duration: float
 
     def progress(sample: Sample) -> None:
         if len(_samples) % every == 0:
-            console.print(f"[dim]{sample.seconds:6.1f} s  {sample.requests:8d} requests  RSS {_mib(sample.rss)}  "
-                          f"{sample.fds} fds[/]", highlight=False)
+            console.print(
+                f"[dim]{sample.seconds:6.1f} s  {sample.requests:8d} requests  RSS {_mib(sample.rss)}  "
+                f"{sample.fds} fds[/]",
+                highlight=False,
+            )
         _samples.append(sample)
 
     _samples: list[Sample] = []
     console.print(f"soak: {layer} on {server}, {duration:g} s at concurrency {concurrency}")
-    report = soak(layer, server, duration, concurrency, max_requests, interval, progress, workers=workers,
-                  threads=threads)
+    report = soak(
+        layer, server, duration, concurrency, max_requests, interval, progress, workers=workers, threads=threads
+    )
     _print_soak(report)
     if json_file is not None:
         json_file.write_text(report.to_json())
@@ -190,8 +244,10 @@ def soak_cmd(ctx: click.Context, layer: str, server: str | None, duration: float
 def _print_soak(report: SoakReport) -> None:
     console.print(f"[dim]{escape(report.command)}[/]")
     rate = report.requests / report.elapsed if report.elapsed else 0
-    console.print(f"{report.requests} requests in {report.elapsed:g} s ({rate:.0f}/s) over {report.processes} "
-                  f"server process(es), concurrency {report.concurrency}")
+    console.print(
+        f"{report.requests} requests in {report.elapsed:g} s ({rate:.0f}/s) over {report.processes} "
+        f"server process(es), concurrency {report.concurrency}"
+    )
     table = Table(title="responses")
     table.add_column("request and status")
     table.add_column("count", justify="right")
@@ -209,11 +265,15 @@ def _print_soak(report: SoakReport) -> None:
             console.print(f"[red]error[/] {escape(kind)}: {count}")
     else:
         console.print("[green]no errors[/]")
-    console.print(f"RSS: {_mib(report.rss_before)} before, {_mib(report.rss_after)} after; "
-                  f"growth after warm-up {_mib(report.rss_growth())} "
-                  + ("[green](flat)[/]" if report.memory_flat() else "[red](growing)[/]"))
-    console.print(f"file descriptors: {report.fds_before} before, {report.fds_after} after "
-                  + ("[green](none leaked)[/]" if report.leaked_fds == 0 else f"[red]({report.leaked_fds} leaked)[/]"))
+    console.print(
+        f"RSS: {_mib(report.rss_before)} before, {_mib(report.rss_after)} after; "
+        f"growth after warm-up {_mib(report.rss_growth())} "
+        + ("[green](flat)[/]" if report.memory_flat() else "[red](growing)[/]")
+    )
+    console.print(
+        f"file descriptors: {report.fds_before} before, {report.fds_after} after "
+        + ("[green](none leaked)[/]" if report.leaked_fds == 0 else f"[red]({report.leaked_fds} leaked)[/]")
+    )
     console.print("[bold green]soak passed[/]" if report.ok else "[bold red]soak failed[/]")
 
 

@@ -30,10 +30,13 @@ def _console() -> Console:
 @click.option("--comments", is_flag=True, help="With --diff: show comments and docstrings too, not just code.")
 @click.option("--above", is_flag=True, help="Put comments above the code even on a wide terminal.")
 @click.option("--pager/--no-pager", default=None, help="Page the output (default: when stdout is a terminal).")
-@click.option("--measure/--no-measure", default=True, show_default=True,
-              help="Measure a layer's in-process counters now when no stored bench result has them.")
-def read(targets: tuple[str, ...], diff: bool, comments: bool, above: bool, pager: bool | None,
-         measure: bool) -> None:
+@click.option(
+    "--measure/--no-measure",
+    default=True,
+    show_default=True,
+    help="Measure a layer's in-process counters now when no stored bench result has them.",
+)
+def read(targets: tuple[str, ...], diff: bool, comments: bool, above: bool, pager: bool | None, measure: bool) -> None:
     """Read annotated source: a layer, a server, `core`, `shared` or a project path.
 
     \b
@@ -46,18 +49,20 @@ def read(targets: tuple[str, ...], diff: bool, comments: bool, above: bool, page
     from layercake.reader import render_diff, render_target, resolve
 
     if diff and len(targets) != 2:
-        raise LayercakeError("read --diff takes exactly two targets, e.g. `layercake read --diff bare_asgi starlette`",
-                             exit_code=2)
+        raise LayercakeError(
+            "read --diff takes exactly two targets, e.g. `layercake read --diff bare_asgi starlette`", exit_code=2
+        )
     if not diff and len(targets) != 1:
-        raise LayercakeError("read takes one target (a layer, a server or a path); "
-                             "use --diff A B for two", exit_code=2)
+        raise LayercakeError("read takes one target (a layer, a server or a path); use --diff A B for two", exit_code=2)
     resolved = [resolve(t) for t in targets]
     if diff and resolved[0].kind != resolved[1].kind:
         # Alignment is by handler name (layers) or section heading (servers): a layer and a server share
         # neither, so a side-by-side of the two would pair unrelated code.
-        raise LayercakeError(f"read --diff compares two of a kind (two layers, the two scratch servers or two "
-                             f"files); {targets[0]} is a {resolved[0].kind} and {targets[1]} a {resolved[1].kind}",
-                             exit_code=2)
+        raise LayercakeError(
+            f"read --diff compares two of a kind (two layers, the two scratch servers or two "
+            f"files); {targets[0]} is a {resolved[0].kind} and {targets[1]} a {resolved[1].kind}",
+            exit_code=2,
+        )
     figures = figures_for([t.name for t in resolved if t.kind == "layer"], measure=measure)
     console = _console()
     use_pager = sys.stdout.isatty() if pager is None else pager
@@ -78,8 +83,12 @@ def read(targets: tuple[str, ...], diff: bool, comments: bool, above: bool, page
 
 
 @click.command()
-@click.option("--measure/--no-measure", default=True, show_default=True,
-              help="Measure in-process counters now for layers no stored bench result covers.")
+@click.option(
+    "--measure/--no-measure",
+    default=True,
+    show_default=True,
+    help="Measure in-process counters now for layers no stored bench result covers.",
+)
 def loc(measure: bool) -> None:
     """Lines of each layer's own code, and lines of library code run per request.
 
@@ -98,15 +107,29 @@ def loc(measure: bool) -> None:
 
 
 @click.command()
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("site"),
-              show_default=True, help="Directory to write the site into.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("site"),
+    show_default=True,
+    help="Directory to write the site into.",
+)
 @click.option("--serve", is_flag=True, help="Then serve it on scratch-wsgi (our own server) until Ctrl-C.")
 @click.option("--port", type=int, default=8000, show_default=True, help="Port for --serve.")
 @click.option("--traces/--no-traces", default=True, help="Record the canonical traces (needs running servers).")
-@click.option("--measure/--no-measure", default=True, show_default=True,
-              help="Measure in-process counters now for layers no stored bench result covers.")
-@click.option("--screenshots", "screenshots", type=click.Path(file_okay=False, path_type=Path),
-              help="Then photograph the index and a source page in headless Chromium into this directory.")
+@click.option(
+    "--measure/--no-measure",
+    default=True,
+    show_default=True,
+    help="Measure in-process counters now for layers no stored bench result covers.",
+)
+@click.option(
+    "--screenshots",
+    "screenshots",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Then photograph the index and a source page in headless Chromium into this directory.",
+)
 def site(out: Path, serve: bool, port: int, traces: bool, measure: bool, screenshots: Path | None) -> None:
     """Build the static site: the ladder, annotated source, benchmarks, grid, traces.
 

@@ -35,10 +35,14 @@ def servers_cmd(notes: bool) -> None:
     """The servers layercake can run a layer on, what each supports, and its native command."""
     console = Console()
     full = console.width >= _FULL_TABLE_WIDTH
-    table = Table(title="servers (any layer runs on any of them; the other interface goes through a bridge)",
-                  box=None if not full else box.HEAVY_HEAD, pad_edge=full, header_style="bold",
-                  # one space between columns on an 80-column terminal, so the eight fit
-                  padding=(0, 1) if full or console.width >= 90 else (0, 1, 0, 0))
+    table = Table(
+        title="servers (any layer runs on any of them; the other interface goes through a bridge)",
+        box=None if not full else box.HEAVY_HEAD,
+        pad_edge=full,
+        header_style="bold",
+        # one space between columns on an 80-column terminal, so the eight fit
+        padding=(0, 1) if full or console.width >= 90 else (0, 1, 0, 0),
+    )
     short = ("server", "interface", "installed", "keep-alive", "ws", "lifespan", "workers", "threads")
     for col in short:
         table.add_column(col, no_wrap=not full, overflow="fold")
@@ -54,12 +58,23 @@ def servers_cmd(notes: bool) -> None:
         installed = "[green]yes[/]" if missing is None else "[red]no[/]"
         if missing is not None and full:
             installed += " (pip install -e " + escape(f"'.[{spec.extra}]'") + ")"
-        row = [spec.name, spec.interface, installed, _yes(caps.keep_alive),
-               _yes(caps.websockets), _yes(caps.lifespan) if spec.interface == "asgi" else "[dim]n/a[/]",
-               _yes(caps.workers), _yes(caps.threads)]
+        row = [
+            spec.name,
+            spec.interface,
+            installed,
+            _yes(caps.keep_alive),
+            _yes(caps.websockets),
+            _yes(caps.lifespan) if spec.interface == "asgi" else "[dim]n/a[/]",
+            _yes(caps.workers),
+            _yes(caps.threads),
+        ]
         if full:
-            row += [" | ".join(caps.http_parsers) or "[dim]fixed[/]", " | ".join(caps.loops) or "[dim]fixed[/]",
-                    f"{spec.parser}; {spec.concurrency}", escape(spec.pattern())]
+            row += [
+                " | ".join(caps.http_parsers) or "[dim]fixed[/]",
+                " | ".join(caps.loops) or "[dim]fixed[/]",
+                f"{spec.parser}; {spec.concurrency}",
+                escape(spec.pattern()),
+            ]
         table.add_row(*row)
     console.print(table)
     if not full:
@@ -68,16 +83,21 @@ def servers_cmd(notes: bool) -> None:
         how.add_column()
         for spec in SERVERS.values():
             caps = spec.capabilities
-            flags = (f"--http {' | '.join(caps.http_parsers) or 'fixed'}, "
-                     f"--loop {' | '.join(caps.loops) or 'fixed'}")
-            how.add_row(spec.name, f"{escape(spec.parser)}; {escape(spec.concurrency)}\n[dim]{escape(flags)}[/]\n"
-                                   f"[cyan]$ {escape(spec.pattern())}[/]")
+            flags = f"--http {' | '.join(caps.http_parsers) or 'fixed'}, --loop {' | '.join(caps.loops) or 'fixed'}"
+            how.add_row(
+                spec.name,
+                f"{escape(spec.parser)}; {escape(spec.concurrency)}\n[dim]{escape(flags)}[/]\n"
+                f"[cyan]$ {escape(spec.pattern())}[/]",
+            )
         console.print()
         console.print("[bold]how each runs[/]: parser and concurrency, the --http/--loop choices, the native command")
         console.print(how)
         for extra, names in missing_extras.items():
-            console.print(f"[red]not installed[/]: {', '.join(names)} -- pip install -e " + escape(f"'.[{extra}]'")
-                          + " from the layercake checkout")
+            console.print(
+                f"[red]not installed[/]: {', '.join(names)} -- pip install -e "
+                + escape(f"'.[{extra}]'")
+                + " from the layercake checkout"
+            )
     if notes:
         for spec in SERVERS.values():
             for note in spec.notes:
@@ -87,34 +107,56 @@ def servers_cmd(notes: bool) -> None:
                 console.print(f"[cyan]{bridge} bridge[/]: {escape(loss)}", highlight=False)
 
 
-def _options(host: str, port: int, workers: int | None, threads: int | None, http: str | None,
-             loop: str | None, **extra: object) -> ServerOptions:
+def _options(
+    host: str, port: int, workers: int | None, threads: int | None, http: str | None, loop: str | None, **extra: object
+) -> ServerOptions:
     return ServerOptions(host=host, port=port, workers=workers, threads=threads, http=http, loop=loop, **extra)  # type: ignore[arg-type]
 
 
 def _server_flags(f: click.decorators.FC) -> click.decorators.FC:
-    for option in reversed([
-        click.option("--host", default="127.0.0.1", show_default=True,
-                     help="Address to bind; keep the loopback default unless you mean to expose the server."),
-        click.option("--workers", type=int, help="Worker processes (servers with workers)."),
-        click.option("--threads", type=int, help="Threads per worker, or the WSGI->ASGI bridge's pool."),
-        click.option("--http", help="HTTP parser, e.g. h11 | httptools on uvicorn."),
-        click.option("--loop", help="Event loop: asyncio | uvloop."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--host",
+                default="127.0.0.1",
+                show_default=True,
+                help="Address to bind; keep the loopback default unless you mean to expose the server.",
+            ),
+            click.option("--workers", type=int, help="Worker processes (servers with workers)."),
+            click.option("--threads", type=int, help="Threads per worker, or the WSGI->ASGI bridge's pool."),
+            click.option("--http", help="HTTP parser, e.g. h11 | httptools on uvicorn."),
+            click.option("--loop", help="Event loop: asyncio | uvloop."),
+        ]
+    ):
         f = option(f)
     return f
 
 
 @click.command("serve")
 @click.argument("layer")
-@click.option("--server", help="A name from `layercake servers`; default: our scratch server for the layer's interface.")
+@click.option(
+    "--server", help="A name from `layercake servers`; default: our scratch server for the layer's interface."
+)
 @click.option("--port", default=8000, show_default=True, type=int, help="0 picks a free port.")
 @_server_flags
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True),
-              help="Stop by itself after this long (for scripts and tests).")
-def serve_cmd(layer: str, server: str | None, host: str, port: int, workers: int | None, threads: int | None,
-              http: str | None, loop: str | None, access_log: bool, seconds: float | None) -> None:
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop by itself after this long (for scripts and tests).",
+)
+def serve_cmd(
+    layer: str,
+    server: str | None,
+    host: str,
+    port: int,
+    workers: int | None,
+    threads: int | None,
+    http: str | None,
+    loop: str | None,
+    access_log: bool,
+    seconds: float | None,
+) -> None:
     """Serve LAYER until Ctrl-C; prints the equivalent native command, the URL and curl lines."""
     from layercake.serving import serve
 
@@ -129,12 +171,21 @@ def _names(values: tuple[str, ...]) -> list[str] | None:
 
 @click.command("grid")
 @click.option("--layers", "layer_names", multiple=True, help="Layers to run (repeat or comma-separate); default all.")
-@click.option("--servers", "server_names", multiple=True, help="Servers to run (repeat or comma-separate); default all.")
+@click.option(
+    "--servers", "server_names", multiple=True, help="Servers to run (repeat or comma-separate); default all."
+)
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1), help="Pairs run at the same time.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write every result here.")
-@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the grid as Markdown.")
-def grid_cmd(layer_names: tuple[str, ...], server_names: tuple[str, ...], jobs: int, json_file: Path | None,
-             markdown_file: Path | None) -> None:
+@click.option(
+    "--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the grid as Markdown."
+)
+def grid_cmd(
+    layer_names: tuple[str, ...],
+    server_names: tuple[str, ...],
+    jobs: int,
+    json_file: Path | None,
+    markdown_file: Path | None,
+) -> None:
     """Run the contract for every layer on every server, for real, and print what works where.
 
     Exit status 1 if a pair failed in a way the registry does not explain, or if no pair

@@ -52,11 +52,15 @@ def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
             raise LayercakeError(f"--header takes NAME:VALUE, not {pair!r}", 2)
         name, value = name.strip(), value.strip()
         if not _TOKEN.match(name):
-            raise LayercakeError(f"--header name {name!r} is not a token (RFC 9110 §5.1); "
-                                 "send malformed requests with --raw FILE", 2)
+            raise LayercakeError(
+                f"--header name {name!r} is not a token (RFC 9110 §5.1); send malformed requests with --raw FILE", 2
+            )
         if any(c in value for c in "\r\n\0"):
-            raise LayercakeError(f"--header value for {name!r} contains CR, LF or NUL, which a field value "
-                                 "cannot (RFC 9110 §5.5); send malformed requests with --raw FILE", 2)
+            raise LayercakeError(
+                f"--header value for {name!r} contains CR, LF or NUL, which a field value "
+                "cannot (RFC 9110 §5.5); send malformed requests with --raw FILE",
+                2,
+            )
         out.append((name, value))
     return out
 
@@ -68,21 +72,52 @@ def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option("--data", default=None, help="Request body (sent with Content-Length; JSON gets application/json).")
 @click.option("--header", "header", multiple=True, metavar="K:V", help="Extra request header (repeatable).")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the trace here.")
-@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a self-contained HTML page here.")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a self-contained HTML page here.",
+)
 @click.option("--depth", default=render.DEFAULT_DEPTH, show_default=True, help="Call-tree depth to open.")
-@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0),
-              help="Requests sent before the traced one (0: trace the very first request, imports and all).")
+@click.option(
+    "--warmup",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Requests sent before the traced one (0: trace the very first request, imports and all).",
+)
 @click.option("--http", "http", default=None, help="HTTP parser, where the server has a choice (uvicorn: h11).")
-@click.option("--raw", "raw_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Send this file's bytes verbatim ({host} is replaced); e.g. a request the server should refuse.")
-@click.option("--ws", "ws", default=None, metavar="TEXT",
-              help="Open a WebSocket at PATH instead, send TEXT as one message, read the answer, close.")
-@click.option("--no-profile", is_flag=True,
-              help="No call tree: the conversation's timestamps without the profiler's overhead.")
-def trace_cmd(layer: str, request: tuple[str, ...], server: str | None, data: str | None, header: tuple[str, ...],
-              json_file: Path | None, html_file: Path | None, depth: int, warmup: int, http: str | None,
-              raw_file: Path | None, ws: str | None, no_profile: bool) -> None:
+@click.option(
+    "--raw",
+    "raw_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Send this file's bytes verbatim ({host} is replaced); e.g. a request the server should refuse.",
+)
+@click.option(
+    "--ws",
+    "ws",
+    default=None,
+    metavar="TEXT",
+    help="Open a WebSocket at PATH instead, send TEXT as one message, read the answer, close.",
+)
+@click.option(
+    "--no-profile", is_flag=True, help="No call tree: the conversation's timestamps without the profiler's overhead."
+)
+def trace_cmd(
+    layer: str,
+    request: tuple[str, ...],
+    server: str | None,
+    data: str | None,
+    header: tuple[str, ...],
+    json_file: Path | None,
+    html_file: Path | None,
+    depth: int,
+    warmup: int,
+    http: str | None,
+    raw_file: Path | None,
+    ws: str | None,
+    no_profile: bool,
+) -> None:
     """Trace one request: LAYER [--server NAME] [METHOD] PATH (GET / when both are left out).
 
     Runs LAYER on the server with recorders inside the server process, sends one real
@@ -101,8 +136,19 @@ def trace_cmd(layer: str, request: tuple[str, ...], server: str | None, data: st
     if depth < 1:
         raise LayercakeError("--depth must be at least 1", 2)
     with console.status(f"tracing {method} {path} on {layer}…"):
-        result = trace(layer, server, method, path, (data or "").encode(), _headers(header), warmup=warmup, http=http,
-                       profile=not no_profile, websocket=ws, raw=raw_file.read_bytes() if raw_file else None)
+        result = trace(
+            layer,
+            server,
+            method,
+            path,
+            (data or "").encode(),
+            _headers(header),
+            warmup=warmup,
+            http=http,
+            profile=not no_profile,
+            websocket=ws,
+            raw=raw_file.read_bytes() if raw_file else None,
+        )
     console.print(render.render_trace(result, depth))
     if json_file:
         result.save(json_file)
@@ -119,8 +165,14 @@ def trace_cmd(layer: str, request: tuple[str, ...], server: str | None, data: st
 @click.option("--only-differences", is_flag=True, help="Hide the keys every server agrees on.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the table here.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML page.")
-def scope_diff_cmd(layer: str, request: tuple[str, ...], servers: str, only_differences: bool,
-                   json_file: Path | None, html_file: Path | None) -> None:
+def scope_diff_cmd(
+    layer: str,
+    request: tuple[str, ...],
+    servers: str,
+    only_differences: bool,
+    json_file: Path | None,
+    html_file: Path | None,
+) -> None:
     """The same request on several servers: every environ/scope key side by side ([METHOD] PATH; default GET /).
 
     \b
@@ -142,9 +194,14 @@ def scope_diff_cmd(layer: str, request: tuple[str, ...], servers: str, only_diff
 @click.command("lifespan")
 @click.argument("layer")
 @click.option("--server", default=None, help="Server to run on (default: our scratch server for the interface).")
-@click.option("--simulate", type=click.Choice(LIFESPAN_MODES), default="pass", show_default=True,
-              help="pass: the layer's own lifespan; unsupported: an app that raises on the lifespan scope; "
-                   "fail-startup: an app that answers lifespan.startup.failed.")
+@click.option(
+    "--simulate",
+    type=click.Choice(LIFESPAN_MODES),
+    default="pass",
+    show_default=True,
+    help="pass: the layer's own lifespan; unsupported: an app that raises on the lifespan scope; "
+    "fail-startup: an app that answers lifespan.startup.failed.",
+)
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the record here.")
 def lifespan_cmd(layer: str, server: str | None, simulate: str, json_file: Path | None) -> None:
     """Record the lifespan exchange: start the server, send GET /health, stop it gracefully.

@@ -13,5 +13,14 @@ from layercake.trace.model import STEPS, LifespanRecord, ScopeDiff, Trace
 from layercake.trace.packages import PACKAGES, classify_file
 from layercake.trace.run import lifespan, scope_diff, trace
 
-__all__ = ["PACKAGES", "STEPS", "LifespanRecord", "ScopeDiff", "Trace", "classify_file", "lifespan",
-           "scope_diff", "trace"]
+__all__ = [
+    "PACKAGES",
+    "STEPS",
+    "LifespanRecord",
+    "ScopeDiff",
+    "Trace",
+    "classify_file",
+    "lifespan",
+    "scope_diff",
+    "trace",
+]

@@ -98,8 +98,7 @@ class Trace:
             rows.append({"source": "interface", **event})
         for package, first in self.profile.get("first_calls", {}).items():
             if package not in ("trace", "stdlib", "other"):
-                rows.append({"source": "call tree", "call": f"first call into {package}", "package": package,
-                             **first})
+                rows.append({"source": "call tree", "call": f"first call into {package}", "package": package, **first})
         seen: set[str] = set()
         for switch in sorted(self.profile.get("switches", []), key=lambda s: s["t_ns"]):
             if switch["thread"] not in seen:

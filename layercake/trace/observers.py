@@ -82,9 +82,19 @@ def observe_h11(emit: Emit) -> None:
             fields = _h11_event(event)
             if op == "send" and data is not None:
                 fields["produced"] = preview(data)
-        emit({"t_ns": now_ns(), "pid": os.getpid(), "conn": id(conn), "role": conn.our_role.__name__,
-              "op": op, "our_state": conn.our_state.__name__, "their_state": conn.their_state.__name__,
-              **where(), **fields})
+        emit(
+            {
+                "t_ns": now_ns(),
+                "pid": os.getpid(),
+                "conn": id(conn),
+                "role": conn.our_role.__name__,
+                "op": op,
+                "our_state": conn.our_state.__name__,
+                "their_state": conn.their_state.__name__,
+                **where(),
+                **fields,
+            }
+        )
 
     @functools.wraps(original_receive)
     def receive_data(self: Any, data: bytes) -> None:
@@ -132,13 +142,30 @@ def observe_head_reader(emit: Emit) -> None:
         if result is None:
             outcome: dict[str, Any] = {"event": "need more bytes"}
         elif isinstance(result, tuple):
-            outcome = {"event": "head complete, strict checks passed", "head": preview(result[0]),
-                       "rest": len(result[1])}
+            outcome = {
+                "event": "head complete, strict checks passed",
+                "head": preview(result[0]),
+                "rest": len(result[1]),
+            }
         else:
-            outcome = {"event": f"rejected: {result.status}", "status": result.status, "reason": result.reason,
-                       "rule": result.rule}
-        emit({"t_ns": now_ns(), "pid": os.getpid(), "conn": id(self), "role": "SERVER", "op": "HeadReader.feed",
-              "data": preview(data), **where(), **outcome})
+            outcome = {
+                "event": f"rejected: {result.status}",
+                "status": result.status,
+                "reason": result.reason,
+                "rule": result.rule,
+            }
+        emit(
+            {
+                "t_ns": now_ns(),
+                "pid": os.getpid(),
+                "conn": id(self),
+                "role": "SERVER",
+                "op": "HeadReader.feed",
+                "data": preview(data),
+                **where(),
+                **outcome,
+            }
+        )
 
     HeadReader.feed = feed  # type: ignore[method-assign]
 
@@ -160,9 +187,19 @@ def observe_response_writer(emit: Emit) -> None:
 
     @profiling.hidden
     def report(writer: Any, op: str, **fields: Any) -> None:
-        emit({"t_ns": now_ns(), "pid": os.getpid(), "conn": id(writer), "role": "SERVER", "op": op, **where(),
-              "framing": getattr(writer, "_framing", None), "keep_alive": getattr(writer, "keep_alive", None),
-              **{k: v() if callable(v) else v for k, v in fields.items()}})
+        emit(
+            {
+                "t_ns": now_ns(),
+                "pid": os.getpid(),
+                "conn": id(writer),
+                "role": "SERVER",
+                "op": op,
+                **where(),
+                "framing": getattr(writer, "_framing", None),
+                "keep_alive": getattr(writer, "keep_alive", None),
+                **{k: v() if callable(v) else v for k, v in fields.items()},
+            }
+        )
 
     @functools.wraps(original_start)
     def start(self: Any, status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None) -> None:
@@ -217,8 +254,18 @@ def observe_wsproto(emit: Emit) -> None:
         fields = {"data": preview(data)} if op == "ws.receive_data" else _ws_event(event)
         if op == "ws.send" and data is not None:
             fields["produced"] = preview(data)
-        emit({"t_ns": now_ns(), "pid": os.getpid(), "conn": id(conn), "role": "CLIENT" if getattr(conn, "client", False) else "SERVER",
-              "op": op, "our_state": conn.state.name, **where(), **fields})
+        emit(
+            {
+                "t_ns": now_ns(),
+                "pid": os.getpid(),
+                "conn": id(conn),
+                "role": "CLIENT" if getattr(conn, "client", False) else "SERVER",
+                "op": op,
+                "our_state": conn.state.name,
+                **where(),
+                **fields,
+            }
+        )
 
     @functools.wraps(original_receive)
     def receive_data(self: Any, data: bytes | None) -> None:
@@ -261,8 +308,17 @@ def observe_uvicorn_httptools(emit: Emit) -> None:
 
     @profiling.hidden
     def report(protocol: Any, op: str, **fields: Any) -> None:
-        emit({"t_ns": now_ns(), "pid": os.getpid(), "conn": id(protocol), "role": "SERVER", "op": op, **where(),
-              **{k: v() if callable(v) else v for k, v in fields.items()}})
+        emit(
+            {
+                "t_ns": now_ns(),
+                "pid": os.getpid(),
+                "conn": id(protocol),
+                "role": "SERVER",
+                "op": op,
+                **where(),
+                **{k: v() if callable(v) else v for k, v in fields.items()},
+            }
+        )
 
     def wrap(name: str, fields: Callable[..., dict[str, Any]], before: bool = False) -> None:
         original = getattr(cls, name)
@@ -280,9 +336,12 @@ def observe_uvicorn_httptools(emit: Emit) -> None:
 
     def request_of(protocol: Any) -> dict[str, Any]:
         scope = getattr(protocol, "scope", None) or {}
-        return {"method": scope.get("method"), "target": (protocol.url or b"").decode("latin-1"),
-                "http_version": scope.get("http_version"), "headers": lambda: [
-                    [k.decode("latin-1"), v.decode("latin-1")] for k, v in scope.get("headers", [])]}
+        return {
+            "method": scope.get("method"),
+            "target": (protocol.url or b"").decode("latin-1"),
+            "http_version": scope.get("http_version"),
+            "headers": lambda: [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope.get("headers", [])],
+        }
 
     wrap("data_received", lambda self, data: {"data": lambda: preview(data)}, before=True)
     wrap("on_message_begin", lambda self: {})
@@ -311,11 +370,23 @@ def observe_http_server(emit: Emit) -> None:
     @profiling.hidden
     def report(self: Any, ok: bool) -> None:
         headers = getattr(self, "headers", None)
-        emit({"t_ns": now_ns(), "pid": os.getpid(), "conn": id(self.connection), "role": "SERVER",
-              "op": "parse_request", "event": "parse_request", "ok": ok, **where(),
-              "requestline": getattr(self, "requestline", ""), "method": getattr(self, "command", None),
-              "target": getattr(self, "path", None), "http_version": getattr(self, "request_version", None),
-              "headers": [[k, v] for k, v in headers.items()] if headers is not None else [],
-              "close_connection": getattr(self, "close_connection", None)})
+        emit(
+            {
+                "t_ns": now_ns(),
+                "pid": os.getpid(),
+                "conn": id(self.connection),
+                "role": "SERVER",
+                "op": "parse_request",
+                "event": "parse_request",
+                "ok": ok,
+                **where(),
+                "requestline": getattr(self, "requestline", ""),
+                "method": getattr(self, "command", None),
+                "target": getattr(self, "path", None),
+                "http_version": getattr(self, "request_version", None),
+                "headers": [[k, v] for k, v in headers.items()] if headers is not None else [],
+                "close_connection": getattr(self, "close_connection", None),
+            }
+        )
 
     BaseHTTPRequestHandler.parse_request = parse_request  # type: ignore[method-assign]

@@ -63,17 +63,32 @@ COLOURS: dict[str, str] = {p.name: p.colour for p in PACKAGES}
 
 #: site-packages top-level name -> package.
 SITE_PACKAGES: dict[str, str] = {
-    "uvicorn": "server", "uvicorn_worker": "server", "hypercorn": "server", "gunicorn": "server",
-    "waitress": "server", "granian": "server", "httptools": "server", "uvloop": "server",
-    "h11": "h11", "wsproto": "h11",
+    "uvicorn": "server",
+    "uvicorn_worker": "server",
+    "hypercorn": "server",
+    "gunicorn": "server",
+    "waitress": "server",
+    "granian": "server",
+    "httptools": "server",
+    "uvloop": "server",
+    "h11": "h11",
+    "wsproto": "h11",
     "a2wsgi": "bridge",
-    "anyio": "anyio", "sniffio": "anyio",
+    "anyio": "anyio",
+    "sniffio": "anyio",
     "starlette": "starlette",
     "fastapi": "fastapi",
-    "pydantic": "pydantic", "pydantic_core": "pydantic", "annotated_types": "pydantic",
-    "typing_extensions": "pydantic", "typing_inspection": "pydantic",
+    "pydantic": "pydantic",
+    "pydantic_core": "pydantic",
+    "annotated_types": "pydantic",
+    "typing_extensions": "pydantic",
+    "typing_inspection": "pydantic",
     "werkzeug": "werkzeug",
-    "flask": "flask", "jinja2": "flask", "itsdangerous": "flask", "markupsafe": "flask", "blinker": "flask",
+    "flask": "flask",
+    "jinja2": "flask",
+    "itsdangerous": "flask",
+    "markupsafe": "flask",
+    "blinker": "flask",
 }
 
 _STDLIB_DIRS = tuple(
@@ -98,19 +113,19 @@ def classify_file(filename: str) -> str:
         return SITE_PACKAGES.get(top.removesuffix(".py"), "other")
     repo = str(REPO) + "/"
     if path.startswith(repo):
-        rel = path[len(repo):]
+        rel = path[len(repo) :]
         if rel.startswith("layercake/trace/"):
             return "trace"
         if rel == "servers/bridges.py":
             return "bridge"
         if rel.startswith("servers/"):
             return "server"
-        if rel.startswith("layers/") and "/" in rel[len("layers/"):]:
+        if rel.startswith("layers/") and "/" in rel[len("layers/") :]:
             return "layer"
         return "other"
     for stdlib in _STDLIB_DIRS:
         if path.startswith(stdlib):
-            rel = path[len(stdlib):]
+            rel = path[len(stdlib) :]
             return "server" if rel.startswith(_STDLIB_SERVERS) else "stdlib"
     return "other"
 
@@ -137,8 +152,8 @@ def short_path(filename: str) -> str:
         return path.split(_SITE, 1)[1]
     repo = str(REPO) + "/"
     if path.startswith(repo):
-        return path[len(repo):]
+        return path[len(repo) :]
     for stdlib in _STDLIB_DIRS:
         if path.startswith(stdlib):
-            return path[len(stdlib):]
+            return path[len(stdlib) :]
     return path

@@ -74,11 +74,24 @@ def hidden(fn: Callable[..., Any]) -> Callable[..., Any]:
 class Node:
     """One distinct call path: a function (or C function) under a given parent, in a given task."""
 
-    __slots__ = ("label", "package", "file", "line", "task", "kind", "children", "calls", "resumes",
-                 "total_ns", "lines", "outer")
+    __slots__ = (
+        "label",
+        "package",
+        "file",
+        "line",
+        "task",
+        "kind",
+        "children",
+        "calls",
+        "resumes",
+        "total_ns",
+        "lines",
+        "outer",
+    )
 
-    def __init__(self, label: str, package: str, file: str, line: int, task: str | None, kind: str,
-                 outer: bool = False) -> None:
+    def __init__(
+        self, label: str, package: str, file: str, line: int, task: str | None, kind: str, outer: bool = False
+    ) -> None:
         self.label, self.package, self.file, self.line = label, package, file, line
         self.task, self.kind, self.outer = task, kind, outer
         self.children: dict[Any, Node] = {}
@@ -90,10 +103,19 @@ class Node:
         child_ns = sum(c["total_ns"] for c in children)
         total = child_ns if self.outer or self.kind == "thread" else max(self.total_ns, child_ns)
         return {
-            "label": self.label, "package": self.package, "file": self.file, "line": self.line,
-            "task": self.task, "kind": self.kind, "outer": self.outer, "calls": self.calls,
-            "resumes": self.resumes, "total_ns": total, "self_ns": max(total - child_ns, 0),
-            "lines": len(self.lines), "children": children,
+            "label": self.label,
+            "package": self.package,
+            "file": self.file,
+            "line": self.line,
+            "task": self.task,
+            "kind": self.kind,
+            "outer": self.outer,
+            "calls": self.calls,
+            "resumes": self.resumes,
+            "total_ns": total,
+            "self_ns": max(total - child_ns, 0),
+            "lines": len(self.lines),
+            "children": children,
         }
 
 
@@ -183,8 +205,12 @@ class Profiler:
     def _count(self, node: Node, now: int) -> None:
         calls = self.pkg_calls.get(node.package, 0)
         if not calls:  # the first time the request reaches this package: a milestone of the timeline
-            self.pkg_first[node.package] = {"t_ns": now - self.t0_ns, "label": node.label,
-                                            "thread": threading.current_thread().name, "task": node.task}
+            self.pkg_first[node.package] = {
+                "t_ns": now - self.t0_ns,
+                "label": node.label,
+                "thread": threading.current_thread().name,
+                "task": node.task,
+            }
         self.pkg_calls[node.package] = calls + 1
 
     def _new_thread(self, tid: int, now: int) -> None:
@@ -193,8 +219,13 @@ class Profiler:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        self.threads[tid] = {"ident": tid, "name": thread.name, "event_loop": loop is not None,
-                             "first_ns": now - self.t0_ns, "last_ns": now - self.t0_ns}
+        self.threads[tid] = {
+            "ident": tid,
+            "name": thread.name,
+            "event_loop": loop is not None,
+            "first_ns": now - self.t0_ns,
+            "last_ns": now - self.t0_ns,
+        }
         self.roots[tid] = Node(f"thread {thread.name}", "thread", "", 0, None, "thread")
 
     def _code(self, code: CodeType) -> _Code:
@@ -257,7 +288,7 @@ class Profiler:
             return stack[-1][1]
         for i in range(len(stack) - 1, -1, -1):
             if stack[i][0] is frame:
-                del stack[i + 1:]  # frames that left without a return event (they can't, but be safe)
+                del stack[i + 1 :]  # frames that left without a return event (they can't, but be safe)
                 return stack[i][1]
         # Not ours: a frame that was running before we started, or a resumed caller.
         chain: list[FrameType] = []
@@ -293,8 +324,7 @@ class Profiler:
             self._last_lane = lane
             self.switch_count += 1
             if len(self.switches) < MAX_SWITCHES:
-                self.switches.append({"t_ns": now - self.t0_ns, "thread": self.threads[tid]["name"],
-                                      "task": lane[1]})
+                self.switches.append({"t_ns": now - self.t0_ns, "thread": self.threads[tid]["name"], "task": lane[1]})
 
     # -- control --------------------------------------------------------------------------
 
@@ -314,8 +344,14 @@ class Profiler:
         packages = sorted(set(self_ns) | set(self.pkg_calls))
         return {
             "threads": trees,
-            "packages": {p: {"calls": self.pkg_calls.get(p, 0), "lines": len(self.pkg_lines.get(p, ())),
-                             "self_ns": self_ns.get(p, 0)} for p in packages},
+            "packages": {
+                p: {
+                    "calls": self.pkg_calls.get(p, 0),
+                    "lines": len(self.pkg_lines.get(p, ())),
+                    "self_ns": self_ns.get(p, 0),
+                }
+                for p in packages
+            },
             "first_calls": self.pkg_first,
             "switches": self.switches,
             "switch_count": self.switch_count,

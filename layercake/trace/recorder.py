@@ -119,8 +119,13 @@ class Session:
     @profiling.hidden
     def event(self, interface: str, call: str, t_ns: int | None = None, **data: Any) -> dict[str, Any]:
         """Append one conversation event; callable values are evaluated here (so, hidden too)."""
-        entry = {"t_ns": (t_ns if t_ns is not None else now_ns()) - self.t0_ns, "interface": interface,
-                 "call": call, **where(), **{k: v() if callable(v) else v for k, v in data.items()}}
+        entry = {
+            "t_ns": (t_ns if t_ns is not None else now_ns()) - self.t0_ns,
+            "interface": interface,
+            "call": call,
+            **where(),
+            **{k: v() if callable(v) else v for k, v in data.items()},
+        }
         with self._lock:
             self.conversation.append(entry)
         return entry
@@ -137,10 +142,17 @@ class Session:
 
     def record(self) -> dict[str, Any]:
         return {
-            "session": self.id, "pid": self.pid, "t0_ns": self.t0_ns, "wall_time": self.wall_time,
-            "interfaces": self.interfaces, "environ": self.environ, "scope": self.scope,
-            "conversation": self.conversation, "errors": self.errors,
-            "duration_ns": now_ns() - self.t0_ns, "profile": self.profiler.summary(),
+            "session": self.id,
+            "pid": self.pid,
+            "t0_ns": self.t0_ns,
+            "wall_time": self.wall_time,
+            "interfaces": self.interfaces,
+            "environ": self.environ,
+            "scope": self.scope,
+            "conversation": self.conversation,
+            "errors": self.errors,
+            "duration_ns": now_ns() - self.t0_ns,
+            "profile": self.profiler.summary(),
         }
 
 
@@ -281,8 +293,13 @@ class RecordingWSGI:
             environ["wsgi.input"] = _RecordingInput(environ["wsgi.input"], session)
 
         def recording_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            entry = session.event("wsgi", "start_response", status=status, headers=[list(h) for h in headers],
-                                  exc_info=repr(exc_info[1]) if exc_info else None)
+            entry = session.event(
+                "wsgi",
+                "start_response",
+                status=status,
+                headers=[list(h) for h in headers],
+                exc_info=repr(exc_info[1]) if exc_info else None,
+            )
             write = start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
             session.done(entry)
 
@@ -324,8 +341,9 @@ class RecordingASGI:
     is the lesson of ``layercake lifespan --simulate``.
     """
 
-    def __init__(self, app: Any, emit: Emit | None = None, emit_lifespan: Emit | None = None,
-                 lifespan_mode: str = "pass") -> None:
+    def __init__(
+        self, app: Any, emit: Emit | None = None, emit_lifespan: Emit | None = None, lifespan_mode: str = "pass"
+    ) -> None:
         if lifespan_mode not in LIFESPAN_MODES:
             raise ValueError(f"lifespan_mode must be one of {LIFESPAN_MODES}, not {lifespan_mode!r}")
         self.app, self.emit, self.emit_lifespan, self.lifespan_mode = app, emit, emit_lifespan, lifespan_mode
@@ -363,8 +381,9 @@ class RecordingASGI:
     async def _lifespan(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         def log(kind: str, **data: Any) -> None:
             if self.emit_lifespan is not None:
-                self.emit_lifespan({"kind": kind, "t_ns": now_ns(), "wall_time": time.time(), "pid": os.getpid(),
-                                    **where(), **data})
+                self.emit_lifespan(
+                    {"kind": kind, "t_ns": now_ns(), "wall_time": time.time(), "pid": os.getpid(), **where(), **data}
+                )
 
         log("app(scope) called", scope=json_safe(scope), mode=self.lifespan_mode)
 
@@ -398,5 +417,9 @@ async def _no_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
 async def _failing_startup(scope: dict[str, Any], receive: Any, send: Any) -> None:
     message = await receive()
     if message["type"] == "lifespan.startup":
-        await send({"type": "lifespan.startup.failed",
-                    "message": "simulated startup failure (layercake lifespan --simulate fail-startup)"})
+        await send(
+            {
+                "type": "lifespan.startup.failed",
+                "message": "simulated startup failure (layercake lifespan --simulate fail-startup)",
+            }
+        )

@@ -48,9 +48,18 @@ RAW_LIMIT = 4096  # bytes of a raw request/response shown in the terminal
 
 # rich colour names -> CSS, for the HTML page (same names, same meaning)
 CSS_COLOURS = {
-    "bright_blue": "#4f8ff7", "blue": "#2b5fb8", "magenta": "#b03bb0", "bright_magenta": "#e066e0",
-    "cyan": "#17a2b8", "green": "#2e9e44", "bright_green": "#66cc66", "yellow": "#b8a000",
-    "bright_yellow": "#e0c000", "bright_red": "#e04848", "white": "#888888", "bright_black": "#aaaaaa",
+    "bright_blue": "#4f8ff7",
+    "blue": "#2b5fb8",
+    "magenta": "#b03bb0",
+    "bright_magenta": "#e066e0",
+    "cyan": "#17a2b8",
+    "green": "#2e9e44",
+    "bright_green": "#66cc66",
+    "yellow": "#b8a000",
+    "bright_yellow": "#e0c000",
+    "bright_red": "#e04848",
+    "white": "#888888",
+    "bright_black": "#aaaaaa",
     "grey50": "#7f7f7f",
 }
 
@@ -85,8 +94,10 @@ def show_bytes(raw: bytes, limit: int | None = RAW_LIMIT) -> str:
 
 def _esc(text: str, limit: int) -> str:
     """A latin-1 preview quoted with bytes outside printable ASCII escaped, as show_bytes does."""
-    shown = "".join(c if 32 <= ord(c) < 127 else {"\r": "\\r", "\n": "\\n", "\t": "\\t"}.get(c, f"\\x{ord(c):02x}")
-                    for c in text[:limit])
+    shown = "".join(
+        c if 32 <= ord(c) < 127 else {"\r": "\\r", "\n": "\\n", "\t": "\\t"}.get(c, f"\\x{ord(c):02x}")
+        for c in text[:limit]
+    )
     return f"'{shown}'" + ("…" if len(text) > limit else "")
 
 
@@ -104,8 +115,21 @@ def _event_detail(event: dict[str, Any]) -> str:
                 parts.append(f"headers={len(value)}")
             else:
                 parts.append(f"{key}={json.dumps(value)[:60]}")
-    for key in ("method", "target", "url", "header", "status_code", "status", "reason", "rule", "http_version",
-                "requestline", "body", "framing", "last"):
+    for key in (
+        "method",
+        "target",
+        "url",
+        "header",
+        "status_code",
+        "status",
+        "reason",
+        "rule",
+        "http_version",
+        "requestline",
+        "body",
+        "framing",
+        "last",
+    ):
         if event.get(key) not in (None, ""):
             parts.append(f"{key}={event[key]}")
     if "headers" in event and event.get("call") != "start_response":
@@ -128,8 +152,11 @@ def _event_name(event: dict[str, Any]) -> str:
     message = event.get("message")
     if isinstance(message, dict) and "type" in message:
         name += f" {message['type']}"
-    if event.get("event") and not (event.get("op") or "").endswith(event["event"]) \
-            and event.get("op") != "parse_request":
+    if (
+        event.get("event")
+        and not (event.get("op") or "").endswith(event["event"])
+        and event.get("op") != "parse_request"
+    ):
         name += f" → {event['event']}" if event.get("op") == "next_event" else f" {event['event']}"
     return name
 
@@ -140,8 +167,11 @@ def _where(event: dict[str, Any]) -> str:
 
 def _visible_children(node: dict[str, Any], thread_ns: int) -> tuple[list[dict[str, Any]], int]:
     """The children worth showing (see module doc) and how many were left out."""
-    kids = [c for c in node["children"]
-            if c["kind"] != "c" or c["package"] != node["package"] or c["total_ns"] >= thread_ns * C_CALL_MIN_SHARE]
+    kids = [
+        c
+        for c in node["children"]
+        if c["kind"] != "c" or c["package"] != node["package"] or c["total_ns"] >= thread_ns * C_CALL_MIN_SHARE
+    ]
     hidden = len(node["children"]) - len(kids)
     if len(kids) > MAX_CHILDREN:
         keep = sorted(kids, key=lambda c: -c["total_ns"])[:MAX_CHILDREN]
@@ -203,8 +233,9 @@ def _to_layer(tree: dict[str, Any]) -> set[int]:
     return found
 
 
-def _add_tree(branch: Tree, node: dict[str, Any], depth: int, thread_ns: int, parent_task: str | None,
-              path: set[int]) -> None:
+def _add_tree(
+    branch: Tree, node: dict[str, Any], depth: int, thread_ns: int, parent_task: str | None, path: set[int]
+) -> None:
     chain, node = _fold_outer(node)
     if chain:
         label = " → ".join(chain[-6:])
@@ -237,8 +268,13 @@ def call_tree(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
     for thread in trace.profile.get("threads", []):
         info = thread["thread"]
         kind = "event loop" if info.get("event_loop") else "thread"
-        branch = root.add(Text(f"{kind} {info['name']}  {fmt_ns(thread['total_ns'])} profiled, "
-                               f"t={fmt_ns(info['first_ns'])} … {fmt_ns(info['last_ns'])}", style="bold reverse"))
+        branch = root.add(
+            Text(
+                f"{kind} {info['name']}  {fmt_ns(thread['total_ns'])} profiled, "
+                f"t={fmt_ns(info['first_ns'])} … {fmt_ns(info['last_ns'])}",
+                style="bold reverse",
+            )
+        )
         path = _to_layer(thread)
         for child in thread["children"]:
             _add_tree(branch, child, depth, max(thread["total_ns"], 1), None, path)
@@ -261,20 +297,32 @@ def package_table(trace: Trace) -> Table:
     order = [p.name for p in PACKAGES]
     for name in sorted(packages, key=lambda n: order.index(n) if n in order else len(order)):
         p = packages[name]
-        table.add_row(Text(name, style=f"bold {COLOURS.get(name, 'white')}"), str(p["calls"]), str(p["lines"]),
-                      fmt_ns(p["self_ns"]), f"{100 * p['self_ns'] / total:.1f}%")
+        table.add_row(
+            Text(name, style=f"bold {COLOURS.get(name, 'white')}"),
+            str(p["calls"]),
+            str(p["lines"]),
+            fmt_ns(p["self_ns"]),
+            f"{100 * p['self_ns'] / total:.1f}%",
+        )
     return table
 
 
 def thread_table(trace: Trace) -> Table:
-    table = Table(title=f"threads and tasks ({trace.profile.get('switch_count', 0)} hand-overs between them)",
-                  title_justify="left")
+    table = Table(
+        title=f"threads and tasks ({trace.profile.get('switch_count', 0)} hand-overs between them)",
+        title_justify="left",
+    )
     for col in ("thread", "runs", "first event", "last event", "profiled time"):
         table.add_column(col)
     for thread in trace.profile.get("threads", []):
         info = thread["thread"]
-        table.add_row(info["name"], "an asyncio event loop" if info.get("event_loop") else "plain thread",
-                      fmt_ns(info["first_ns"]), fmt_ns(info["last_ns"]), fmt_ns(thread["total_ns"]))
+        table.add_row(
+            info["name"],
+            "an asyncio event loop" if info.get("event_loop") else "plain thread",
+            fmt_ns(info["first_ns"]),
+            fmt_ns(info["last_ns"]),
+            fmt_ns(thread["total_ns"]),
+        )
     return table
 
 
@@ -301,8 +349,9 @@ def _timeline_rows(trace: Trace) -> list[list[str]]:
 
 def timeline_table(trace: Trace) -> Table:
     """The request's path in one clock: parser → interface → packages → interface → parser."""
-    table = Table(title="0. the request's path, in time (t relative to the app call, in the server process)",
-                  title_justify="left")
+    table = Table(
+        title="0. the request's path, in time (t relative to the app call, in the server process)", title_justify="left"
+    )
     for col in ("t", "seen by", "what", "thread / task", "first function"):
         table.add_column(col, overflow="fold")
     for row in _timeline_rows(trace):
@@ -321,12 +370,18 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
     if trace.bridge:
         head.add_row("bridge", f"{trace.bridge}: a2wsgi (servers/bridges.py); recorded on both sides")
     head.add_row("untraced", trace.native_command)
-    head.add_row("answer", f"{status} {trace.response.get('reason', '')}, {len(trace.response.get('body', ''))} B body, "
-                           f"{trace.response.get('framing')}")
+    head.add_row(
+        "answer",
+        f"{status} {trace.response.get('reason', '')}, {len(trace.response.get('body', ''))} B body, "
+        f"{trace.response.get('framing')}",
+    )
     if not trace.server_process.get("app_called", True):
         head.add_row("app", "NEVER CALLED: the server answered by itself (see the parser's events)")
-    head.add_row("warm-up", f"{trace.warmup} request(s) before this one"
-                 + (" (this is the very first request)" if not trace.warmup else ""))
+    head.add_row(
+        "warm-up",
+        f"{trace.warmup} request(s) before this one"
+        + (" (this is the very first request)" if not trace.warmup else ""),
+    )
     parts: list[RenderableType] = [Panel(head, title=f"layercake trace: {trace.layer} on {trace.server}")]
     parts.append(timeline_table(trace))
 
@@ -345,9 +400,16 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
         parts.append(Panel(Text(trace.parser.get("note", "")), title=f"2. parser: {trace.parser.get('name')}"))
 
     if not trace.server_process.get("app_called", True):
-        parts.append(Panel(Text("The server answered without calling the application: no environ or scope was "
-                                "built, no interface call was made, no framework code ran.  The parser's events "
-                                "above say why; the answer is below."), title="3-5. the application: never called"))
+        parts.append(
+            Panel(
+                Text(
+                    "The server answered without calling the application: no environ or scope was "
+                    "built, no interface call was made, no framework code ran.  The parser's events "
+                    "above say why; the answer is below."
+                ),
+                title="3-5. the application: never called",
+            )
+        )
         parts.append(Panel(Text(show_bytes(trace.response_bytes)), title="6. response bytes, as received"))
         return Group(*parts)
 
@@ -366,13 +428,23 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
     for col in ("t", "returned", "interface", "call", "thread / task", "detail"):
         table.add_column(col, overflow="fold")
     for event in trace.conversation:
-        table.add_row(fmt_ns(event["t_ns"]), fmt_ns(event.get("returned_ns")), event["interface"], _event_name(event),
-                      _where(event), _event_detail(event))
+        table.add_row(
+            fmt_ns(event["t_ns"]),
+            fmt_ns(event.get("returned_ns")),
+            event["interface"],
+            _event_name(event),
+            _where(event),
+            _event_detail(event),
+        )
     parts.append(table)
 
     if trace.profile.get("threads"):
-        parts += [Text("5. ", style="bold") + legend(), call_tree(trace, depth), package_table(trace),
-                  thread_table(trace)]
+        parts += [
+            Text("5. ", style="bold") + legend(),
+            call_tree(trace, depth),
+            package_table(trace),
+            thread_table(trace),
+        ]
     else:
         parts.append(Text("5. call tree: not recorded (--no-profile); the timestamps above are undisturbed"))
     hops = _hops(trace)
@@ -393,8 +465,10 @@ def _ws_summary(frames: list[dict[str, Any]]) -> list[str]:
 
 
 def render_scope_diff(diff: ScopeDiff, only_differences: bool = False) -> RenderableType:
-    table = Table(title=f"{diff.method} {diff.path} on {diff.layer}: what each server handed the layer "
-                        f"(differences in bold)", title_justify="left")
+    table = Table(
+        title=f"{diff.method} {diff.path} on {diff.layer}: what each server handed the layer (differences in bold)",
+        title_justify="left",
+    )
     table.add_column("key", style="bold")
     for server in diff.servers:
         table.add_column(f"{server} ({diff.interfaces[server]})", overflow="fold")
@@ -409,8 +483,10 @@ def render_scope_diff(diff: ScopeDiff, only_differences: bool = False) -> Render
     order.add_column("headers")
     for server, names in diff.header_order.items():
         order.add_row(server, ", ".join(names))
-    summary = Text(f"{len(diff.differing)} of {len(diff.rows)} keys differ: {', '.join(diff.differing[:20])}"
-                   + (" …" if len(diff.differing) > 20 else ""))
+    summary = Text(
+        f"{len(diff.differing)} of {len(diff.rows)} keys differ: {', '.join(diff.differing[:20])}"
+        + (" …" if len(diff.differing) > 20 else "")
+    )
     return Group(table, order, summary)
 
 
@@ -418,12 +494,20 @@ def render_lifespan(record: LifespanRecord) -> RenderableType:
     head = Table.grid(padding=(0, 2))
     head.add_row("layer", f"{record.layer} ({record.interface.upper()})")
     head.add_row("server", record.server + (f" via the {record.bridge} bridge" if record.bridge else ""))
-    own = ("the layer's own lifespan handling" if record.interface == "asgi" or record.bridge is None
-           # A WSGI layer has no lifespan: on an ASGI server the bridge answers the lifespan scope for it.
-           else f"none of the layer's: WSGI has no lifespan, the {record.bridge} bridge acknowledges it")
-    head.add_row("app behaviour", {"pass": own,
-                                   "unsupported": "simulated: raises on the lifespan scope",
-                                   "fail-startup": "simulated: answers lifespan.startup.failed"}[record.mode])
+    own = (
+        "the layer's own lifespan handling"
+        if record.interface == "asgi" or record.bridge is None
+        # A WSGI layer has no lifespan: on an ASGI server the bridge answers the lifespan scope for it.
+        else f"none of the layer's: WSGI has no lifespan, the {record.bridge} bridge acknowledges it"
+    )
+    head.add_row(
+        "app behaviour",
+        {
+            "pass": own,
+            "unsupported": "simulated: raises on the lifespan scope",
+            "fail-startup": "simulated: answers lifespan.startup.failed",
+        }[record.mode],
+    )
     head.add_row("started", "yes" if record.started else "no: the server refused to start")
     status = record.exit_status
     if status is not None and status < 0:
@@ -442,8 +526,9 @@ def render_lifespan(record: LifespanRecord) -> RenderableType:
             detail += f"  state={json.dumps(event['state'])[:80]}"
         if event.get("kind") == "app(scope) called":
             detail = f"scope={json.dumps(event.get('scope'))[:100]}"
-        table.add_row(fmt_ns(event["t_ns"]), f"{event.get('pid', '')} {event.get('thread') or ''}",
-                      _event_name(event), detail)
+        table.add_row(
+            fmt_ns(event["t_ns"]), f"{event.get('pid', '')} {event.get('thread') or ''}", _event_name(event), detail
+        )
     parts: list[RenderableType] = [Panel(head, title=f"layercake lifespan: {record.layer} on {record.server}"), table]
     for line in lifespan_findings(record):
         parts.append(Text("• " + line))
@@ -458,8 +543,10 @@ def lifespan_findings(record: LifespanRecord) -> list[str]:
     kinds = record.kinds()
     out = []
     if record.interface == "wsgi" and not record.bridge:
-        out.append("WSGI has no lifespan protocol (PEP 3333 defines only the per-request call): setup happens "
-                   "at import ('app loaded'), and the only shutdown hook is the process exiting.")
+        out.append(
+            "WSGI has no lifespan protocol (PEP 3333 defines only the per-request call): setup happens "
+            "at import ('app loaded'), and the only shutdown hook is the process exiting."
+        )
     if not any(k.startswith("app(scope) called") for k in kinds) and record.interface == "asgi":
         out.append("no lifespan scope reached the app: this server (or bridge) does not run the lifespan protocol.")
     startup = next((i for i, k in enumerate(kinds) if "lifespan.startup.complete" in k), None)
@@ -470,14 +557,20 @@ def lifespan_findings(record: LifespanRecord) -> list[str]:
     if shutdown is not None:
         out.append("shutdown ran at exit (lifespan.shutdown → lifespan.shutdown.complete).")
     elif startup is not None and record.started:
-        out.append(f"startup ran but no lifespan.shutdown was ever sent: the process ended (exit status "
-                   f"{record.exit_status}) without telling the app -- a store closed at shutdown is never closed.")
+        out.append(
+            f"startup ran but no lifespan.shutdown was ever sent: the process ended (exit status "
+            f"{record.exit_status}) without telling the app -- a store closed at shutdown is never closed."
+        )
     if "app raised" in kinds and record.started:
-        out.append("the app raised on the lifespan scope; per the ASGI lifespan spec the server carried on "
-                   "without lifespan events.")
+        out.append(
+            "the app raised on the lifespan scope; per the ASGI lifespan spec the server carried on "
+            "without lifespan events."
+        )
     if any("lifespan.startup.failed" in k for k in kinds):
-        out.append("the app reported lifespan.startup.failed; the spec says the server should log it and exit"
-                   + (" -- and it did not start." if not record.started else " -- but it started anyway."))
+        out.append(
+            "the app reported lifespan.startup.failed; the spec says the server should log it and exit"
+            + (" -- and it did not start." if not record.started else " -- but it started anyway.")
+        )
     return out
 
 
@@ -504,29 +597,41 @@ def _pkg_css() -> str:
 
 
 def _page(title: str, body: Iterable[str]) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}{_pkg_css()}</style></head><body><h1>{html.escape(title)}</h1>"
-            + "".join(body) + "</body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}{_pkg_css()}</style></head><body><h1>{html.escape(title)}</h1>"
+        + "".join(body)
+        + "</body></html>\n"
+    )
 
 
 def _table(headers: list[str], rows: Iterable[list[str]], raw: bool = False) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td class='{'k' if i == 0 else 'v'}'>{c if raw else html.escape(c)}</td>"
-                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class='{'k' if i == 0 else 'v'}'>{c if raw else html.escape(c)}</td>" for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _html_node(node: dict[str, Any], depth: int, open_depth: int, thread_ns: int, parent_task: str | None,
-               path: set[int]) -> str:
+def _html_node(
+    node: dict[str, Any], depth: int, open_depth: int, thread_ns: int, parent_task: str | None, path: set[int]
+) -> str:
     chain, node = _fold_outer(node)
     prefix = ""
     if chain:
         prefix = f"<div class='dim'>(already running when the request began) {html.escape(' → '.join(chain))}</div>"
     package, text = _node_text(node)
     task = node["task"] if node["task"] != parent_task else None
-    label = (f"<span class='pkg p-{package}'>{package}</span><span class='p-{package}"
-             f"{' outer' if node['outer'] else ''}'>{html.escape(text)}</span>"
-             + (f" <span class='task'>[task {html.escape(task)}]</span>" if task else ""))
+    label = (
+        f"<span class='pkg p-{package}'>{package}</span><span class='p-{package}"
+        f"{' outer' if node['outer'] else ''}'>{html.escape(text)}</span>"
+        + (f" <span class='task'>[task {html.escape(task)}]</span>" if task else "")
+    )
     kids, hidden = _visible_children(node, thread_ns)
     if not kids:
         return f"{prefix}<details><summary class='leaf'>{label}</summary></details>"
@@ -541,39 +646,75 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
     """The whole trace as one HTML page (no JavaScript, no external files)."""
     r = trace.response
     body = [
-        _table(["", ""], [["request", f"{trace.method} {trace.path}"],
-                          ["layer", f"{trace.layer} ({trace.interface.upper()})"],
-                          ["server", f"{trace.server} ({trace.server_interface.upper()}, parser: {trace.parser.get('name')})"],
-                          ["bridge", trace.bridge or "none"], ["untraced command", trace.native_command],
-                          ["answer", f"{r.get('status')} {r.get('reason', '')}, {len(r.get('body', ''))} B, {r.get('framing')}"],
-                          ["warm-up requests", str(trace.warmup)]]),
+        _table(
+            ["", ""],
+            [
+                ["request", f"{trace.method} {trace.path}"],
+                ["layer", f"{trace.layer} ({trace.interface.upper()})"],
+                ["server", f"{trace.server} ({trace.server_interface.upper()}, parser: {trace.parser.get('name')})"],
+                ["bridge", trace.bridge or "none"],
+                ["untraced command", trace.native_command],
+                ["answer", f"{r.get('status')} {r.get('reason', '')}, {len(r.get('body', ''))} B, {r.get('framing')}"],
+                ["warm-up requests", str(trace.warmup)],
+            ],
+        ),
         "<h2>0. The request's path, in time</h2>",
         _table(["t (vs app call)", "seen by", "what", "thread / task", "first function"], _timeline_rows(trace)),
-        "<h2>1. Request bytes, as sent</h2>", f"<pre>{html.escape(show_bytes(trace.request_bytes, None))}</pre>",
+        "<h2>1. Request bytes, as sent</h2>",
+        f"<pre>{html.escape(show_bytes(trace.request_bytes, None))}</pre>",
         f"<h2>2. Parser ({html.escape(str(trace.parser.get('name')))})</h2>",
         f"<p>{html.escape(trace.parser.get('note', ''))}</p>",
     ]
     if trace.parser.get("events"):
-        body.append(_table(["t vs app call", "call", "states", "detail"], [
-            [fmt_ns(e["t_ns"]), _event_name(e), "/".join(e[k] for k in ("our_state", "their_state") if k in e),
-             _event_detail(e)] for e in trace.parser["events"]]))
+        body.append(
+            _table(
+                ["t vs app call", "call", "states", "detail"],
+                [
+                    [
+                        fmt_ns(e["t_ns"]),
+                        _event_name(e),
+                        "/".join(e[k] for k in ("our_state", "their_state") if k in e),
+                        _event_detail(e),
+                    ]
+                    for e in trace.parser["events"]
+                ],
+            )
+        )
     if not trace.server_process.get("app_called", True):
-        body.append("<h2>3-5. The application: never called</h2><p>The server answered without calling the "
-                    "application; the parser's events above say why.</p><h2>6. Response bytes, as received</h2>"
-                    f"<pre>{html.escape(show_bytes(trace.response_bytes, None))}</pre>")
+        body.append(
+            "<h2>3-5. The application: never called</h2><p>The server answered without calling the "
+            "application; the parser's events above say why.</p><h2>6. Response bytes, as received</h2>"
+            f"<pre>{html.escape(show_bytes(trace.response_bytes, None))}</pre>"
+        )
         return _page(f"layercake trace: {trace.method} {trace.path} — {trace.layer} on {trace.server}", body)
     for name, view in (("scope", trace.scope), ("environ", trace.environ)):
         if view is not None:
             body.append(f"<h2>3. The {name}</h2>")
-            body.append(_table(["key", "value"], [[k, v if isinstance(v, str) else json.dumps(v)]
-                                                  for k, v in view.items()]))
+            body.append(
+                _table(["key", "value"], [[k, v if isinstance(v, str) else json.dumps(v)] for k, v in view.items()])
+            )
     body.append("<h2>4. The interface conversation</h2>")
-    body.append(_table(["t", "returned", "interface", "call", "thread / task", "detail"], [
-        [fmt_ns(e["t_ns"]), fmt_ns(e.get("returned_ns")), e["interface"], _event_name(e), _where(e),
-         _event_detail(e)] for e in trace.conversation]))
-    body.append("<h2>5. Call tree, by thread (times include profiler overhead)</h2><p class='legend'>"
-                + "".join(f"<span class='p-{p.name}' title='{html.escape(p.description)}'>{p.name}</span>"
-                          for p in PACKAGES) + "</p>")
+    body.append(
+        _table(
+            ["t", "returned", "interface", "call", "thread / task", "detail"],
+            [
+                [
+                    fmt_ns(e["t_ns"]),
+                    fmt_ns(e.get("returned_ns")),
+                    e["interface"],
+                    _event_name(e),
+                    _where(e),
+                    _event_detail(e),
+                ]
+                for e in trace.conversation
+            ],
+        )
+    )
+    body.append(
+        "<h2>5. Call tree, by thread (times include profiler overhead)</h2><p class='legend'>"
+        + "".join(f"<span class='p-{p.name}' title='{html.escape(p.description)}'>{p.name}</span>" for p in PACKAGES)
+        + "</p>"
+    )
     if not trace.profile.get("threads"):
         body.append("<p>Not recorded (--no-profile): the timestamps above are undisturbed.</p>")
     for thread in trace.profile.get("threads", []):
@@ -581,20 +722,38 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
         kind = "event loop" if info.get("event_loop") else "thread"
         path = _to_layer(thread)
         inner = "".join(_html_node(c, 0, depth, max(thread["total_ns"], 1), None, path) for c in thread["children"])
-        body.append(f"<details open><summary><b>{kind} {html.escape(info['name'])}</b> "
-                    f"{fmt_ns(thread['total_ns'])} profiled</summary>{inner}</details>")
+        body.append(
+            f"<details open><summary><b>{kind} {html.escape(info['name'])}</b> "
+            f"{fmt_ns(thread['total_ns'])} profiled</summary>{inner}</details>"
+        )
     packages = trace.packages()
     total = sum(p["self_ns"] for p in packages.values()) or 1
-    body.append("<h3>Work per package</h3>" + _table(
-        ["package", "calls", "distinct lines seen", "self time", "share"],
-        [[f"<span class='pkg p-{html.escape(n)}'>{html.escape(n)}</span>", str(p["calls"]), str(p["lines"]),
-          fmt_ns(p["self_ns"]), f"{100 * p['self_ns'] / total:.1f}%"] for n, p in packages.items()], raw=True))
+    body.append(
+        "<h3>Work per package</h3>"
+        + _table(
+            ["package", "calls", "distinct lines seen", "self time", "share"],
+            [
+                [
+                    f"<span class='pkg p-{html.escape(n)}'>{html.escape(n)}</span>",
+                    str(p["calls"]),
+                    str(p["lines"]),
+                    fmt_ns(p["self_ns"]),
+                    f"{100 * p['self_ns'] / total:.1f}%",
+                ]
+                for n, p in packages.items()
+            ],
+            raw=True,
+        )
+    )
     body.append("<h3>Thread hand-overs</h3><p>" + html.escape(";  ".join(_hops(trace)) or "none") + "</p>")
     body.append("<h2>6. Response bytes, as received</h2>")
     body.append(f"<pre>{html.escape(show_bytes(trace.response_bytes, None))}</pre>")
     if trace.response.get("websocket") is not None:
-        body.append("<p>WebSocket, as the client saw it: "
-                    + html.escape(", ".join(_ws_summary(trace.response["websocket"]))) + "</p>")
+        body.append(
+            "<p>WebSocket, as the client saw it: "
+            + html.escape(", ".join(_ws_summary(trace.response["websocket"])))
+            + "</p>"
+        )
     return _page(f"layercake trace: {trace.method} {trace.path} — {trace.layer} on {trace.server}", body)
 
 
@@ -602,9 +761,13 @@ def scope_diff_html(diff: ScopeDiff) -> str:
     rows = []
     for row in diff.rows:
         cls = " class='diff'" if row["differs"] else ""
-        cells = "".join(f"<td class='v'>{html.escape(v if isinstance(v, str) else json.dumps(v))}</td>"
-                        for v in row["values"].values())
+        cells = "".join(
+            f"<td class='v'>{html.escape(v if isinstance(v, str) else json.dumps(v))}</td>"
+            for v in row["values"].values()
+        )
         rows.append(f"<tr{cls}><td>{html.escape(row['key'])}</td>{cells}</tr>")
     head = "".join(f"<th>{html.escape(s)} ({diff.interfaces[s]})</th>" for s in diff.servers)
-    return _page(f"layercake scope-diff: {diff.method} {diff.path} on {diff.layer}",
-                 [f"<table><tr><th>key</th>{head}</tr>{''.join(rows)}</table>"])
+    return _page(
+        f"layercake scope-diff: {diff.method} {diff.path} on {diff.layer}",
+        [f"<table><tr><th>key</th>{head}</tr>{''.join(rows)}</table>"],
+    )

@@ -60,8 +60,9 @@ IO_TIMEOUT = 15.0  # seconds for one exchange: /slow?ms=10000 is the contract's 
 # ---------------------------------------------------------------------------------------
 
 
-def build_request(method: str, path: str, host: str, body: bytes = b"",
-                  headers: Sequence[tuple[str, str]] = ()) -> bytes:
+def build_request(
+    method: str, path: str, host: str, body: bytes = b"", headers: Sequence[tuple[str, str]] = ()
+) -> bytes:
     """The raw HTTP/1.1 request we send: request line, headers, blank line, body."""
     if not path.startswith("/"):
         raise LayercakeError(f"the path must start with '/', not {path!r}", 2)
@@ -69,9 +70,12 @@ def build_request(method: str, path: str, host: str, body: bytes = b"",
         # RFC 9112 §3.2.1: an origin-form target is a path and a query, visible ASCII only,
         # with no fragment (a client strips "#..."). Sent as typed, the server answers 400
         # before the app runs and the trace could only say "no record".
-        raise LayercakeError(f"the path {path!r} has a space, '#', control or non-ASCII character, which a request "
-                             "target cannot carry: percent-encode it (e.g. %20), drop a #fragment, or send "
-                             "malformed bytes with --raw FILE", 2)
+        raise LayercakeError(
+            f"the path {path!r} has a space, '#', control or non-ASCII character, which a request "
+            "target cannot carry: percent-encode it (e.g. %20), drop a #fragment, or send "
+            "malformed bytes with --raw FILE",
+            2,
+        )
     names = {k.lower() for k, _ in headers}
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"] if "host" not in names else [f"{method} {path} HTTP/1.1"]
     if "user-agent" not in names:
@@ -81,8 +85,11 @@ def build_request(method: str, path: str, host: str, body: bytes = b"",
     lines += [f"{k}: {v}" for k, v in headers]
     if body and "content-type" not in names:
         lines.append(f"Content-Type: {_guess_type(body)}")
-    if (body or method in ("POST", "PUT", "PATCH")) and "content-length" not in names \
-            and "transfer-encoding" not in names:
+    if (
+        (body or method in ("POST", "PUT", "PATCH"))
+        and "content-length" not in names
+        and "transfer-encoding" not in names
+    ):
         lines.append(f"Content-Length: {len(body)}")
     lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
@@ -107,8 +114,9 @@ def exchange(host: str, port: int, raw: bytes, timeout: float = IO_TIMEOUT) -> b
             try:
                 data = sock.recv(65536)
             except TimeoutError:
-                raise LayercakeError(f"no end of response from {host}:{port} within {timeout:.0f} s "
-                                     f"(got {len(received)} bytes)", 1) from None
+                raise LayercakeError(
+                    f"no end of response from {host}:{port} within {timeout:.0f} s (got {len(received)} bytes)", 1
+                ) from None
             except ConnectionResetError:
                 break
             if not data:
@@ -117,8 +125,13 @@ def exchange(host: str, port: int, raw: bytes, timeout: float = IO_TIMEOUT) -> b
     return bytes(received)
 
 
-def exchange_ws(host: str, port: int, path: str, message: str, timeout: float = IO_TIMEOUT,
-                ) -> tuple[bytes, bytes, list[dict[str, Any]]]:
+def exchange_ws(
+    host: str,
+    port: int,
+    path: str,
+    message: str,
+    timeout: float = IO_TIMEOUT,
+) -> tuple[bytes, bytes, list[dict[str, Any]]]:
     """Open a WebSocket at ``path``, send ``message`` as one text frame, read the answer, close.
 
     RFC 6455 in four steps, framed by wsproto in the client role: the opening handshake
@@ -150,11 +163,18 @@ def exchange_ws(host: str, port: int, path: str, message: str, timeout: float = 
     def pump(until: tuple[type, ...]) -> bool:
         while time.monotonic() < deadline:
             for event in ws.events():
-                seen.append({"event": type(event).__name__,
-                             **({"data": event.data if isinstance(event.data, str) else
-                                 bytes(event.data).decode("latin-1")} if hasattr(event, "data") else {}),
-                             **({"code": int(event.code)} if hasattr(event, "code") else {}),
-                             **({"status_code": event.status_code} if hasattr(event, "status_code") else {})})
+                seen.append(
+                    {
+                        "event": type(event).__name__,
+                        **(
+                            {"data": event.data if isinstance(event.data, str) else bytes(event.data).decode("latin-1")}
+                            if hasattr(event, "data")
+                            else {}
+                        ),
+                        **({"code": int(event.code)} if hasattr(event, "code") else {}),
+                        **({"status_code": event.status_code} if hasattr(event, "status_code") else {}),
+                    }
+                )
                 if isinstance(event, until):
                     return True
             sock.settimeout(max(deadline - time.monotonic(), 0.01))
@@ -205,8 +225,16 @@ def parse_response(request: bytes, response: bytes) -> dict[str, Any]:
         client.send(h11.Request(method="GET", target="/", headers=[("Host", "replayed")]))
     client.receive_data(response)
     client.receive_data(b"")
-    out: dict[str, Any] = {"status": None, "reason": "", "http_version": "", "headers": [], "body": "",
-                           "chunks": 0, "framing": None, "error": None}
+    out: dict[str, Any] = {
+        "status": None,
+        "reason": "",
+        "http_version": "",
+        "headers": [],
+        "body": "",
+        "chunks": 0,
+        "framing": None,
+        "error": None,
+    }
     chunks: list[bytes] = []
     try:
         while True:
@@ -216,8 +244,13 @@ def parse_response(request: bytes, response: bytes) -> dict[str, Any]:
                 out["http_version"] = event.http_version.decode()
                 out["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in event.headers.raw_items()]
                 names = {k.lower() for k, _ in out["headers"]}
-                out["framing"] = ("chunked" if "transfer-encoding" in names else
-                                  "content-length" if "content-length" in names else "close-delimited")
+                out["framing"] = (
+                    "chunked"
+                    if "transfer-encoding" in names
+                    else "content-length"
+                    if "content-length" in names
+                    else "close-delimited"
+                )
             elif isinstance(event, h11.InformationalResponse):  # 101 Switching Protocols (a WebSocket)
                 out["status"], out["reason"] = event.status_code, event.reason.decode("latin-1")
                 out["http_version"] = event.http_version.decode()
@@ -248,8 +281,9 @@ class _Records:
     def requests(self) -> list[Path]:
         return sorted(self.directory.glob("request-*.json"), key=lambda p: p.stat().st_mtime_ns)
 
-    def wait_for_request(self, after: int, timeout: float = RECORD_TIMEOUT,
-                         required: bool = True) -> dict[str, Any] | None:
+    def wait_for_request(
+        self, after: int, timeout: float = RECORD_TIMEOUT, required: bool = True
+    ) -> dict[str, Any] | None:
         """The newest request record once there are more than ``after``; None (or an error) on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -259,8 +293,7 @@ class _Records:
             time.sleep(0.02)
         if not required:
             return None
-        raise LayercakeError("the traced server wrote no record for the request "
-                             "(did the request reach the app?)", 1)
+        raise LayercakeError("the traced server wrote no record for the request (did the request reach the app?)", 1)
 
     def lines(self, name: str) -> list[dict[str, Any]]:
         path = self.directory / name
@@ -270,9 +303,14 @@ class _Records:
 
 
 @contextmanager
-def traced_server(layer: Layer, server: str | None = None, http: str | None = None,
-                  lifespan_mode: str = "pass", directory: Path | None = None, profile: bool = True,
-                  ) -> Iterator[tuple[Any, _Records, Any]]:
+def traced_server(
+    layer: Layer,
+    server: str | None = None,
+    http: str | None = None,
+    lifespan_mode: str = "pass",
+    directory: Path | None = None,
+    profile: bool = True,
+) -> Iterator[tuple[Any, _Records, Any]]:
     """Start ``layer`` on ``server`` serving the recording target; yield (server, records, spec).
 
     The records' directory is temporary unless ``directory`` is given (then the caller owns it).
@@ -282,8 +320,13 @@ def traced_server(layer: Layer, server: str | None = None, http: str | None = No
     spec = get_server(server or default_server(layer.interface))
     owned = directory is None
     directory = directory or Path(tempfile.mkdtemp(prefix="layercake-trace-"))
-    env = {LAYER_ENV: layer.name, DIR_ENV: str(directory), SERVE_ENV: spec.interface, LIFESPAN_ENV: lifespan_mode,
-           PROFILE_ENV: "1" if profile else "0"}
+    env = {
+        LAYER_ENV: layer.name,
+        DIR_ENV: str(directory),
+        SERVE_ENV: spec.interface,
+        LIFESPAN_ENV: lifespan_mode,
+        PROFILE_ENV: "1" if profile else "0",
+    }
     # The registry sees a layer of the server's own interface: the target does the bridging.
     as_served = replace(layer, interface=spec.interface, target=TARGET)
     opts = ServerOptions(app_target=TARGET, env=env, http=http)
@@ -307,24 +350,24 @@ def _native_command(spec: Any, layer: Layer, http: str | None) -> str:
 
 PARSER_NOTES = {
     "head reader + h11": "our head reader finds the end of the head and runs the strict checks (servers/core/head.py, "
-                         "strict.py), then a fresh h11.Connection parses it; both observed by wrapping their "
-                         "classes inside the server process",
+    "strict.py), then a fresh h11.Connection parses it; both observed by wrapping their "
+    "classes inside the server process",
     "h11": "h11's events, observed by wrapping h11.Connection inside the server process",
     "httptools": "httptools parses in C (llhttp); what shows is its callbacks into uvicorn's protocol "
-                 "(on_url, on_header, ...), observed by wrapping them inside the server process",
+    "(on_url, on_header, ...), observed by wrapping them inside the server process",
     "head reader + h11 + wsproto": "our head reader and h11 for the handshake, then wsproto's frames after the "
-                                   "upgrade, observed by wrapping their classes inside the server process",
+    "upgrade, observed by wrapping their classes inside the server process",
     "head reader + h11 + writer": "our head reader finds the end of the head and runs the strict checks "
-                                  "(servers/core/head.py, strict.py), a fresh h11.Connection parses it, and our "
-                                  "ResponseWriter frames the answer (servers/core/writer.py); all observed by "
-                                  "wrapping their classes inside the server process",
+    "(servers/core/head.py, strict.py), a fresh h11.Connection parses it, and our "
+    "ResponseWriter frames the answer (servers/core/writer.py); all observed by "
+    "wrapping their classes inside the server process",
     "head reader + h11 + writer + wsproto": "our head reader, h11 and writer for the handshake, then wsproto's "
-                                            "frames after the upgrade, observed by wrapping their classes",
+    "frames after the upgrade, observed by wrapping their classes",
     "h11 + wsproto": "h11 for the handshake, then wsproto's frames after the upgrade, observed by wrapping "
-                     "their classes inside the server process",
+    "their classes inside the server process",
     "http.server": "what http.server's parse_request made of the head (its parser is a readline loop)",
     None: "opaque: this server parses HTTP outside Python's reach (or in code we do not hook); "
-          "what it produced is the environ/scope below",
+    "what it produced is the environ/scope below",
 }
 
 
@@ -339,18 +382,24 @@ def _refused_events(events: list[dict[str, Any]], raw: bytes) -> dict[str, Any]:
     from its first event.
     """
     start = raw[:40].decode("latin-1")
-    firsts = [i for i, e in enumerate(events) if e.get("op") in ("HeadReader.feed", "receive_data", "parse_request")
-              and (e.get("data", {}).get("preview", "").startswith(start) or e.get("requestline", "") and
-                   start.startswith(e["requestline"][:40]))]
+    firsts = [
+        i
+        for i, e in enumerate(events)
+        if e.get("op") in ("HeadReader.feed", "receive_data", "parse_request")
+        and (
+            e.get("data", {}).get("preview", "").startswith(start)
+            or e.get("requestline", "")
+            and start.startswith(e["requestline"][:40])
+        )
+    ]
     if not firsts:
         return {"observed": None, "events": []}
-    chosen = events[firsts[-1]:]
+    chosen = events[firsts[-1] :]
     t0 = chosen[0]["t_ns"]
     for event in chosen:
         event["t_ns"] -= t0
     ops = {e.get("op") for e in chosen}
-    observed = ("head reader + h11" if "HeadReader.feed" in ops else "http.server" if "parse_request" in ops
-                else "h11")
+    observed = "head reader + h11" if "HeadReader.feed" in ops else "http.server" if "parse_request" in ops else "h11"
     return {"observed": observed, "events": chosen}
 
 
@@ -360,28 +409,38 @@ def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: 
     request_line = f"{method} {path} "
     conn = None
     for event in mine:  # the last connection that carried our request
-        if event.get("event") in ("Request", "parse_request", "on_headers_complete") \
-                and event.get("method") == method and event.get("target") == path:
+        if (
+            event.get("event") in ("Request", "parse_request", "on_headers_complete")
+            and event.get("method") == method
+            and event.get("target") == path
+        ):
             conn = event["conn"]
     if conn is None:
         return {"observed": None, "events": []}
     chosen = [e for e in mine if e["conn"] == conn]
     # id() is reused once an object is freed (the warm-up's connection): keep the run that
     # starts with the last arrival of our request's bytes.
-    starts = [i for i, e in enumerate(chosen) if e["t_ns"] <= t0_ns and (
-        e.get("op") == "parse_request" or e.get("data", {}).get("preview", "").startswith(request_line))]
-    chosen = chosen[starts[-1]:] if starts else chosen
+    starts = [
+        i
+        for i, e in enumerate(chosen)
+        if e["t_ns"] <= t0_ns
+        and (e.get("op") == "parse_request" or e.get("data", {}).get("preview", "").startswith(request_line))
+    ]
+    chosen = chosen[starts[-1] :] if starts else chosen
     first_op = chosen[0].get("op", "") if chosen else ""
-    observed = ("http.server" if first_op == "parse_request" else
-                "httptools" if first_op.startswith("httptools.") else "h11")
+    observed = (
+        "http.server" if first_op == "parse_request" else "httptools" if first_op.startswith("httptools.") else "h11"
+    )
     # Our servers: the head reader ran before h11 (its own object, so its own id).
-    heads = [e for e in mine if e.get("op") == "HeadReader.feed" and e["t_ns"] <= (chosen[0]["t_ns"] if chosen else t0_ns)]
+    heads = [
+        e for e in mine if e.get("op") == "HeadReader.feed" and e["t_ns"] <= (chosen[0]["t_ns"] if chosen else t0_ns)
+    ]
     complete = [e for e in heads if e.get("head", {}).get("preview", "").startswith(request_line)]
     if complete:
         last = complete[-1]
         reader = [e for e in heads if e["conn"] == last["conn"] and e["t_ns"] <= last["t_ns"]]
         earlier = [i for i, e in enumerate(reader[:-1]) if e.get("event", "").startswith("head complete")]
-        chosen = reader[earlier[-1] + 1 if earlier else 0:] + chosen
+        chosen = reader[earlier[-1] + 1 if earlier else 0 :] + chosen
         observed = "head reader + h11"
     # Our servers write the response by hand (servers/core/writer.py): its events after our request.
     if chosen:
@@ -411,10 +470,19 @@ def _request_line(raw: bytes) -> tuple[str, str]:
     return (parts[0], parts[1]) if len(parts) >= 2 else (line, "")
 
 
-def trace(layer_name: str, server: str | None = None, method: str = "GET", path: str = "/",
-          body: bytes = b"", headers: Sequence[tuple[str, str]] = (), warmup: int = 1,
-          http: str | None = None, profile: bool = True, websocket: str | None = None,
-          raw: bytes | None = None) -> Trace:
+def trace(
+    layer_name: str,
+    server: str | None = None,
+    method: str = "GET",
+    path: str = "/",
+    body: bytes = b"",
+    headers: Sequence[tuple[str, str]] = (),
+    warmup: int = 1,
+    http: str | None = None,
+    profile: bool = True,
+    websocket: str | None = None,
+    raw: bytes | None = None,
+) -> Trace:
     """Trace one request to ``layer_name`` on ``server`` (default: ours for its interface).
 
     ``profile=False`` leaves out the call tree, so the conversation's timestamps are undisturbed.
@@ -432,8 +500,11 @@ def trace(layer_name: str, server: str | None = None, method: str = "GET", path:
         if raw is not None:
             raw = raw.replace(b"{host}", host.encode())
             method, path = _request_line(raw)
-        warm = build_request(method, path, host, body, headers) if method in SAFE_METHODS and raw is None \
+        warm = (
+            build_request(method, path, host, body, headers)
+            if method in SAFE_METHODS and raw is None
             else build_request("GET", "/json", host)
+        )
         for _ in range(warmup):
             seen = len(records.requests())
             exchange(srv.host, srv.port, warm)
@@ -446,8 +517,9 @@ def trace(layer_name: str, server: str | None = None, method: str = "GET", path:
         else:
             sent = raw if raw is not None else build_request(method, path, host, body, headers)
             received = exchange(srv.host, srv.port, sent)
-        record = records.wait_for_request(after=before, timeout=NO_APP_WAIT if received else RECORD_TIMEOUT,
-                                          required=False)
+        record = records.wait_for_request(
+            after=before, timeout=NO_APP_WAIT if received else RECORD_TIMEOUT, required=False
+        )
         time.sleep(0.05)
         if record is not None:
             parser = _parser_events(records.lines("parser.jsonl"), method, path, record["t0_ns"], record["pid"])
@@ -455,23 +527,53 @@ def trace(layer_name: str, server: str | None = None, method: str = "GET", path:
             parser = _refused_events(records.lines("parser.jsonl"), sent)
         bridge = spec.bridge_for(layer.interface)
     if record is None:
-        record = {"pid": srv.pid, "duration_ns": None, "errors": [], "interfaces": [], "environ": None,
-                  "scope": None, "conversation": [], "profile": {}}
+        record = {
+            "pid": srv.pid,
+            "duration_ns": None,
+            "errors": [],
+            "interfaces": [],
+            "environ": None,
+            "scope": None,
+            "conversation": [],
+            "profile": {},
+        }
     return Trace(
-        layer=layer.name, interface=layer.interface, server=spec.name, server_interface=spec.interface,
-        bridge=bridge, native_command=_native_command(spec, layer, http), method=method, path=path,
-        request_bytes=sent, response_bytes=received,
+        layer=layer.name,
+        interface=layer.interface,
+        server=spec.name,
+        server_interface=spec.interface,
+        bridge=bridge,
+        native_command=_native_command(spec, layer, http),
+        method=method,
+        path=path,
+        request_bytes=sent,
+        response_bytes=received,
         response=parse_response(sent, received) | ({"websocket": frames} if frames is not None else {}),
-        parser={"name": spec.parser, "observed": parser["observed"], "note": _parser_note(parser["observed"]),
-                "events": parser["events"]},
-        environ=record["environ"], scope=record["scope"], conversation=record["conversation"],
+        parser={
+            "name": spec.parser,
+            "observed": parser["observed"],
+            "note": _parser_note(parser["observed"]),
+            "events": parser["events"],
+        },
+        environ=record["environ"],
+        scope=record["scope"],
+        conversation=record["conversation"],
         profile=record["profile"],
-        server_process={"pid": record["pid"], "duration_ns": record["duration_ns"], "errors": record["errors"],
-                        "interfaces": record["interfaces"], "app_called": bool(record["interfaces"]),
-                        "outer_interface": record["interfaces"][0] if record["interfaces"] else None},
+        server_process={
+            "pid": record["pid"],
+            "duration_ns": record["duration_ns"],
+            "errors": record["errors"],
+            "interfaces": record["interfaces"],
+            "app_called": bool(record["interfaces"]),
+            "outer_interface": record["interfaces"][0] if record["interfaces"] else None,
+        },
         warmup=warmup,
-        meta={"python": platform.python_version(), "created": datetime.now(UTC).isoformat(timespec="seconds"),
-              "layercake": __version__, "host": platform.node()},
+        meta={
+            "python": platform.python_version(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "layercake": __version__,
+            "host": platform.node(),
+        },
     )
 
 
@@ -490,16 +592,37 @@ def _layer_view(record: dict[str, Any], interface: str) -> dict[str, Any]:
 
 
 #: PEP 3333 / CGI (RFC 3875 §4.1) names: never mistaken for the process environment.
-_CGI = {"REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "CONTENT_LENGTH",
-        "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE", "GATEWAY_INTERFACE", "REMOTE_ADDR",
-        "REMOTE_HOST", "REMOTE_PORT", "REQUEST_URI", "RAW_URI", "PATH_TRANSLATED", "AUTH_TYPE", "REMOTE_USER"}
+_CGI = {
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SERVER_PROTOCOL",
+    "SERVER_SOFTWARE",
+    "GATEWAY_INTERFACE",
+    "REMOTE_ADDR",
+    "REMOTE_HOST",
+    "REMOTE_PORT",
+    "REQUEST_URI",
+    "RAW_URI",
+    "PATH_TRANSLATED",
+    "AUTH_TYPE",
+    "REMOTE_USER",
+}
 PROCESS_ENV_ROW = "(process environment)"
 
 
 def _from_process_env(key: str) -> bool:
     # wsgiref (like CGI) starts every environ from a copy of os.environ; the server inherits ours.
-    return key not in _CGI and not key.startswith(("HTTP_", "wsgi.")) and (
-        key in os.environ or key.startswith("LAYERCAKE_") or key in ("PYTHONPATH", "PYTHONUNBUFFERED"))
+    return (
+        key not in _CGI
+        and not key.startswith(("HTTP_", "wsgi."))
+        and (key in os.environ or key.startswith("LAYERCAKE_") or key in ("PYTHONPATH", "PYTHONUNBUFFERED"))
+    )
 
 
 def _flatten(view: dict[str, Any]) -> dict[str, Any]:
@@ -550,8 +673,14 @@ def _normalise(key: str, value: Any, server_port: int) -> Any:
     return value
 
 
-def scope_diff(layer_name: str, servers: Sequence[str], method: str = "GET", path: str = "/",
-               body: bytes = b"", headers: Sequence[tuple[str, str]] = ()) -> ScopeDiff:
+def scope_diff(
+    layer_name: str,
+    servers: Sequence[str],
+    method: str = "GET",
+    path: str = "/",
+    body: bytes = b"",
+    headers: Sequence[tuple[str, str]] = (),
+) -> ScopeDiff:
     """Send the same request to ``layer_name`` on each server and compare what the layer was handed.
 
     Every server gets the same request bytes, ``Host`` included (``127.0.0.1:8000``, not the
@@ -586,8 +715,15 @@ def scope_diff(layer_name: str, servers: Sequence[str], method: str = "GET", pat
         values = {name: views[name].get(key, ScopeDiff.MISSING) for name in servers}
         distinct = {json.dumps(v, sort_keys=True, default=repr) for v in values.values()}
         rows.append({"key": key, "values": values, "differs": len(distinct) > 1})
-    return ScopeDiff(layer=layer.name, method=method.upper(), path=path, servers=list(servers),
-                     interfaces=interfaces, rows=rows, header_order=order)
+    return ScopeDiff(
+        layer=layer.name,
+        method=method.upper(),
+        path=path,
+        servers=list(servers),
+        interfaces=interfaces,
+        rows=rows,
+        header_order=order,
+    )
 
 
 def _key_order(key: str) -> tuple[int, str]:
@@ -606,8 +742,9 @@ def _key_order(key: str) -> tuple[int, str]:
 # ---------------------------------------------------------------------------------------
 
 
-def lifespan(layer_name: str, server: str | None = None, mode: str = "pass",
-             probe_path: str = "/health") -> LifespanRecord:
+def lifespan(
+    layer_name: str, server: str | None = None, mode: str = "pass", probe_path: str = "/health"
+) -> LifespanRecord:
     """Start, send one request, stop gracefully; the lifespan events in the order they happened.
 
     The events come from the server process (or processes: a pre-forking server runs the
@@ -631,10 +768,18 @@ def lifespan(layer_name: str, server: str | None = None, mode: str = "pass",
             record = records.wait_for_request(after=0)
             assert record is not None  # required=True raises instead
             probe = {"path": probe_path, "status": parsed["status"], "body": parsed["body"][:300]}
-            request_marks.append({"kind": f"request GET {probe_path}", "t_ns": record["t0_ns"],
-                                  "pid": record["pid"], "thread": None, "task": None,
-                                  "status": parsed["status"], "body": parsed["body"][:200],
-                                  "duration_ns": record["duration_ns"]})
+            request_marks.append(
+                {
+                    "kind": f"request GET {probe_path}",
+                    "t_ns": record["t0_ns"],
+                    "pid": record["pid"],
+                    "thread": None,
+                    "task": None,
+                    "status": parsed["status"],
+                    "body": parsed["body"][:200],
+                    "duration_ns": record["duration_ns"],
+                }
+            )
             exit_status = srv.stop()
             output = srv.output()
     except ServerStartError as exc:  # e.g. --simulate fail-startup: the server refuses to start
@@ -646,8 +791,16 @@ def lifespan(layer_name: str, server: str | None = None, mode: str = "pass",
     t0 = events[0]["t_ns"] if events else 0
     for event in events:
         event["t_ns"] -= t0
-    return LifespanRecord(layer=layer.name, interface=layer.interface, server=spec.name,
-                          bridge=spec.bridge_for(layer.interface),
-                          native_command=_native_command(spec, layer, None), mode=mode, events=events,
-                          started=started, exit_status=exit_status, server_output=output, probe=probe)
-
+    return LifespanRecord(
+        layer=layer.name,
+        interface=layer.interface,
+        server=spec.name,
+        bridge=spec.bridge_for(layer.interface),
+        native_command=_native_command(spec, layer, None),
+        mode=mode,
+        events=events,
+        started=started,
+        exit_status=exit_status,
+        server_output=output,
+        probe=probe,
+    )

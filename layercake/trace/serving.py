@@ -123,13 +123,25 @@ def from_environment() -> Any:
     observe_http_server(sink.parser)
 
     def mark(kind: str, **data: Any) -> None:
-        sink.lifespan({"kind": kind, "t_ns": time.perf_counter_ns(), "wall_time": time.time(),
-                       "pid": os.getpid(), "thread": threading.current_thread().name, "task": None, **data})
+        sink.lifespan(
+            {
+                "kind": kind,
+                "t_ns": time.perf_counter_ns(),
+                "wall_time": time.time(),
+                "pid": os.getpid(),
+                "thread": threading.current_thread().name,
+                "task": None,
+                **data,
+            }
+        )
 
     mark("loading app", layer=layer_name)
-    app = build(layer_name, os.environ.get(SERVE_ENV) or get_layer(layer_name).interface, sink,
-                os.environ.get(LIFESPAN_ENV) or "pass")
+    app = build(
+        layer_name,
+        os.environ.get(SERVE_ENV) or get_layer(layer_name).interface,
+        sink,
+        os.environ.get(LIFESPAN_ENV) or "pass",
+    )
     mark("app loaded", layer=layer_name)
     atexit.register(mark, "process exit")
     return app
-

@@ -253,7 +253,9 @@ async def stream(scope: Scope, receive: Receive, send: Send) -> None:
     n = parse_stream_n(query_params(scope))
     # No content-length: the server must frame the body itself (chunked encoding in
     # HTTP/1.1, RFC 9112 §7.1), and each message below becomes one chunk.
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain; charset=utf-8")]}
+    )
     for i in range(n):
         await send({"type": "http.response.body", "body": b"chunk %d\n" % i, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -273,7 +275,9 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     declared = content_length(scope)
     if declared is not None and declared > MAX_ECHO_BODY:
         raise HTTPError(413, "Content Too Large")
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/octet-stream")]})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/octet-stream")]}
+    )
     received = 0
     while True:
         message = await receive()

@@ -340,13 +340,22 @@ app.add_api_route("/json", json_hello, response_model=Hello)
 app.add_api_route("/items/{item_id}", get_item, response_model=Item, responses=documented(404))
 app.add_api_route("/items", list_items, response_model=ItemPage)
 app.add_api_route(
-    "/items", create_item, methods=["POST"], status_code=201, response_model=Item,
-    max_body_size=MAX_ITEM_BODY, responses=documented(413),
+    "/items",
+    create_item,
+    methods=["POST"],
+    status_code=201,
+    response_model=Item,
+    max_body_size=MAX_ITEM_BODY,
+    responses=documented(413),
 )
 app.add_api_route("/stream", stream, response_class=StreamingResponse)
 app.add_api_route(
-    "/echo", echo, methods=["POST"], response_class=StreamingResponse,
-    max_body_size=MAX_ECHO_BODY, responses=documented(413),
+    "/echo",
+    echo,
+    methods=["POST"],
+    response_class=StreamingResponse,
+    max_body_size=MAX_ECHO_BODY,
+    responses=documented(413),
 )
 app.add_api_route("/headers", headers, response_model=dict[str, str])
 app.add_api_route("/inspect", inspect_request, response_model=dict[str, Any])

@@ -85,9 +85,7 @@ class Store:
         if not -(2**63) <= item_id < 2**63:
             return None
         with self._lock:
-            row = self.conn.execute(
-                "SELECT id, name, price, tags FROM items WHERE id = ?", (item_id,)
-            ).fetchone()
+            row = self.conn.execute("SELECT id, name, price, tags FROM items WHERE id = ?", (item_id,)).fetchone()
         return _row_to_item(row) if row else None
 
     def list(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:

@@ -130,7 +130,9 @@ def _query_int(params: dict[str, str], name: str, default: int, ge: int, le: int
     if isinstance(value, dict):
         errors.append(value)
     elif value < ge:
-        errors.append(_error("greater_than_equal", loc, f"Input should be greater than or equal to {ge}", raw, {"ge": ge}))
+        errors.append(
+            _error("greater_than_equal", loc, f"Input should be greater than or equal to {ge}", raw, {"ge": ge})
+        )
     elif le is not None and value > le:
         errors.append(_error("less_than_equal", loc, f"Input should be less than or equal to {le}", raw, {"le": le}))
     else:
@@ -195,18 +197,33 @@ def parse_new_item(body: bytes, content_type: str | None) -> dict[str, Any]:
         raise ValidationFailed([_error("missing", ["body"], "Field required", None)])
     if not is_json_content_type(content_type):
         raise ValidationFailed(
-            [_error("model_attributes_type", ["body"], "Input should be a valid dictionary or object to extract fields from",
-                    body.decode("utf-8", "replace"))]
+            [
+                _error(
+                    "model_attributes_type",
+                    ["body"],
+                    "Input should be a valid dictionary or object to extract fields from",
+                    body.decode("utf-8", "replace"),
+                )
+            ]
         )
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         pos = exc.pos if isinstance(exc, json.JSONDecodeError) else exc.start
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid UTF-8"
-        raise ValidationFailed([_error("json_invalid", ["body", pos], "JSON decode error", {}, {"error": reason})]) from None
+        raise ValidationFailed(
+            [_error("json_invalid", ["body", pos], "JSON decode error", {}, {"error": reason})]
+        ) from None
     if not isinstance(data, dict):
         raise ValidationFailed(
-            [_error("model_attributes_type", ["body"], "Input should be a valid dictionary or object to extract fields from", data)]
+            [
+                _error(
+                    "model_attributes_type",
+                    ["body"],
+                    "Input should be a valid dictionary or object to extract fields from",
+                    data,
+                )
+            ]
         )
 
     errors: list[Error] = []
@@ -216,9 +233,25 @@ def parse_new_item(body: bytes, content_type: str | None) -> dict[str, Any]:
     elif not isinstance(name, str):
         errors.append(_error("string_type", ["body", "name"], "Input should be a valid string", name))
     elif len(name) < NAME_MIN:
-        errors.append(_error("string_too_short", ["body", "name"], f"String should have at least {NAME_MIN} character", name, {"min_length": NAME_MIN}))
+        errors.append(
+            _error(
+                "string_too_short",
+                ["body", "name"],
+                f"String should have at least {NAME_MIN} character",
+                name,
+                {"min_length": NAME_MIN},
+            )
+        )
     elif len(name) > NAME_MAX:
-        errors.append(_error("string_too_long", ["body", "name"], f"String should have at most {NAME_MAX} characters", name, {"max_length": NAME_MAX}))
+        errors.append(
+            _error(
+                "string_too_long",
+                ["body", "name"],
+                f"String should have at most {NAME_MAX} characters",
+                name,
+                {"max_length": NAME_MAX},
+            )
+        )
 
     price = data.get("price")
     if "price" not in data:

@@ -242,21 +242,23 @@ def internal_error(exc: Exception, request: Request) -> Response:
 # There is no "/ws": a WebSocket handler needs the connection after the response, and
 # a WSGI application only ever returns a body.  So "/ws" is a 404 here; the ASGI
 # layers have it (CONTRACT.md, item 14).
-URL_MAP = Map([
-    Rule("/", endpoint=index, methods=["GET"]),
-    Rule("/plaintext", endpoint=plaintext, methods=["GET"]),
-    Rule("/json", endpoint=json_hello, methods=["GET"]),
-    Rule("/items/<item_id>", endpoint=get_item, methods=["GET"]),
-    Rule("/items", endpoint=list_items, methods=["GET"]),
-    Rule("/items", endpoint=create_item, methods=["POST"]),
-    Rule("/stream", endpoint=stream, methods=["GET"]),
-    Rule("/echo", endpoint=echo, methods=["POST"]),
-    Rule("/headers", endpoint=headers, methods=["GET"]),
-    Rule("/inspect", endpoint=inspect_request, methods=["GET"]),
-    Rule("/slow", endpoint=slow, methods=["GET"]),
-    Rule("/error", endpoint=error, methods=["GET"]),
-    Rule("/health", endpoint=health, methods=["GET"]),
-])
+URL_MAP = Map(
+    [
+        Rule("/", endpoint=index, methods=["GET"]),
+        Rule("/plaintext", endpoint=plaintext, methods=["GET"]),
+        Rule("/json", endpoint=json_hello, methods=["GET"]),
+        Rule("/items/<item_id>", endpoint=get_item, methods=["GET"]),
+        Rule("/items", endpoint=list_items, methods=["GET"]),
+        Rule("/items", endpoint=create_item, methods=["POST"]),
+        Rule("/stream", endpoint=stream, methods=["GET"]),
+        Rule("/echo", endpoint=echo, methods=["POST"]),
+        Rule("/headers", endpoint=headers, methods=["GET"]),
+        Rule("/inspect", endpoint=inspect_request, methods=["GET"]),
+        Rule("/slow", endpoint=slow, methods=["GET"]),
+        Rule("/error", endpoint=error, methods=["GET"]),
+        Rule("/health", endpoint=health, methods=["GET"]),
+    ]
+)
 
 
 class LayercakeApp:

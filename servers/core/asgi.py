@@ -49,9 +49,15 @@ def _path(raw_path: bytes) -> str:
     return decode_path(raw_path).decode("utf-8", "replace")
 
 
-def http_scope(request: h11.Request, *, server: tuple[str, int], client: tuple[str, int] | None,
-               state: dict[str, Any] | None, root_path: str = "",
-               headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+def http_scope(
+    request: h11.Request,
+    *,
+    server: tuple[str, int],
+    client: tuple[str, int] | None,
+    state: dict[str, Any] | None,
+    root_path: str = "",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> dict[str, Any]:
     """``headers``: ``list(request.headers)`` if the caller already made it (iterating h11's Headers is slow)."""
     raw_path, query = split_target(request.target)
     scope: dict[str, Any] = {
@@ -76,9 +82,15 @@ def http_scope(request: h11.Request, *, server: tuple[str, int], client: tuple[s
     return scope
 
 
-def websocket_scope(request: h11.Request, *, server: tuple[str, int], client: tuple[str, int] | None,
-                    state: dict[str, Any] | None, root_path: str = "",
-                    headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+def websocket_scope(
+    request: h11.Request,
+    *,
+    server: tuple[str, int],
+    client: tuple[str, int] | None,
+    state: dict[str, Any] | None,
+    root_path: str = "",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> dict[str, Any]:
     scope = http_scope(request, server=server, client=client, state=state, root_path=root_path, headers=headers)
     scope["type"] = "websocket"
     scope["scheme"] = "ws"
@@ -138,8 +150,10 @@ class HTTPSend:
             if type(status) is not int or not 100 <= status <= 999:
                 raise ASGIProtocolError(f"http.response.start 'status' must be an int 100..999, got {status!r}")
             if message.get("trailers"):
-                raise ASGIProtocolError("http.response.start 'trailers': this server does not offer the "
-                                        "http.response.trailers extension (it is not in scope['extensions'])")
+                raise ASGIProtocolError(
+                    "http.response.start 'trailers': this server does not offer the "
+                    "http.response.trailers extension (it is not in scope['extensions'])"
+                )
             try:
                 # ASGI HTTP spec, "Response Start": "the protocol server must not start sending the response to the
                 # client until it has received at least one Response Body event."  The writer builds the head now

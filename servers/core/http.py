@@ -106,8 +106,10 @@ def imf_fixdate(seconds: float) -> bytes:
     """RFC 9110 §5.6.7 IMF-fixdate, e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``.  Written out rather than taken from
     ``email.utils.formatdate``, which would import ``socket`` into the sans-I/O core."""
     t = time.gmtime(seconds)
-    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT").encode("ascii")
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    ).encode("ascii")
 
 
 _PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
@@ -146,20 +148,35 @@ def rejection_response(status: int, reason: str, server: bytes, date: bytes) -> 
     would begin (RFC 9112 §9.6 lets a server close; §2.2 says to respond 400 and close after an invalid
     request line)."""
     body = f"{status} {status_phrase(status).decode()}: {reason}\n".encode("utf-8", "replace")
-    return b"".join([
-        b"HTTP/1.1 %d %s\r\n" % (status, status_phrase(status)),
-        b"content-type: text/plain; charset=utf-8\r\n",
-        b"content-length: %d\r\n" % len(body),
-        b"connection: close\r\n",
-        b"date: ", date, b"\r\n",
-        b"server: ", server, b"\r\n\r\n",
-        body,
-    ])
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, status_phrase(status)),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n",
+            b"date: ",
+            date,
+            b"\r\n",
+            b"server: ",
+            server,
+            b"\r\n\r\n",
+            body,
+        ]
+    )
 
 
-def access_line(client: tuple[str, int] | None, method: bytes, target: bytes, http_version: bytes, status: int,
-                size: int, duration: float) -> str:
+def access_line(
+    client: tuple[str, int] | None,
+    method: bytes,
+    target: bytes,
+    http_version: bytes,
+    status: int,
+    size: int,
+    duration: float,
+) -> str:
     """One access-log line, shaped like uvicorn's and gunicorn's so a reader recognises it."""
     who = f"{client[0]}:{client[1]}" if client else "-"
-    return (f'{who} - "{method.decode("latin-1")} {target.decode("latin-1")} HTTP/{http_version.decode()}" '
-            f"{status} {size} {duration * 1000:.1f}ms")
+    return (
+        f'{who} - "{method.decode("latin-1")} {target.decode("latin-1")} HTTP/{http_version.decode()}" '
+        f"{status} {size} {duration * 1000:.1f}ms"
+    )

@@ -54,7 +54,8 @@ def _tokens(value: bytes | None) -> set[bytes]:
 def is_websocket_upgrade(request: h11.Request) -> bool:
     """Did the client ask for a WebSocket?  (RFC 6455 §4.1: ``Upgrade: websocket`` and ``Connection: Upgrade``.)"""
     return b"websocket" in _tokens(_header(request, b"upgrade")) and b"upgrade" in _tokens(
-        _header(request, b"connection"))
+        _header(request, b"connection")
+    )
 
 
 def handshake_problem(request: h11.Request) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
@@ -94,8 +95,9 @@ def accept_response(request: h11.Request, message: dict[str, Any]) -> bytes:
         headers.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
     for name, value in check_headers(message.get("headers", ()), "websocket.accept"):
         if name.lower() == b"sec-websocket-protocol":
-            raise ASGIProtocolError("websocket.accept: set the subprotocol with 'subprotocol', not a header "
-                                    "(ASGI WebSocket spec, Accept)")
+            raise ASGIProtocolError(
+                "websocket.accept: set the subprotocol with 'subprotocol', not a header (ASGI WebSocket spec, Accept)"
+            )
         headers.append((name, value))
     try:
         return serialize_head(101, headers)

@@ -74,11 +74,32 @@ class ResponseWriter:
     this one is ``finished``.
     """
 
-    __slots__ = ("method_head", "http_10", "keep_alive", "date", "server_header", "status", "started", "head_sent",
-                 "finished", "body_bytes", "_head", "_framing", "_remaining")
+    __slots__ = (
+        "method_head",
+        "http_10",
+        "keep_alive",
+        "date",
+        "server_header",
+        "status",
+        "started",
+        "head_sent",
+        "finished",
+        "body_bytes",
+        "_head",
+        "_framing",
+        "_remaining",
+    )
 
-    def __init__(self, method: bytes, http_version: bytes, request_headers: list[tuple[bytes, bytes]] | object, *,
-                 date: DateHeader, server_header: bytes, closing: bool = False) -> None:
+    def __init__(
+        self,
+        method: bytes,
+        http_version: bytes,
+        request_headers: list[tuple[bytes, bytes]] | object,
+        *,
+        date: DateHeader,
+        server_header: bytes,
+        closing: bool = False,
+    ) -> None:
         self.method_head = method == b"HEAD"
         self.http_10 = http_version == b"1.0"
         tokens = b""
@@ -168,8 +189,9 @@ class ResponseWriter:
                 if framing == "length":
                     self._remaining -= len(data)
                     if self._remaining < 0:
-                        raise ResponseError("the body is longer than the Content-Length the app declared "
-                                            "(RFC 9112 §6.3 ¶6)")
+                        raise ResponseError(
+                            "the body is longer than the Content-Length the app declared (RFC 9112 §6.3 ¶6)"
+                        )
                 out += data
         if last:
             out += self.end()

@@ -76,7 +76,7 @@ def build_environ(
     raw_path, query = split_target(request.target)
     path = decode_path(raw_path).decode("latin-1")
     if script_name and (path == script_name or path.startswith(script_name + "/")):
-        path = path[len(script_name):]  # PEP 3333: SCRIPT_NAME + PATH_INFO reconstructs the path
+        path = path[len(script_name) :]  # PEP 3333: SCRIPT_NAME + PATH_INFO reconstructs the path
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method.decode("ascii"),
         "SCRIPT_NAME": script_name,

@@ -23,7 +23,9 @@ def test_layers_lists_the_ladder() -> None:
         assert name in done.stdout
 
 
-@pytest.mark.parametrize(("args", "word"), [(["verify", "nope"], "layer"), (["verify", "flask", "--server", "nope"], "server")])
+@pytest.mark.parametrize(
+    ("args", "word"), [(["verify", "nope"], "layer"), (["verify", "flask", "--server", "nope"], "server")]
+)
 def test_an_unknown_name_gets_the_choices_not_a_traceback(args: list[str], word: str) -> None:
     done = layercake(*args)
     assert done.returncode == 2

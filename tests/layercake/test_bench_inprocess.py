@@ -56,8 +56,9 @@ def test_two_runs_give_identical_counts(layer: str) -> None:
     for a, b in zip(first, second, strict=True):
         for key in ("calls", "c_calls", "lines"):
             assert a[key] == b[key], key
-        assert {p: (n["calls"], n["c_calls"], n["lines"]) for p, n in a["by_package"].items()} == \
-               {p: (n["calls"], n["c_calls"], n["lines"]) for p, n in b["by_package"].items()}
+        assert {p: (n["calls"], n["c_calls"], n["lines"]) for p, n in a["by_package"].items()} == {
+            p: (n["calls"], n["c_calls"], n["lines"]) for p, n in b["by_package"].items()
+        }
 
 
 def test_a_layer_that_does_more_counts_more() -> None:
@@ -80,7 +81,8 @@ def test_a_wrong_status_refuses_to_measure(tmp_path: Path, monkeypatch: pytest.M
     (tmp_path / "brokenapp.py").write_text(
         "def app(environ, start_response):\n"
         "    start_response('500 Internal Server Error', [('Content-Type', 'text/plain')])\n"
-        "    return [b'no']\n")
+        "    return [b'no']\n"
+    )
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     with pytest.raises(LayercakeError, match="expected 200"):
         measure("brokenapp:app", ["plaintext"], seconds=0.01, interface="wsgi")

@@ -38,8 +38,9 @@ def test_result_line_is_read_exactly() -> None:
     assert r.rps == pytest.approx(144634 / 1.002373)
 
 
-@pytest.mark.parametrize("name", ["wrk_plaintext_c64.txt", "wrk_create_c16.txt", "wrk_404_c8.txt",
-                                  "wrk_socket_errors_c4.txt"])
+@pytest.mark.parametrize(
+    "name", ["wrk_plaintext_c64.txt", "wrk_create_c16.txt", "wrk_404_c8.txt", "wrk_socket_errors_c4.txt"]
+)
 def test_text_summary_agrees_with_the_result_line(name: str) -> None:
     text = fixture(name)
     exact, printed = parse_result_line(text, "wrk"), parse_wrk_text(text)
@@ -80,9 +81,11 @@ def test_not_wrk_output_is_refused() -> None:
 
 
 def test_builtin_generator_line_uses_the_same_parser() -> None:
-    line = ('LAYERCAKE_RESULT {"duration_us": 2000000, "requests": 10, "bytes": 1000, "errors": {"connect": 1, '
-            '"read": 0, "write": 0, "status": 2, "timeout": 0}, "latency_us": {"min": 1.0, "max": 9.0, "mean": 5.0, '
-            '"stdev": 2.0, "percentiles": {"50": 5.0, "75": 6.0, "90": 8.0, "99": 9.0, "99.9": 9.0}}}')
+    line = (
+        'LAYERCAKE_RESULT {"duration_us": 2000000, "requests": 10, "bytes": 1000, "errors": {"connect": 1, '
+        '"read": 0, "write": 0, "status": 2, "timeout": 0}, "latency_us": {"min": 1.0, "max": 9.0, "mean": 5.0, '
+        '"stdev": 2.0, "percentiles": {"50": 5.0, "75": 6.0, "90": 8.0, "99": 9.0, "99.9": 9.0}}}'
+    )
     r = parse_result_line("noise\n" + line + "\n", "builtin")
     assert isinstance(r, LoadResult)
     assert r.generator == "builtin" and r.rps == 5.0
@@ -100,8 +103,10 @@ def test_builtin_percentiles_are_nearest_rank() -> None:
 
 def test_request_bytes() -> None:
     raw = encode_request(Request("POST", "/items", b'{"a":1}'), "127.0.0.1:8000")
-    assert raw == (b"POST /items HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Type: application/json\r\n"
-                   b"Content-Length: 7\r\n\r\n{\"a\":1}")
+    assert raw == (
+        b"POST /items HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 7\r\n\r\n{"a":1}'
+    )
     assert encode_request(Request("GET", "/json"), "h") == b"GET /json HTTP/1.1\r\nHost: h\r\n\r\n"
 
 
@@ -110,8 +115,9 @@ def floor_url():
     from servers.registry import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "layercake.bench.floor", "--port", str(port)],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "layercake.bench.floor", "--port", str(port)], stderr=subprocess.PIPE, text=True
+    )
     try:
         assert "serving on" in proc.stderr.readline()
         yield f"http://127.0.0.1:{port}"

@@ -22,26 +22,54 @@ def ladder_document() -> dict:
     plain = parse_wrk_output((FIXTURES / "wrk_plaintext_c64.txt").read_text())
     errors = parse_wrk_output((FIXTURES / "wrk_404_c8.txt").read_text())
     targets = {
-        "floor": {"id": "floor", "server": "floor", "layer": "floor", "interface": "http", "kind": "floor",
-                  "flags": {}, "native_command": "python -m layercake.bench.floor --port 1",
-                  "verification": {"method": "quick", "passed": 1, "total": 1, "ok": True, "failures": [],
-                                   "blocking": []}},
-        "uvicorn/bare_asgi": {"id": "uvicorn/bare_asgi", "server": "uvicorn", "layer": "bare_asgi",
-                              "interface": "asgi", "kind": "layer", "flags": {"http": "httptools"},
-                              "native_command": "uvicorn ...",
-                              "verification": {"method": "contract+quick", "passed": 23, "total": 24, "ok": True,
-                                               "failures": ["ws_echo: boom"], "blocking": []}},
+        "floor": {
+            "id": "floor",
+            "server": "floor",
+            "layer": "floor",
+            "interface": "http",
+            "kind": "floor",
+            "flags": {},
+            "native_command": "python -m layercake.bench.floor --port 1",
+            "verification": {"method": "quick", "passed": 1, "total": 1, "ok": True, "failures": [], "blocking": []},
+        },
+        "uvicorn/bare_asgi": {
+            "id": "uvicorn/bare_asgi",
+            "server": "uvicorn",
+            "layer": "bare_asgi",
+            "interface": "asgi",
+            "kind": "layer",
+            "flags": {"http": "httptools"},
+            "native_command": "uvicorn ...",
+            "verification": {
+                "method": "contract+quick",
+                "passed": 23,
+                "total": 24,
+                "ok": True,
+                "failures": ["ws_echo: boom"],
+                "blocking": [],
+            },
+        },
     }
     runs = [Run("floor", "plaintext", 64, r, plain) for r in range(3)]
     runs += [Run("uvicorn/bare_asgi", "plaintext", 64, 0, errors)]
     env = describe()
     env.update(pinning={"server_cpu": 0, "loadgen_cpu": 1}, generator={"kind": "wrk", "threads": 1})
     return {
-        "schema": report.SCHEMA_ID, "kind": "ladder", "command": "layercake bench", "measured_at": "2026-01-01T00:00:00Z",
-        "elapsed_s": 1.0, "environment": env,
-        "settings": {"endpoints": ["plaintext"], "concurrency": [64], "duration_s": 1, "repeat": 3,
-                     "baseline": "floor"},
-        "targets": list(targets.values()), "runs": [r.to_dict() for r in runs],
+        "schema": report.SCHEMA_ID,
+        "kind": "ladder",
+        "command": "layercake bench",
+        "measured_at": "2026-01-01T00:00:00Z",
+        "elapsed_s": 1.0,
+        "environment": env,
+        "settings": {
+            "endpoints": ["plaintext"],
+            "concurrency": [64],
+            "duration_s": 1,
+            "repeat": 3,
+            "baseline": "floor",
+        },
+        "targets": list(targets.values()),
+        "runs": [r.to_dict() for r in runs],
         "results": summarise(runs, targets, "floor"),
     }
 
@@ -61,14 +89,17 @@ def test_summary_rows() -> None:
     assert asgi["ratio_to_baseline"] == pytest.approx(asgi["rps"]["median"] / floor["rps"]["median"], abs=1e-3)
 
 
-@pytest.mark.parametrize("breakage, expected", [
-    (lambda d: d.pop("environment"), "environment: missing"),
-    (lambda d: d["results"][0].pop("rps"), "results[0].rps: missing"),
-    (lambda d: d["results"][0].update(flagged="no"), "results[0].flagged: str"),
-    (lambda d: d["runs"][1].update(requests=1.5), "runs[1].requests: float"),
-    (lambda d: d.update(schema="other/9"), "schema is 'other/9'"),
-    (lambda d: d.update(kind="mystery"), "kind is 'mystery'"),
-])
+@pytest.mark.parametrize(
+    "breakage, expected",
+    [
+        (lambda d: d.pop("environment"), "environment: missing"),
+        (lambda d: d["results"][0].pop("rps"), "results[0].rps: missing"),
+        (lambda d: d["results"][0].update(flagged="no"), "results[0].flagged: str"),
+        (lambda d: d["runs"][1].update(requests=1.5), "runs[1].requests: float"),
+        (lambda d: d.update(schema="other/9"), "schema is 'other/9'"),
+        (lambda d: d.update(kind="mystery"), "kind is 'mystery'"),
+    ],
+)
 def test_the_validator_names_what_is_wrong(breakage, expected: str) -> None:
     doc = copy.deepcopy(ladder_document())
     breakage(doc)

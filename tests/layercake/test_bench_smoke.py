@@ -42,9 +42,14 @@ def exchange(port: int, payload: bytes, expect: int) -> bytes:
 def test_floor_answers_pipelined_requests_and_skips_bodies() -> None:
     with start_target(Target("floor", "floor", "http")) as floor:
         body = b'{"name":"x","price":1}\r\n\r\n'  # a blank line inside a body must not start a request
-        raw = (b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
-               b"POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body +
-               b"GET /items/7 HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw = (
+            b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+            + b"GET /items/7 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         data = exchange(floor.port, raw, 3)
         # Bodies have no line ending of their own, so the next status line follows a body directly.
         assert re.findall(rb"HTTP/1\.1 (\d{3})", data) == [b"200", b"201", b"200"]
@@ -65,8 +70,14 @@ def test_pinning_reaches_every_thread_of_a_process_tree() -> None:
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         pytest.skip("needs two CPUs")
-    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"])
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)",
+        ]
+    )
     grandchild = None
     try:
         import time
@@ -91,17 +102,24 @@ def test_the_plan_is_the_ladder_and_fits_the_budget() -> None:
 
     config = BenchConfig()
     targets = plan_targets(config)
-    assert [t.id for t in targets] == ["floor", "gunicorn-gthread/bare_wsgi", "gunicorn-gthread/werkzeug",
-                                       "gunicorn-gthread/flask", "uvicorn/bare_asgi", "uvicorn/starlette",
-                                       "uvicorn/fastapi"]
+    assert [t.id for t in targets] == [
+        "floor",
+        "gunicorn-gthread/bare_wsgi",
+        "gunicorn-gthread/werkzeug",
+        "gunicorn-gthread/flask",
+        "uvicorn/bare_asgi",
+        "uvicorn/starlette",
+        "uvicorn/fastapi",
+    ]
     assert dict(targets[-1].flags) == {"http": "httptools", "loop": "uvloop"}
     assert dict(targets[1].flags) == {"workers": 1, "threads": 8}
     assert estimate_seconds(targets, plan_cells(targets, config), config) < DEFAULT_BUDGET
 
 
 def test_parser_and_loop_choices_reach_only_the_servers_that_have_them() -> None:
-    config = BenchConfig(layers=["bare_asgi"], servers=["uvicorn", "scratch-asgi", "hypercorn"], http="h11",
-                         loop="asyncio", floor=False)
+    config = BenchConfig(
+        layers=["bare_asgi"], servers=["uvicorn", "scratch-asgi", "hypercorn"], http="h11", loop="asyncio", floor=False
+    )
     flags = {t.server: dict(t.flags) for t in plan_targets(config)}
     assert flags["uvicorn"] == {"http": "h11", "loop": "asyncio"}
     assert flags["scratch-asgi"] == {}
@@ -109,12 +127,17 @@ def test_parser_and_loop_choices_reach_only_the_servers_that_have_them() -> None
 
 
 def test_a_one_second_bench_over_real_servers() -> None:
-    doc = run_bench(BenchConfig(layers=["bare_asgi"], endpoints=["plaintext", "create"], repeat=1, duration=1),
-                    command="test")
+    doc = run_bench(
+        BenchConfig(layers=["bare_asgi"], endpoints=["plaintext", "create"], repeat=1, duration=1), command="test"
+    )
     assert report.validate(doc) == []
     rows = {(r["target"], r["endpoint"]): r for r in doc["results"]}
-    assert set(rows) == {("floor", "plaintext"), ("floor", "create"), ("uvicorn/bare_asgi", "plaintext"),
-                         ("uvicorn/bare_asgi", "create")}
+    assert set(rows) == {
+        ("floor", "plaintext"),
+        ("floor", "create"),
+        ("uvicorn/bare_asgi", "plaintext"),
+        ("uvicorn/bare_asgi", "create"),
+    }
     for row in rows.values():
         assert row["requests"] > 0 and row["errors"] == 0 and not row["flagged"]
     assert rows[("uvicorn/bare_asgi", "plaintext")]["ratio_to_bare"] == 1.0
@@ -126,9 +149,27 @@ def test_a_one_second_bench_over_real_servers() -> None:
 def test_the_command_writes_json_markdown_and_charts(tmp_path: Path) -> None:
     from layercake.cli import cli
 
-    result = CliRunner().invoke(cli, ["bench", "--layers", "bare_wsgi", "--endpoints", "plaintext", "--repeat", "1",
-                                      "--no-floor", "--concurrency", "4,8", "--json", str(tmp_path / "r.json"),
-                                      "--markdown", str(tmp_path / "r.md"), "--charts", str(tmp_path / "c")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "--layers",
+            "bare_wsgi",
+            "--endpoints",
+            "plaintext",
+            "--repeat",
+            "1",
+            "--no-floor",
+            "--concurrency",
+            "4,8",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--markdown",
+            str(tmp_path / "r.md"),
+            "--charts",
+            str(tmp_path / "c"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "gunicorn-gthread/bare_wsgi" in result.output and "estimated" in result.output
     doc = json.loads((tmp_path / "r.json").read_text())
@@ -142,8 +183,21 @@ def test_the_command_writes_json_markdown_and_charts(tmp_path: Path) -> None:
 def test_the_in_process_command(tmp_path: Path) -> None:
     from layercake.cli import cli
 
-    result = CliRunner().invoke(cli, ["bench", "--in-process", "--layers", "bare_asgi,starlette", "--endpoints",
-                                      "json", "--seconds", "0.02", "--json", str(tmp_path / "i.json")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "--in-process",
+            "--layers",
+            "bare_asgi,starlette",
+            "--endpoints",
+            "json",
+            "--seconds",
+            "0.02",
+            "--json",
+            str(tmp_path / "i.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "i.json").read_text())
     assert report.validate(doc) == []
@@ -154,11 +208,13 @@ def test_the_in_process_command(tmp_path: Path) -> None:
 def test_user_mistakes_are_one_line() -> None:
     from layercake.cli import cli
 
-    for args, message in ((["--endpoints", "nope"], "unknown endpoint 'nope'"),
-                          (["--concurrency", "a,b"], "comma-separated integers"),
-                          (["--layers", "django"], "unknown layer 'django'"),
-                          (["--duration", "0"], "whole seconds"),
-                          (["--baseline", "uvicorn/django"], "unknown baseline target 'uvicorn/django'")):
+    for args, message in (
+        (["--endpoints", "nope"], "unknown endpoint 'nope'"),
+        (["--concurrency", "a,b"], "comma-separated integers"),
+        (["--layers", "django"], "unknown layer 'django'"),
+        (["--duration", "0"], "whole seconds"),
+        (["--baseline", "uvicorn/django"], "unknown baseline target 'uvicorn/django'"),
+    ):
         result = CliRunner().invoke(cli, ["bench", *args])
         assert result.exit_code != 0 and message in result.output, result.output
 
@@ -168,12 +224,14 @@ def test_in_process_mistakes_are_one_line() -> None:
 
     # An unknown endpoint was a KeyError in every layer's subprocess, printed as "not
     # measured" with exit 0; the socket-only options were silently ignored.
-    for args, message in ((["--in-process", "--endpoints", "nope"], "unknown endpoint 'nope'"),
-                          (["--in-process", "--layers", "bare_asgi,django"], "unknown layer 'django'"),
-                          (["--in-process", "--experiment", "slow"], "takes no --experiment"),
-                          (["--in-process", "--servers", "uvicorn"], "takes no --servers"),
-                          (["--in-process", "--seconds", "0"], "--seconds must be positive"),
-                          (["--bridged"], "--bridged goes with --in-process")):
+    for args, message in (
+        (["--in-process", "--endpoints", "nope"], "unknown endpoint 'nope'"),
+        (["--in-process", "--layers", "bare_asgi,django"], "unknown layer 'django'"),
+        (["--in-process", "--experiment", "slow"], "takes no --experiment"),
+        (["--in-process", "--servers", "uvicorn"], "takes no --servers"),
+        (["--in-process", "--seconds", "0"], "--seconds must be positive"),
+        (["--bridged"], "--bridged goes with --in-process"),
+    ):
         result = CliRunner().invoke(cli, ["bench", *args])
         assert result.exit_code == 2 and message in result.output, result.output
         assert "Traceback" not in result.output and result.output.startswith("layercake: ")
@@ -190,8 +248,23 @@ def test_nothing_measured_is_exit_1_not_a_traceback(monkeypatch: pytest.MonkeyPa
     ghost = dataclasses.replace(registry.SERVERS["waitress"], requires=(registry.Requirement("no_such_xyz", "ghost"),))
     monkeypatch.setitem(registry.SERVERS, "waitress", ghost)
     for floor in ("--no-floor", "--floor"):
-        result = CliRunner().invoke(cli, ["bench", "--layers", "bare_wsgi", "--servers", "waitress", floor,
-                                          "--endpoints", "plaintext,json", "--repeat", "1", "--duration", "1"])
+        result = CliRunner().invoke(
+            cli,
+            [
+                "bench",
+                "--layers",
+                "bare_wsgi",
+                "--servers",
+                "waitress",
+                floor,
+                "--endpoints",
+                "plaintext,json",
+                "--repeat",
+                "1",
+                "--duration",
+                "1",
+            ],
+        )
         assert result.exit_code == 1, result.output
         assert "did not start" in result.output and "no layer was measured" in result.output
 

@@ -9,28 +9,73 @@ from pathlib import Path
 from layercake.figures import figures_for, load_figures
 
 LADDER = {
-    "schema": "layercake.bench/1", "kind": "ladder", "measured_at": "2026-11-29T02:00:00Z",
+    "schema": "layercake.bench/1",
+    "kind": "ladder",
+    "measured_at": "2026-11-29T02:00:00Z",
     "environment": {"cpus": 2},
     "results": [
-        {"target": "gunicorn/flask", "server": "gunicorn", "layer": "flask", "interface": "wsgi", "kind": "layer",
-         "endpoint": "plaintext", "concurrency": 64, "rps": {"median": 3900.0, "min": 3800.0, "max": 4000.0},
-         "errors": 0},
-        {"target": "gunicorn/flask", "server": "gunicorn", "layer": "flask", "interface": "wsgi", "kind": "layer",
-         "endpoint": "plaintext", "concurrency": 16, "rps": {"median": 3500.0, "min": 3400.0, "max": 3600.0},
-         "errors": 0},
-        {"target": "floor", "server": "floor", "layer": None, "interface": None, "kind": "floor",
-         "endpoint": "plaintext", "concurrency": 64, "rps": {"median": 120000.0}, "errors": 0},
+        {
+            "target": "gunicorn/flask",
+            "server": "gunicorn",
+            "layer": "flask",
+            "interface": "wsgi",
+            "kind": "layer",
+            "endpoint": "plaintext",
+            "concurrency": 64,
+            "rps": {"median": 3900.0, "min": 3800.0, "max": 4000.0},
+            "errors": 0,
+        },
+        {
+            "target": "gunicorn/flask",
+            "server": "gunicorn",
+            "layer": "flask",
+            "interface": "wsgi",
+            "kind": "layer",
+            "endpoint": "plaintext",
+            "concurrency": 16,
+            "rps": {"median": 3500.0, "min": 3400.0, "max": 3600.0},
+            "errors": 0,
+        },
+        {
+            "target": "floor",
+            "server": "floor",
+            "layer": None,
+            "interface": None,
+            "kind": "floor",
+            "endpoint": "plaintext",
+            "concurrency": 64,
+            "rps": {"median": 120000.0},
+            "errors": 0,
+        },
     ],
 }
 IN_PROCESS = {
-    "schema": "layercake.bench/1", "kind": "in_process", "measured_at": "2026-11-29T01:00:00Z",
+    "schema": "layercake.bench/1",
+    "kind": "in_process",
+    "measured_at": "2026-11-29T01:00:00Z",
     "results": [
-        {"layer": "flask", "endpoint": "plaintext", "status": 200, "us_per_request": {"median": 40.0},
-         "counters": {"calls": 170, "lines": 500, "by_package": {"layer": {"calls": 3, "lines": 4}}}},
-        {"layer": "flask", "endpoint": "json", "status": 200, "us_per_request": {"median": 43.0, "min": 41.0},
-         "counters": {"calls": 183, "lines": 543,
-                      "by_package": {"layer": {"calls": 4, "lines": 4}, "driver": {"calls": 4, "lines": 17},
-                                     "werkzeug": {"calls": 102, "lines": 297}}}},
+        {
+            "layer": "flask",
+            "endpoint": "plaintext",
+            "status": 200,
+            "us_per_request": {"median": 40.0},
+            "counters": {"calls": 170, "lines": 500, "by_package": {"layer": {"calls": 3, "lines": 4}}},
+        },
+        {
+            "layer": "flask",
+            "endpoint": "json",
+            "status": 200,
+            "us_per_request": {"median": 43.0, "min": 41.0},
+            "counters": {
+                "calls": 183,
+                "lines": 543,
+                "by_package": {
+                    "layer": {"calls": 4, "lines": 4},
+                    "driver": {"calls": 4, "lines": 17},
+                    "werkzeug": {"calls": 102, "lines": 297},
+                },
+            },
+        },
     ],
 }
 
@@ -84,16 +129,27 @@ def test_no_measuring_when_told_not_to(tmp_path: Path):
 
 def test_reads_the_scratch_servers_comparison_apart_from_the_ladder(tmp_path: Path):
     # servers/bench_scratch.py's document: req/s per round for each server on its bare layer.
-    doc = {"environment": {"cpus": 2}, "args": {"rounds": 3, "connections": 64},
-           "rps": {"scratch-asgi": [16000.0, 16400.0, 16200.0], "uvicorn-h11": [12000.0, 12400.0, 12300.0],
-                   "scratch-wsgi": [14000.0, 13000.0, 14100.0]},
-           "errors": {"scratch-asgi": 0, "uvicorn-h11": 0, "scratch-wsgi": 1}}
+    doc = {
+        "environment": {"cpus": 2},
+        "args": {"rounds": 3, "connections": 64},
+        "rps": {
+            "scratch-asgi": [16000.0, 16400.0, 16200.0],
+            "uvicorn-h11": [12000.0, 12400.0, 12300.0],
+            "scratch-wsgi": [14000.0, 13000.0, 14100.0],
+        },
+        "errors": {"scratch-asgi": 0, "uvicorn-h11": 0, "scratch-wsgi": 1},
+    }
     (tmp_path / "scratch-servers.json").write_text(json.dumps(doc))
     figures = load_figures(tmp_path)
     assert figures.throughput == [] and figures.rps("bare_asgi") is None  # not the ladder
     (best,) = figures.server_rps("scratch-asgi")
     assert (best.layer, best.endpoint, best.concurrency, best.rps, best.rps_min) == (
-        "bare_asgi", "plaintext", 64, 16200.0, 16000.0)
+        "bare_asgi",
+        "plaintext",
+        64,
+        16200.0,
+        16000.0,
+    )
     assert figures.server_rps("scratch-wsgi")[0].errors == 1
     assert {t.server for t in figures.servers} == {"scratch-asgi", "uvicorn-h11", "scratch-wsgi"}
     assert best.measured_at and best.measured_at.startswith(("committed", "file dated"))

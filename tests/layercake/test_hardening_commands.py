@@ -19,8 +19,15 @@ from layercake.corpus import CorpusError, decode_raw, load_corpus, parse_case, s
 from layercake.probe import ResponseError, parse_response, probe_servers
 from layercake.soak import process_fds, process_rss, soak
 
-SOME = ["valid/get", "valid/post-chunked", "smuggling/cl-te", "reqline/http2-version", "limits/too-many-fields",
-        "pipelining/head-then-get", "host/missing"]
+SOME = [
+    "valid/get",
+    "valid/post-chunked",
+    "smuggling/cl-te",
+    "reqline/http2-version",
+    "limits/too-many-fields",
+    "pipelining/head-then-get",
+    "host/missing",
+]
 
 
 # --- the corpus format -----------------------------------------------------------------
@@ -38,16 +45,25 @@ def test_decode_raw_refuses_what_it_cannot_read(raw: str) -> None:
 
 
 def test_parse_case_reads_every_key() -> None:
-    case = parse_case("description: d\nrule: RFC 9112 §3\nexpect: 200 400|505\nclose: any\nmethods: HEAD GET\n\n"
-                      "HEAD / HTTP/1.1\\r\\n\n\\r\\n\n", "pipelining.example.http")
+    case = parse_case(
+        "description: d\nrule: RFC 9112 §3\nexpect: 200 400|505\nclose: any\nmethods: HEAD GET\n\n"
+        "HEAD / HTTP/1.1\\r\\n\n\\r\\n\n",
+        "pipelining.example.http",
+    )
     assert case.id == "pipelining/example" and case.category == "pipelining"
     assert case.expect == (frozenset({200}), frozenset({400, 505})) and case.expect_text() == "200 400|505"
     assert case.close is None and case.is_head(0) and not case.is_head(1)
     assert case.raw == b"HEAD / HTTP/1.1\r\n\r\n"
 
 
-@pytest.mark.parametrize("text", ["rule: r\nexpect: 200\nclose: yes\n\nGET", "description: d\nrule: r\nexpect: x\n"
-                                  "close: yes\n\nGET", "description: d\nrule: r\nexpect: 200\nclose: maybe\n\nGET"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rule: r\nexpect: 200\nclose: yes\n\nGET",
+        "description: d\nrule: r\nexpect: x\nclose: yes\n\nGET",
+        "description: d\nrule: r\nexpect: 200\nclose: maybe\n\nGET",
+    ],
+)
 def test_parse_case_refuses_malformed_files(text: str) -> None:
     with pytest.raises(CorpusError):
         parse_case(text, "valid.x.http")
@@ -63,8 +79,9 @@ def test_shipped_corpus_loads_and_selects() -> None:
 
 
 def test_parse_response_framings() -> None:
-    assert parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiNEXT")[1] == len(b"HTTP/1.1 200 OK\r\n"
-                                                                                      b"Content-Length: 2\r\n\r\nhi")
+    assert parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiNEXT")[1] == len(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    )
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n1;x\r\n!\r\n0\r\n\r\n"
     response, used = parse_response(chunked + b"NEXT")
     assert response.body == b"hi!" and used == len(chunked)
@@ -90,8 +107,9 @@ def test_proc_measurements_of_this_process() -> None:
 
 def test_probe_scratch_servers_pass_every_split() -> None:
     cases = select(load_corpus(), SOME)
-    probes = probe_servers(["scratch-wsgi", "scratch-asgi"], cases, splits=("whole", "bytes", "random"),
-                           timeout=10.0, close_wait=5.0)
+    probes = probe_servers(
+        ["scratch-wsgi", "scratch-asgi"], cases, splits=("whole", "bytes", "random"), timeout=10.0, close_wait=5.0
+    )
     for probe in probes:
         assert not probe.skipped, probe.skipped
         assert probe.layer == {"scratch-wsgi": "bare_wsgi", "scratch-asgi": "bare_asgi"}[probe.server]
@@ -111,8 +129,23 @@ def test_probe_reports_a_lenient_server() -> None:
 
 def test_probe_command_grid_and_json(tmp_path: Path) -> None:
     out, markdown = tmp_path / "probe.json", tmp_path / "probe.md"
-    result = CliRunner().invoke(cli, ["probe", "scratch-wsgi", "--servers", "scratch-asgi", "--case", "valid/get",
-                                      "--case", "smuggling/cl-te", "--json", str(out), "--markdown", str(markdown)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "probe",
+            "scratch-wsgi",
+            "--servers",
+            "scratch-asgi",
+            "--case",
+            "valid/get",
+            "--case",
+            "smuggling/cl-te",
+            "--json",
+            str(out),
+            "--markdown",
+            str(markdown),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "scratch-wsgi" in result.output and "scratch-asgi" in result.output and "2/2" in result.output
     data = json.loads(out.read_text())
@@ -130,8 +163,15 @@ def test_probe_command_refuses_unknown_names() -> None:
     assert result.exit_code == 2 and "no corpus case" in result.output
 
 
-@pytest.mark.parametrize("args", [["scratch-wsgi", "--servers", "no-such-server"], ["scratch-wsgi", "--layer", "nope"],
-                                  ["scratch-wsgi", "--timeout", "0"], ["scratch-wsgi", "--timeout", "-1"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scratch-wsgi", "--servers", "no-such-server"],
+        ["scratch-wsgi", "--layer", "nope"],
+        ["scratch-wsgi", "--timeout", "0"],
+        ["scratch-wsgi", "--timeout", "-1"],
+    ],
+)
 def test_probe_command_refuses_mistakes_before_starting_a_server(args: list[str]) -> None:
     # Each of these once started a server first: the second name failed after the first
     # was probed, a wrong --layer showed up as "skipped" with exit 0, --timeout -1 was a
@@ -146,8 +186,11 @@ def test_probe_command_fails_when_no_server_could_be_probed(monkeypatch: pytest.
     from layercake.commands import hardening
     from layercake.probe import ServerProbe
 
-    monkeypatch.setattr(hardening, "probe_servers", lambda names, *args: [
-        ServerProbe(name, "bare_wsgi", skipped="server needs a package") for name in names])
+    monkeypatch.setattr(
+        hardening,
+        "probe_servers",
+        lambda names, *args: [ServerProbe(name, "bare_wsgi", skipped="server needs a package") for name in names],
+    )
     result = CliRunner().invoke(cli, ["probe", "waitress", "--case", "valid/get"])
     assert result.exit_code == 1, result.output
     assert "waitress: skipped" in result.output and "no server could be probed" in result.output
@@ -163,7 +206,8 @@ def test_two_second_soak(layer: str, server: str) -> None:
     timeline = report.timeline(4)
     assert len(timeline) == 4 and timeline[0] is report.samples[0] and timeline[-1] is report.samples[-1]
     assert {"GET /plaintext 200", "POST /echo 200", "GET /items/abc 422", "GET /no/such/path 404"} <= set(
-        report.statuses)
+        report.statuses
+    )
 
 
 def test_soak_command(tmp_path: Path) -> None:

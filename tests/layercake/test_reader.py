@@ -57,8 +57,7 @@ def test_wide_terminal_sets_prose_beside_code():
     # Prose on the left of the very line that shows the code it explains.
     row = next(line for line in text.splitlines() if "def plaintext(" in line)
     assert row.split("def plaintext(")[0].split()[0] == "Handlers"
-    assert any("Answer Hello, World! as text/plain." in line and "start_response" in line
-               for line in text.splitlines())
+    assert any("Answer Hello, World! as text/plain." in line and "start_response" in line for line in text.splitlines())
 
 
 def test_narrow_terminal_puts_prose_above_code():
@@ -84,10 +83,31 @@ def test_header_counts_lines_and_says_when_nothing_is_measured():
 def test_header_quotes_measured_figures_with_their_origin():
     if not LAYERS["bare_wsgi"].source.exists():
         pytest.skip("layers/bare_wsgi/app.py is not written yet")
-    figures = Figures(costs={"bare_wsgi": Cost("bare_wsgi", "json", 12.5, 321, 87, {"layer": {"calls": 20}},
-                                               "2026-11-29T01:00:00Z", "docs/bench/x.json")},
-                      throughput=[Throughput("bare_wsgi", "gunicorn-gthread", "json", 64, 3456.0,
-                                             measured_at="2026-11-29T02:00:00Z", origin="docs/bench/y.json")])
+    figures = Figures(
+        costs={
+            "bare_wsgi": Cost(
+                "bare_wsgi",
+                "json",
+                12.5,
+                321,
+                87,
+                {"layer": {"calls": 20}},
+                "2026-11-29T01:00:00Z",
+                "docs/bench/x.json",
+            )
+        },
+        throughput=[
+            Throughput(
+                "bare_wsgi",
+                "gunicorn-gthread",
+                "json",
+                64,
+                3456.0,
+                measured_at="2026-11-29T02:00:00Z",
+                origin="docs/bench/y.json",
+            )
+        ],
+    )
     console = record(120)
     render_target(console, resolve("bare_wsgi"), figures=figures)
     text = console.export_text()
@@ -98,8 +118,9 @@ def test_header_quotes_measured_figures_with_their_origin():
 
 def test_diff_aligns_blocks_by_handler():
     console = record(160)
-    render_diff(console, resolve(str(FIXTURES / "layer_a.py")), resolve(str(FIXTURES / "layer_b.py")),
-                figures=Figures())
+    render_diff(
+        console, resolve(str(FIXTURES / "layer_a.py")), resolve(str(FIXTURES / "layer_b.py")), figures=Figures()
+    )
     text = console.export_text()
     row = next(line for line in text.splitlines() if "def get_item(environ" in line)
     assert "def get_item(self, item_id)" in row  # the two get_items side by side on one line

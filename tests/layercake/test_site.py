@@ -130,10 +130,22 @@ def test_unmeasured_figures_are_said_plainly(tmp_path: Path):
 def test_measured_figures_are_quoted_with_their_origin(tmp_path: Path):
     figures = Figures(
         costs={"bare_wsgi": Cost("bare_wsgi", "json", 7.25, 4321, 99, {}, "2026-11-29 01:00 UTC", "docs/bench/a.json")},
-        throughput=[Throughput("bare_wsgi", "gunicorn", "plaintext", 64, 6789.0, measured_at="2026-11-29 01:05 UTC",
-                               origin="docs/bench/b.json")],
-        origin="docs/bench/a.json", measured_at="2026-11-29 01:00 UTC", ladder_origin="docs/bench/b.json",
-        ladder_measured_at="2026-11-29 01:05 UTC")
+        throughput=[
+            Throughput(
+                "bare_wsgi",
+                "gunicorn",
+                "plaintext",
+                64,
+                6789.0,
+                measured_at="2026-11-29 01:05 UTC",
+                origin="docs/bench/b.json",
+            )
+        ],
+        origin="docs/bench/a.json",
+        measured_at="2026-11-29 01:00 UTC",
+        ladder_origin="docs/bench/b.json",
+        ladder_measured_at="2026-11-29 01:05 UTC",
+    )
     build_site(tmp_path, figures=figures, traces=False)
     html = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert "4,321" in html and "7.2" in html and "6,789" in html
@@ -153,7 +165,9 @@ def _site(tmp_path: Path) -> Site:
 def test_bench_page_shows_the_report_and_its_charts(tmp_path: Path):
     bench = tmp_path / "bench-results"
     bench.mkdir()
-    (bench / "ladder.md").write_text("# Ladder\n\n| layer | req/s |\n|---|---|\n| flask | 1 |\n\n![ladder](ladder.png)\n")
+    (bench / "ladder.md").write_text(
+        "# Ladder\n\n| layer | req/s |\n|---|---|\n| flask | 1 |\n\n![ladder](ladder.png)\n"
+    )
     (bench / "ladder.png").write_bytes(b"\x89PNG fake")
     (bench / "latency.png").write_bytes(b"\x89PNG fake")
     site = _site(tmp_path / "out")
@@ -170,10 +184,12 @@ def test_relink_points_project_links_at_site_pages(tmp_path: Path):
     from layercake.site.build import relink
 
     doc = PROJECT / "layers" / "flask" / "README.md"
-    html = ('<p><a href="app.py#create_item">app</a> <a href="../../CONTRACT.md">contract</a> '
-            '<a href="../../pyproject.toml">pyproject</a> <a href="../werkzeug/README.md">below</a> '
-            '<a href="https://peps.python.org/pep-3333/">PEP 3333</a> <a href="#here">here</a>'
-            '<img alt="shot" src="../../docs/screenshots/site-index.png"></p>')
+    html = (
+        '<p><a href="app.py#create_item">app</a> <a href="../../CONTRACT.md">contract</a> '
+        '<a href="../../pyproject.toml">pyproject</a> <a href="../werkzeug/README.md">below</a> '
+        '<a href="https://peps.python.org/pep-3333/">PEP 3333</a> <a href="#here">here</a>'
+        '<img alt="shot" src="../../docs/screenshots/site-index.png"></p>'
+    )
     out = relink(html, doc, "source/layers/flask/app.py.html", PROJECT, tmp_path)
     assert '<a href="../../../source/layers/flask/app.py.html#create_item">app</a>' in out
     assert '<a href="../../../docs/CONTRACT.html">contract</a>' in out
@@ -196,8 +212,12 @@ def test_project_documents_have_pages(site: tuple[Path, BuildReport]):
 
 
 def test_grid_table_from_records():
-    html = grid_table([{"layer": "flask", "server": "uvicorn", "result": "pass"},
-                       {"layer": "flask", "server": "waitress", "result": "fail: 3 cases"}])
+    html = grid_table(
+        [
+            {"layer": "flask", "server": "uvicorn", "result": "pass"},
+            {"layer": "flask", "server": "waitress", "result": "fail: 3 cases"},
+        ]
+    )
     assert html.count("<tr>") == 3 and 'class="ok"' in html and 'class="fail"' in html
 
 
@@ -233,7 +253,11 @@ def test_trace_pages_come_from_the_recorder(tmp_path: Path):
     written = [la.name for la in LAYERS.values() if la.source.exists()]
     assert {c[0] for c in calls} == set(written)
     assert ("GET", "/json") in {(m, p) for _, m, p in calls} and ("POST", "/items") in {(m, p) for _, m, p in calls}
-    linked = [t for t in local_targets(tmp_path, tmp_path / "traces" / "index.html") if t.parent.name == "traces" and t.name != "index.html"]
+    linked = [
+        t
+        for t in local_targets(tmp_path, tmp_path / "traces" / "index.html")
+        if t.parent.name == "traces" and t.name != "index.html"
+    ]
     assert len(linked) == len(calls) and all(t.exists() for t in linked)
 
 
@@ -256,8 +280,11 @@ def call(app, path: str, method: str = "GET") -> tuple[str, dict[str, str], byte
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> None:
         got["status"], got["headers"] = status, dict(headers)
 
-    body = b"".join(app({"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "wsgi.input": io.BytesIO()},
-                        start_response))
+    body = b"".join(
+        app(
+            {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "wsgi.input": io.BytesIO()}, start_response
+        )
+    )
     return got["status"], got["headers"], body  # type: ignore[return-value]
 
 

@@ -143,8 +143,9 @@ def test_banner_headings_and_indented_subheadings():
     assert src.comment_lines == 4 and src.lines == len(text.splitlines())
 
 
-RUNGS = [pytest.param(layer.below, layer.name, id=f"{layer.below}-{layer.name}")
-         for layer in LAYERS.values() if layer.below]
+RUNGS = [
+    pytest.param(layer.below, layer.name, id=f"{layer.below}-{layer.name}") for layer in LAYERS.values() if layer.below
+]
 
 
 @pytest.mark.parametrize(("below", "above"), RUNGS)
@@ -154,8 +155,20 @@ def test_each_rung_aligns_with_the_one_below_handler_by_handler(below: str, abov
         pytest.skip("a layer of this pair is not written yet")
     pairs = align(blocks(parse(paths[0])), blocks(parse(paths[1])))
     both = [x.key for x, y in pairs if x is not None and y is not None]
-    for handler in ("plaintext", "json_hello", "get_item", "list_items", "create_item", "stream", "echo",
-                    "headers", "inspect_request", "slow", "error", "health"):
+    for handler in (
+        "plaintext",
+        "json_hello",
+        "get_item",
+        "list_items",
+        "create_item",
+        "stream",
+        "echo",
+        "headers",
+        "inspect_request",
+        "slow",
+        "error",
+        "health",
+    ):
         assert handler in both, f"{handler} is not aligned between {below} and {above}"
 
 

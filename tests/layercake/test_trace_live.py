@@ -47,9 +47,13 @@ def test_fastapi_get_item_trace_has_every_step_in_order(server: str) -> None:
         assert events[0]["op"] == "HeadReader.feed" and events[0]["event"].startswith("head complete")
     # one clock: parser, interface and call tree interleave in the order the request took
     steps = [(row["source"], row.get("event") or row.get("call")) for row in t.timeline()]
-    expected = [("parser", "Request"), ("interface", "app(scope, receive, send)"),
-                ("call tree", "first call into fastapi"), ("call tree", "first call into layer"),
-                ("interface", "send()")]
+    expected = [
+        ("parser", "Request"),
+        ("interface", "app(scope, receive, send)"),
+        ("call tree", "first call into fastapi"),
+        ("call tree", "first call into layer"),
+        ("interface", "send()"),
+    ]
     assert [steps.index(step) for step in expected] == sorted(steps.index(step) for step in expected)
     # the path from the server to the handler is shown however small --depth is
     console = Console(record=True, width=300)
@@ -92,9 +96,17 @@ def test_lifespan_startup_precedes_the_first_request_and_shutdown_comes_at_exit(
     record = lifespan("starlette", "uvicorn")
     kinds = record.kinds()
     assert record.started
-    order = [kinds.index(k) for k in ("app loaded", "receive() lifespan.startup", "send() lifespan.startup.complete",
-                                      "request GET /health", "receive() lifespan.shutdown",
-                                      "send() lifespan.shutdown.complete")]
+    order = [
+        kinds.index(k)
+        for k in (
+            "app loaded",
+            "receive() lifespan.startup",
+            "send() lifespan.startup.complete",
+            "request GET /health",
+            "receive() lifespan.shutdown",
+            "send() lifespan.shutdown.complete",
+        )
+    ]
     assert order == sorted(order)
     assert record.probe is not None and '"startup_complete":true' in record.probe["body"]
 
@@ -110,8 +122,9 @@ def test_lifespan_startup_failure_stops_the_server() -> None:
 def test_every_layer_traces_on_its_scratch_server(layer: str, tmp_path: Path) -> None:
     out = tmp_path / "trace.json"
     page = tmp_path / "trace.html"
-    result = CliRunner().invoke(cli, ["trace", layer, "GET", "/json", "--json", str(out), "--html", str(page),
-                                      "--depth", "4"])
+    result = CliRunner().invoke(
+        cli, ["trace", layer, "GET", "/json", "--json", str(out), "--html", str(page), "--depth", "4"]
+    )
     assert result.exit_code == 0, result.output
     assert "6. response bytes" in result.output
     assert '"status": 200' in out.read_text() or '"status":200' in out.read_text()
@@ -122,8 +135,15 @@ def test_every_layer_traces_on_its_scratch_server(layer: str, tmp_path: Path) ->
 def test_no_profile_keeps_the_conversation_and_drops_the_call_tree() -> None:
     t = trace("bare_wsgi", "wsgiref", "GET", "/stream?n=3", profile=False)
     assert "call tree" not in t.steps
-    assert t.calls() == ["app(environ, start_response)", "start_response", "iterable chunk", "iterable chunk",
-                         "iterable chunk", "iterable exhausted", "close()"]
+    assert t.calls() == [
+        "app(environ, start_response)",
+        "start_response",
+        "iterable chunk",
+        "iterable chunk",
+        "iterable chunk",
+        "iterable exhausted",
+        "close()",
+    ]
     assert t.parser["observed"] == "http.server"
     assert t.response["body"] == "chunk 0\nchunk 1\nchunk 2\n" and t.response["framing"] == "close-delimited"
 
@@ -143,8 +163,14 @@ def test_websocket_trace_shows_the_handshake_then_wsproto_frames() -> None:
     t = trace("bare_asgi", "scratch-asgi", "GET", "/ws", websocket="hello")
     assert t.response["status"] == 101
     assert [f["event"] for f in t.response["websocket"]] == ["AcceptConnection", "TextMessage", "CloseConnection"]
-    assert t.calls() == ["app(scope, receive, send)", "receive() websocket.connect", "send() websocket.accept",
-                         "receive() websocket.receive", "send() websocket.send", "receive() websocket.disconnect"]
+    assert t.calls() == [
+        "app(scope, receive, send)",
+        "receive() websocket.connect",
+        "send() websocket.accept",
+        "receive() websocket.receive",
+        "send() websocket.send",
+        "receive() websocket.disconnect",
+    ]
     ops = [e["op"] for e in t.parser["events"]]
     assert ops.index("next_event") < ops.index("ws.receive_data")  # h11 for the handshake, then wsproto
     assert t.parser["observed"].startswith("head reader + h11") and t.parser["observed"].endswith("wsproto")
@@ -182,8 +208,9 @@ def test_wsgiref_hands_the_same_request_to_the_app() -> None:
 
 def test_cli_scope_diff_and_lifespan_write_json(tmp_path: Path) -> None:
     out = tmp_path / "diff.json"
-    result = CliRunner().invoke(cli, ["scope-diff", "bare_asgi", "/inspect", "--servers", "scratch-asgi,uvicorn",
-                                      "--json", str(out)])
+    result = CliRunner().invoke(
+        cli, ["scope-diff", "bare_asgi", "/inspect", "--servers", "scratch-asgi,uvicorn", "--json", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "keys differ" in result.output
     assert json.loads(out.read_text())["servers"] == ["scratch-asgi", "uvicorn"]
@@ -218,8 +245,13 @@ def test_cli_refuses_a_path_no_request_target_can_carry(path: str) -> None:
     assert result.output.startswith("layercake: the path ") and "percent-encode" in result.output
 
 
-@pytest.mark.parametrize("args", [["scope-diff", "bare_asgi", "/inspect", "--servers", "uvicorn,uvicorn"],
-                                  ["trace", "bare_asgi", "--warmup", "-1", "/json"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scope-diff", "bare_asgi", "/inspect", "--servers", "uvicorn,uvicorn"],
+        ["trace", "bare_asgi", "--warmup", "-1", "/json"],
+    ],
+)
 def test_cli_refuses_a_repeated_server_and_a_negative_warmup(args: list[str]) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
@@ -227,9 +259,15 @@ def test_cli_refuses_a_repeated_server_and_a_negative_warmup(args: list[str]) ->
 
 # The whole promise: the three commands for every layer on a scratch server and a third-party
 # server per interface (bridged where the interface differs).  ~40 server starts: -m full.
-_MATRIX = [(layer, server) for layer in LAYERS
-           for server in (["scratch-wsgi", "waitress", "uvicorn"] if LAYERS[layer].interface == "wsgi"
-                          else ["scratch-asgi", "uvicorn", "gunicorn-sync"])]
+_MATRIX = [
+    (layer, server)
+    for layer in LAYERS
+    for server in (
+        ["scratch-wsgi", "waitress", "uvicorn"]
+        if LAYERS[layer].interface == "wsgi"
+        else ["scratch-asgi", "uvicorn", "gunicorn-sync"]
+    )
+]
 
 
 @pytest.mark.full

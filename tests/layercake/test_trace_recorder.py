@@ -26,20 +26,24 @@ def new_threads_profiled() -> Any:
     threading.setprofile(None)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("path", "package"), [
-    (REPO / "servers/scratch_asgi.py", "server"),
-    (REPO / "servers/core/http.py", "server"),
-    (REPO / "servers/bridges.py", "bridge"),
-    (REPO / "layers/fastapi/app.py", "layer"),
-    (REPO / "layers/shared/store.py", "layer"),
-    (REPO / "layers/__init__.py", "other"),  # the registry is not any layer's code
-    (REPO / "layercake/trace/recorder.py", "trace"),
-    (STDLIB / "json/encoder.py", "stdlib"),
-    (STDLIB / "wsgiref/simple_server.py", "server"),
-    (STDLIB / "http/server.py", "server"),
-    ("<frozen importlib._bootstrap>", "stdlib"),
-    ("<string>", "other"),
-], ids=lambda v: str(v).rsplit("/", 2)[-1] if isinstance(v, Path) else str(v))
+@pytest.mark.parametrize(
+    ("path", "package"),
+    [
+        (REPO / "servers/scratch_asgi.py", "server"),
+        (REPO / "servers/core/http.py", "server"),
+        (REPO / "servers/bridges.py", "bridge"),
+        (REPO / "layers/fastapi/app.py", "layer"),
+        (REPO / "layers/shared/store.py", "layer"),
+        (REPO / "layers/__init__.py", "other"),  # the registry is not any layer's code
+        (REPO / "layercake/trace/recorder.py", "trace"),
+        (STDLIB / "json/encoder.py", "stdlib"),
+        (STDLIB / "wsgiref/simple_server.py", "server"),
+        (STDLIB / "http/server.py", "server"),
+        ("<frozen importlib._bootstrap>", "stdlib"),
+        ("<string>", "other"),
+    ],
+    ids=lambda v: str(v).rsplit("/", 2)[-1] if isinstance(v, Path) else str(v),
+)
 def test_files_are_classified_by_the_table(path: Path | str, package: str) -> None:
     assert packages.classify_file(str(path)) == package
 
@@ -51,8 +55,13 @@ def test_site_packages_are_classified_by_their_top_level_name() -> None:
     import pydantic
     import starlette
 
-    for module, package in ((fastapi, "fastapi"), (starlette, "starlette"), (pydantic, "pydantic"),
-                            (h11, "h11"), (a2wsgi, "bridge")):
+    for module, package in (
+        (fastapi, "fastapi"),
+        (starlette, "starlette"),
+        (pydantic, "pydantic"),
+        (h11, "h11"),
+        (a2wsgi, "bridge"),
+    ):
         assert packages.classify_file(module.__file__) == package
     assert packages.classify_module("pydantic_core._pydantic_core") == "pydantic"
     assert packages.classify_module("_socket") == "stdlib"
@@ -133,10 +142,22 @@ def test_hidden_functions_leave_no_trace_in_the_tree() -> None:
 
 
 def _environ(body: bytes = b"") -> dict[str, Any]:
-    return {"REQUEST_METHOD": "POST", "PATH_INFO": "/", "QUERY_STRING": "", "SERVER_NAME": "x", "SERVER_PORT": "80",
-            "SERVER_PROTOCOL": "HTTP/1.1", "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
-            "wsgi.errors": io.StringIO(), "wsgi.url_scheme": "http", "wsgi.version": (1, 0),
-            "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False}
+    return {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "x",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
 
 
 def _wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -159,8 +180,14 @@ def test_recording_wsgi_changes_nothing_the_server_or_app_can_see() -> None:
     assert statuses == ["200 OK"]
     [record] = records
     calls = [e["call"] for e in record["conversation"]]
-    assert calls == ["app(environ, start_response)", "wsgi.input.read", "start_response", "iterable chunk",
-                     "iterable exhausted", "close()"]
+    assert calls == [
+        "app(environ, start_response)",
+        "wsgi.input.read",
+        "start_response",
+        "iterable chunk",
+        "iterable exhausted",
+        "close()",
+    ]
     assert record["environ"]["REQUEST_METHOD"] == "POST"
 
 
@@ -185,17 +212,35 @@ def test_recording_asgi_records_the_conversation_in_order() -> None:
     assert sent[1]["body"] == b"hi"
     [record] = records
     calls = [(e["call"], (e.get("message") or {}).get("type")) for e in record["conversation"]]
-    assert calls == [("app(scope, receive, send)", None), ("receive()", "http.request"),
-                     ("send()", "http.response.start"), ("send()", "http.response.body")]
+    assert calls == [
+        ("app(scope, receive, send)", None),
+        ("receive()", "http.request"),
+        ("send()", "http.response.start"),
+        ("send()", "http.response.body"),
+    ]
     assert record["scope"]["raw_path"] == "/"  # bytes made JSON-safe (latin-1)
     assert record["profile"]["threads"]
 
 
 def test_trace_round_trips_through_json() -> None:
-    trace = Trace(layer="bare_asgi", interface="asgi", server="uvicorn", server_interface="asgi", bridge=None,
-                  native_command="uvicorn x:app", method="GET", path="/", request_bytes=b"GET / HTTP/1.1\r\n\r\n",
-                  response_bytes=bytes(range(256)), response={"status": 200}, parser={"events": []},
-                  environ=None, scope={"type": "http"}, conversation=[], profile={"threads": []})
+    trace = Trace(
+        layer="bare_asgi",
+        interface="asgi",
+        server="uvicorn",
+        server_interface="asgi",
+        bridge=None,
+        native_command="uvicorn x:app",
+        method="GET",
+        path="/",
+        request_bytes=b"GET / HTTP/1.1\r\n\r\n",
+        response_bytes=bytes(range(256)),
+        response={"status": 200},
+        parser={"events": []},
+        environ=None,
+        scope={"type": "http"},
+        conversation=[],
+        profile={"threads": []},
+    )
     again = Trace.from_dict(trace.to_dict())
     assert again == trace
     assert again.steps == ["request bytes", "environ/scope", "response bytes"]
@@ -220,8 +265,19 @@ def test_a_sync_endpoint_runs_in_anyio_worker_thread(new_threads_profiled: None)
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "GET", "path": "/", "raw_path": b"/", "root_path": "", "query_string": b"",
-             "headers": [], "scheme": "http", "server": ("t", 80), "client": ("c", 1), "http_version": "1.1"}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "scheme": "http",
+        "server": ("t", 80),
+        "client": ("c", 1),
+        "http_version": "1.1",
+    }
     asyncio.run(RecordingASGI(app, records.append)(scope, receive, send))
     assert sent[-1]["body"] == b"hi"
     trees = {tree["thread"]["name"]: tree for tree in records[0]["profile"]["threads"]}
@@ -231,10 +287,13 @@ def test_a_sync_endpoint_runs_in_anyio_worker_thread(new_threads_profiled: None)
     assert "anyio" in records[0]["profile"]["packages"]
 
 
-@pytest.mark.parametrize(("interface", "bridge", "says"), [
-    ("asgi", None, "the layer's own lifespan handling"),
-    ("wsgi", "wsgi->asgi", "WSGI has no lifespan, the wsgi->asgi bridge acknowledges it"),
-])
+@pytest.mark.parametrize(
+    ("interface", "bridge", "says"),
+    [
+        ("asgi", None, "the layer's own lifespan handling"),
+        ("wsgi", "wsgi->asgi", "WSGI has no lifespan, the wsgi->asgi bridge acknowledges it"),
+    ],
+)
 def test_lifespan_header_says_who_answered(interface: str, bridge: str | None, says: str) -> None:
     from rich.console import Console
 

@@ -52,9 +52,18 @@ def _module(layer: Layer) -> ModuleType:
 def _http_scope(method: str, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
     """An HTTP scope as a server builds it (ASGI HTTP spec), with no lifespan ``state``."""
     return {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-        "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "headers": headers or [], "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers or [],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
     }
 
 
@@ -100,8 +109,9 @@ def test_without_lifespan_the_first_request_opens_the_store(asgi_layer: Layer, o
     try:
         assert opened == [], "nothing may be opened before a request when no lifespan runs"
         assert driver.request("GET", "/health").json() == {"status": "ok", "startup_complete": False, "items": 100}
-        created = driver.request("POST", "/items", headers=[("content-type", "application/json")],
-                                 body=b'{"name": "lazy", "price": 2.5}')
+        created = driver.request(
+            "POST", "/items", headers=[("content-type", "application/json")], body=b'{"name": "lazy", "price": 2.5}'
+        )
         assert created.status == 201
         assert driver.request("GET", f"/items/{created.json()['id']}").json()["name"] == "lazy"
         assert len(opened) == 1, "later requests must reuse the lazily opened store"
@@ -149,7 +159,9 @@ def _serve(layer: Layer, *args: str) -> Iterator[str]:
     """Run ``layer`` on uvicorn on a free loopback port; yield its URL; always stop it."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", layer.target, "--host", "127.0.0.1", "--port", "0", "--no-access-log", *args],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stderr is not None
@@ -254,8 +266,13 @@ async def test_plain_streaming_response_would_lose_echo_bytes(name: str, monkeyp
 def test_chunked_item_over_1_mib_is_refused_while_reading(asgi_layer: Layer) -> None:
     driver = ASGIDriver(asgi_layer.load())
     try:
-        r = driver.request("POST", "/items", headers=[("content-type", "application/json")],
-                           body=zeros(4 * MAX_ITEM_BODY), chunked=True)
+        r = driver.request(
+            "POST",
+            "/items",
+            headers=[("content-type", "application/json")],
+            body=zeros(4 * MAX_ITEM_BODY),
+            chunked=True,
+        )
         assert r.status == 413
         assert r.json() == {"detail": "Content Too Large"}
         assert r.body_bytes_read is not None and r.body_bytes_read <= MAX_ITEM_BODY + 65536, "buffered past the limit"

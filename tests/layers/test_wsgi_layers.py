@@ -202,8 +202,9 @@ def flask_teardowns(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     funcs = module.app.teardown_appcontext_funcs
     assert module.release_store in funcs, "release_store is not registered with @app.teardown_appcontext"
-    monkeypatch.setattr(module.app, "teardown_appcontext_funcs",
-                        [spy if f is module.release_store else f for f in funcs])
+    monkeypatch.setattr(
+        module.app, "teardown_appcontext_funcs", [spy if f is module.release_store else f for f in funcs]
+    )
     return seen
 
 

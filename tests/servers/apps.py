@@ -54,6 +54,11 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         else:
             payload = json.dumps({"interface": "asgi", "path": scope["path"], "startup": _state["startup"]}).encode()
             ctype = b"application/json"
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", ctype), (b"content-length", str(len(payload)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", ctype), (b"content-length", str(len(payload)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})

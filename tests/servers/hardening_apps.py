@@ -69,8 +69,12 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
 
 def _wsgi_misbehave(what: str, environ: dict[str, Any], start_response: Any) -> Any:
     if what in ("header-crlf", "header-lf", "header-nul", "name-crlf"):
-        bad = {"header-crlf": ("X-Bad", "a\r\nInjected: yes"), "header-lf": ("X-Bad", "a\nInjected: yes"),
-               "header-nul": ("X-Bad", "a\x00b"), "name-crlf": ("X-Bad\r\nInjected", "yes")}[what]
+        bad = {
+            "header-crlf": ("X-Bad", "a\r\nInjected: yes"),
+            "header-lf": ("X-Bad", "a\nInjected: yes"),
+            "header-nul": ("X-Bad", "a\x00b"),
+            "name-crlf": ("X-Bad\r\nInjected", "yes"),
+        }[what]
         start_response("200 OK", [("Content-Length", "2"), bad])
         return [b"ok"]
     if what == "length-short":  # declares 100 bytes, sends 5
@@ -140,8 +144,12 @@ async def _answer(send: Any, status: int, body: bytes, headers: list[tuple[bytes
 
 async def _asgi_misbehave(what: str, scope: dict[str, Any], receive: Any, send: Any) -> None:
     if what in ("header-crlf", "header-lf", "header-nul", "name-crlf"):
-        bad = {"header-crlf": (b"x-bad", b"a\r\nInjected: yes"), "header-lf": (b"x-bad", b"a\nInjected: yes"),
-               "header-nul": (b"x-bad", b"a\x00b"), "name-crlf": (b"x-bad\r\ninjected", b"yes")}[what]
+        bad = {
+            "header-crlf": (b"x-bad", b"a\r\nInjected: yes"),
+            "header-lf": (b"x-bad", b"a\nInjected: yes"),
+            "header-nul": (b"x-bad", b"a\x00b"),
+            "name-crlf": (b"x-bad\r\ninjected", b"yes"),
+        }[what]
         try:
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2"), bad]})
             await send({"type": "http.response.body", "body": b"ok"})

@@ -53,7 +53,10 @@ def scratch(server: str, *flags: str, env: dict[str, str] | None = None) -> Iter
     module, app = SCRATCH[server]
     proc = subprocess.Popen(
         [sys.executable, "-m", module, app, "--port", "0", "--no-access-log", *flags],
-        cwd=ROOT, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )
     assert proc.stderr is not None

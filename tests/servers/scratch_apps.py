@@ -65,6 +65,7 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
         def body():  # type: ignore[no-untyped-def]
             yield b"first part"
             raise RuntimeError("secret detail")
+
         return body()
     if path == "/write":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
@@ -96,8 +97,13 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path = scope["path"]
 
     async def respond(body: bytes, status: int = 200) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     if path == "/echo":

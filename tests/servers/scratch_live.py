@@ -83,7 +83,7 @@ class Client:
         length = int(match.group(1)) if match else 0
         while len(self.buf) < end + length and self._more():
             pass
-        data, self.buf = self.buf[:end + length], self.buf[end + length:]
+        data, self.buf = self.buf[: end + length], self.buf[end + length :]
         return data
 
 
@@ -125,9 +125,15 @@ def server_process(module: str, target: str, *args: str, notes: Path | None = No
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if notes is not None:
         env["SCRATCH_TEST_NOTES"] = str(notes)
-    proc = subprocess.Popen([sys.executable, "-m", module, target, "--port", "0", *args], cwd=ROOT,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, target, "--port", "0", *args],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     url = ""
     seen = ""
     deadline = time.monotonic() + 30

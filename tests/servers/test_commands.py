@@ -42,8 +42,21 @@ def test_servers_fits_an_80_column_terminal() -> None:
 
 def test_grid_runs_a_pair_and_writes_json_and_markdown(tmp_path: Path) -> None:
     out_json, out_md = tmp_path / "grid.json", tmp_path / "grid.md"
-    result = CliRunner().invoke(cli, ["grid", "--layers", "bare_wsgi", "--servers", "wsgiref,gunicorn-gthread",
-                                      "--json", str(out_json), "--markdown", str(out_md)], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "grid",
+            "--layers",
+            "bare_wsgi",
+            "--servers",
+            "wsgiref,gunicorn-gthread",
+            "--json",
+            str(out_json),
+            "--markdown",
+            str(out_md),
+        ],
+        env={"COLUMNS": "200"},
+    )
     data = json.loads(out_json.read_text())
     cells = {c["server"]: c for c in data["cells"]}
     # wsgiref's gaps are all known, so the command succeeds while showing them

@@ -26,7 +26,7 @@ HEAD = b"GET /a%20b?x=1&y=%41 HTTP/1.1\r\nHost: example.com\r\nX-Thing: one\r\nX
 def feed(data: bytes, how: str, limits: Limits | None = None) -> list:
     """Feed ``data`` to a HeadReader whole or byte by byte; return every non-None result."""
     reader = HeadReader(limits or Limits())
-    pieces = [data] if how == "whole" else [data[i:i + 1] for i in range(len(data))]
+    pieces = [data] if how == "whole" else [data[i : i + 1] for i in range(len(data))]
     results = []
     for piece in pieces:
         result = reader.feed(piece)
@@ -39,6 +39,7 @@ def feed(data: bytes, how: str, limits: Limits | None = None) -> list:
 
 
 # --- imports ----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
 def test_core_imports_no_io(path: Path) -> None:
@@ -56,13 +57,17 @@ def test_core_imports_no_io(path: Path) -> None:
 def test_core_package_loads_without_io_modules() -> None:
     """Importing the whole core in a fresh interpreter pulls in none of the I/O modules (even indirectly)."""
     import subprocess
-    code = ("import sys; import servers.core.head, servers.core.http, servers.core.wsgi, servers.core.asgi, "
-            "servers.core.websocket; print(sorted({'selectors', 'asyncio', 'threading'} & set(sys.modules)))")
+
+    code = (
+        "import sys; import servers.core.head, servers.core.http, servers.core.wsgi, servers.core.asgi, "
+        "servers.core.websocket; print(sorted({'selectors', 'asyncio', 'threading'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 # --- the head reader --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("how", ["whole", "bytewise"])
 def test_head_reader_complete_head(how: str) -> None:
@@ -109,25 +114,31 @@ def test_head_reader_huge_head_is_431(how: str) -> None:
 
 
 def test_head_reader_bad_head_is_rejected_by_strict_checks() -> None:
-    result = HeadReader(Limits()).feed(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
-                                       b"Transfer-Encoding: chunked\r\n\r\n")
+    result = HeadReader(Limits()).feed(
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     assert isinstance(result, Rejection) and result.status == 400
 
 
 # --- request targets --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("target", "expected"), [
-    (b"/a/b?c=d", (b"/a/b", b"c=d")),
-    (b"/a", (b"/a", b"")),
-    (b"http://example.com/x?y", (b"/x", b"y")),
-    (b"http://example.com", (b"/", b"")),
-    (b"*", (b"*", b"")),
-])
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (b"/a/b?c=d", (b"/a/b", b"c=d")),
+        (b"/a", (b"/a", b"")),
+        (b"http://example.com/x?y", (b"/x", b"y")),
+        (b"http://example.com", (b"/", b"")),
+        (b"*", (b"*", b"")),
+    ],
+)
 def test_split_target(target: bytes, expected: tuple[bytes, bytes]) -> None:
     assert split_target(target) == expected
 
 
 # --- WSGI environ -----------------------------------------------------------------------------------------------
+
 
 def request(head: bytes = HEAD, body: bytes = b"") -> tuple[h11.Connection, h11.Request]:
     conn = new_cycle(Limits())
@@ -138,9 +149,11 @@ def request(head: bytes = HEAD, body: bytes = b"") -> tuple[h11.Connection, h11.
 
 
 def test_environ_pep3333_rules() -> None:
-    head = (b"POST /caf%C3%A9/%2Fx?q=%20 HTTP/1.1\r\nHost: example.com:8080\r\nContent-Type: text/plain\r\n"
-            b"Content-Length: 3\r\nX-Forwarded-For: a\r\nX_Forwarded_For: evil\r\nCookie: a=1\r\nCookie: b=2\r\n"
-            b"Accept: x\r\nAccept: y\r\n\r\n")
+    head = (
+        b"POST /caf%C3%A9/%2Fx?q=%20 HTTP/1.1\r\nHost: example.com:8080\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 3\r\nX-Forwarded-For: a\r\nX_Forwarded_For: evil\r\nCookie: a=1\r\nCookie: b=2\r\n"
+        b"Accept: x\r\nAccept: y\r\n\r\n"
+    )
     _, req = request(head, b"abc")
     env = build_environ(req, server=("127.0.0.1", 8000), client=("10.0.0.1", 5555), wsgi_input=io.BytesIO())
     # percent-decoded, then each byte one latin-1 code point (PEP 3333 "Unicode Issues")
@@ -179,6 +192,7 @@ def test_environ_script_name() -> None:
 
 # --- wsgi.input -------------------------------------------------------------------------------------------------
 
+
 def make_input(pieces: list[bytes]) -> WSGIInput:
     it = iter(pieces)
     return WSGIInput(lambda: next(it, b""))
@@ -187,7 +201,7 @@ def make_input(pieces: list[bytes]) -> WSGIInput:
 @pytest.mark.parametrize("split", ["whole", "bytewise"])
 def test_wsgi_input_reads(split: str) -> None:
     data = b"line one\nline two\nlast"
-    pieces = [data] if split == "whole" else [data[i:i + 1] for i in range(len(data))]
+    pieces = [data] if split == "whole" else [data[i : i + 1] for i in range(len(data))]
     assert make_input(pieces).read() == data
     stream = make_input(list(pieces))
     assert stream.readline() == b"line one\n"
@@ -217,10 +231,12 @@ def test_wsgi_input_over_h11_chunked_stops_at_message_end() -> None:
 
 # --- start_response -----------------------------------------------------------------------------------------------
 
+
 def writer_for(head: bytes = HEAD, closing: bool = False) -> ResponseWriter:
     _, req = request(head)
-    return ResponseWriter(req.method, req.http_version, req.headers, date=DateHeader(), server_header=b"t",
-                          closing=closing)
+    return ResponseWriter(
+        req.method, req.http_version, req.headers, date=DateHeader(), server_header=b"t", closing=closing
+    )
 
 
 def responder(head: bytes = HEAD) -> tuple[StartResponse, list[bytes]]:
@@ -275,14 +291,17 @@ def test_start_response_exc_info_after_headers_sent_reraises() -> None:
             start("500 Internal Server Error", [], sys.exc_info())
 
 
-@pytest.mark.parametrize(("status", "headers", "error"), [
-    ("200", [], ValueError),
-    (b"200 OK", [], TypeError),
-    ("200 OK", [("X-A", "b\r\nSet-Cookie: evil")], ValueError),
-    ("200 OK", [("X-A", "b\0")], ValueError),
-    ("200 OK", [("X-A", 1)], TypeError),
-    ("200 OK", (("X-A", "b"),), TypeError),
-])
+@pytest.mark.parametrize(
+    ("status", "headers", "error"),
+    [
+        ("200", [], ValueError),
+        (b"200 OK", [], TypeError),
+        ("200 OK", [("X-A", "b\r\nSet-Cookie: evil")], ValueError),
+        ("200 OK", [("X-A", "b\0")], ValueError),
+        ("200 OK", [("X-A", 1)], TypeError),
+        ("200 OK", (("X-A", "b"),), TypeError),
+    ],
+)
 def test_start_response_refuses_bad_status_and_headers(status, headers, error) -> None:  # type: ignore[no-untyped-def]
     start, _ = responder()
     with pytest.raises(error):
@@ -304,6 +323,7 @@ def test_head_request_sends_no_body() -> None:
 
 # --- ASGI scopes and send -------------------------------------------------------------------------------------------
 
+
 def test_http_scope() -> None:
     _, req = request(b"GET /caf%C3%A9%2F?q=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-A: 2\r\n\r\n")
     state = {"store": object()}
@@ -317,9 +337,11 @@ def test_http_scope() -> None:
     assert scope["state"] == state and scope["state"] is not state  # a shallow copy per request
 
 
-WS_HEAD = (b"GET /ws?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
-           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-           b"Sec-WebSocket-Protocol: chat, superchat\r\n\r\n")
+WS_HEAD = (
+    b"GET /ws?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Protocol: chat, superchat\r\n\r\n"
+)
 
 
 def test_websocket_scope_and_handshake() -> None:
@@ -338,11 +360,14 @@ def test_websocket_scope_and_handshake() -> None:
         accept_response(req, {"type": "websocket.accept", "headers": [(b"x", b"a\r\nb")]})
 
 
-@pytest.mark.parametrize(("change", "status"), [
-    ((b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8"), 426),
-    ((b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", b"Sec-WebSocket-Key: short"), 400),
-    ((b"GET /ws", b"POST /ws"), 400),
-])
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ((b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8"), 426),
+        ((b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", b"Sec-WebSocket-Key: short"), 400),
+        ((b"GET /ws", b"POST /ws"), 400),
+    ],
+)
 def test_websocket_handshake_problems(change: tuple[bytes, bytes], status: int) -> None:
     _, req = request(WS_HEAD.replace(*change))
     assert handshake_problem(req)[0] == status
@@ -359,20 +384,33 @@ def test_http_send_state_machine_happy_path() -> None:
     assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\nhi") and s.state == "done"
 
 
-@pytest.mark.parametrize(("messages", "match"), [
-    ([{"type": "http.response.body", "body": b""}], "Expected ASGI message 'http.response.start'"),
-    ([{"type": "http.response.start", "status": 200}, {"type": "http.response.start", "status": 200}],
-     "Expected ASGI message 'http.response.body'"),
-    ([{"type": "http.response.start", "status": 200}, {"type": "http.response.body"},
-      {"type": "http.response.body"}], "after response already completed"),
-    ([{"type": "http.response.start", "status": "200"}], "must be an int"),
-    ([{"type": "http.response.start", "status": 200, "headers": [("a", "b")]}], "must be bytes"),
-    ([{"type": "http.response.start", "status": 200, "headers": [(b"a", b"b\r\nc: d")]}], "CR, LF or NUL"),
-    ([{"type": "http.response.start", "status": 200, "headers": [(b"a b", b"c")]}], "not a token"),
-    ([{"type": "http.response.start", "status": 200}, {"type": "http.response.body", "body": "text"}],
-     "must be bytes"),
-    (["not a dict"], "dicts with a 'type'"),
-])
+@pytest.mark.parametrize(
+    ("messages", "match"),
+    [
+        ([{"type": "http.response.body", "body": b""}], "Expected ASGI message 'http.response.start'"),
+        (
+            [{"type": "http.response.start", "status": 200}, {"type": "http.response.start", "status": 200}],
+            "Expected ASGI message 'http.response.body'",
+        ),
+        (
+            [
+                {"type": "http.response.start", "status": 200},
+                {"type": "http.response.body"},
+                {"type": "http.response.body"},
+            ],
+            "after response already completed",
+        ),
+        ([{"type": "http.response.start", "status": "200"}], "must be an int"),
+        ([{"type": "http.response.start", "status": 200, "headers": [("a", "b")]}], "must be bytes"),
+        ([{"type": "http.response.start", "status": 200, "headers": [(b"a", b"b\r\nc: d")]}], "CR, LF or NUL"),
+        ([{"type": "http.response.start", "status": 200, "headers": [(b"a b", b"c")]}], "not a token"),
+        (
+            [{"type": "http.response.start", "status": 200}, {"type": "http.response.body", "body": "text"}],
+            "must be bytes",
+        ),
+        (["not a dict"], "dicts with a 'type'"),
+    ],
+)
 def test_http_send_state_machine_errors(messages: list, match: str) -> None:
     s = sender()
     with pytest.raises(ASGIProtocolError, match=match):
@@ -382,19 +420,22 @@ def test_http_send_state_machine_errors(messages: list, match: str) -> None:
 
 # --- WebSocket session ----------------------------------------------------------------------------------------------
 
+
 def client_frames(*events) -> bytes:  # type: ignore[no-untyped-def]
     from wsproto.connection import Connection, ConnectionType
+
     client = Connection(ConnectionType.CLIENT)
     return b"".join(client.send(event) for event in events)
 
 
 def test_websocket_session_fragmented_message_and_ping() -> None:
     from wsproto.events import Ping, TextMessage
+
     data = client_frames(TextMessage("hel", message_finished=False), Ping(b"p"), TextMessage("lo"))
     for how in ("whole", "bytewise"):
         session = WebSocketSession(1024)
         messages, output = [], b""
-        for piece in [data] if how == "whole" else [data[i:i + 1] for i in range(len(data))]:
+        for piece in [data] if how == "whole" else [data[i : i + 1] for i in range(len(data))]:
             outcome = session.receive_data(piece)
             messages += outcome.messages
             output += outcome.output
@@ -404,6 +445,7 @@ def test_websocket_session_fragmented_message_and_ping() -> None:
 
 def test_websocket_session_message_too_big_is_1009() -> None:
     from wsproto.events import BytesMessage
+
     session = WebSocketSession(10)
     outcome = session.receive_data(client_frames(BytesMessage(b"x" * 11)))
     assert outcome.close and outcome.messages[-1]["code"] == 1009
@@ -418,6 +460,7 @@ def test_websocket_session_protocol_error_is_a_1002_close_frame() -> None:
 
 def test_websocket_session_invalid_utf8_is_1007() -> None:
     from wsproto.events import BytesMessage
+
     frame = bytearray(client_frames(BytesMessage(b"\xff\xfe")))
     frame[0] = 0x81  # make it a text frame with invalid UTF-8
     outcome = WebSocketSession(1024).receive_data(bytes(frame))
@@ -426,6 +469,7 @@ def test_websocket_session_invalid_utf8_is_1007() -> None:
 
 def test_websocket_session_client_close_is_echoed_and_send_then_raises() -> None:
     from wsproto.events import CloseConnection
+
     session = WebSocketSession(1024)
     outcome = session.receive_data(client_frames(CloseConnection(code=1000, reason="bye")))
     assert outcome.messages == [{"type": "websocket.disconnect", "code": 1000, "reason": "bye"}]
@@ -448,11 +492,13 @@ def test_imf_fixdate_matches_rfc_example() -> None:
     from email.utils import formatdate
 
     from servers.core.http import imf_fixdate
+
     assert imf_fixdate(784111777) == b"Sun, 06 Nov 1994 08:49:37 GMT"  # RFC 9110 §5.6.7's example
     assert imf_fixdate(1_800_000_000) == formatdate(1_800_000_000, usegmt=True).encode()
 
 
 # --- the response writer ----------------------------------------------------------------------------------------
+
 
 def test_writer_content_length_framing_and_one_write() -> None:
     w = writer_for()
@@ -509,8 +555,17 @@ def test_writer_content_length_mismatch_is_an_error() -> None:
         w.end()
 
 
-@pytest.mark.parametrize("headers", [[(b"x", b"a\r\nset-cookie: evil")], [(b"x", b"a\nb")], [(b"x", b"a\rb")],
-                                     [(b"x", b"a\0b")], [(b"x:y", b"a")], [(b"", b"a")]])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"x", b"a\r\nset-cookie: evil")],
+        [(b"x", b"a\nb")],
+        [(b"x", b"a\rb")],
+        [(b"x", b"a\0b")],
+        [(b"x:y", b"a")],
+        [(b"", b"a")],
+    ],
+)
 def test_writer_refuses_response_splitting(headers: list) -> None:
     with pytest.raises(ResponseError):
         writer_for().start(200, headers)
@@ -518,7 +573,9 @@ def test_writer_refuses_response_splitting(headers: list) -> None:
 
 def test_error_response_is_generic_and_complete() -> None:
     raw = error_response(writer_for(), 500, "Internal Server Error")
-    assert raw.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and raw.endswith(b"\r\n\r\nInternal Server Error\n")
+    assert raw.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and raw.endswith(
+        b"\r\n\r\nInternal Server Error\n"
+    )
 
 
 def test_writer_closes_after_an_ignored_upgrade() -> None:
@@ -536,6 +593,7 @@ def test_head_reader_trickled_head_costs_linear_work() -> None:
     """A byte-per-packet client must not make the server rescan its buffer on every byte: the strict checks run
     only on line ends and every CHECK_EVERY bytes (a count, not a timing)."""
     import servers.core.head as head_module
+
     calls = []
     real = head_module.check_partial_head
     head_module.check_partial_head = lambda buf, limits: calls.append(len(buf)) or real(buf, limits)

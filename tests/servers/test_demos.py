@@ -38,16 +38,22 @@ def test_every_demo_is_covered() -> None:
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_demo_runs_briefly(name: str) -> None:
     args, expect = RUNS[name]
-    proc = subprocess.run([sys.executable, str(DEMOS / name), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(DEMOS / name), *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert expect in out and "Traceback" not in out
 
 
 def test_demo_stops_on_ctrl_c() -> None:
-    proc = subprocess.Popen([sys.executable, str(DEMOS / "03_flask.py"), "--port", "0"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(DEMOS / "03_flask.py"), "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     pid = 0
     try:

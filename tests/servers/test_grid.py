@@ -86,10 +86,22 @@ def test_known_gaps_come_from_the_registry_and_the_bridges() -> None:
 
 def test_grid_output_names_every_failure_and_its_reason(tmp_path: Path) -> None:
     cells = [
-        Cell("bare_wsgi", "wsgiref", None, "partial", {"http": (15, 15), "streaming": (1, 2)},
-             [Failure("stream", "streaming", "not chunked", "wsgiref: HTTP/1.0 server")]),
-        Cell("bare_asgi", "wsgiref", "asgi->wsgi", "partial", {"http": (14, 15)},
-             [Failure("headers", "http", "joined wrong", None)]),
+        Cell(
+            "bare_wsgi",
+            "wsgiref",
+            None,
+            "partial",
+            {"http": (15, 15), "streaming": (1, 2)},
+            [Failure("stream", "streaming", "not chunked", "wsgiref: HTTP/1.0 server")],
+        ),
+        Cell(
+            "bare_asgi",
+            "wsgiref",
+            "asgi->wsgi",
+            "partial",
+            {"http": (14, 15)},
+            [Failure("headers", "http", "joined wrong", None)],
+        ),
         Cell("flask", "hypercorn", "wsgi->asgi", "n/a", reason="not installed: hypercorn"),
     ]
     grid = Grid(["bare_wsgi", "bare_asgi", "flask"], ["wsgiref", "hypercorn"], cells, environment())

@@ -263,8 +263,12 @@ def test_asgi_sees_disconnect_and_send_raises(notes: Path) -> None:
 
 def test_many_hostile_connections_at_once_leave_the_server_serving(server_name: str) -> None:
     # Twenty threads each sending a different refused head at the same time.
-    bad = [b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n", b"X\x00 / HTTP/1.1\r\n\r\n",
-           b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"]
+    bad = [
+        b"GET / HTTP/2.0\r\nHost: t\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"X\x00 / HTTP/1.1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ]
     statuses: list[int | None] = []
 
     def hit(data: bytes) -> None:

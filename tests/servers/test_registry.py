@@ -83,8 +83,9 @@ def test_entry_serves_natively_and_through_a_bridge(spec: ServerSpec, interface:
 
 
 def test_workers_are_stopped_with_the_master() -> None:
-    with start_server("gunicorn-gthread", "bare_wsgi",
-                      ServerOptions(app_target=APPS["wsgi"][1], workers=2, threads=2)) as srv:
+    with start_server(
+        "gunicorn-gthread", "bare_wsgi", ServerOptions(app_target=APPS["wsgi"][1], workers=2, threads=2)
+    ) as srv:
         assert "-w 2 --threads 2" in srv.native_command
         deadline_members = srv.process_group()
         # the arbiter forks its workers after binding; wait for them (bounded)
@@ -98,8 +99,9 @@ def test_workers_are_stopped_with_the_master() -> None:
 
 
 def test_uvicorn_maps_parser_and_loop() -> None:
-    with start_server("uvicorn", "bare_asgi", ServerOptions(app_target=APPS["asgi"][1], http="h11",
-                                                           loop="asyncio")) as srv:
+    with start_server(
+        "uvicorn", "bare_asgi", ServerOptions(app_target=APPS["asgi"][1], http="h11", loop="asyncio")
+    ) as srv:
         assert "--http h11 --loop asyncio" in srv.native_command
         assert httpx.get(srv.url + "/", timeout=10).status_code == 200
 
@@ -119,16 +121,27 @@ def test_unknown_server_lists_the_choices() -> None:
     assert info.value.exit_code == 2 and "uvicorn" in info.value.message and "gunicorn-sync" in info.value.message
 
 
-@pytest.mark.parametrize(("server", "opts", "says"), [
-    ("uvicorn", ServerOptions(threads=4), "has no --threads"),
-    ("gunicorn-sync", ServerOptions(threads=4), "use gunicorn-gthread"),
-    ("wsgiref", ServerOptions(workers=2), "has no --workers"),
-    ("hypercorn", ServerOptions(http="httptools"), "has no --http"),
-    ("uvicorn", ServerOptions(http="nghttp2"), "takes --http h11 | httptools"),
-    ("uvicorn", ServerOptions(loop="trio"), "takes --loop asyncio | uvloop"),
-    ("uvicorn", ServerOptions(workers=0), "at least 1"),
-], ids=["threads-uvicorn", "threads-sync", "workers-wsgiref", "http-hypercorn", "http-value", "loop-value",
-        "zero-workers"])
+@pytest.mark.parametrize(
+    ("server", "opts", "says"),
+    [
+        ("uvicorn", ServerOptions(threads=4), "has no --threads"),
+        ("gunicorn-sync", ServerOptions(threads=4), "use gunicorn-gthread"),
+        ("wsgiref", ServerOptions(workers=2), "has no --workers"),
+        ("hypercorn", ServerOptions(http="httptools"), "has no --http"),
+        ("uvicorn", ServerOptions(http="nghttp2"), "takes --http h11 | httptools"),
+        ("uvicorn", ServerOptions(loop="trio"), "takes --loop asyncio | uvloop"),
+        ("uvicorn", ServerOptions(workers=0), "at least 1"),
+    ],
+    ids=[
+        "threads-uvicorn",
+        "threads-sync",
+        "workers-wsgiref",
+        "http-hypercorn",
+        "http-value",
+        "loop-value",
+        "zero-workers",
+    ],
+)
 def test_unsupported_flag_is_a_usage_error(server: str, opts: ServerOptions, says: str) -> None:
     layer = "bare_asgi" if get_server(server).interface == "asgi" else "bare_wsgi"
     with pytest.raises(LayercakeError) as info:
@@ -163,9 +176,12 @@ def test_a_server_that_exits_reports_its_output() -> None:
 
 # ------------------------------------------------------------------- parser and loop choices
 
-CHOICES = [(spec.name, flag, value) for spec in SERVERS.values()
-           for flag, values in (("http", spec.capabilities.http_parsers), ("loop", spec.capabilities.loops))
-           for value in values]
+CHOICES = [
+    (spec.name, flag, value)
+    for spec in SERVERS.values()
+    for flag, values in (("http", spec.capabilities.http_parsers), ("loop", spec.capabilities.loops))
+    for value in values
+]
 
 
 @pytest.mark.parametrize(("server", "flag", "value"), CHOICES, ids=[f"{s}-{f}-{v}" for s, f, v in CHOICES])
@@ -178,11 +194,13 @@ def test_every_parser_and_loop_choice_starts(server: str, flag: str, value: str)
         srv = start_server(spec, layer, opts)
     except MissingPackage as exc:
         pytest.skip(exc.message)
-    spelled = {("gunicorn-uvicorn", "http", "h11"): "-k uvicorn_worker.UvicornH11Worker",
-               ("gunicorn-uvicorn", "http", "httptools"): "-k uvicorn_worker.UvicornWorker",  # auto: httptools
-               ("hypercorn", "loop", value): f"-k {value}",
-               ("gunicorn-asgi", "http", value): f"--http-parser {value}",
-               ("gunicorn-asgi", "loop", value): f"--asgi-loop {value}"}
+    spelled = {
+        ("gunicorn-uvicorn", "http", "h11"): "-k uvicorn_worker.UvicornH11Worker",
+        ("gunicorn-uvicorn", "http", "httptools"): "-k uvicorn_worker.UvicornWorker",  # auto: httptools
+        ("hypercorn", "loop", value): f"-k {value}",
+        ("gunicorn-asgi", "http", value): f"--http-parser {value}",
+        ("gunicorn-asgi", "loop", value): f"--asgi-loop {value}",
+    }
     with srv:
         assert spelled.get((server, flag, value), f"--{flag} {value}") in srv.native_command
         assert httpx.get(srv.url + "/", timeout=10).json()["interface"] == spec.interface
@@ -203,8 +221,11 @@ def test_a_choice_no_extra_brings_names_the_package_itself(monkeypatch: pytest.M
     # install the extra, which would not have brought it.
     from servers import registry
 
-    monkeypatch.setitem(registry.OPTION_REQUIRES, ("http", "fast"),
-                        dataclasses.replace(registry.OPTION_REQUIRES[("http", "fast")], module="no_such_h1c_xyz"))
+    monkeypatch.setitem(
+        registry.OPTION_REQUIRES,
+        ("http", "fast"),
+        dataclasses.replace(registry.OPTION_REQUIRES[("http", "fast")], module="no_such_h1c_xyz"),
+    )
     with pytest.raises(MissingPackage) as info:
         start_server("gunicorn-asgi", "bare_asgi", ServerOptions(http="fast"))
     assert info.value.message.endswith("install it with: pip install gunicorn-h1c")

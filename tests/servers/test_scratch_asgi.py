@@ -37,6 +37,7 @@ def run(coro):  # type: ignore[no-untyped-def]
 
 # --- HTTP ---------------------------------------------------------------------------------------------------------
 
+
 def test_plain_get_has_date_server_and_lifespan_state(url: str) -> None:
     r = httpx.get(url + "/state")
     assert r.status_code == 200 and r.text == "yes"  # set in lifespan startup, seen through scope["state"]
@@ -75,6 +76,7 @@ def test_header_timeout_and_others_still_served() -> None:
 
 # --- WebSockets -----------------------------------------------------------------------------------------------------
 
+
 def test_websocket_echo_text_binary_and_subprotocol(url: str) -> None:
     async def main() -> None:
         async with websockets.connect(ws_url(url, "/ws"), subprotocols=["chat"]) as ws:
@@ -87,6 +89,7 @@ def test_websocket_echo_text_binary_and_subprotocol(url: str) -> None:
             assert await ws.recv() == "fragmented"
             pong = await ws.ping(b"are you there")
             await asyncio.wait_for(pong, 5)
+
     run(main())
 
 
@@ -97,6 +100,7 @@ def test_websocket_client_close_reaches_the_app(url: str) -> None:
         async with websockets.connect(ws_url(url, "/ws")) as ws:
             await ws.close(code=1000)
             assert ws.close_code == 1000
+
     run(main())
     assert wait_for(lambda: "ws disconnect 1000" in scratch_apps.EVENTS)
 
@@ -108,6 +112,7 @@ def test_websocket_app_close_code(url: str) -> None:
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
             assert ws.close_code == 4000
+
     run(main())
 
 
@@ -117,6 +122,7 @@ def test_websocket_close_before_accept_is_403(url: str) -> None:
             async with websockets.connect(ws_url(url, "/deny")):
                 pass
         assert info.value.response.status_code == 403
+
     run(main())
 
 
@@ -127,14 +133,17 @@ def test_websocket_message_over_limit_is_1009() -> None:
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
             assert ws.close_code == 1009
+
     with running(scratch_apps.asgi_app, limits=Limits(max_ws_message=1000)) as base:
         run(main(base))
 
 
 def test_websocket_protocol_error_gets_a_1002_close_frame(url: str) -> None:
     sock = connect(url)
-    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    sock.sendall(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
     assert read_response(sock).startswith(b"HTTP/1.1 101 ")
     sock.sendall(b"\x81\x02hi")  # an unmasked frame from a client (RFC 6455 §5.1: must fail the connection)
     data = read_until_closed(sock)
@@ -143,12 +152,15 @@ def test_websocket_protocol_error_gets_a_1002_close_frame(url: str) -> None:
 
 def test_bad_websocket_version_is_426(url: str) -> None:
     sock = connect(url)
-    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n")
+    sock.sendall(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
+    )
     assert read_until_closed(sock).startswith(b"HTTP/1.1 426 ")
 
 
 # --- process: lifespan, signals, workers -------------------------------------------------------------------------
+
 
 def test_lifespan_startup_failure_exits_non_zero_with_the_message() -> None:
     with server_process("servers.scratch_asgi", "tests.servers.scratch_apps:failing_lifespan") as srv:
@@ -166,8 +178,9 @@ def test_app_without_lifespan_is_tolerated() -> None:
 
 def test_sigterm_finishes_in_flight_requests_closes_websockets_1012_and_exits_0(tmp_path: Path) -> None:
     notes = tmp_path / "notes"
-    with server_process("servers.scratch_asgi", "tests.servers.scratch_apps:asgi_app", "--no-access-log",
-                        notes=notes) as srv:
+    with server_process(
+        "servers.scratch_asgi", "tests.servers.scratch_apps:asgi_app", "--no-access-log", notes=notes
+    ) as srv:
         results: list[int] = []
 
         def get() -> None:
@@ -195,8 +208,9 @@ def test_sigterm_finishes_in_flight_requests_closes_websockets_1012_and_exits_0(
 
 
 def test_workers_share_the_port_and_stop_together() -> None:
-    with server_process("servers.scratch_asgi", "tests.servers.scratch_apps:asgi_app", "--workers", "2",
-                        "--no-access-log") as srv:
+    with server_process(
+        "servers.scratch_asgi", "tests.servers.scratch_apps:asgi_app", "--workers", "2", "--no-access-log"
+    ) as srv:
         assert srv.url, srv.stderr
         assert all(httpx.get(srv.url + "/state").text == "yes" for _ in range(10))
         srv.signal(signal.SIGTERM)
@@ -205,6 +219,7 @@ def test_workers_share_the_port_and_stop_together() -> None:
 
 def test_sigint_closes_websockets_with_1001() -> None:
     with server_process("servers.scratch_asgi", "tests.servers.scratch_apps:asgi_app", "--no-access-log") as srv:
+
         async def client() -> int | None:
             async with websockets.connect(ws_url(srv.url, "/ws")) as ws:
                 await ws.send("hi")
@@ -213,12 +228,14 @@ def test_sigint_closes_websockets_with_1001() -> None:
                 with pytest.raises(ConnectionClosed):
                     await asyncio.wait_for(ws.recv(), 10)
                 return ws.close_code
+
         assert run(client()) == 1001
         assert srv.wait() == 0
 
 
 def test_half_closed_client_still_gets_its_answer(url: str) -> None:
     import socket
+
     sock = connect(url)
     sock.sendall(b"GET /slow?0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
     sock.sock.shutdown(socket.SHUT_WR)  # like `nc -N`: the request is complete, the client sends nothing more
@@ -231,6 +248,5 @@ def test_websocket_app_exception_after_accept_is_1011(url: str) -> None:
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 5)
             assert ws.close_code == 1011  # RFC 6455 §7.4.1: "an unexpected condition"
+
     run(main())
-
-

@@ -58,12 +58,15 @@ def url(server: ScratchServer) -> Iterator[str]:
 
 # --- HTTP/1.1 on one connection -------------------------------------------------------------------------------------
 
+
 def test_keep_alive_and_pipelining(url: str) -> None:
     sock = connect(url)
     # Three requests in one write: answered in order on the same connection (RFC 9112 §9.3.2).
-    sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
-                 b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-                 b"GET /three HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /three HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     responses = [read_response(sock) for _ in range(3)]
     assert [r.split(b"\r\n\r\n", 1)[1] for r in responses] == [b"GET /one", b"hello", b"GET /three"]
     sock.sendall(b"GET /four HTTP/1.1\r\nHost: x\r\n\r\n")  # still open afterwards
@@ -73,10 +76,12 @@ def test_keep_alive_and_pipelining(url: str) -> None:
 
 def test_pipelined_bytes_split_across_the_body(url: str) -> None:
     sock = connect(url)
-    data = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     for i in range(0, len(data), 7):
-        sock.sendall(data[i:i + 7])
+        sock.sendall(data[i : i + 7])
         time.sleep(0.002)
     assert read_response(sock).endswith(b"abc")
     assert read_response(sock).endswith(b"GET /next")
@@ -87,6 +92,7 @@ def test_chunked_upload(url: str) -> None:
     def body():  # type: ignore[no-untyped-def]
         for i in range(20):
             yield b"piece %d;" % i
+
     r = httpx.post(url + "/echo", content=body())
     assert r.content == b"".join(b"piece %d;" % i for i in range(20))
 
@@ -109,7 +115,9 @@ def test_no_100_continue_when_the_app_refuses(url: str) -> None:
 
 def test_unread_body_is_drained_and_connection_reused(url: str) -> None:
     sock = connect(url)
-    sock.sendall(b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(
+        b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     assert read_response(sock).startswith(b"HTTP/1.1 413 ")
     assert read_response(sock).endswith(b"GET /after")
     sock.close()
@@ -123,6 +131,7 @@ def test_rejected_head_gets_status_and_close(url: str) -> None:
 
 
 # --- app errors -----------------------------------------------------------------------------------------------------
+
 
 def test_app_exception_before_start_is_500_and_connection_survives(url: str) -> None:
     with httpx.Client() as client:
@@ -140,6 +149,7 @@ def test_app_exception_after_start_aborts_the_response(url: str) -> None:
 
 
 # --- limits ---------------------------------------------------------------------------------------------------------
+
 
 def test_content_length_over_limit_is_413_without_reading(server: ScratchServer) -> None:
     with server.running(limits=Limits(max_body_bytes=100)) as base:
@@ -165,6 +175,7 @@ def test_max_concurrency_sheds_with_503(server: ScratchServer) -> None:
 
 
 # --- logging and shutdown -------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["access-log", "no-access-log"])
 def test_access_log_line_per_request(server: ScratchServer, enabled: bool, caplog: pytest.LogCaptureFixture) -> None:

@@ -101,8 +101,9 @@ def test_idle_keep_alive_connection_is_closed() -> None:
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
     notes = tmp_path / "notes"
-    with server_process("servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--no-access-log",
-                        notes=notes) as srv:
+    with server_process(
+        "servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--no-access-log", notes=notes
+    ) as srv:
         results: list[int] = []
 
         def get() -> None:
@@ -122,8 +123,9 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(tmp_path: Path) -> None
 
 
 def test_workers_share_the_port_and_stop_together() -> None:
-    with server_process("servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--workers", "2",
-                        "--no-access-log") as srv:
+    with server_process(
+        "servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--workers", "2", "--no-access-log"
+    ) as srv:
         assert srv.url, srv.stderr
         assert all(httpx.get(srv.url + f"/{i}").status_code == 200 for i in range(10))
         srv.signal(signal.SIGINT)
@@ -138,6 +140,7 @@ def test_bad_app_target_is_a_readable_error() -> None:
 
 def test_half_closed_client_still_gets_its_answer(url: str) -> None:
     import socket
+
     sock = connect(url)
     sock.sendall(b"GET /slow?0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
     sock.sock.shutdown(socket.SHUT_WR)
@@ -153,8 +156,10 @@ def children_of(pid: int) -> set[int]:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_the_arbiter_replaces_a_worker_that_dies() -> None:
     import os
-    with server_process("servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--workers", "2",
-                        "--no-access-log") as srv:
+
+    with server_process(
+        "servers.scratch_wsgi", "tests.servers.scratch_apps:wsgi_app", "--workers", "2", "--no-access-log"
+    ) as srv:
         before = children_of(srv.proc.pid)
         assert len(before) == 2
         os.kill(next(iter(before)), signal.SIGKILL)

@@ -22,8 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _layercake(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "layercake", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "layercake", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _read_until_serving(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[str, str, int]:
@@ -45,10 +50,14 @@ def _read_until_serving(proc: subprocess.Popen[str], timeout: float = 30.0) -> t
     raise AssertionError("layercake serve never said it was serving:\n" + "".join(seen))
 
 
-@pytest.mark.parametrize(("layer", "server", "sig"), [
-    ("bare_wsgi", "gunicorn-gthread", signal.SIGINT),
-    ("bare_asgi", "uvicorn", signal.SIGTERM),
-], ids=["gunicorn-workers-SIGINT", "uvicorn-workers-SIGTERM"])
+@pytest.mark.parametrize(
+    ("layer", "server", "sig"),
+    [
+        ("bare_wsgi", "gunicorn-gthread", signal.SIGINT),
+        ("bare_asgi", "uvicorn", signal.SIGTERM),
+    ],
+    ids=["gunicorn-workers-SIGINT", "uvicorn-workers-SIGTERM"],
+)
 def test_serve_stops_every_worker(layer: str, server: str, sig: signal.Signals) -> None:
     proc = _layercake("serve", layer, "--server", server, "--port", "0", "--workers", "2", "--no-access-log")
     pid = 0
@@ -76,9 +85,14 @@ def test_serve_stops_every_worker(layer: str, server: str, sig: signal.Signals) 
 def test_serve_stops_on_sigint_even_when_started_with_sigint_ignored() -> None:
     # What `layercake serve ... &` in a shell script gets: SIGINT ignored from the start, so
     # Python installs no KeyboardInterrupt handler and `kill -INT` used to do nothing.
-    proc = subprocess.Popen([sys.executable, "-m", "layercake", "serve", "bare_wsgi", "--port", "0", "--no-access-log"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "layercake", "serve", "bare_wsgi", "--port", "0", "--no-access-log"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     pid = 0
     try:
         _, url, pid = _read_until_serving(proc)
@@ -103,12 +117,16 @@ def test_serve_refuses_a_port_in_use() -> None:
     assert proc.returncode == 1 and "already in use" in out and "Traceback" not in out
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["serve", "bare_wsgi", "--server", "nginx"], "unknown server 'nginx'"),
-    (["serve", "no_layer"], "unknown layer 'no_layer'"),
-    (["serve", "bare_asgi", "--server", "uvicorn", "--threads", "4"], "has no --threads"),
-    (["serve", "bare_wsgi", "--seconds", "-1"], "is not in the range x>0"),  # once served and said "-1 s are up"
-], ids=["unknown-server", "unknown-layer", "unsupported-flag", "negative-seconds"])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["serve", "bare_wsgi", "--server", "nginx"], "unknown server 'nginx'"),
+        (["serve", "no_layer"], "unknown layer 'no_layer'"),
+        (["serve", "bare_asgi", "--server", "uvicorn", "--threads", "4"], "has no --threads"),
+        (["serve", "bare_wsgi", "--seconds", "-1"], "is not in the range x>0"),  # once served and said "-1 s are up"
+    ],
+    ids=["unknown-server", "unknown-layer", "unsupported-flag", "negative-seconds"],
+)
 def test_serve_bad_input_is_one_line_and_exit_2(args: list[str], says: str) -> None:
     proc = _layercake(*args, "--port", "0")
     out, _ = proc.communicate(timeout=30)

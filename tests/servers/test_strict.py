@@ -244,8 +244,28 @@ def test_corpus_case_matches_expected_status(case) -> None:
 
 # Bytes biased towards the interesting ones, so random heads get past the first line.
 interesting = st.sampled_from(
-    [b"\r\n", b"\r", b"\n", b" ", b"\t", b":", b",", b"\x00", b"\x7f", b"\xe9", b"GET / HTTP/1.1\r\n", b"HTTP/1.0",
-     b"Host: a\r\n", b"Content-Length: 5\r\n", b"Transfer-Encoding: chunked\r\n", b"*", b"/", b"a", b"0", b"\r\n\r\n"]
+    [
+        b"\r\n",
+        b"\r",
+        b"\n",
+        b" ",
+        b"\t",
+        b":",
+        b",",
+        b"\x00",
+        b"\x7f",
+        b"\xe9",
+        b"GET / HTTP/1.1\r\n",
+        b"HTTP/1.0",
+        b"Host: a\r\n",
+        b"Content-Length: 5\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"*",
+        b"/",
+        b"a",
+        b"0",
+        b"\r\n\r\n",
+    ]
 )
 chunks = st.lists(st.one_of(interesting, st.binary(max_size=8)), max_size=30).map(b"".join)
 small_limits = st.builds(
@@ -289,8 +309,12 @@ def test_fast_path_never_hides_a_violation(data: bytes, limits: Limits) -> None:
 
 def test_core_imports_no_io() -> None:
     tree = ast.parse(Path(strict.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert not imported & {"socket", "selectors", "threading", "asyncio", "ssl"}
 
 
@@ -330,13 +354,42 @@ def test_random_heads_that_pass_also_parse_in_h11(data: bytes) -> None:
 # Structured heads: a plausible request line and fields with random names and values, so
 # that many of them pass check_head and the comparison with h11 means something.
 methods = st.sampled_from([b"GET", b"POST", b"OPTIONS", b"CONNECT", b"M-SEARCH", b"get", b"G@T"])
-targets = st.sampled_from([b"/", b"/a?b=|", b"*", b"example.com:443", b"http://example.com/x", b"https://a:1",
-                           b"/%zz", b"//x", b"/a#b", b"ftp://x/"])
+targets = st.sampled_from(
+    [
+        b"/",
+        b"/a?b=|",
+        b"*",
+        b"example.com:443",
+        b"http://example.com/x",
+        b"https://a:1",
+        b"/%zz",
+        b"//x",
+        b"/a#b",
+        b"ftp://x/",
+    ]
+)
 versions = st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/1.2", b"HTTP/2.0", b"HTTP/1.1 "])
-names = st.one_of(st.sampled_from([b"Host", b"Content-Length", b"Transfer-Encoding", b"Expect", b"Connection",
-                                   b"X-A", b"host"]), st.binary(min_size=0, max_size=6))
-values = st.one_of(st.sampled_from([b"chunked", b"gzip, chunked", b"5", b"5, 5", b"100-continue", b"example.com",
-                                    b"[::1]:80", b"", b" a ", b"close"]), st.binary(max_size=8))
+names = st.one_of(
+    st.sampled_from([b"Host", b"Content-Length", b"Transfer-Encoding", b"Expect", b"Connection", b"X-A", b"host"]),
+    st.binary(min_size=0, max_size=6),
+)
+values = st.one_of(
+    st.sampled_from(
+        [
+            b"chunked",
+            b"gzip, chunked",
+            b"5",
+            b"5, 5",
+            b"100-continue",
+            b"example.com",
+            b"[::1]:80",
+            b"",
+            b" a ",
+            b"close",
+        ]
+    ),
+    st.binary(max_size=8),
+)
 fields = st.lists(st.tuples(names, values), max_size=6)
 
 
