@@ -29,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from _demo import fail
 
 from layercake.errors import LayercakeError
-from servers.registry import ServerOptions, start_server
+from servers.registry import ServerOptions
+from servers.supervise import start_server
 
 SETUPS = [
     ("bare_wsgi", "gunicorn-sync", ServerOptions(workers=1), "1 process, 1 request at a time"),

@@ -25,7 +25,8 @@ import httpx
 from _demo import arguments, fail
 
 from layercake.errors import LayercakeError
-from servers.registry import ServerOptions, start_server
+from servers.registry import ServerOptions
+from servers.supervise import start_server
 
 
 def websocket_status(ws_url: str) -> str:

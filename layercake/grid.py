@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 For each (layer, server) pair, :func:`run_pair` starts the server with
-:func:`servers.registry.start_server` on a free loopback port -- through an a2wsgi bridge
+:func:`servers.supervise.start_server` on a free loopback port -- through an a2wsgi bridge
 when the interfaces differ -- runs the whole contract over HTTP
 (:func:`layercake.contract.run_contract`) and stops the server and all its workers.  The
 result is a :class:`Cell`: passed/total per case group (http, streaming, upload,
@@ -36,7 +36,8 @@ from typing import Any, Literal
 from layercake.errors import LayercakeError, MissingPackage
 from layers import LAYERS, Layer, get_layer
 from servers import bridges
-from servers.registry import SERVERS, ServerOptions, ServerSpec, get_server, start_server
+from servers.registry import SERVERS, ServerOptions, ServerSpec, get_server
+from servers.supervise import start_server
 
 Status = Literal["pass", "partial", "fail", "n/a"]
 

@@ -415,7 +415,8 @@ def probe_servers(
     """
     from layercake.errors import LayercakeError  # noqa: PLC0415
     from layers import get_layer  # noqa: PLC0415
-    from servers.registry import ServerOptions, get_server, start_server  # noqa: PLC0415
+    from servers.registry import ServerOptions, get_server  # noqa: PLC0415
+    from servers.supervise import start_server  # noqa: PLC0415
 
     splits = tuple(splits)
     servers = list(servers)

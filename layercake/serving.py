@@ -24,7 +24,8 @@ from typing import Any
 
 from layercake.errors import LayercakeError
 from layers import Layer, get_layer
-from servers.registry import RunningServer, ServerOptions, default_server, plan_server
+from servers.registry import ServerOptions, default_server
+from servers.supervise import RunningServer, plan_server
 
 
 def curl_lines(url: str, layer: Layer) -> list[str]:

@@ -324,7 +324,8 @@ def soak(
     threads: int | None = None,
 ) -> SoakReport:
     """Start ``layer`` on ``server`` through the registry, soak it, stop it."""
-    from servers.registry import ServerOptions, start_server  # noqa: PLC0415 -- imports every layer
+    from servers.registry import ServerOptions  # noqa: PLC0415 -- imports every layer
+    from servers.supervise import start_server  # noqa: PLC0415 -- imports every layer
 
     options = ServerOptions(access_log=False, workers=workers, threads=threads)
     with start_server(server, layer, options) as running:

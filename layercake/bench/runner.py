@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A **target** is something listening on a port: a layer on a server (through the
-servers registry, ``servers.registry.start_server``), the *floor* (``floor.py``), or
+servers registry, ``servers.supervise.start_server``), the *floor* (``floor.py``), or
 the Node.js *peer* (``node_peer.js``).  A **cell** is a target x endpoint x
 concurrency; a **run** is one load of one cell (``loadgen.run_load``).
 
@@ -282,7 +282,7 @@ class ProcessTarget:
     """The floor or the node peer: a subprocess we start ourselves, stopped like the registry's."""
 
     def __init__(self, argv: list[str], native_command: str, host: str = "127.0.0.1") -> None:
-        from servers.registry import free_port
+        from servers.supervise import free_port
 
         self.host, self.port = host, free_port(host)
         self.argv = [a.replace("{port}", str(self.port)) for a in argv]
@@ -342,7 +342,8 @@ def start_target(target: Target) -> Any:
         )
     if target.server == NODE:
         return ProcessTarget(["node", str(NODE_PEER), "{port}"], f"node {NODE_PEER.name} {{port}}")
-    from servers.registry import ServerOptions, start_server
+    from servers.registry import ServerOptions
+    from servers.supervise import start_server
 
     return start_server(target.server, target.layer, ServerOptions(**dict(target.flags)))
 

@@ -95,7 +95,8 @@ def verify_cmd(layer: str, server: str | None, groups: tuple[str, ...], json_fil
                 highlight=False,
             )
     else:
-        from servers.registry import ServerOptions, start_server
+        from servers.registry import ServerOptions
+        from servers.supervise import start_server
 
         with start_server(server, spec.name, ServerOptions(port=0)) as running:
             bridge = f" through the {running.bridge} bridge" if running.bridge else ""

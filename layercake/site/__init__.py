@@ -17,7 +17,7 @@ from layercake.errors import LayercakeError
 from layercake.site.build import BuildReport, annotated_files, build_site, source_page
 
 if TYPE_CHECKING:
-    from servers.registry import RunningServer
+    from servers.supervise import RunningServer
 
 __all__ = ["BuildReport", "annotated_files", "build_site", "serve_site", "source_page", "start_site_server"]
 
@@ -32,7 +32,8 @@ def start_site_server(out: Path | str, port: int = 0, host: str = "127.0.0.1",
     The server is started through the registry like any layer, with ``app_target``
     pointing at the static-file app and ``LAYERCAKE_SITE`` telling it which directory.
     """
-    from servers.registry import ServerOptions, start_server
+    from servers.registry import ServerOptions
+    from servers.supervise import start_server
 
     root = Path(out).resolve()
     if not (root / "index.html").is_file():

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 :func:`trace` starts the layer on a server through the registry
-(``servers.registry.start_server``), serving ``layercake.trace.target:app`` -- the
+(``servers.supervise.start_server``), serving ``layercake.trace.target:app`` -- the
 layer wrapped in recorders -- with the environment that tells it the layer and a
 directory for its records.  The registry is handed a copy of the layer whose interface
 is the server's, so it adds no bridge of its own: the target builds the bridge itself,
@@ -315,7 +315,8 @@ def traced_server(
 
     The records' directory is temporary unless ``directory`` is given (then the caller owns it).
     """
-    from servers.registry import ServerOptions, default_server, get_server, start_server
+    from servers.registry import ServerOptions, default_server, get_server
+    from servers.supervise import start_server
 
     spec = get_server(server or default_server(layer.interface))
     owned = directory is None
@@ -340,7 +341,8 @@ def traced_server(
 
 def _native_command(spec: Any, layer: Layer, http: str | None) -> str:
     """What a user would type to run this layer on this server without the tracer."""
-    from servers.registry import ServerOptions, plan_server
+    from servers.registry import ServerOptions
+    from servers.supervise import plan_server
 
     try:
         return plan_server(spec, layer, ServerOptions(port=8000, http=http)).native_command
@@ -752,7 +754,8 @@ def lifespan(
     CLOCK_MONOTONIC and so comparable across processes.  A server that refuses to start
     (``mode="fail-startup"``) is not an error here: that is the record.
     """
-    from servers.registry import ServerStartError, default_server, get_server
+    from servers.registry import default_server, get_server
+    from servers.supervise import ServerStartError
 
     layer = get_layer(layer_name)
     spec = get_server(server or default_server(layer.interface))

@@ -112,7 +112,7 @@ def test_request_bytes() -> None:
 
 @pytest.fixture
 def floor_url():
-    from servers.registry import free_port
+    from servers.supervise import free_port
 
     port = free_port()
     proc = subprocess.Popen(

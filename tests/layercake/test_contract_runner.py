@@ -49,7 +49,8 @@ def test_a_broken_layer_fails_exactly_the_broken_case(fault: str) -> None:
 
 
 def test_the_same_fault_is_caught_over_http() -> None:
-    from servers.registry import ServerOptions, start_server
+    from servers.registry import ServerOptions
+    from servers.supervise import start_server
 
     layer = get_layer("starlette")
     with start_server("scratch-asgi", layer.name, ServerOptions(port=0)) as running:

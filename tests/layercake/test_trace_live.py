@@ -15,7 +15,8 @@ from layercake.trace import lifespan, render, scope_diff, trace
 from layercake.trace.model import STEPS
 from layercake.trace.run import PROCESS_ENV_ROW, build_request, exchange
 from layers import LAYERS
-from servers.registry import ServerOptions, start_server
+from servers.registry import ServerOptions
+from servers.supervise import start_server
 
 _DATE = re.compile(rb"(?im)^date: [^\r\n]*\r\n")
 

@@ -50,7 +50,8 @@ def test_inprocess(layer: Layer, case: Case, clients: dict[Any, Any]) -> None:
 
 @pytest.mark.parametrize(("layer", "server", "case"), SERVED, ids=SERVED_IDS)
 def test_over_http(layer: Layer, server: str, case: Case, clients: dict[Any, Any]) -> None:
-    from servers.registry import ServerOptions, get_server, start_server
+    from servers.registry import ServerOptions, get_server
+    from servers.supervise import start_server
 
     if not get_server(server).available:
         pytest.skip(f"{server} is not installed")

@@ -53,7 +53,8 @@ EXPECT_CASES = [case for case in CORPUS if case.category == "expect"]
 def test_expect_cases_with_a_contract_layer(server_name: str, layer: str) -> None:
     """The Expect cases against a real layer, which reads exactly Content-Length bytes and so never asks for
     the end of the message itself: the server must still finish the request and keep the connection."""
-    from servers.registry import ServerOptions, start_server
+    from servers.registry import ServerOptions
+    from servers.supervise import start_server
 
     with start_server(server_name, layer, ServerOptions(port=0)) as running:
         host, port = running.url.removeprefix("http://").rsplit(":", 1)

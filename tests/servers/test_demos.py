@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from servers.registry import process_group_members
+from servers.supervise import process_group_members
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMOS = ROOT / "demos"

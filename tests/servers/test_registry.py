@@ -16,17 +16,8 @@ import httpx
 import pytest
 
 from layercake.errors import LayercakeError, MissingPackage, UnknownName
-from servers.registry import (
-    SERVERS,
-    Requirement,
-    ServerOptions,
-    ServerSpec,
-    ServerStartError,
-    default_server,
-    get_server,
-    process_group_members,
-    start_server,
-)
+from servers.registry import SERVERS, Requirement, ServerOptions, ServerSpec, default_server, get_server
+from servers.supervise import ServerStartError, process_group_members, start_server
 
 APPS = {"wsgi": ("bare_wsgi", "tests.servers.apps:wsgi_app"), "asgi": ("bare_asgi", "tests.servers.apps:asgi_app")}
 
