@@ -12,7 +12,7 @@ measured, so a page can say "measured 2026-11-29 02:10 UTC (docs/bench/ladder.js
 
 The in-process counters are deterministic (the same calls and lines on a busy machine
 as on a quiet one), so when no stored result covers a layer, :func:`figures_for` can
-measure it on the spot with the benchmark's own :func:`layercake.bench.inprocess.quick_ladder`
+measure it on the spot with the benchmark's own :func:`layercake.bench.costs.quick_ladder`
 (about half a second a layer, in a subprocess) and labels the figure "measured just
 now".  Requests per second are never measured here: that takes a load generator,
 pinned CPUs and minutes, and belongs to ``layercake bench``; when no result file holds
@@ -341,7 +341,7 @@ def measure_now(
     """
     from datetime import UTC, datetime
 
-    from layercake.bench.inprocess import quick_ladder
+    from layercake.bench.costs import quick_ladder
 
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     origin = f"measured just now, in-process, {seconds_per_layer:g} s per layer"

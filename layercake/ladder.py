@@ -1,7 +1,7 @@
 """The ladder at a glance: each layer's own size, contract score and in-process cost.
 
 This is what ``layercake tour`` prints.  The contract runs in-process (no socket); the
-cost comes from :func:`layercake.bench.inprocess.quick_ladder`, which measures each
+cost comes from :func:`layercake.bench.costs.quick_ladder`, which measures each
 layer in a fresh subprocess on ``GET /json``: median µs per request over short
 batches, and the deterministic counters (Python calls, distinct lines) that say how
 much code each abstraction runs.  It is a quick look; ``layercake bench`` is the
@@ -39,7 +39,7 @@ class TourRow:
 
 def tour_rows(seconds_per_layer: float = 0.3) -> Iterator[TourRow]:
     """Verify, then measure, each layer in ladder order."""
-    from layercake.bench.inprocess import quick_ladder
+    from layercake.bench.costs import quick_ladder
 
     bare_us: dict[str, float] = {}  # the first rung of each interface is the yardstick
     for layer in LAYERS.values():

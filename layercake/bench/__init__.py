@@ -14,7 +14,7 @@ or a built-in generator that declares its ceiling) to another; every cell is
 repeated in interleaved rounds and summarised by its median and range
 (``stats.py``), with ratios measured in the same run.
 
-*In-process* (``inprocess.py``): no socket at all -- a prebuilt environ or scope
+*In-process* (``costs.py``): no socket at all -- a prebuilt environ or scope
 driven through the app -- for µs per request and for deterministic work counters
 (Python and C calls, distinct lines executed, bytes allocated) broken down by
 package.  :func:`quick_ladder` is the short version ``layercake tour`` shows.
@@ -37,16 +37,16 @@ from typing import Any
 
 # The public names, resolved on first use (PEP 562).  Importing them eagerly here would
 # make ``python -m layercake.bench.loadgen`` (the built-in generator) and ``python -m
-# layercake.bench.inprocess`` (one layer's measurement) import their own module twice --
+# layercake.bench.costs`` (one layer's measurement) import their own module twice --
 # once as part of this package, once as __main__ -- which runpy warns about.
 _EXPORTS = {
     "ENDPOINTS": "endpoints",
     "LADDER_ENDPOINTS": "endpoints",
     "Endpoint": "endpoints",
     "quick_check": "endpoints",
-    "LadderRow": "inprocess",
-    "measure": "inprocess",
-    "quick_ladder": "inprocess",
+    "LadderRow": "costs",
+    "measure": "costs",
+    "quick_ladder": "costs",
     "LoadResult": "loadgen",
     "Request": "loadgen",
     "parse_wrk_output": "loadgen",

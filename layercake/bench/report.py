@@ -32,7 +32,7 @@ from typing import Any
 
 from rich.table import Table
 
-from layercake.bench.inprocess import PACKAGES
+from layercake.bench.costs import PACKAGES
 from layercake.bench.stats import human_rate, human_us, percent_change
 
 SCHEMA_ID = "layercake.bench/1"
@@ -414,7 +414,7 @@ def markdown(doc: dict[str, Any]) -> str:
     if doc["kind"] == "in_process":
         out += [
             "Per request, in-process (no socket, no server): median µs over batches; Python calls, C calls and "
-            "distinct source lines executed are deterministic counters (layercake/bench/inprocess.py).",
+            "distinct source lines executed are deterministic counters (layercake/bench/costs.py).",
             "",
             "| layer | endpoint | µs | × bare | Python calls | C calls | lines | peak alloc | calls by package |",
             "|---|---|--:|--:|--:|--:|--:|--:|---|",

@@ -78,7 +78,7 @@ SERVER_FLAGS: dict[str, dict[str, Any]] = {
     "uvicorn": {"http": "httptools", "loop": "uvloop"},
     "gunicorn-gthread": {"threads": 8},
 }
-#: The contract case that checks each benchmarked endpoint (layercake/contract.py ids).
+#: The contract case that checks each benchmarked endpoint (layercake/contract/cases.py ids).
 CONTRACT_CASE = {"plaintext": "plaintext", "json": "json", "item": "item_found", "create": "create", "slow": "slow"}
 BARE = {"asgi": "bare_asgi", "wsgi": "bare_wsgi"}
 #: The contract groups run before loading a layer: all of them (about 0.2 s a pair on

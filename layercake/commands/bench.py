@@ -201,7 +201,7 @@ def bench(
             bar.update(task, description=what, completed=done, total=total or None)
 
         if in_process:
-            from layercake.bench.inprocess import inprocess_document
+            from layercake.bench.costs import inprocess_document
 
             console.print(
                 f"in-process: {len(layer_names or []) or 'all'} layers × {len(endpoint_names)} endpoints, "

@@ -2,7 +2,7 @@
 
 ``run.trace()`` starts a layer on a server with recorders inside the server process
 (``recorder.py`` for the interface, ``observers.py`` for the parser, ``profiler.py`` for
-the call tree, ``packages.py`` for the colours, assembled by ``serving.py`` and loaded as
+the call tree, ``packages.py`` for the colours, assembled by ``instrumented.py`` and loaded as
 ``target.py``), sends one real request over loopback and returns a
 :class:`~layercake.trace.model.Trace`; ``render.py`` shows it in the terminal or as one
 HTML page.  ``scope_diff()`` and ``lifespan()`` use the same

@@ -5,7 +5,7 @@ Theory of operation
 The recorders (:mod:`layercake.trace.recorder`) see only the interface.  What a server's
 parser made of the bytes -- and how its writer framed the answer -- happens inside the
 server, so each observer wraps the methods of a parser's *class*, once, inside the
-traced server process (``serving.py`` installs them before any connection exists), and
+traced server process (``instrumented.py`` installs them before any connection exists), and
 reports every call to ``emit`` as one JSON-safe dict: ``t_ns`` (``perf_counter``, the
 recorders' clock), ``pid``, ``conn`` (the id of the parser object) and ``op``.
 

@@ -46,8 +46,8 @@ import h11
 
 from layercake import __version__
 from layercake.errors import LayercakeError
+from layercake.trace.instrumented import DIR_ENV, LAYER_ENV, LIFESPAN_ENV, PROFILE_ENV, SERVE_ENV, TARGET
 from layercake.trace.model import LifespanRecord, ScopeDiff, Trace
-from layercake.trace.serving import DIR_ENV, LAYER_ENV, LIFESPAN_ENV, PROFILE_ENV, SERVE_ENV, TARGET
 from layers import Layer, get_layer
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")

@@ -37,7 +37,7 @@ validator), ``server`` (``servers/``; in-process this is empty, and the driver's
 builtins), and ``other`` (e.g. anyio, jinja2, itsdangerous).
 
 How determinism is kept: each layer is measured in a fresh subprocess (``python -m
-layercake.bench.inprocess LAYER``), so no layer inherits another's imports or caches;
+layercake.bench.costs LAYER``), so no layer inherits another's imports or caches;
 each endpoint is called ``WARMUP`` times before anything is counted (first-call paths:
 lazy imports, compiled regexes, ``functools.cache`` fills); the counted request runs
 with the garbage collector disabled (a collection would run ``__del__`` methods and
@@ -648,7 +648,7 @@ def measure(
     command = [
         sys.executable,
         "-m",
-        "layercake.bench.inprocess",
+        "layercake.bench.costs",
         layer_name,
         "--endpoints",
         ",".join(endpoints),
@@ -803,7 +803,7 @@ def inprocess_document(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m layercake.bench.inprocess", description="Measure one layer in-process; prints JSON."
+        prog="python -m layercake.bench.costs", description="Measure one layer in-process; prints JSON."
     )
     parser.add_argument("layer")
     parser.add_argument("--endpoints", default=",".join(LADDER_ENDPOINTS))

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Servers run as subprocesses (``servers/registry.py``) and load their app from an import
+Servers run as subprocesses (``servers/supervise.py``) and load their app from an import
 string, so the tracer reaches inside the server process the same way: ``run.py`` starts
 the server on ``layercake.trace.target:app`` with the environment below, and this
 module builds (``target.py`` is the two-line module the server imports; this one holds

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from layercake.bench.inprocess import (
+from layercake.bench.costs import (
     PACKAGES,
     measure,
     package_of_c_function,
