@@ -93,6 +93,10 @@ from typing import Any
 
 from layercake.bench.endpoints import ENDPOINTS, LADDER_ENDPOINTS, Endpoint, get_endpoint
 from layercake.errors import LayercakeError
+from servers.core.asgi import http_scope
+from servers.core.events import RequestHead
+from servers.core.wsgi import build_environ
+from servers.lifespan import LifespanRunner
 
 #: Calls of each endpoint before counting or timing, so every first-call path has run
 #: (lazy imports, regexes compiled on first use, the sqlite3 module's statement cache,
@@ -267,9 +271,13 @@ class _Hooks:
 # --- the minimal drivers ---------------------------------------------------------------------------------------------
 
 
-def _split(path: str) -> tuple[str, str]:
-    p, _, q = path.partition("?")
-    return p, q
+def _head(endpoint: Endpoint) -> RequestHead:
+    """The request head a parser would produce for ``endpoint``'s request."""
+    req = endpoint.request
+    headers = [(b"host", b"127.0.0.1:8000")]
+    if req.body or req.method == "POST":
+        headers += [(b"content-type", req.content_type.encode()), (b"content-length", str(len(req.body)).encode())]
+    return RequestHead(req.method.encode(), req.path.encode(), b"1.1", headers)
 
 
 class WSGICall:
@@ -278,27 +286,11 @@ class WSGICall:
     def __init__(self, app: Any, endpoint: Endpoint) -> None:
         self.app = app
         req = endpoint.request
-        path, query = _split(req.path)
         self.body = req.body
-        self.environ = {
-            "REQUEST_METHOD": req.method,
-            "SCRIPT_NAME": "",
-            "PATH_INFO": path,
-            "QUERY_STRING": query,
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": "127.0.0.1",
-            "HTTP_HOST": "127.0.0.1:8000",
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-        }
-        if req.body or req.method == "POST":
-            self.environ.update(CONTENT_TYPE=req.content_type, CONTENT_LENGTH=str(len(req.body)))
+        # The servers' own environ builder, on the head a parser would produce (the wsgi.input is per request).
+        self.environ = build_environ(
+            _head(endpoint), server=("127.0.0.1", 8000), client=("127.0.0.1", 50000), wsgi_input=None
+        )
         self.status = ""
 
     def _start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
@@ -328,24 +320,8 @@ class ASGICall:
     def __init__(self, app: Any, endpoint: Endpoint, state: dict[str, Any]) -> None:
         self.app = app
         req = endpoint.request
-        path, query = _split(req.path)
-        headers = [(b"host", b"127.0.0.1:8000")]
-        if req.body or req.method == "POST":
-            headers += [(b"content-type", req.content_type.encode()), (b"content-length", str(len(req.body)).encode())]
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": req.method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": query.encode(),
-            "headers": headers,
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        }
+        # The servers' own scope builder; the lifespan state is copied in per request below.
+        self.scope = http_scope(_head(endpoint), server=("127.0.0.1", 8000), client=("127.0.0.1", 50000), state=None)
         self.state = state
         self.body = req.body
 
@@ -376,34 +352,22 @@ class ASGICall:
 
 
 class Lifespan:
-    """The ASGI lifespan protocol on the caller's loop: startup before requests, shutdown after."""
+    """The ASGI lifespan protocol on the caller's loop, as the servers run it (``servers/lifespan.py``)."""
 
     def __init__(self, app: Any) -> None:
-        self.app, self.state = app, {}
+        self.runner = LifespanRunner(app)
+        self.state = self.runner.state
         self.supported = False
 
     async def startup(self) -> None:
-        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
-
-        async def run() -> None:
-            try:
-                await self.app(scope, self.inbox.get, self.outbox.put)
-            except Exception as exc:  # the spec: raising here means "lifespan not supported"
-                await self.outbox.put({"type": "unsupported", "error": repr(exc)})
-
-        self.task = asyncio.ensure_future(run())
-        await self.inbox.put({"type": "lifespan.startup"})
-        reply = await self.outbox.get()
-        if reply["type"] == "lifespan.startup.failed":
-            raise LayercakeError(f"lifespan startup failed: {reply.get('message', '')}")
-        self.supported = reply["type"] == "lifespan.startup.complete"
+        outcome = await self.runner.startup(30)
+        if outcome.failed is not None:
+            raise LayercakeError(f"lifespan startup failed: {outcome.failed}")
+        self.supported = outcome.supported
 
     async def shutdown(self) -> None:
         if self.supported:
-            await self.inbox.put({"type": "lifespan.shutdown"})
-            await asyncio.wait_for(self.outbox.get(), 10)
+            await self.runner.shutdown(10)
 
 
 # --- measuring one layer ---------------------------------------------------------------------------------------------
