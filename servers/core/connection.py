@@ -111,6 +111,7 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     (S.DONE, "the response completes, a pipelined head is waiting"): S.HEAD,
     (S.DONE, "the response completes with Connection: close"): S.CLOSED,
     (S.DONE, "the response completes with Connection: close, input is unread"): S.LINGER,
+    (S.DONE, "the request is refused (503, bad handshake)"): S.LINGER,
     (S.DONE, "the response completes after the client closed its side"): S.CLOSED,
     (S.DONE, "a WebSocket is accepted"): S.UPGRADED,
     (S.DONE, "the response is aborted"): S.CLOSED,
@@ -340,6 +341,8 @@ class ServerConnection:
         if type(event) is EndOfMessage:
             self._body_wanted = False
             self._to(S.DONE, "the body ends")
+            if not self._input_after_end and self._parser.trailing_data:  # type: ignore[union-attr]
+                self._input_after_end = True  # a pipelined request came in the same read
             if self.writer is not None and self.writer.finished:  # the response was complete before the body
                 self._response_complete()
             return event
@@ -520,3 +523,7 @@ class ServerConnection:
             rejection.status, rejection.reason, self.server_header, self.date.value(), headers or []
         )
         return Rejected(rejection.status, rejection.reason, rejection.rule, data)
+
+
+if __name__ == "__main__":  # python -m servers.core.connection: the tables, as servers/README.md shows them
+    print(state_table(), end="")
