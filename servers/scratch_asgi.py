@@ -140,7 +140,9 @@ class Server:
         self._exit = asyncio.Event()
         self.server_address = sock.getsockname()[:2]
         lifespan = LifespanRunner(self.app, "on" if self.config.lifespan == "on" else "auto")
-        if self.config.lifespan != "off":
+        if self.config.lifespan == "off":
+            self.state = None  # no lifespan: no "state" key in scopes (ASGI lifespan spec, "Lifespan State")
+        else:
             outcome = await lifespan.startup()
             if outcome.failed is not None:
                 print(f"layercake: application startup failed: {outcome.failed}", file=sys.stderr, flush=True)
