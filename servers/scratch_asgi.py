@@ -639,13 +639,11 @@ class WebSocketCycle:
                 self.transport.write(response)
                 self.handshake_done = True
                 self.session = WebSocketSession(self.connection.limits.max_ws_message, first_frames)
-                self._log(101)
+                self._log()
                 self.feed(b"")
                 self.connection.flow.resume_reading()
             elif kind == "websocket.close":
-                # ASGI WebSocket spec, "Close": "If this is sent before the socket is accepted, the server must close
-                # the connection with a HTTP 403 error code (Forbidden), and not complete the WebSocket handshake."
-                self._deny(403, "Forbidden")
+                self._deny(self.conn.deny_websocket())
             else:
                 raise ASGIProtocolError(
                     f"Expected ASGI message 'websocket.accept' or 'websocket.close', but got {kind!r}."
@@ -661,10 +659,10 @@ class WebSocketCycle:
             # never does, close anyway after the keep-alive timeout.
             self.connection.loop.call_later(self.connection.limits.keepalive_timeout, self.transport.close)
 
-    def _deny(self, status: int, message: str) -> None:
+    def _deny(self, response: bytes) -> None:
         self.handshake_done = True
-        self.transport.write(self.conn.send_error(status, message))
-        self._log(status)
+        self.transport.write(response)
+        self._log()
         self.connection.websocket = None
         self.connection.after_response()
 
@@ -676,7 +674,7 @@ class WebSocketCycle:
         except Exception:
             log.exception("application error in WebSocket %s", self.scope["raw_path"].decode("latin-1"))
             if not self.handshake_done:
-                self._deny(500, "Internal Server Error")
+                self._deny(self.conn.send_error(500, "Internal Server Error"))
             elif self.session is not None and self.closed is None:
                 # RFC 6455 §7.4.1, 1011: "a server is terminating the connection because it encountered an
                 # unexpected condition that prevented it from fulfilling the request."
@@ -684,7 +682,7 @@ class WebSocketCycle:
         else:
             if not self.handshake_done:
                 log.error("ASGI callable returned without accepting or closing the WebSocket")
-                self._deny(500, "Internal Server Error")
+                self._deny(self.conn.send_error(500, "Internal Server Error"))
             elif self.session is not None and self.session.closed_by is None:
                 self._close_after_app(1000)  # the app is done with it: a normal closure
 
@@ -697,9 +695,9 @@ class WebSocketCycle:
             self.transport.write(data)
         self.connection.loop.call_later(self.connection.limits.keepalive_timeout, self.transport.close)
 
-    def _log(self, status: int) -> None:
+    def _log(self) -> None:
         if self.connection.server.config.access_log:
-            head = self.head
+            head, status = self.head, self.conn.writer.status  # type: ignore[union-attr]  # set for every cycle
             access_log.info(
                 access_line(self.connection.client, b"WEBSOCKET", head.target, head.http_version, status, 0, 0.0)
             )

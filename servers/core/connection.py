@@ -406,8 +406,16 @@ class ServerConnection:
         -- the first frames, if the client was quick."""
         assert self.head is not None and self._parser is not None
         response = accept_response(self.head, message)  # type: ignore[arg-type]
+        if self.writer is not None:
+            self.writer.status = 101  # for the access log: the response this cycle ended with (RFC 9110 §15.2.2)
         self._to(S.UPGRADED, "a WebSocket is accepted")
         return response, self._parser.trailing_data
+
+    def deny_websocket(self) -> bytes:
+        """The application closed before accepting.  ASGI WebSocket spec, "Close": "If this is sent before the socket
+        is accepted, the server must close the connection with a HTTP 403 error code (Forbidden), and not complete
+        the WebSocket handshake."  (An upgrade request never persists, so the connection then ends.)"""
+        return self.send_error(403, "Forbidden")
 
     def shutdown(self) -> bool:
         """The server is stopping.  Returns True if the connection can close now (nothing is owed on it); else the

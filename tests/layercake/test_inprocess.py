@@ -110,4 +110,3 @@ def test_asgi_scope_in_process_equals_over_the_socket(lifespan: bool) -> None:
     drop = lambda scope: {k: v for k, v in scope.items() if k not in ASGI_SOCKET_KEYS}  # noqa: E731
     assert drop(in_process) == drop(over_http)
     assert ("state" in in_process) is lifespan
-
