@@ -34,7 +34,10 @@ def sections(name: str) -> dict[str, str]:
     """Heading -> the source text under it, up to the next heading."""
     text = (SERVERS / name).read_text()
     marks = list(HEADING.finditer(text))
-    return {m.group(1): text[m.end() : nxt.start() if nxt else len(text)] for m, nxt in zip(marks, [*marks[1:], None])}
+    return {
+        m.group(1): text[m.end() : nxt.start() if nxt else len(text)]
+        for m, nxt in zip(marks, [*marks[1:], None], strict=True)
+    }
 
 
 def defined(source: str) -> set[str]:
