@@ -131,7 +131,8 @@ def wsgi_to_asgi(app: Callable[..., Iterable[bytes]], threads: int = DEFAULT_THR
     """An ASGI app running the WSGI ``app`` in a pool of ``threads`` threads."""
     from a2wsgi import WSGIMiddleware
 
-    def terminated(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    # Any, not dict[str, Any]: a2wsgi types its environ and scopes as TypedDicts, and ours are plain dicts.
+    def terminated(environ: Any, start_response: Any) -> Iterable[bytes]:
         # a2wsgi's wsgi.input returns b"" at the end of the body whether or not the client
         # sent Content-Length (a chunked upload on an ASGI server has none), which is what
         # ``wsgi.input_terminated`` promises (the WSGI "input terminated" extension, honoured
@@ -142,7 +143,7 @@ def wsgi_to_asgi(app: Callable[..., Iterable[bytes]], threads: int = DEFAULT_THR
 
     middleware = WSGIMiddleware(terminated, workers=threads)
 
-    async def bridge(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def bridge(scope: Any, receive: Any, send: Any) -> None:
         # The ASGI spec promises only that ``receive`` is an awaitable callable; a2wsgi hands
         # ``receive()`` to run_coroutine_threadsafe, which wants a real coroutine.  Granian's
         # receive returns a Rust future, so wrap it in one.
@@ -194,13 +195,13 @@ def asgi_to_wsgi(app: Any, lifespan: bool = True) -> Any:
 
     state: dict[str, Any] = {}
 
-    async def with_state(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def with_state(scope: Any, receive: Any, send: Any) -> None:  # Any: a2wsgi's TypedDicts, as above
         # ASGI lifespan spec: each request scope gets a shallow copy of the lifespan state.
         await app({**scope, "state": dict(state)}, receive, send)
 
     asgi_middleware = ASGIMiddleware(with_state)
 
-    def middleware(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    def middleware(environ: Any, start_response: Any) -> Iterable[bytes]:
         if "CONTENT_LENGTH" not in environ and environ.get("wsgi.input_terminated"):
             _buffer_unsized_body(environ)
         return _Primed(asgi_middleware(environ, start_response))

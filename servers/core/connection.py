@@ -88,6 +88,10 @@ class State(enum.Enum):
     UPGRADED = "upgraded"  # a WebSocket took the connection over; HTTP is finished with it
     CLOSED = "closed"  # the server should close the socket
 
+    # Members are singletons, so identity is equality; the default Enum hash is a Python-level call, and the
+    # state is hashed on every transition (TRANSITIONS, TIMERS) -- several times per request.
+    __hash__ = object.__hash__
+
 
 S = State
 #: (state, what happened) -> next state.  Every change of ``ServerConnection.state`` is one of these.
@@ -199,7 +203,7 @@ class ServerConnection:
         self.state = State.IDLE
         self.head: RequestHead | None = None  # the current request cycle's head
         self.writer: ResponseWriter | None = None  # the current request cycle's response
-        self._parser_class = parser_class(parser)
+        self._parser_class: Callable[[Limits], RequestParser] = parser_class(parser)
         self._parser: RequestParser | None = None
         self._reader = HeadReader(limits)
         self._ready: tuple[bytes, bytes] | Rejection | None = None  # what the head reader found, not yet acted on
@@ -223,7 +227,7 @@ class ServerConnection:
         if TRANSITIONS.get((self.state, why)) is not state:
             raise RuntimeError(f"no transition from {self.state.value!r} on {why!r} to {state.value!r}")
         self.state = state
-        if state in TIMERS:
+        if state in TIMERS and state is not S.BODY:  # BODY's timer starts when the app asks (want_body)
             self._since = self.clock()
 
     # -- input ---------------------------------------------------------------------------------------------------
@@ -340,9 +344,7 @@ class ServerConnection:
             return event
         if type(event) is EndOfMessage:
             self._body_wanted = False
-            self._to(S.DONE, "the body ends")
-            if not self._input_after_end and self._parser.trailing_data:  # type: ignore[union-attr]
-                self._input_after_end = True  # a pipelined request came in the same read
+            self._end_of_body()
             if self.writer is not None and self.writer.finished:  # the response was complete before the body
                 self._response_complete()
             return event
@@ -350,6 +352,11 @@ class ServerConnection:
             self._body_failed = True
             return BodyError(400, "the client closed the connection before the request body was complete")
         return event  # NEED_DATA
+
+    def _end_of_body(self) -> None:
+        self._to(S.DONE, "the body ends")
+        if not self._input_after_end and self._parser.trailing_data:  # type: ignore[union-attr]
+            self._input_after_end = True  # a pipelined request came in the same read as this one's end
 
     def _drain(self) -> Event:
         """Discard the unread rest of a body, so the next request starts at the right byte."""
@@ -361,6 +368,7 @@ class ServerConnection:
                     if self._body_received - self._drain_start > self.limits.max_drain_bytes:
                         break
                 elif type(event) is EndOfMessage:
+                    self._input_after_end = True  # whatever came after the drained body is the next request
                     self._next_cycle("the body ends")
                     return self.next_event()
                 else:
@@ -504,7 +512,7 @@ class ServerConnection:
                 if type(event) is Data:
                     self._body_received += len(event.data)  # type: ignore[union-attr]
                 elif type(event) is EndOfMessage:
-                    self._to(S.DONE, "the body ends")
+                    self._end_of_body()
                     return True
                 else:
                     return False
@@ -515,11 +523,11 @@ class ServerConnection:
     def _next_cycle(self, why: str) -> None:
         """Start over with the bytes the parser did not use: the next, pipelined, request if any (``next_event``
         acts on it: this may run inside the writer, whose last bytes are not written yet)."""
-        leftover = self._parser.trailing_data if self._parser is not None else b""  # type: ignore[union-attr]
+        # Only ask the parser when bytes did come after the request (asking copies its buffer).
+        leftover = self._parser.trailing_data if self._parser is not None and self._input_after_end else b""
         self._parser = None
         self.head = self.writer = None
-        self._reader = HeadReader(self.limits)
-        self._ready = self._reader.feed(leftover) if leftover else None
+        self._ready = self._reader.feed(leftover) if leftover else None  # the reader reset itself after its last head
         if leftover and (self._ready is not None or self._reader.started):
             self._to(S.HEAD, why.replace(", keep-alive", "") + ", a pipelined head is waiting")
         else:
