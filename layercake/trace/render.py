@@ -597,7 +597,7 @@ transparent calc(25% - 1px),#eef1f4 calc(25% - 1px),#eef1f4 25%)}
 .trace .wf-t{position:absolute;top:0;font-size:11px;color:#1f2328;white-space:nowrap;padding-left:5px}
 .trace .wf-t.left{padding:0 5px 0 0}
 .trace .wf-axis{position:relative;height:16px}
-.trace .wf-axis span{position:absolute;top:0;font-size:11px;color:#59636e;transform:translateX(-50%)}
+.trace .wf-axis span{position:absolute;top:0;font-size:11px;color:#59636e;transform:translateX(-50%);white-space:nowrap}
 .trace .wf-axis span:first-child{transform:none}.trace .wf-axis span:last-child{transform:translateX(-100%)}
 .trace figure.flame{margin:.4em 0 1.2em}.trace figure.flame svg{display:block;width:100%;height:auto}
 .trace figure.flame figcaption,.trace .caption{color:#59636e;font-size:13px;margin:.2em 0 .6em}
