@@ -152,10 +152,8 @@ def load_app(target: str, interface: str | None = None, app_dir: str | Path = ".
         if not callable(obj):
             raise _fail(f"{target} is {_kind(obj)}, not a WSGI or ASGI application (nothing to call)")
         chosen, why = interface, "given with --interface"  # type: ignore[assignment]
-    label = attr.rsplit(".", 1)[-1]
-    name = f"{module_name}:{attr}" if label in ("app", "application") else label
     return UserApp(
-        name=name,
+        name=target,  # always module:attr, so it can never be mistaken for a layer's name
         interface=chosen,
         target=target,
         below=None,

@@ -697,7 +697,8 @@ CHARTS: dict[str, tuple[str, int, str]] = {
                         "counted, not timed, so the same on every run."),
     "ladder-rps": ("ladder", 0, "Requests per second for each layer on its reference server, median of the "
                    "repeated runs: the table's figures as bars."),
-    "ladder-latency": ("ladder", 1, "Latency percentiles (p50 and p99) for each layer at the table's concurrency."),
+    "ladder-latency": ("ladder", 1, "Latency percentiles (p50, p90 and p99) of every target on one endpoint, at "
+                       "the table's concurrency: the tail the medians above leave out."),
     "slow-concurrency": ("slow", 0, "GET /slow?ms=50 at rising concurrency: the thread pool's ceiling against "
                          "the event loop's, in requests per second and latency."),
     "concurrency": ("ladder", 1, "Requests per second and latency as concurrency rises."),
@@ -732,7 +733,9 @@ def beside_tables(body: str, figures: dict[int, list[str]]) -> str:
     for i, match in enumerate(tables):
         out.append(body[at:match.start()])
         if i in wanted:
-            out.append(f'<div class="with-chart"><div class="charts">{"".join(wanted[i])}</div>'
+            head = match.group(0).split("</tr>", 1)[0]
+            wide = " wide" if head.count("<th") >= 8 else ""  # a wide table takes more of the row
+            out.append(f'<div class="with-chart{wide}"><div class="charts">{"".join(wanted[i])}</div>'
                        f'<div class="table">{match.group(0)}</div></div>')
         else:
             out.append(match.group(0))

@@ -351,7 +351,7 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
     status = trace.response.get("status")
     head = Table.grid(padding=(0, 2))
     head.add_row("request", f"{trace.method} {trace.path}")
-    head.add_row("layer", f"{trace.layer} ({trace.interface.upper()})")
+    head.add_row("app" if ":" in trace.layer else "layer", f"{trace.layer} ({trace.interface.upper()})")
     head.add_row("server", f"{trace.server} ({trace.server_interface.upper()}, parser: {trace.parser.get('name')})")
     if trace.bridge:
         head.add_row("bridge", f"{trace.bridge}: a2wsgi (servers/bridges.py); recorded on both sides")
@@ -596,6 +596,8 @@ transparent calc(25% - 1px),#eef1f4 calc(25% - 1px),#eef1f4 25%)}
 .trace .wf-tick{position:absolute;top:0;height:16px;width:2px}
 .trace .wf-t{position:absolute;top:0;font-size:11px;color:#1f2328;white-space:nowrap;padding-left:5px}
 .trace .wf-t.left{padding:0 5px 0 0}
+.trace .wf-t.in{margin-left:6px;padding:0 4px;background:rgba(31,35,40,.8);color:#fff;border-radius:2px;top:1px;
+line-height:14px}
 .trace .wf-axis{position:relative;height:16px}
 .trace .wf-axis span{position:absolute;top:0;font-size:11px;color:#59636e;transform:translateX(-50%);white-space:nowrap}
 .trace .wf-axis span:first-child{transform:none}.trace .wf-axis span:last-child{transform:translateX(-100%)}
@@ -689,6 +691,8 @@ def _pct(t: int, lo: int, span: int) -> float:
 
 def _stamp(text: str, after: float, before: float) -> str:
     """The time beside a mark: right of it, or left of it when it is near the right edge."""
+    if after > 70 and before < 25:  # a bar across the track: the time goes on it, as a label
+        return f"<span class='wf-t in' style='left:{before}%'>{html.escape(text)}</span>"
     if after > 70:
         return f"<span class='wf-t left' style='right:{round(100 - before, 3)}%'>{html.escape(text)}</span>"
     return f"<span class='wf-t' style='left:{after}%'>{html.escape(text)}</span>"
@@ -834,7 +838,7 @@ def trace_body(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
             ["", ""],
             [
                 ["request", f"{trace.method} {trace.path}"],
-                ["layer", f"{trace.layer} ({trace.interface.upper()})"],
+                ["app" if ":" in trace.layer else "layer", f"{trace.layer} ({trace.interface.upper()})"],
                 ["server", f"{trace.server} ({trace.server_interface.upper()}, parser: {trace.parser.get('name')})"],
                 ["bridge", trace.bridge or "none"],
                 ["untraced command", trace.native_command],

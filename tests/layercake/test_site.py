@@ -192,7 +192,9 @@ def test_bench_charts_sit_beside_their_tables_with_captions(tmp_path: Path):
     write_bench(site, bench)
     html = (tmp_path / "out" / "bench" / "index.html").read_text(encoding="utf-8")
     pairs = re.findall(
-        r'<div class="with-chart"><div class="charts">(.*?)</div><div class="table">(.*?)</div></div>', html, re.DOTALL
+        r'<div class="with-chart[^"]*"><div class="charts">(.*?)</div><div class="table">(.*?)</div></div>',
+        html,
+        re.DOTALL,
     )
     assert len(pairs) == 2
     (charts_a, table_a), (charts_b, table_b) = pairs
