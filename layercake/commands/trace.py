@@ -68,7 +68,7 @@ def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
 
 def _app_words(layer: str | None, request: tuple[str, ...], app: str | None) -> tuple[str | None, tuple[str, ...]]:
     """With --app there is no LAYER: the first word click took for one is the method or path."""
-    if app is not None and layer is not None and (layer.startswith("/") or _METHOD.match(layer)):
+    if app is not None and layer is not None and (layer.startswith("/") or _METHOD.match(layer.upper())):
         return None, (layer, *request)
     return layer, request
 

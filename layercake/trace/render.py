@@ -452,7 +452,8 @@ def _ws_summary(frames: list[dict[str, Any]]) -> list[str]:
 
 def render_scope_diff(diff: ScopeDiff, only_differences: bool = False) -> RenderableType:
     table = Table(
-        title=f"{diff.method} {diff.path} on {diff.layer}: what each server handed the layer (differences in bold)",
+        title=f"{diff.method} {diff.path} on {diff.layer}: what each server handed the "
+        f"{'app' if ':' in diff.layer else 'layer'} (differences in bold)",
         title_justify="left",
     )
     table.add_column("key", style="bold")
