@@ -66,9 +66,13 @@ def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
+# RFC 9110 §9.3's methods: with --app, a first word that is one of these is the request's
+_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+
 def _app_words(layer: str | None, request: tuple[str, ...], app: str | None) -> tuple[str | None, tuple[str, ...]]:
     """With --app there is no LAYER: the first word click took for one is the method or path."""
-    if app is not None and layer is not None and (layer.startswith("/") or _METHOD.match(layer.upper())):
+    if app is not None and layer is not None and (layer.startswith("/") or layer.upper() in _METHODS):
         return None, (layer, *request)
     return layer, request
 
