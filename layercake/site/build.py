@@ -925,10 +925,18 @@ TraceRecorder = Callable[[str, str, str, str | None, Path], None]
 def trace_page(site: Site, trace: Any, out: Path) -> None:
     """One trace as a page of the site: its navigation and stylesheet around the trace's body
     (the timeline, the flame chart, then every step), and a way back to the other traces."""
+    from layercake.trace.flame import chrome_trace
     from layercake.trace.render import trace_body, trace_title
 
+    # The same call tree for the viewer people already know: Perfetto or chrome://tracing.
+    events = out.with_suffix(".trace.json")
+    events.parent.mkdir(parents=True, exist_ok=True)
+    events.write_text(json.dumps(chrome_trace(trace)), encoding="utf-8")
+    site.report.written.append(events)
     back = ('<p class="note"><a href="index.html">← all traces</a> · the same request on every rung, or '
-            f"<code>layercake trace {esc(trace.layer)} {esc(trace.method)} {esc(trace.path)}</code> in a terminal</p>")
+            f"<code>layercake trace {esc(trace.layer)} {esc(trace.method)} {esc(trace.path)}</code> in a terminal"
+            f' · <a href="{esc(events.name)}">the call tree as a Trace Event file</a> (open it at ui.perfetto.dev '
+            "or in chrome://tracing)</p>")
     site.write(f"traces/{out.name}", trace_title(trace), f"<h1>{esc(trace_title(trace))}</h1>{back}{trace_body(trace)}",
                "traces/index.html")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 from html.parser import HTMLParser
@@ -372,6 +373,8 @@ def test_a_saved_trace_is_drawn_in_the_site_layout(tmp_path: Path):
     write_traces(_site(tmp_path / "out"), project, False)
     html = (tmp_path / "out" / "traces" / "bare_wsgi-get-json.html").read_text(encoding="utf-8")
     assert '<header class="top">' in html and "<svg" in html and Trace.load(sample).path in html
+    events = json.loads((tmp_path / "out" / "traces" / "bare_wsgi-get-json.trace.json").read_text(encoding="utf-8"))
+    assert 'href="bare_wsgi-get-json.trace.json"' in html and any(e["ph"] == "X" for e in events["traceEvents"])
 
 
 # --- The static-file app ---
