@@ -35,12 +35,14 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 )
 # The pages the README and docs/screenshots/ show: the ladder (its chart first), one layer's
-# annotated source, a trace (its timeline and flame chart) and the benchmarks (charts beside tables).
+# annotated source, a trace (its timeline and flame chart), the benchmarks (charts beside tables)
+# and a rung beside the one below it (the lines that differ marked).
 README_PAGES: dict[str, str] = {
     "site-index.png": "index.html",
     "site-source-flask.png": "source/layers/flask/app.py.html",
     "site-trace-flask.png": "traces/flask-get-json.html",
     "site-bench.png": "bench/index.html",
+    "site-diff-flask.png": "diff/werkzeug--flask.html",
 }
 # Taller windows where the picture worth showing is further down: the trace page's flame
 # chart comes after its timeline, the benchmarks' second chart after the first table.

@@ -179,6 +179,10 @@ def test_the_index_shows_the_ladder_as_a_chart_before_any_table(tmp_path: Path):
     assert chart.count("not measured") == 4 + 5  # four rungs without µs, five without req/s: no bar invented
     caption = html[html.index("<figcaption>") : html.index("</figcaption>")]
     assert "docs/bench/a.json" in caption and "2026-11-29T02:39:13Z" in caption and "AMD EPYC, 2 CPUs" in caption
+    from layercake.site.build import INTERFACE_COLOURS
+    from layercake.trace.packages import contrast_ratio
+
+    assert all(contrast_ratio(c) >= 4.5 for c in INTERFACE_COLOURS.values())  # bars and labels readable on white
 
 
 def test_bench_charts_sit_beside_their_tables_with_captions(tmp_path: Path):
