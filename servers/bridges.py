@@ -152,7 +152,7 @@ def wsgi_to_asgi(app: Callable[..., Iterable[bytes]], threads: int = DEFAULT_THR
 
         await middleware(scope, receive_coroutine, send)
 
-    bridge.threads = threads  # type: ignore[attr-defined]
+    bridge.threads = threads  # type: ignore[attr-defined]  # a function attribute, for the tools that show it
     return bridge
 
 

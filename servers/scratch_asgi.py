@@ -66,6 +66,7 @@ from servers.core.events import (
     BodyError,
     Data,
     EndOfMessage,
+    Event,
     Rejected,
     RequestHead,
     WebSocketRequest,
@@ -259,7 +260,8 @@ class Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol callbacks ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        assert isinstance(transport, asyncio.Transport)  # create_server makes TCP transports
+        self.transport: asyncio.Transport = transport
         self.flow = FlowControl(self.transport)
         peer = transport.get_extra_info("peername")
         self.client = tuple(peer[:2]) if peer else None
@@ -353,15 +355,14 @@ class Connection(asyncio.Protocol):
         conn = self.conn
         while True:
             event = conn.next_event()
-            kind = type(event)
-            if kind is Data:
-                self.cycle.on_body(event.data)  # type: ignore[union-attr]
-            elif kind is EndOfMessage:
-                self.cycle.on_body_end()  # type: ignore[union-attr]
-            elif kind is RequestHead:
-                self._start(event)  # type: ignore[arg-type]
+            cycle = self.cycle
+            if isinstance(event, Data) and cycle is not None:
+                cycle.on_body(event.data)
+            elif isinstance(event, EndOfMessage) and cycle is not None:
+                cycle.on_body_end()
+            elif isinstance(event, RequestHead):
+                self._start(event)
             elif event is NEED_DATA:
-                cycle = self.cycle
                 if cycle is None or len(cycle.body) <= HIGH_WATER:
                     self.flow.resume_reading()
                 else:
@@ -370,22 +371,22 @@ class Connection(asyncio.Protocol):
             elif event is PAUSED:
                 self.flow.pause_reading()  # a pipelined request waits for the current response
                 break
-            elif kind is BodyError:
-                self.cycle.on_body_error(event)  # type: ignore[union-attr, arg-type]
-            elif kind is WebSocketRequest:
-                self.websocket = WebSocketCycle(self, event.head)  # type: ignore[union-attr]
+            elif isinstance(event, BodyError) and cycle is not None:
+                cycle.on_body_error(event)
+            elif isinstance(event, WebSocketRequest):
+                self.websocket = WebSocketCycle(self, event.head)
                 self._run(self.websocket.run())
                 self.flow.pause_reading()  # until accepted, frames have nowhere to go
                 break
             else:
-                self._act(event)  # type: ignore[arg-type]
+                self._act(event)
                 break
         self._sync_timer()
 
-    def _act(self, event: object) -> None:
-        if type(event) is Rejected:
-            log.info("%s rejected %d (%s: %s)", self.client, event.status, event.rule, event.reason)  # type: ignore[attr-defined]
-            self.transport.write(event.data)  # type: ignore[attr-defined]
+    def _act(self, event: Event) -> None:
+        if isinstance(event, Rejected):
+            log.info("%s rejected %d (%s: %s)", self.client, event.status, event.rule, event.reason)
+            self.transport.write(event.data)
             self._linger()
         elif event is CLOSED:
             self.transport.close()
@@ -435,8 +436,10 @@ class RequestCycle:
         self.conn = connection.conn
         self.head = head
         self.scope = http_scope(head, server=server.server_address, client=connection.client, state=server.state)
-        self.writer = self.conn.writer
-        self.sender = HTTPSend(self.writer)  # type: ignore[arg-type]
+        writer = self.conn.writer
+        assert writer is not None  # the connection made this cycle's writer with its head
+        self.writer = writer
+        self.sender = HTTPSend(writer)
         self.body = bytearray()
         self.body_done = False
         self.body_delivered = False  # the final http.request (more_body False) went to the app
@@ -537,7 +540,7 @@ class RequestCycle:
                 self.fail(500, "Internal Server Error")
 
     def fail(self, status: int, message: str) -> None:
-        if self.disconnected or self.writer.finished:  # type: ignore[union-attr]
+        if self.disconnected or self.writer.finished:
             return  # the response is complete (Starlette's ServerErrorMiddleware re-raises after sending its 500)
         if self.sender.started:
             self.conn.abort()  # too late for an error status: cut the connection so the client knows
@@ -557,8 +560,8 @@ class RequestCycle:
                     head.method,
                     head.target,
                     head.http_version,
-                    self.writer.status,  # type: ignore[union-attr]
-                    self.writer.body_bytes,  # type: ignore[union-attr]
+                    self.writer.status,
+                    self.writer.body_bytes,
                     time.perf_counter() - self.started_at,
                 )
             )
@@ -583,7 +586,8 @@ class WebSocketCycle:
 
     # -- from the connection ---------------------------------------------------------------------------------
     def feed(self, data: bytes | None) -> None:
-        outcome = self.session.receive_data(data)  # type: ignore[union-attr]
+        assert self.session is not None  # frames are fed only after the handshake
+        outcome = self.session.receive_data(data)
         if outcome.output and not self.transport.is_closing():
             self.transport.write(outcome.output)
         for message in outcome.messages:
@@ -627,7 +631,8 @@ class WebSocketCycle:
             await self.wakeup.wait()
         if self.messages:
             return self.messages.popleft()
-        return self.closed  # type: ignore[return-value]
+        assert self.closed is not None  # the loop above ends with a message or the disconnect
+        return self.closed
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
@@ -687,8 +692,9 @@ class WebSocketCycle:
                 self._close_after_app(1000)  # the app is done with it: a normal closure
 
     def _close_after_app(self, code: int) -> None:
+        assert self.session is not None  # called only once the handshake is done
         try:
-            data = self.session.send({"type": "websocket.close", "code": code})  # type: ignore[union-attr]
+            data = self.session.send({"type": "websocket.close", "code": code})
         except (ClientDisconnected, ASGIProtocolError):
             return
         if not self.transport.is_closing():
@@ -697,7 +703,8 @@ class WebSocketCycle:
 
     def _log(self) -> None:
         if self.connection.server.config.access_log:
-            head, status = self.head, self.conn.writer.status  # type: ignore[union-attr]  # set for every cycle
+            head, writer = self.head, self.conn.writer
+            status = writer.status if writer is not None else 0
             access_log.info(
                 access_line(self.connection.client, b"WEBSOCKET", head.target, head.http_version, status, 0, 0.0)
             )

@@ -182,7 +182,7 @@ class Server:
         # (asyncio's selector loop does the same, up to create_server's backlog -- 100 by default -- per wakeup).
         for _ in range(64):
             try:
-                sock, client = self.listener.accept()  # type: ignore[union-attr]
+                sock, client = self.listener.accept()  # type: ignore[union-attr]  # set by serve() before the loop
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and friends: log and keep serving the connections we have

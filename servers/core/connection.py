@@ -52,6 +52,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
+from typing import Any
 
 from servers.core.events import (
     CLOSED,
@@ -255,8 +256,8 @@ class ServerConnection:
                 self._input_after_end = True
             elif self._waiting_for_continue:
                 self._waiting_for_continue = False  # RFC 9110 §10.1.1: the client chose not to wait for 100
-            if not self._body_failed:
-                self._parser.receive_data(data)  # type: ignore[union-attr]
+            if not self._body_failed and self._parser is not None:
+                self._parser.receive_data(data)
             if state is not S.DONE:
                 self._since = self.clock()  # progress on the body restarts body_timeout
         # LINGER: discarded.  UPGRADED, CLOSED: the server no longer feeds us.
@@ -329,14 +330,15 @@ class ServerConnection:
     def _next_body_event(self) -> Event:
         if self._body_failed:
             return NEED_DATA  # the body is being ignored; the response will end the connection
+        assert self._parser is not None  # BODY always has its cycle's parser
         try:
-            event = self._parser.next_event()  # type: ignore[union-attr]
+            event = self._parser.next_event()
         except ParseError as exc:  # a malformed chunk
             self._body_failed = True
             return BodyError(exc.status, exc.reason)
-        if type(event) is Data:
+        if isinstance(event, Data):
             self._body_wanted = False
-            self._body_received += len(event.data)  # type: ignore[union-attr]
+            self._body_received += len(event.data)
             limit = self.limits.max_body_bytes
             if limit and self._body_received > limit:
                 self._body_failed = True
@@ -355,16 +357,17 @@ class ServerConnection:
 
     def _end_of_body(self) -> None:
         self._to(S.DONE, "the body ends")
-        if not self._input_after_end and self._parser.trailing_data:  # type: ignore[union-attr]
+        if not self._input_after_end and self._parser is not None and self._parser.trailing_data:
             self._input_after_end = True  # a pipelined request came in the same read as this one's end
 
     def _drain(self) -> Event:
         """Discard the unread rest of a body, so the next request starts at the right byte."""
+        assert self._parser is not None  # DRAIN always has its cycle's parser
         try:
             while True:
-                event = self._parser.next_event()  # type: ignore[union-attr]
-                if type(event) is Data:
-                    self._body_received += len(event.data)  # type: ignore[union-attr]
+                event = self._parser.next_event()
+                if isinstance(event, Data):
+                    self._body_received += len(event.data)
                     if self._body_received - self._drain_start > self.limits.max_drain_bytes:
                         break
                 elif type(event) is EndOfMessage:
@@ -409,11 +412,11 @@ class ServerConnection:
         connection (no terminating chunk, or fewer bytes than the Content-Length)."""
         self._to(S.CLOSED, "the response is aborted")
 
-    def accept_websocket(self, message: dict[str, object]) -> tuple[bytes, bytes]:
+    def accept_websocket(self, message: dict[str, Any]) -> tuple[bytes, bytes]:
         """The application accepted the handshake: ``(the 101 response, the bytes already received after the head)``
         -- the first frames, if the client was quick."""
         assert self.head is not None and self._parser is not None
-        response = accept_response(self.head, message)  # type: ignore[arg-type]
+        response = accept_response(self.head, message)
         if self.writer is not None:
             self.writer.status = 101  # for the access log: the response this cycle ended with (RFC 9110 §15.2.2)
         self._to(S.UPGRADED, "a WebSocket is accepted")
@@ -504,13 +507,13 @@ class ServerConnection:
         """The application is done with the request: count what the parser already holds of the body without
         reading further.  True if that completes it (a body that all arrived, or none) -- then there is nothing to
         drain."""
-        if self._body_failed:
+        if self._body_failed or self._parser is None:
             return False
         try:
             while True:
-                event = self._parser.next_event()  # type: ignore[union-attr]
-                if type(event) is Data:
-                    self._body_received += len(event.data)  # type: ignore[union-attr]
+                event = self._parser.next_event()
+                if isinstance(event, Data):
+                    self._body_received += len(event.data)
                 elif type(event) is EndOfMessage:
                     self._end_of_body()
                     return True
