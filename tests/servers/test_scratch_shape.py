@@ -68,7 +68,7 @@ def test_each_section_holds_what_its_heading_says(name: str) -> None:
     assert calls == {"Request cycle"} or calls == {"Request cycle", "Connection"} and name == "scratch_asgi.py"
 
 
-@pytest.mark.parametrize("name", ["scratch_wsgi.py", "scratch_asgi.py"])
+@pytest.mark.parametrize("name", ["scratch_wsgi.py", "scratch_asgi.py", "scratch_websocket.py"])
 def test_no_protocol_decision_in_a_server_file(name: str) -> None:
     """Status codes, h11, header names and the strict gate are the connection's business (servers/core/)."""
     tree = ast.parse((SERVERS / name).read_text())
