@@ -336,7 +336,13 @@ class Connection(asyncio.Protocol):
         elif self.conn.shutdown():
             self.transport.close()
 
-    def _linger(self) -> None:
+    def reject(self, rejection: Rejected) -> None:
+        """Write a refusal and start the lingering close the connection asked for."""
+        log.info("%s rejected %d (%s: %s)", self.client, rejection.status, rejection.rule, rejection.reason)
+        self.transport.write(rejection.data)
+        self.linger()
+
+    def linger(self) -> None:
         """The connection is closing: stop writing, keep discarding input until its deadline (then ``CLOSED``)."""
         self.flow.resume_reading()
         if self.transport.can_write_eof():
@@ -381,9 +387,7 @@ class Connection(asyncio.Protocol):
 
     def _act(self, event: Event) -> None:
         if isinstance(event, Rejected):
-            log.info("%s rejected %d (%s: %s)", self.client, event.status, event.rule, event.reason)
-            self.transport.write(event.data)
-            self._linger()
+            self.reject(event)
         elif event is CLOSED:
             self.transport.close()
 
@@ -413,7 +417,7 @@ class Connection(asyncio.Protocol):
         if state is State.CLOSED:
             self.transport.close()
         elif state is State.LINGER:
-            self._linger()
+            self.linger()
         self._drive()
 
 
