@@ -1,0 +1,716 @@
+"""Cost anatomy: what each feature of a framework costs, one feature per step.
+
+Theory of operation
+-------------------
+The ladder (``layercake bench``) says FastAPI costs several times bare ASGI per
+request, and Flask several times bare WSGI -- but not *which* abstraction costs what.
+An anatomy answers that.  For one layer it is a ladder of variants of one endpoint,
+each a real, small app in ``layers/<layer>/anatomy.py`` that adds exactly **one**
+feature over the step before it (a router, a validated ``Query``, a ``Depends``, a
+middleware ...), and every variant gives the same answer to the same request.  So the
+difference between two neighbouring steps is what that one feature costs.
+
+For each step, in a fresh subprocess (``python -m layercake.anatomy LAYER STEP``, so no
+step inherits another's imports or caches):
+
+1. the app is built and sent the ladder's request once in-process, through
+   ``wsgiref.validate`` for WSGI; status, ``Content-Type`` and the JSON body must be the
+   ladder's answer, or the step is not measured (a fast wrong answer is no figure);
+2. :func:`layercake.bench.costs.measure_layer` measures it exactly as ``bench
+   --in-process`` measures a layer: µs per request (median of batches, with min and max),
+   Python calls, C calls and distinct lines run, by package -- counters that are
+   deterministic, identical across runs (see that module for how);
+3. with ``--server NAME``, the same app is started on a real server (pinned to one CPU,
+   wrk on the other), checked over HTTP, and loaded briefly: req/s and p99.
+
+The document (:func:`anatomy_document`, schema ``layercake.anatomy/1``) holds every
+step with its **delta over the previous step**; :func:`markdown`, :func:`chart` (a
+waterfall: each bar starts where the step before ended and is as long as the step's
+added cost) and the CLI's table are views of it.
+
+Registering a ladder (for a new layer, e.g. Django)
+---------------------------------------------------
+Write ``layers/<layer>/anatomy.py`` that ends with a module-level ``LADDER``::
+
+    from layercake.anatomy import ITEM_ANSWER, ITEM_REQUEST, Ladder, Step, serve_steps
+
+    def bare_wsgi(): ...          # each variant: a function that builds and returns the app;
+    def django_view(): ...        # its docstring's first line says the one thing it adds
+
+    LADDER = Ladder("django", "wsgi", ITEM_REQUEST, ITEM_ANSWER, (
+        Step(bare_wsgi, adds="..."),  # the first step is the baseline
+        Step(django_view, adds="django"),
+    ))
+    __getattr__ = serve_steps(LADDER)  # `layers.django.anatomy:django_view` names the app, for servers
+
+Nothing else is edited: :func:`ladders` finds every ``layers/*/anatomy.py`` that defines
+``LADDER`` (without importing it), and ``layercake anatomy django``, the site and the
+tests (``tests/layercake/test_anatomy.py`` is parametrised over :func:`ladders`) pick it
+up.  A step may reuse another layer's variant (``bare_asgi`` starts both the Starlette
+and the FastAPI ladders).  A step either ``adds=`` a feature or ``removes=`` one that an
+earlier step brought (FastAPI's telemetry check, its docs routes); a test checks that
+every step changes exactly one feature.
+
+What it deliberately doesn't do: compare layers with each other (that is ``bench``), or
+time anything inside a request (``layercake trace`` shows where inside a step the
+calls go).  Timings are noisy on a shared machine; the counters are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import inspect
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from layercake.bench.endpoints import Endpoint
+from layercake.bench.loadgen import Request
+from layercake.errors import LayercakeError, UnknownName
+
+PROJECT = Path(__file__).resolve().parents[1]
+LAYERS_DIR = PROJECT / "layers"
+SCHEMA = "layercake.anatomy/1"
+DEFAULT_SECONDS = 0.3  # timing per step: ~16 FastAPI steps in well under a minute, imports included
+SERVER_CONCURRENCY = 16
+SERVER_DURATION = 1  # wrk's whole seconds
+
+# --- the request every variant answers, and the answer ----------------------------------------------------------------
+
+#: FastAPI's own tutorial shape ("Request Body + Path + Query parameters"): one request
+#: that exercises a path parameter, a query parameter and a JSON body, so every feature
+#: of a ladder has something to do, and every variant -- by hand or by framework --
+#: answers it the same.
+ITEM_BODY = b'{"name":"cake","price":9.5}'
+ITEM_REQUEST = Request("PUT", "/items/42?q=cake", ITEM_BODY, "application/json")
+#: The same item as an HTML form post: Werkzeug's ladder ends in its form parser.
+FORM_REQUEST = Request("PUT", "/items/42?q=cake", b"name=cake&price=9.5", "application/x-www-form-urlencoded")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What every variant of a ladder must answer: status, media type, and the JSON value.
+
+    The JSON is compared as a value, not as bytes: Flask's ``jsonify`` sorts keys and ends
+    with a newline, FastAPI keeps field order and none -- both are the same answer.
+    """
+
+    status: int
+    content_type: str
+    json: Any
+
+    def problem(self, status: int, content_type: str, body: bytes) -> str | None:
+        """None when the response is this answer; else what is wrong, readably."""
+        if status != self.status:
+            return f"status {status}, expected {self.status} (body {body[:120]!r})"
+        if content_type.split(";")[0].strip().lower() != self.content_type:
+            return f"Content-Type {content_type!r}, expected {self.content_type}"
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return f"body is not JSON: {body[:120]!r}"
+        if value != self.json:
+            return f"body {value!r}, expected {self.json!r}"
+        return None
+
+
+ITEM_ANSWER = Answer(200, "application/json", {"item_id": 42, "name": "cake", "price": 9.5, "q": "cake"})
+
+
+# --- the registry: ladders of steps, as data ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One variant: a function that builds the app, and the one feature it changes.
+
+    ``adds`` names the feature this step brings over the previous one; ``removes`` one
+    that an earlier step brought (exactly one of the two).  The function's docstring
+    says in its first line what that is, and below it how the feature works.
+    """
+
+    build: Callable[[], Any]
+    adds: str | None = None
+    removes: str | None = None
+    #: Defaults that come with the feature added here, named so a later step can remove
+    #: them one at a time (``FastAPI()`` brings its telemetry check and docs routes).
+    includes: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.build.__name__
+
+    @property
+    def change(self) -> str:
+        return f"+{self.adds}" if self.adds else f"-{self.removes}"
+
+    @property
+    def doc(self) -> str:
+        return inspect.getdoc(self.build) or ""
+
+    @property
+    def title(self) -> str:
+        """The docstring's first sentence (what the step adds), without its full stop."""
+        first = self.doc.split("\n\n", 1)[0].replace("\n", " ").strip().rstrip(".")
+        return first.replace("``", "`")  # reST literals in the docstring, markdown ones in reports
+
+    @property
+    def source(self) -> tuple[Path, int, int]:
+        """The file and the first and last line of the variant's function."""
+        lines, first = inspect.getsourcelines(self.build)
+        return Path(inspect.getsourcefile(self.build) or ""), first, first + len(lines) - 1
+
+    def code(self) -> list[tuple[int, str]]:
+        """The function's code below its docstring: the lines that build this variant."""
+        path, first, last = self.source
+        text = path.read_text(encoding="utf-8").splitlines()
+        func = ast.parse("\n".join(text[first - 1 : last]).strip("\n") + "\n").body[0]
+        body = getattr(func, "body", [])
+        start = first
+        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+            start = first + body[0].end_lineno  # type: ignore[operator]  # after the docstring
+        return [(n, text[n - 1]) for n in range(start, last + 1) if text[n - 1].strip()]
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """One layer's anatomy: steps in order, the interface they speak, the request and answer."""
+
+    layer: str
+    interface: str  # "wsgi" | "asgi"
+    request: Request
+    answer: Answer
+    steps: tuple[Step, ...]
+    title: str = ""  # one line for reports ("FastAPI, feature by feature")
+
+    def __post_init__(self) -> None:
+        keys = [s.key for s in self.steps]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{self.layer}: two steps share a name: {keys}")
+        for s in self.steps:
+            if (s.adds is None) == (s.removes is None):
+                raise ValueError(f"{self.layer}:{s.key}: a step adds one feature or removes one")
+
+    def step(self, key: str) -> Step:
+        for s in self.steps:
+            if s.key == key:
+                return s
+        raise UnknownName(f"{self.layer} anatomy step", key, [s.key for s in self.steps])
+
+    def features(self) -> list[frozenset[str]]:
+        """The features present at each step, folded from the changes."""
+        present: set[str] = set()
+        out = []
+        for s in self.steps:
+            present = present | {s.adds, *s.includes} if s.adds else present - {s.removes}
+            out.append(frozenset(present))
+        return out
+
+    @property
+    def module(self) -> str:
+        return f"layers.{self.layer}.anatomy"
+
+    def endpoint(self) -> Endpoint:
+        """The ladder's request as a bench endpoint, for :func:`layercake.bench.costs.measure_layer`."""
+        answer = self.answer
+
+        def check(body: bytes) -> str | None:
+            return answer.problem(answer.status, answer.content_type, body)
+
+        return Endpoint(f"anatomy-{self.layer}", self.request, answer.status, check, f"{self.layer} anatomy")
+
+
+def serve_steps(ladder: Ladder) -> Callable[[str], Any]:
+    """A module ``__getattr__`` (PEP 562) so ``layers.X.anatomy:STEP_app`` is the built app.
+
+    Servers take ``module:attr``; a step's function builds its app, so the module hands
+    out ``<step>_app`` on first use -- import strings every server understands.
+    """
+    built: dict[str, Any] = {}
+
+    def module_getattr(name: str) -> Any:
+        key = name.removesuffix("_app")
+        if name.endswith("_app") and any(s.key == key for s in ladder.steps):
+            if key not in built:
+                built[key] = ladder.step(key).build()
+            return built[key]
+        raise AttributeError(f"module {ladder.module!r} has no attribute {name!r}")
+
+    return module_getattr
+
+
+def ladders() -> dict[str, str]:
+    """Every registered anatomy: layer name -> ``module:LADDER``, without importing any.
+
+    A layer registers by having ``layers/<layer>/anatomy.py`` with a top-level ``LADDER``
+    (see the module docs).  The order is the ladder's (:data:`layers.LAYERS`), then the rest.
+    """
+    from layers import LAYERS
+
+    found = {}
+    for path in sorted(LAYERS_DIR.glob("*/anatomy.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        defines = any(
+            isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "LADDER" for t in node.targets)
+            for node in tree.body
+        )
+        if defines:
+            found[path.parent.name] = f"layers.{path.parent.name}.anatomy:LADDER"
+    order = [n for n in LAYERS if n in found] + sorted(n for n in found if n not in LAYERS)
+    return {n: found[n] for n in order}
+
+
+def get_ladder(layer: str) -> Ladder:
+    import importlib
+
+    registry = ladders()
+    if layer not in registry:
+        raise UnknownName("anatomy", layer, registry)
+    module, _, attr = registry[layer].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# --- one request in-process, to check the answer --------------------------------------------------------------------
+
+
+def call_once(interface: str, app: Any, request: Request) -> tuple[int, str, bytes]:
+    """Send ``request`` to ``app`` once; its status, Content-Type and body.
+
+    The same environ/scope the measurement uses (:mod:`layercake.bench.costs`), with a
+    driver that keeps the body; WSGI goes through ``wsgiref.validate`` (PEP 3333's
+    checker), so a variant that breaks the spec is caught here, not measured.
+    """
+    from layercake.bench.costs import ASGICall, WSGICall
+
+    endpoint = Endpoint("check", request, 200, lambda b: None, "")
+    if interface == "wsgi":
+        from wsgiref.validate import validator
+
+        call = WSGICall(app, endpoint)
+        environ = dict(call.environ, **{"wsgi.input": io.BytesIO(request.body)})
+        got: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            got["status"], got["headers"] = status, headers
+            return lambda data: None
+
+        with contextlib.redirect_stderr(io.StringIO()):  # validate warns on stderr
+            result = validator(app)(environ, start_response)
+            try:
+                body = b"".join(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        headers = {k.lower(): v for k, v in got["headers"]}
+        return int(got["status"][:3]), headers.get("content-type", ""), body
+    import asyncio
+
+    scope = dict(ASGICall(app, endpoint, {}).scope, state={})
+    messages: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        pending = [{"type": "http.request", "body": request.body, "more_body": False}]
+        done = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            if pending:
+                return pending.pop()
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                done.set()
+
+        await app(scope, receive, send)
+
+    asyncio.run(run())
+    start = next(m for m in messages if m["type"] == "http.response.start")
+    headers = {k.decode().lower(): v.decode() for k, v in start.get("headers", [])}
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    return start["status"], headers.get("content-type", ""), body
+
+
+# --- measuring one step (in a subprocess of its own) ----------------------------------------------------------------
+
+
+def measure_step_here(layer: str, key: str, seconds: float = DEFAULT_SECONDS) -> dict[str, Any]:
+    """Build, check and measure one step in *this* process; the step's row without deltas."""
+    from layercake.bench.costs import measure_layer
+
+    ladder = get_ladder(layer)
+    step = ladder.step(key)
+    app = step.build()
+    status, content_type, body = call_once(ladder.interface, app, ladder.request)
+    row: dict[str, Any] = {
+        "step": step.key,
+        "answer": {"status": status, "content_type": content_type, "body": body.decode("utf-8", "replace")},
+        "problem": ladder.answer.problem(status, content_type, body),
+    }
+    if row["problem"] is None:
+        (cost,) = measure_layer(
+            f"{ladder.module}:{key}_app", [ladder.endpoint()], seconds, interface=ladder.interface, app=app, cpu=True
+        )
+        wall = dict(cost.us_per_request)
+        cpu = wall.pop("cpu")
+        # CPU time is the figure: on a machine shared with other work it moves far less
+        # than the wall clock, which also counts the time other processes had the CPU.
+        row["us_per_request"] = {**cpu, "n": wall["n"]}
+        row["wall_us_per_request"] = wall
+        row["counters"] = cost.counters
+    return row
+
+
+def measure_step(layer: str, key: str, seconds: float = DEFAULT_SECONDS, timeout: float = 120.0) -> dict[str, Any]:
+    """:func:`measure_step_here` in a fresh subprocess (isolated imports and caches)."""
+    command = [sys.executable, "-m", "layercake.anatomy", layer, key, "--seconds", f"{seconds:g}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=PROJECT)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-8:])
+        return {"step": key, "problem": f"measuring failed:\n{tail}"}
+    return json.loads(done.stdout)
+
+
+def measure_on_server(ladder: Ladder, key: str, server: str) -> dict[str, Any]:
+    """One step on a real server: start it, check the answer over HTTP, load it with wrk."""
+    import httpx
+
+    from layercake.bench import loadgen, runner
+    from servers.registry import ServerOptions
+    from servers.supervise import start_server
+
+    cpus = runner.can_pin()
+    layer = next(name for name, iface in (("bare_wsgi", "wsgi"), ("bare_asgi", "asgi")) if iface == ladder.interface)
+    opts = ServerOptions(port=0, app_target=f"{ladder.module}:{key}_app")
+    with start_server(server, layer, opts) as running:
+        if cpus and running.pid:
+            runner.pin_process_tree(running.pid, cpus[0])
+        req = ladder.request
+        resp = httpx.request(
+            req.method,
+            running.url + req.path,
+            content=req.body,
+            headers={"content-type": req.content_type},
+            timeout=10,
+        )
+        problem = ladder.answer.problem(resp.status_code, resp.headers.get("content-type", ""), resp.content)
+        if problem:
+            return {"server": server, "problem": problem}
+        generator = loadgen.choose_generator("auto")
+        result = loadgen.run_load(
+            running.url,
+            req,
+            SERVER_CONCURRENCY,
+            SERVER_DURATION,
+            generator=generator,
+            cpu=cpus[1] if cpus else None,
+        )
+    out: dict[str, Any] = {
+        "server": server,
+        "generator": generator,
+        "concurrency": SERVER_CONCURRENCY,
+        "duration_s": round(result.duration_s, 2),
+        "rps": round(result.rps, 1),
+        "p99_us": result.latency_us.get("p99"),
+        "socket_errors": result.socket_errors,
+        "non_2xx": result.non_2xx,
+    }
+    return out
+
+
+# --- the whole ladder -----------------------------------------------------------------------------------------------
+
+
+def _delta(a: float | int | None, b: float | int | None, digits: int = 2) -> float | int | None:
+    if a is None or b is None:
+        return None
+    return round(a - b, digits) if isinstance(a, float) or isinstance(b, float) else a - b
+
+
+@dataclass
+class Progress:
+    """What :func:`anatomy_document` reports as it goes (for a progress display)."""
+
+    on_start: Callable[[int, int, Step], None] = lambda i, n, s: None
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def anatomy_document(
+    layer: str,
+    seconds: float = DEFAULT_SECONDS,
+    server: str | None = None,
+    command: str = "",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Measure every step of ``layer``'s anatomy; the results document.
+
+    Ctrl-C stops between (or inside) steps: the document then holds the steps measured
+    so far and ``"interrupted": true``.
+    """
+    from layercake.bench.environment import describe, now_utc
+
+    ladder = get_ladder(layer)
+    if server is not None:
+        from servers.registry import get_server
+
+        spec = get_server(server)  # an unknown name lists the choices, before anything runs
+        if spec.bridge_for(ladder.interface) is not None:
+            raise LayercakeError(
+                f"{server} is not a{'n' if ladder.interface == 'asgi' else ''} {ladder.interface.upper()} server; "
+                f"the {layer} anatomy needs one (a bridge would add its own cost to every step)",
+                2,
+            )
+    progress = progress or Progress()
+    started, t0 = now_utc(), time.monotonic()
+    features = ladder.features()
+    rows: list[dict[str, Any]] = []
+    interrupted = False
+    try:
+        for i, step in enumerate(ladder.steps):
+            progress.on_start(i, len(ladder.steps), step)
+            row = measure_step(layer, step.key, seconds)
+            if server is not None and row.get("problem") is None:
+                try:
+                    row["server"] = measure_on_server(ladder, step.key, server)
+                except LayercakeError as exc:
+                    row["server"] = {"server": server, "problem": exc.message}
+            path, first, last = step.source
+            row.update(
+                index=i + 1,  # counted from 1, as the progress and the table show it
+                title=step.title,
+                change=step.change,
+                features=sorted(features[i]),
+                doc=step.doc,
+                source={"path": _relative(path), "first_line": first, "last_line": last},
+            )
+            _add_deltas(row, rows[-1] if rows else None)
+            rows.append(row)
+            progress.on_row(row)
+    except KeyboardInterrupt:
+        interrupted = True
+    return {
+        "schema": SCHEMA,
+        "kind": "anatomy",
+        "layer": layer,
+        "interface": ladder.interface,
+        "title": ladder.title,
+        "command": command,
+        "measured_at": started,
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        "interrupted": interrupted,
+        "environment": describe(),
+        "request": {
+            "method": ladder.request.method,
+            "path": ladder.request.path,
+            "content_type": ladder.request.content_type,
+            "body": ladder.request.body.decode(),
+        },
+        "answer": {
+            "status": ladder.answer.status,
+            "content_type": ladder.answer.content_type,
+            "json": ladder.answer.json,
+        },
+        "settings": {
+            "seconds_per_step": seconds,
+            "server": server,
+            "counted_requests": 1,
+            "clock": "CPU time of the process, all threads (time.process_time); wall clock in wall_us_per_request",
+        },
+        "steps": rows,
+        "headline": headline_of(rows, ladder),
+    }
+
+
+def _relative(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(PROJECT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _add_deltas(row: dict[str, Any], before: dict[str, Any] | None) -> None:
+    """The step's cost over the previous measured step (None for the first, or after a failure)."""
+    ok = row.get("problem") is None and before is not None and before.get("problem") is None
+    if not ok:
+        row["delta"] = None
+        return
+    assert before is not None
+    c, b = row["counters"], before["counters"]
+    by_package = {}
+    for pkg in sorted(set(c["by_package"]) | set(b["by_package"])):
+        now, was = c["by_package"].get(pkg, {}), b["by_package"].get(pkg, {})
+        d = {k: now.get(k, 0) - was.get(k, 0) for k in ("calls", "c_calls", "lines")}
+        if any(d.values()):
+            by_package[pkg] = d
+    row["delta"] = {
+        "us": _delta(row["us_per_request"]["median"], before["us_per_request"]["median"]),
+        "calls": c["calls"] - b["calls"],
+        "c_calls": c["c_calls"] - b["c_calls"],
+        "lines": c["lines"] - b["lines"],
+        "by_package": by_package,
+    }
+    if "server" in row and "server" in before and "rps" in row["server"] and "rps" in before["server"]:
+        row["delta"]["rps"] = _delta(row["server"]["rps"], before["server"]["rps"], 1)
+
+
+def headline_of(rows: list[dict[str, Any]], ladder: Ladder | None = None) -> str:
+    """One sentence: which step costs most (µs and calls), the whole ladder, and what removing defaults saves."""
+    measured = [r for r in rows if r.get("delta")]
+    if not measured:
+        return ""
+    top = max(measured, key=lambda r: r["delta"]["us"])
+    ok = [r for r in rows if r.get("problem") is None]
+    first, last = ok[0], ok[-1]
+    layer = ladder.layer if ladder else ""
+    text = (
+        f"{layer}: the costliest step is {top['step']} ({top['title']}): +{top['delta']['us']:.1f} µs and "
+        f"{top['delta']['calls']:+d} Python calls per request; the whole ladder goes from "
+        f"{first['us_per_request']['median']:.1f} µs and {first['counters']['calls']} calls ({first['step']}) to "
+        f"{last['us_per_request']['median']:.1f} µs and {last['counters']['calls']} calls ({last['step']})"
+    )
+    for r in measured:
+        if r["change"].startswith("-"):
+            text += f"; removing the {r['change'][1:]} changes {r['delta']['us']:+.1f} µs and {r['delta']['calls']:+d} calls"
+    return text + "."
+
+
+# --- views: markdown and the waterfall chart ------------------------------------------------------------------------
+
+
+def _fmt(value: float | int | None, signed: bool = False, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return f"{value:+d}" if signed else f"{value:d}"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def markdown(doc: dict[str, Any], chart_name: str | None = None) -> str:
+    """The document as a markdown report: headline, table, and the request."""
+    req = doc["request"]
+    lines = [
+        f"# Anatomy of {doc['layer']}",
+        "",
+        f"{doc.get('title') or ''}",
+        "",
+        f"Every step answers `{req['method']} {req['path']}` with the body `{req['body']}` ({req['content_type']}) "
+        f"and gets `{json.dumps(doc['answer']['json'])}`; each adds one feature over the step above it.",
+        "",
+        f"**Headline.** {doc['headline']}" if doc.get("headline") else "",
+        "",
+    ]
+    if chart_name:
+        lines += [f"![waterfall: what each step adds, µs per request]({chart_name})", ""]
+    server = doc["settings"].get("server")
+    head = "| # | step | adds | CPU µs / request (min–max) | Δ µs | Python calls | Δ calls | C calls | lines run | Δ lines |"
+    rule = "|--:|---|---|--:|--:|--:|--:|--:|--:|--:|"
+    if server:
+        head += f" req/s on {server} | p99 ms |"
+        rule += "--:|--:|"
+    lines += [head, rule]
+    for r in doc["steps"]:
+        if r.get("problem"):
+            lines.append(f"| {r['index']} | `{r['step']}` | {r['title']} | not measured: {r['problem']} |")
+            continue
+        us, c, d = r["us_per_request"], r["counters"], r.get("delta") or {}
+        line = (
+            f"| {r['index']} | `{r['step']}` | {r['title']} | {us['median']:.1f} ({us['min']:.1f}–{us['max']:.1f}) | "
+            f"{_fmt(d.get('us'), True)} | {c['calls']} | {_fmt(d.get('calls'), True)} | {c['c_calls']} | "
+            f"{c['lines']} | {_fmt(d.get('lines'), True)} |"
+        )
+        if server:
+            s = r.get("server") or {}
+            p99 = s.get("p99_us")
+            line += f" {_fmt(s.get('rps'), digits=0)} | {_fmt(p99 / 1000 if p99 else None, digits=2)} |"
+        lines.append(line)
+    env = doc["environment"]
+    lines += [
+        "",
+        f"Measured {doc['measured_at']} with `{doc['command'] or 'layercake anatomy ' + doc['layer']}` "
+        f"({doc['elapsed_s']} s); {env.get('python', '')} on {env.get('cpu_count', '?')} CPUs, load average {env.get('loadavg_at_start')}. "
+        "µs: CPU time per request, median (and range) of batches over "
+        f"{doc['settings']['seconds_per_step']:g} s per step, in-process (no socket); calls and lines: one request, "
+        "counted deterministically (`layercake bench --in-process` explains how).",
+    ]
+    if doc.get("interrupted"):
+        lines += ["", "*Interrupted: only the steps above were measured.*"]
+    return "\n".join(line for line in lines) + "\n"
+
+
+def chart(doc: dict[str, Any], path: Path | str) -> Path:
+    """The waterfall: one bar per step, from the previous step's µs to its own."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in doc["steps"] if r.get("problem") is None]
+    if not rows:
+        raise LayercakeError("nothing was measured, so there is no chart to draw")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height = 1.2 + 0.38 * len(rows)
+    fig, ax = plt.subplots(figsize=(9, height), dpi=110)
+    before = 0.0
+    labels = []
+    for i, r in enumerate(rows):
+        us = r["us_per_request"]["median"]
+        delta = us - before if i else us
+        left = before if i else 0.0
+        colour = "#8c8c8c" if i == 0 else ("#d9534f" if delta >= 0 else "#5cb85c")
+        ax.barh(i, delta, left=left, color=colour, height=0.7)
+        label = f"{us:.1f}" if i == 0 else f"{delta:+.1f}"
+        ax.text(max(us, before) + 0.5, i, label, va="center", fontsize=8)
+        labels.append(f"{r['step']}")
+        before = us
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("CPU µs per request, in-process (each bar: what the step adds over the one above)")
+    ax.set_xlim(0, max(r["us_per_request"]["median"] for r in rows) * 1.15)
+    ax.set_title(f"Anatomy of {doc['layer']}: {doc['request']['method']} {doc['request']['path']}", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_json(doc: dict[str, Any], path: Path | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load(path: Path | str) -> dict[str, Any]:
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    if doc.get("schema") != SCHEMA:
+        raise LayercakeError(f"{path}: not an anatomy document (schema {doc.get('schema')!r}, expected {SCHEMA})")
+    return doc
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m layercake.anatomy", description="Check and measure one anatomy step in-process; prints JSON."
+    )
+    parser.add_argument("layer")
+    parser.add_argument("step")
+    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
+    args = parser.parse_args(argv)
+    with contextlib.redirect_stdout(sys.stderr):  # what a framework prints must not reach our JSON
+        row = measure_step_here(args.layer, args.step, args.seconds)
+    sys.stdout.write(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

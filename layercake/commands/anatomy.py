@@ -1,0 +1,186 @@
+"""``layercake anatomy LAYER``: what each feature of a framework costs, one feature per step.
+
+A thin command over :mod:`layercake.anatomy`: it shows progress as each step is
+measured, prints the table and the headline, and writes what was asked for (JSON,
+markdown, the waterfall chart).  Ctrl-C keeps the steps already measured (exit 130).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from layercake.errors import LayercakeError
+
+
+def _signed(value: float | int | None, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return f"{value:+d}"
+    return f"{value:+.{digits}f}"
+
+
+def _colour(delta: float | None, text: str) -> str:
+    if delta is None:
+        return text
+    return f"[red]{text}[/]" if delta > 0 else f"[green]{text}[/]" if delta < 0 else text
+
+
+def anatomy_table(doc: dict[str, Any]) -> Table:
+    """The rich table: one row per step, its figures and its delta over the step above."""
+    server = doc["settings"].get("server")
+    table = Table(title=f"Anatomy of {doc['layer']}: {doc['request']['method']} {doc['request']['path']}")
+    table.add_column("#", justify="right")
+    table.add_column("step: what it adds", overflow="fold", ratio=1)
+    for name in ("CPU µs", "Δ µs", "calls", "Δ calls", "lines", "Δ lines"):
+        table.add_column(name, justify="right", no_wrap=True)
+    if server:
+        table.add_column("req/s", justify="right", no_wrap=True)
+        table.add_column("p99 ms", justify="right", no_wrap=True)
+    for r in doc["steps"]:
+        label = f"[bold]{escape(r['step'])}[/]\n[dim]{escape(r['title'])}[/]"
+        if r.get("problem"):
+            table.add_row(str(r["index"]), label, f"[red]not measured: {escape(r['problem'])}[/]")
+            continue
+        c, d = r["counters"], r.get("delta") or {}
+        cells = [
+            str(r["index"]),
+            label,
+            f"{r['us_per_request']['median']:.1f}",
+            _colour(d.get("us"), _signed(d.get("us"))),
+            str(c["calls"]),
+            _signed(d.get("calls")),
+            str(c["lines"]),
+            _signed(d.get("lines")),
+        ]
+        if server:
+            s = r.get("server") or {}
+            if s.get("problem"):
+                cells += [f"[red]{escape(s['problem'])}[/]", ""]
+            else:
+                p99 = s.get("p99_us")
+                cells += [f"{s.get('rps', 0):,.0f}", f"{p99 / 1000:.2f}" if p99 else "–"]
+        table.add_row(*cells)
+    return table
+
+
+def _list_ladders(console: Console) -> None:
+    from layercake.anatomy import get_ladder, ladders
+
+    console.print("Anatomies (layercake anatomy LAYER):")
+    for name in ladders():
+        ladder = get_ladder(name)
+        console.print(f"  [bold]{name}[/]  {len(ladder.steps)} steps: {escape(ladder.title)}", highlight=False)
+
+
+@click.command("anatomy")
+@click.argument("layer", required=False)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.3,
+    show_default=True,
+    help="Timing per step (each step also takes ~1 s of imports in its own process).",
+)
+@click.option("--server", help="Also run each step on this real server: req/s and p99 from wrk (~3 s a step).")
+@click.option("--json", "json_path", metavar="FILE", help="Write the results document (schema layercake.anatomy/1).")
+@click.option("--markdown", "markdown_path", metavar="FILE", help="Write a markdown report.")
+@click.option("--chart", "chart_path", metavar="FILE", help="Write the waterfall chart (PNG).")
+@click.option("--out", "out_dir", metavar="DIR", help="Write LAYER.json, LAYER.md and LAYER.png into DIR.")
+def anatomy(
+    layer: str | None,
+    seconds: float,
+    server: str | None,
+    json_path: str | None,
+    markdown_path: str | None,
+    chart_path: str | None,
+    out_dir: str | None,
+) -> None:
+    """What each feature of LAYER costs per request: a ladder of variants, one feature per step.
+
+    Every variant is a real small app (layers/LAYER/anatomy.py) answering the same request;
+    each is checked, then measured in-process in its own process: µs per request (median of
+    batches), Python calls and lines run (deterministic), and the delta over the step above.
+
+    \b
+    layercake anatomy                       # the ladders there are
+    layercake anatomy fastapi               # about 30 s
+    layercake anatomy flask --out docs/anatomy
+    layercake anatomy starlette --server uvicorn
+    """
+    from layercake import anatomy as lib
+
+    # A pipe gets a wide table (rows are made to be read whole) unless COLUMNS says otherwise.
+    console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
+    if layer is None:
+        _list_ladders(console)
+        return
+    ladder = lib.get_ladder(layer)  # an unknown name lists the choices
+    if out_dir:
+        json_path = json_path or str(Path(out_dir) / f"{layer}.json")
+        markdown_path = markdown_path or str(Path(out_dir) / f"{layer}.md")
+        chart_path = chart_path or str(Path(out_dir) / f"{layer}.png")
+    n = len(ladder.steps)
+    console.print(
+        f"{layer}: {n} steps, each checked then measured in its own process "
+        f"(~{n * (1 + seconds) + (n * 3 if server else 0):.0f} s)",
+        highlight=False,
+    )
+    status = console.status("starting")
+
+    def on_start(i: int, total: int, step: lib.Step) -> None:
+        status.update(f"{i + 1}/{total} {step.key}")
+
+    def on_row(row: dict[str, Any]) -> None:
+        if row.get("problem"):
+            console.print(f"  [red]{row['step']}: not measured: {escape(row['problem'])}[/]", highlight=False)
+            return
+        d = row.get("delta") or {}
+        console.print(
+            f"  {row['index']:>2}/{n} {row['step']:<22} {row['us_per_request']['median']:8.1f} µs "
+            f"{_signed(d.get('us')):>8}  {row['counters']['calls']:>5} calls {_signed(d.get('calls')):>6}",
+            highlight=False,
+        )
+
+    with status:
+        doc = lib.anatomy_document(
+            layer, seconds, server, "layercake " + shlex.join(sys.argv[1:]), lib.Progress(on_start, on_row)
+        )
+    if doc["steps"]:
+        console.print(anatomy_table(doc))
+    if doc["headline"]:
+        console.print(escape(doc["headline"]), highlight=False)
+    written = []
+    measured = [r for r in doc["steps"] if r.get("problem") is None]
+    if json_path:
+        written.append(lib.write_json(doc, json_path))
+    if chart_path and measured:
+        written.append(lib.chart(doc, chart_path))
+    if markdown_path:
+        path = Path(markdown_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        chart_name = None
+        if chart_path and measured:
+            chart_name = Path(chart_path).name if Path(chart_path).parent == path.parent else str(Path(chart_path))
+        path.write_text(lib.markdown(doc, chart_name), encoding="utf-8")
+        written.append(path)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+    if doc["interrupted"]:
+        console.print(f"[yellow]interrupted: {len(doc['steps'])} of {n} steps measured[/]")
+        raise SystemExit(130)
+    failed = [r for r in doc["steps"] if r.get("problem")]
+    if failed:
+        raise LayercakeError(f"{len(failed)} step(s) did not give the ladder's answer and were not measured", 1)
+
+
+COMMANDS = [anatomy]
