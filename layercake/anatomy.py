@@ -64,6 +64,7 @@ import contextlib
 import inspect
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -143,6 +144,10 @@ class Step:
     #: Defaults that come with the feature added here, named so a later step can remove
     #: them one at a time (``FastAPI()`` brings its telemetry check and docs routes).
     includes: tuple[str, ...] = ()
+    #: This step hands work to a worker thread (and so does every step after it).  Where
+    #: the OS switches threads then varies a little, so the stdlib's calls (threading's
+    #: locks and waits) can differ by a few between runs; every other package's are exact.
+    threads: bool = False
 
     @property
     def key(self) -> str:
@@ -212,6 +217,14 @@ class Ladder:
         for s in self.steps:
             present = present | {s.adds, *s.includes} if s.adds else present - {s.removes}
             out.append(frozenset(present))
+        return out
+
+    def threaded(self) -> list[bool]:
+        """Per step: does a request hand work to a worker thread (this step or an earlier one)?"""
+        out, seen = [], False
+        for s in self.steps:
+            seen = seen or s.threads
+            out.append(seen)
         return out
 
     @property
@@ -370,14 +383,101 @@ def measure_step_here(layer: str, key: str, seconds: float = DEFAULT_SECONDS) ->
     return row
 
 
-def measure_step(layer: str, key: str, seconds: float = DEFAULT_SECONDS, timeout: float = 120.0) -> dict[str, Any]:
-    """:func:`measure_step_here` in a fresh subprocess (isolated imports and caches)."""
-    command = [sys.executable, "-m", "layercake.anatomy", layer, key, "--seconds", f"{seconds:g}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=PROJECT)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-8:])
-        return {"step": key, "problem": f"measuring failed:\n{tail}"}
-    return json.loads(done.stdout)
+class StepHelper:
+    """A helper process that imports a ladder's frameworks once and measures each step in a fork.
+
+    Importing FastAPI takes longer than measuring a step, and a ladder has sixteen.  So
+    ``python -m layercake.anatomy LAYER --helper`` imports the ladder's module (and with
+    it the frameworks) once, then for each step name it reads on stdin it forks:
+    the child builds, checks and measures that one step and reports back through a pipe,
+    then exits.  Every step thus starts from the same state -- modules imported, nothing
+    built, no cache warmed -- as a fresh ``python`` would after the same imports, at a
+    fraction of the cost; and the helper itself never builds an app or starts a thread.
+    """
+
+    def __init__(self, layer: str, seconds: float) -> None:
+        import tempfile
+
+        self.layer = layer
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "layercake.anatomy", layer, "--helper", "--seconds", f"{seconds:g}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            cwd=PROJECT,
+        )
+
+    def measure(self, key: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(key + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            self.stderr.seek(0)
+            tail = "\n".join(self.stderr.read().strip().splitlines()[-8:])
+            return {"step": key, "problem": f"measuring failed:\n{tail}"}
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()  # end of input: the helper exits
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+
+    def __enter__(self) -> StepHelper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def measure_step(
+    layer: str, key: str, seconds: float = DEFAULT_SECONDS, helper: StepHelper | None = None
+) -> dict[str, Any]:
+    """:func:`measure_step_here` in a process of its own (a fork of ``helper``, or a new helper)."""
+    if helper is not None:
+        return helper.measure(key)
+    with StepHelper(layer, seconds) as own:
+        return own.measure(key)
+
+
+def _serve_helper(layer: str, seconds: float) -> None:
+    """The helper's loop (see :class:`StepHelper`): a step name in, one JSON line out, each in a fork."""
+    from layercake.bench import costs  # noqa: F401 -- imported once, before any fork
+
+    get_ladder(layer)
+    for line in sys.stdin:
+        key = line.strip()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: measure one step, report, and leave without running any exit handler
+            os.close(read_end)
+            try:
+                with contextlib.redirect_stdout(sys.stderr):  # what a framework prints must not reach our JSON
+                    row = measure_step_here(layer, key, seconds)
+            except BaseException as exc:  # noqa: BLE001 -- reported to the parent as the step's problem
+                row = {"step": key, "problem": f"measuring failed: {type(exc).__name__}: {exc}"}
+            with os.fdopen(write_end, "w") as out:
+                out.write(json.dumps(row))
+            sys.stderr.flush()
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as result:
+            data = result.read()
+        os.waitpid(pid, 0)
+        sys.stdout.write((data or json.dumps({"step": key, "problem": "the measuring process died"})) + "\n")
+        sys.stdout.flush()
 
 
 def measure_on_server(ladder: Ladder, key: str, server: str) -> dict[str, Any]:
@@ -473,12 +573,15 @@ def anatomy_document(
     progress = progress or Progress()
     started, t0 = now_utc(), time.monotonic()
     features = ladder.features()
+    threaded = ladder.threaded()
     rows: list[dict[str, Any]] = []
     interrupted = False
+    helper = None
     try:
+        helper = StepHelper(layer, seconds)
         for i, step in enumerate(ladder.steps):
             progress.on_start(i, len(ladder.steps), step)
-            row = measure_step(layer, step.key, seconds)
+            row = measure_step(layer, step.key, seconds, helper=helper)
             if server is not None and row.get("problem") is None:
                 try:
                     row["server"] = measure_on_server(ladder, step.key, server)
@@ -490,6 +593,8 @@ def anatomy_document(
                 title=step.title,
                 change=step.change,
                 features=sorted(features[i]),
+                # exact: every counter is identical across runs; else all but the stdlib's (Step.threads)
+                exact=not threaded[i],
                 doc=step.doc,
                 source={"path": _relative(path), "first_line": first, "last_line": last},
             )
@@ -498,6 +603,9 @@ def anatomy_document(
             progress.on_row(row)
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        if helper is not None:
+            helper.close()
     return {
         "schema": SCHEMA,
         "kind": "anatomy",
@@ -625,7 +733,7 @@ def markdown(doc: dict[str, Any], chart_name: str | None = None) -> str:
         us, c, d = r["us_per_request"], r["counters"], r.get("delta") or {}
         line = (
             f"| {r['index']} | `{r['step']}` | {r['title']} | {us['median']:.1f} ({us['min']:.1f}–{us['max']:.1f}) | "
-            f"{_fmt(d.get('us'), True)} | {c['calls']} | {_fmt(d.get('calls'), True)} | {c['c_calls']} | "
+            f"{_fmt(d.get('us'), True)} | {c['calls']}{'' if r.get('exact', True) else '≈'} | {_fmt(d.get('calls'), True)} | {c['c_calls']} | "
             f"{c['lines']} | {_fmt(d.get('lines'), True)} |"
         )
         if server:
@@ -642,6 +750,13 @@ def markdown(doc: dict[str, Any], chart_name: str | None = None) -> str:
         f"{doc['settings']['seconds_per_step']:g} s per step, in-process (no socket); calls and lines: one request, "
         "counted deterministically (`layercake bench --in-process` explains how).",
     ]
+    if any(not r.get("exact", True) for r in doc["steps"]):
+        lines += [
+            "",
+            "≈: a worker thread takes part in the request; where the OS switches threads varies, so the "
+            "stdlib's calls (threading's locks and waits) can differ by a few between runs -- every other "
+            "package's counts are exact.",
+        ]
     if doc.get("interrupted"):
         lines += ["", "*Interrupted: only the steps above were measured.*"]
     return "\n".join(line for line in lines) + "\n"
@@ -701,15 +816,21 @@ def load(path: Path | str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m layercake.anatomy", description="Check and measure one anatomy step in-process; prints JSON."
+        prog="python -m layercake.anatomy", description="Check and measure anatomy steps in-process; prints JSON."
     )
     parser.add_argument("layer")
-    parser.add_argument("step")
+    parser.add_argument("step", nargs="?", help="one step, measured in this process")
+    parser.add_argument("--helper", action="store_true", help="read step names on stdin, measure each in a fork")
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
     args = parser.parse_args(argv)
+    if args.helper:
+        _serve_helper(args.layer, args.seconds)
+        return
+    if not args.step:
+        parser.error("name a step, or use --helper")
     with contextlib.redirect_stdout(sys.stderr):  # what a framework prints must not reach our JSON
         row = measure_step_here(args.layer, args.step, args.seconds)
-    sys.stdout.write(json.dumps(row))
+    sys.stdout.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

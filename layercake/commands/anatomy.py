@@ -57,7 +57,7 @@ def anatomy_table(doc: dict[str, Any]) -> Table:
             label,
             f"{r['us_per_request']['median']:.1f}",
             _colour(d.get("us"), _signed(d.get("us"))),
-            str(c["calls"]),
+            f"{c['calls']}{'' if r.get('exact', True) else '≈'}",
             _signed(d.get("calls")),
             str(c["lines"]),
             _signed(d.get("lines")),
@@ -157,6 +157,11 @@ def anatomy(
         )
     if doc["steps"]:
         console.print(anatomy_table(doc))
+    if any(not r.get("exact", True) for r in doc["steps"]):
+        console.print(
+            "[dim]≈: a worker thread takes part; the stdlib's calls can differ by a few between runs, "
+            "every other package's are exact.[/]"
+        )
     if doc["headline"]:
         console.print(escape(doc["headline"]), highlight=False)
     written = []

@@ -372,7 +372,7 @@ LADDER = Ladder(
         Step(body_model, adds="body model"),
         Step(async_depends, adds="async depends"),
         Step(depends_chain, adds="dependency chain"),
-        Step(sync_depends, adds="sync depends"),
+        Step(sync_depends, adds="sync depends", threads=True),
         Step(def_endpoint, adds="def endpoint"),
         Step(asgi_middleware, adds="pure asgi middleware"),
         Step(base_http_middleware, adds="basehttpmiddleware"),

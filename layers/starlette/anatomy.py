@@ -269,7 +269,7 @@ LADDER = Ladder(
         Step(starlette_app, adds="starlette app"),
         Step(asgi_middleware, adds="pure asgi middleware"),
         Step(base_http_middleware, adds="basehttpmiddleware"),
-        Step(threadpool, adds="threadpool"),
+        Step(threadpool, adds="threadpool", threads=True),
     ),
     title="Starlette, feature by feature: from a hand-written ASGI app to a Starlette app with middleware.",
 )
