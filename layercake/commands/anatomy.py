@@ -35,13 +35,16 @@ def _colour(delta: float | None, text: str) -> str:
     return f"[red]{text}[/]" if delta > 0 else f"[green]{text}[/]" if delta < 0 else text
 
 
-def anatomy_table(doc: dict[str, Any]) -> Table:
-    """The rich table: one row per step, its figures and its delta over the step above."""
+def anatomy_table(doc: dict[str, Any], lines: bool = True) -> Table:
+    """The rich table: one row per step, its figures and its delta over the step above.
+
+    ``lines=False`` leaves out the lines-run columns, so the step titles keep room on a narrow terminal.
+    """
     server = doc["settings"].get("server")
     table = Table(title=f"Anatomy of {doc['layer']}: {doc['request']['method']} {doc['request']['path']}")
     table.add_column("#", justify="right")
     table.add_column("step: what it adds", overflow="fold", ratio=1)
-    for name in ("CPU µs", "Δ µs", "calls", "Δ calls", "lines", "Δ lines"):
+    for name in ("CPU µs", "Δ µs", "calls", "Δ calls", "lines", "Δ lines")[: 6 if lines else 4]:
         table.add_column(name, justify="right", no_wrap=True)
     if server:
         table.add_column("req/s", justify="right", no_wrap=True)
@@ -59,9 +62,9 @@ def anatomy_table(doc: dict[str, Any]) -> Table:
             _colour(d.get("us"), _signed(d.get("us"))),
             f"{c['calls']}{'' if r.get('exact', True) else '≈'}",
             _signed(d.get("calls")),
-            str(c["lines"]),
-            _signed(d.get("lines")),
         ]
+        if lines:
+            cells += [str(c["lines"]), _signed(d.get("lines"))]
         if server:
             s = r.get("server") or {}
             if s.get("problem"):
@@ -79,7 +82,7 @@ def _list_ladders(console: Console) -> None:
     console.print("Anatomies (layercake anatomy LAYER):")
     for name in ladders():
         ladder = get_ladder(name)
-        console.print(f"  [bold]{name}[/]  {len(ladder.steps)} steps: {escape(ladder.title)}", highlight=False)
+        console.print(f"  [bold]{name:<10}[/] {len(ladder.steps):>2} steps  {escape(ladder.title)}", highlight=False)
 
 
 @click.command("anatomy")
@@ -89,7 +92,7 @@ def _list_ladders(console: Console) -> None:
     type=click.FloatRange(min=0, min_open=True),
     default=0.3,
     show_default=True,
-    help="Timing per step (each step also takes ~1 s of imports in its own process).",
+    help="Timing per step (checking and counting each step take about as long again).",
 )
 @click.option("--server", help="Also run each step on this real server: req/s and p99 from wrk (~3 s a step).")
 @click.option("--json", "json_path", metavar="FILE", help="Write the results document (schema layercake.anatomy/1).")
@@ -108,12 +111,13 @@ def anatomy(
     """What each feature of LAYER costs per request: a ladder of variants, one feature per step.
 
     Every variant is a real small app (layers/LAYER/anatomy.py) answering the same request;
-    each is checked, then measured in-process in its own process: µs per request (median of
-    batches), Python calls and lines run (deterministic), and the delta over the step above.
+    each is checked, then measured in-process in a process of its own: CPU µs per request
+    (median of batches), Python calls and lines run (deterministic), and the delta over the
+    step above.  Ctrl-C keeps the steps measured so far (exit 130).
 
     \b
     layercake anatomy                       # the ladders there are
-    layercake anatomy fastapi               # about 30 s
+    layercake anatomy fastapi               # 16 steps, 15-30 s
     layercake anatomy flask --out docs/anatomy
     layercake anatomy starlette --server uvicorn
     """
@@ -132,7 +136,7 @@ def anatomy(
     n = len(ladder.steps)
     console.print(
         f"{layer}: {n} steps, each checked then measured in its own process "
-        f"(~{n * (1 + seconds) + (n * 3 if server else 0):.0f} s)",
+        f"(~{2 + n * (0.6 + 2 * seconds) + (n * 3 if server else 0):.0f} s on an idle machine)",
         highlight=False,
     )
     status = console.status("starting")
@@ -156,7 +160,7 @@ def anatomy(
             layer, seconds, server, "layercake " + shlex.join(sys.argv[1:]), lib.Progress(on_start, on_row)
         )
     if doc["steps"]:
-        console.print(anatomy_table(doc))
+        console.print(anatomy_table(doc, lines=console.width >= 100))
     if any(not r.get("exact", True) for r in doc["steps"]):
         console.print(
             "[dim]≈: a worker thread takes part; the stdlib's calls can differ by a few between runs, "

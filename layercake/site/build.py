@@ -140,6 +140,8 @@ def _site_path(target: Path, project: Path) -> str | None:
     rel = target.relative_to(project).as_posix()
     if target.suffix == ".py" and target in _annotated_set(project):
         return f"source/{rel}.html"
+    if rel.startswith("docs/anatomy/") and target.suffix in (".md", ".json"):
+        return f"anatomy/{target.stem}.html"  # a committed anatomy run: its page (layercake/site/anatomy.py)
     if target.suffix == ".md":
         if target.name == "README.md" and target.parent.parent == project / "layers":
             app = target.parent / "app.py"

@@ -21,10 +21,12 @@ The ladder: bare ASGI -> Starlette returning a ``Response`` -> FastAPI returning
 ``Response`` -> a path parameter with type conversion -> a validated ``Query`` -> a
 returned ``dict`` (``jsonable_encoder``) -> a ``response_model`` (pydantic's
 serializer) -> a validated body model -> one async ``Depends`` -> a chain of them -> a
-sync ``Depends`` (a thread-pool hop) -> a ``def`` endpoint -> a no-op pure ASGI
-middleware -> a no-op ``BaseHTTPMiddleware`` -> the built-in telemetry check switched
-off -> the docs routes removed.  The last two *remove* something ``FastAPI()`` brings
-by default, so their deltas are what those defaults cost every request.
+no-op pure ASGI middleware -> a no-op ``BaseHTTPMiddleware`` -> the built-in telemetry
+check switched off -> the docs routes removed -> a sync ``Depends`` (a thread-pool hop)
+-> a ``def`` endpoint.  Two steps *remove* something ``FastAPI()`` brings by default,
+so their deltas are what those defaults cost every request.  The thread-pool steps
+come last on purpose: once a worker thread takes part, timings jitter more, which
+would blur the small deltas of the steps after them.
 
 What it deliberately doesn't do: anything but this one request (the contract's full
 app is ``layers/fastapi/app.py``), or an OpenTelemetry SDK -- the telemetry step is
@@ -239,65 +241,15 @@ def depends_chain() -> FastAPI:
     return app
 
 
-def sync_depends() -> FastAPI:
-    """One sync ``Depends``: a plain ``def`` dependency, which FastAPI runs in the thread pool.
-
-    ``solve_dependencies`` sees a non-coroutine function and calls it with
-    ``run_in_threadpool`` -- a hop to an anyio worker thread and back, per request.
-    Its value is not part of the answer (as with settings or a current user).
-    """
-    app = FastAPI()
-
-    @app.put("/items/{item_id}", response_model=ItemOut)
-    async def item(
-        item_id: int,
-        q: Annotated[str, Depends(search)],
-        item: Item,
-        config: Annotated[dict[str, Any], Depends(settings)],
-    ) -> Any:
-        return {"item_id": item_id, "q": q, **item.model_dump()}
-
-    return app
-
-
-def def_endpoint() -> FastAPI:
-    """A ``def`` endpoint instead of ``async def``: the endpoint itself runs in the thread pool too.
-
-    ``run_endpoint_function`` awaits a coroutine function directly and hands a plain
-    function to ``run_in_threadpool``: a second thread hop per request.
-    """
-    app = FastAPI()
-
-    @app.put("/items/{item_id}", response_model=ItemOut)
-    def item(
-        item_id: int,
-        q: Annotated[str, Depends(search)],
-        item: Item,
-        config: Annotated[dict[str, Any], Depends(settings)],
-    ) -> Any:
-        return {"item_id": item_id, "q": q, **item.model_dump()}
-
-    return app
-
-
-def _full_item_route(app: FastAPI) -> None:
-    """The endpoint of ``def_endpoint``, for the steps that change the app around it."""
-
-    @app.put("/items/{item_id}", response_model=ItemOut)
-    def item(
-        item_id: int,
-        q: Annotated[str, Depends(search)],
-        item: Item,
-        config: Annotated[dict[str, Any], Depends(settings)],
-    ) -> Any:
-        return {"item_id": item_id, "q": q, **item.model_dump()}
-
-
 def asgi_middleware() -> FastAPI:
     """A no-op pure ASGI middleware (``NoopASGIMiddleware``): one more ``await`` in the stack."""
     app = FastAPI()
     app.add_middleware(NoopASGIMiddleware)
-    _full_item_route(app)
+
+    @app.put("/items/{item_id}", response_model=ItemOut)
+    async def item(item_id: int, q: Annotated[str, Depends(search)], item: Item) -> Any:
+        return {"item_id": item_id, "q": q, **item.model_dump()}
+
     return app
 
 
@@ -311,7 +263,11 @@ def base_http_middleware() -> FastAPI:
     app = FastAPI()
     app.add_middleware(NoopASGIMiddleware)
     app.add_middleware(NoopBaseHTTPMiddleware)
-    _full_item_route(app)
+
+    @app.put("/items/{item_id}", response_model=ItemOut)
+    async def item(item_id: int, q: Annotated[str, Depends(search)], item: Item) -> Any:
+        return {"item_id": item_id, "q": q, **item.model_dump()}
+
     return app
 
 
@@ -322,17 +278,22 @@ def telemetry_off() -> FastAPI:
     ``FastAPI.__call__`` asks ``NativeTelemetry.enabled()`` whether any of tracing,
     metrics and logs has a provider: with the defaults (all three ``True``) that is
     ``opentelemetry.trace.get_tracer_provider()``, ``metrics.get_meter_provider()`` and
-    ``_logs.get_logger_provider()``, each checked by type against OpenTelemetry's
-    deferred proxy providers (``_unconfigured``) -- when none is configured every
-    request pays for the three look-ups and then runs the app untraced.  Setting
-    ``tracing``, ``metrics`` and ``logs`` to ``False`` short-circuits ``enabled()`` on
-    the flags.  (``APIRoute``'s handler still calls ``get_telemetry_data()``, one
-    context look-up, whatever the settings.)
+    ``_logs.get_logger_provider()`` -- each also looks its ``OTEL_PYTHON_*_PROVIDER``
+    variable up in ``os.environ`` -- and each is checked by type against OpenTelemetry's
+    deferred proxy providers (``_unconfigured``).  When none is configured every request
+    pays for the three look-ups and then runs the app untraced.  Setting ``tracing``,
+    ``metrics`` and ``logs`` to ``False`` short-circuits ``enabled()`` on the flags.
+    (``APIRoute``'s handler still calls ``get_telemetry_data()``, one context look-up,
+    whatever the settings.)
     """
     app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
     app.add_middleware(NoopASGIMiddleware)
     app.add_middleware(NoopBaseHTTPMiddleware)
-    _full_item_route(app)
+
+    @app.put("/items/{item_id}", response_model=ItemOut)
+    async def item(item_id: int, q: Annotated[str, Depends(search)], item: Item) -> Any:
+        return {"item_id": item_id, "q": q, **item.model_dump()}
+
     return app
 
 
@@ -352,7 +313,68 @@ def docs_off() -> FastAPI:
     )
     app.add_middleware(NoopASGIMiddleware)
     app.add_middleware(NoopBaseHTTPMiddleware)
-    _full_item_route(app)
+
+    @app.put("/items/{item_id}", response_model=ItemOut)
+    async def item(item_id: int, q: Annotated[str, Depends(search)], item: Item) -> Any:
+        return {"item_id": item_id, "q": q, **item.model_dump()}
+
+    return app
+
+
+def sync_depends() -> FastAPI:
+    """One sync ``Depends``: a plain ``def`` dependency, which FastAPI runs in the thread pool.
+
+    ``solve_dependencies`` sees a non-coroutine function and calls it with
+    ``run_in_threadpool`` -- a hop to an anyio worker thread and back, per request.
+    Its value is not part of the answer (as with settings or a current user).  The
+    thread-pool steps come last: once a thread takes part, timings jitter more, which
+    would blur the small deltas of the steps above.
+    """
+    app = FastAPI(
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_middleware(NoopASGIMiddleware)
+    app.add_middleware(NoopBaseHTTPMiddleware)
+
+    @app.put("/items/{item_id}", response_model=ItemOut)
+    async def item(
+        item_id: int,
+        q: Annotated[str, Depends(search)],
+        item: Item,
+        config: Annotated[dict[str, Any], Depends(settings)],
+    ) -> Any:
+        return {"item_id": item_id, "q": q, **item.model_dump()}
+
+    return app
+
+
+def def_endpoint() -> FastAPI:
+    """A ``def`` endpoint instead of ``async def``: the endpoint itself runs in the thread pool too.
+
+    ``run_endpoint_function`` awaits a coroutine function directly and hands a plain
+    function to ``run_in_threadpool``: a second thread hop per request.
+    """
+    app = FastAPI(
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_middleware(NoopASGIMiddleware)
+    app.add_middleware(NoopBaseHTTPMiddleware)
+
+    @app.put("/items/{item_id}", response_model=ItemOut)
+    def item(
+        item_id: int,
+        q: Annotated[str, Depends(search)],
+        item: Item,
+        config: Annotated[dict[str, Any], Depends(settings)],
+    ) -> Any:
+        return {"item_id": item_id, "q": q, **item.model_dump()}
+
     return app
 
 
@@ -372,12 +394,12 @@ LADDER = Ladder(
         Step(body_model, adds="body model"),
         Step(async_depends, adds="async depends"),
         Step(depends_chain, adds="dependency chain"),
-        Step(sync_depends, adds="sync depends", threads=True),
-        Step(def_endpoint, adds="def endpoint"),
         Step(asgi_middleware, adds="pure asgi middleware"),
         Step(base_http_middleware, adds="basehttpmiddleware"),
         Step(telemetry_off, removes="telemetry check"),
         Step(docs_off, removes="docs routes"),
+        Step(sync_depends, adds="sync depends", threads=True),
+        Step(def_endpoint, adds="def endpoint"),
     ),
     title="FastAPI, feature by feature: what each abstraction costs one request, over doing it by hand.",
 )
