@@ -65,11 +65,12 @@ import inspect
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,8 @@ from layercake.errors import LayercakeError, UnknownName
 PROJECT = Path(__file__).resolve().parents[1]
 LAYERS_DIR = PROJECT / "layers"
 SCHEMA = "layercake.anatomy/1"
-DEFAULT_SECONDS = 0.3  # timing per step: ~16 FastAPI steps in well under a minute, imports included
+DEFAULT_SECONDS = 0.5  # timing per step, over all its windows: 16 FastAPI steps in well under a minute
+ROUNDS = 5  # interleaved timing windows per step (see StepHelper)
 SERVER_CONCURRENCY = 16
 SERVER_DURATION = 1  # wrk's whole seconds
 
@@ -383,51 +385,136 @@ def measure_step_here(layer: str, key: str, seconds: float = DEFAULT_SECONDS) ->
     return row
 
 
+def count_step_here(layer: str, key: str) -> dict[str, Any]:
+    """Build, check and count one step in *this* process: its row, without timing."""
+    from layercake.bench.costs import measure_layer
+
+    ladder = get_ladder(layer)
+    step = ladder.step(key)
+    app = step.build()
+    status, content_type, body = call_once(ladder.interface, app, ladder.request)
+    row: dict[str, Any] = {
+        "step": step.key,
+        "answer": {"status": status, "content_type": content_type, "body": body.decode("utf-8", "replace")},
+        "problem": ladder.answer.problem(status, content_type, body),
+    }
+    if row["problem"] is None:
+        (cost,) = measure_layer(
+            f"{ladder.module}:{key}_app", [ladder.endpoint()], interface=ladder.interface, app=app, timed=False
+        )
+        row["counters"] = cost.counters
+    return row
+
+
+class _Timer:
+    """One step's app on its own event loop, timed a window at a time (see :class:`StepHelper`)."""
+
+    def __init__(self, layer: str, key: str) -> None:
+        from layercake.bench.costs import WARMUP, _Runner
+
+        ladder = get_ladder(layer)
+        # A fresh app: the counted one has had its hooks and its lifespan already.
+        self.runner = _Runner(f"{ladder.module}:{key}_app", ladder.interface, ladder.step(key).build())
+        self.run = self.runner.call_for(ladder.endpoint())
+        started = time.perf_counter()
+        self.run(WARMUP)
+        per_request = (time.perf_counter() - started) / WARMUP
+        self.batch = max(1, min(50, int(0.005 / max(per_request, 1e-7))))  # batches of about 5 ms
+
+    def window(self, seconds: float) -> dict[str, Any]:
+        from layercake.bench.costs import time_requests
+
+        return time_requests(self.run, seconds, batch=self.batch, cpu=True)
+
+
+def combine_windows(windows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A step's timing from its interleaved windows: (CPU, wall), each the median of the
+    windows' medians with the extremes of their batches."""
+
+    def summary(figures: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "median": round(statistics.median(f["median"] for f in figures), 2),
+            "min": min(f["min"] for f in figures),
+            "max": max(f["max"] for f in figures),
+            "n": sum(w["n"] for w in windows),
+            "windows": len(windows),
+        }
+
+    return summary([w["cpu"] for w in windows]), summary(windows)
+
+
 class StepHelper:
-    """A helper process that imports a ladder's frameworks once and measures each step in a fork.
+    """A helper process that imports a ladder's frameworks once, forks a child per step,
+    and times the steps interleaved.
 
     Importing FastAPI takes longer than measuring a step, and a ladder has sixteen.  So
     ``python -m layercake.anatomy LAYER --helper`` imports the ladder's module (and with
-    it the frameworks) once, then for each step name it reads on stdin it forks:
-    the child builds, checks and measures that one step and reports back through a pipe,
-    then exits.  Every step thus starts from the same state -- modules imported, nothing
-    built, no cache warmed -- as a fresh ``python`` would after the same imports, at a
-    fraction of the cost; and the helper itself never builds an app or starts a thread.
+    it the frameworks) once; for each ``count STEP`` it reads on stdin it forks a child,
+    which builds, checks and counts that step and reports back -- every step starting
+    from the same state, modules imported and nothing built or warmed, as a fresh
+    ``python`` would after the same imports.  The child then stays, idle, with a fresh
+    copy of its app warmed up.
+
+    ``time ROUNDS SECONDS`` then times them *interleaved*: round after round, each child
+    times one short window (``SECONDS / ROUNDS``) in turn, and a step's figure is the
+    median of its windows.  On a machine shared with other work the load comes and goes;
+    timed one after the other, a step measured during a burst would look expensive and
+    the next one cheap.  Interleaved, every step sees the same bursts.
     """
 
-    def __init__(self, layer: str, seconds: float) -> None:
+    def __init__(self, layer: str) -> None:
         import tempfile
 
         self.layer = layer
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "layercake.anatomy", layer, "--helper", "--seconds", f"{seconds:g}"],
+            [sys.executable, "-m", "layercake.anatomy", layer, "--helper"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             text=True,
             cwd=PROJECT,
         )
+        self.windows: dict[str, list[dict[str, Any]]] = {}
 
-    def measure(self, key: str) -> dict[str, Any]:
+    def _ask(self, line: str) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            self.proc.stdin.write(key + "\n")
+            self.proc.stdin.write(line + "\n")
             self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
+            return self.proc.stdout.readline()
         except BrokenPipeError:
-            line = ""
-        if not line:
-            self.stderr.seek(0)
-            tail = "\n".join(self.stderr.read().strip().splitlines()[-8:])
-            return {"step": key, "problem": f"measuring failed:\n{tail}"}
-        return json.loads(line)
+            return ""
+
+    def _failure(self) -> str:
+        self.stderr.seek(0)
+        return "measuring failed:\n" + "\n".join(self.stderr.read().strip().splitlines()[-8:])
+
+    def measure(self, key: str) -> dict[str, Any]:
+        """Build, check and count ``key`` in a new child; its row (no timing yet)."""
+        line = self._ask(f"count {key}")
+        return json.loads(line) if line else {"step": key, "problem": self._failure()}
+
+    def time(self, rounds: int, seconds: float, on_round: Callable[[int, int], None] = lambda r, n: None) -> None:
+        """Time every counted step, interleaved; the windows accumulate in ``self.windows``
+        (so Ctrl-C keeps the rounds already done)."""
+        assert self.proc.stdout is not None
+        line = self._ask(f"time {rounds} {seconds:g}")
+        while line:
+            message = json.loads(line)
+            if message.get("done"):
+                return
+            for key, window in message["windows"].items():
+                self.windows.setdefault(key, []).append(window)
+            on_round(message["round"], rounds)
+            line = self.proc.stdout.readline()
+        raise LayercakeError(self._failure())
 
     def close(self) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(OSError):
                 assert self.proc.stdin is not None
-                self.proc.stdin.close()  # end of input: the helper exits
+                self.proc.stdin.close()  # end of input: the helper ends its children and exits
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -445,39 +532,95 @@ class StepHelper:
 def measure_step(
     layer: str, key: str, seconds: float = DEFAULT_SECONDS, helper: StepHelper | None = None
 ) -> dict[str, Any]:
-    """:func:`measure_step_here` in a process of its own (a fork of ``helper``, or a new helper)."""
+    """One step checked and counted in a process of its own (a fork of ``helper``); without
+    a helper, also timed (in a helper of its own, as one step alone)."""
     if helper is not None:
         return helper.measure(key)
-    with StepHelper(layer, seconds) as own:
-        return own.measure(key)
+    with StepHelper(layer) as own:
+        row = own.measure(key)
+        if row.get("problem") is None:
+            own.time(ROUNDS, seconds)
+            row["us_per_request"], row["wall_us_per_request"] = combine_windows(own.windows[key])
+    return row
 
 
-def _serve_helper(layer: str, seconds: float) -> None:
-    """The helper's loop (see :class:`StepHelper`): a step name in, one JSON line out, each in a fork."""
+def _child(layer: str, key: str, commands: int, results: int) -> None:
+    """A step's process (forked by the helper): count, report, then time windows on request."""
+    out = os.fdopen(results, "w")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # what a framework prints must not reach our JSON
+            row = count_step_here(layer, key)
+        out.write(json.dumps(row) + "\n")
+        out.flush()
+        if row["problem"] is not None:
+            return
+        timer = _Timer(layer, key)
+        for line in os.fdopen(commands):
+            out.write(json.dumps(timer.window(float(line))) + "\n")
+            out.flush()
+    except BaseException as exc:  # noqa: BLE001 -- reported to the helper as the step's problem
+        with contextlib.suppress(OSError):
+            out.write(json.dumps({"step": key, "problem": f"measuring failed: {type(exc).__name__}: {exc}"}) + "\n")
+            out.flush()
+    finally:
+        sys.stderr.flush()
+        os._exit(0)  # leave without running the helper's exit handlers
+
+
+def _serve_helper(layer: str) -> None:
+    """The helper's loop (see :class:`StepHelper`)."""
     from layercake.bench import costs  # noqa: F401 -- imported once, before any fork
 
     get_ladder(layer)
-    for line in sys.stdin:
-        key = line.strip()
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: measure one step, report, and leave without running any exit handler
-            os.close(read_end)
-            try:
-                with contextlib.redirect_stdout(sys.stderr):  # what a framework prints must not reach our JSON
-                    row = measure_step_here(layer, key, seconds)
-            except BaseException as exc:  # noqa: BLE001 -- reported to the parent as the step's problem
-                row = {"step": key, "problem": f"measuring failed: {type(exc).__name__}: {exc}"}
-            with os.fdopen(write_end, "w") as out:
-                out.write(json.dumps(row))
-            sys.stderr.flush()
-            os._exit(0)
-        os.close(write_end)
-        with os.fdopen(read_end) as result:
-            data = result.read()
-        os.waitpid(pid, 0)
-        sys.stdout.write((data or json.dumps({"step": key, "problem": "the measuring process died"})) + "\n")
+    children: dict[str, tuple[int, Any, Any]] = {}  # step -> (pid, its commands, its results)
+
+    def reply(message: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
         sys.stdout.flush()
+
+    try:
+        for line in sys.stdin:
+            verb, *args = line.split()
+            if verb == "count":
+                (key,) = args
+                cmd_r, cmd_w = os.pipe()
+                res_r, res_w = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    os.close(cmd_w)
+                    os.close(res_r)
+                    for _pid, cmds, res in children.values():  # not the other steps' pipes
+                        cmds.close()
+                        res.close()
+                    _child(layer, key, cmd_r, res_w)
+                os.close(cmd_r)
+                os.close(res_w)
+                commands, results = os.fdopen(cmd_w, "w"), os.fdopen(res_r)
+                row_line = results.readline()
+                row = json.loads(row_line) if row_line else {"step": key, "problem": "the measuring process died"}
+                if row.get("problem") is None:
+                    children[key] = (pid, commands, results)
+                else:
+                    commands.close()
+                    results.close()
+                    os.waitpid(pid, 0)
+                reply(row)
+            elif verb == "time":
+                rounds, seconds = int(args[0]), float(args[1])
+                for r in range(rounds):
+                    windows = {}
+                    for key, (_pid, commands, results) in children.items():
+                        commands.write(f"{seconds / rounds!r}\n")
+                        commands.flush()
+                        windows[key] = json.loads(results.readline())
+                    reply({"round": r + 1, "windows": windows})
+                reply({"done": True})
+    finally:
+        for pid, commands, results in children.values():
+            with contextlib.suppress(OSError):
+                commands.close()  # end of commands: the child exits
+            results.close()
+            os.waitpid(pid, 0)
 
 
 def measure_on_server(ladder: Ladder, key: str, server: str) -> dict[str, Any]:
@@ -541,8 +684,8 @@ class Progress:
     """What :func:`anatomy_document` reports as it goes (for a progress display)."""
 
     on_start: Callable[[int, int, Step], None] = lambda i, n, s: None
-    on_row: Callable[[dict[str, Any]], None] = lambda row: None
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None  # counted (timing comes after all are)
+    on_round: Callable[[int, int], None] = lambda done, rounds: None  # a round of interleaved timing done
 
 
 def anatomy_document(
@@ -578,7 +721,7 @@ def anatomy_document(
     interrupted = False
     helper = None
     try:
-        helper = StepHelper(layer, seconds)
+        helper = StepHelper(layer)
         for i, step in enumerate(ladder.steps):
             progress.on_start(i, len(ladder.steps), step)
             row = measure_step(layer, step.key, seconds, helper=helper)
@@ -598,14 +741,22 @@ def anatomy_document(
                 doc=step.doc,
                 source={"path": _relative(path), "first_line": first, "last_line": last},
             )
-            _add_deltas(row, rows[-1] if rows else None)
             rows.append(row)
             progress.on_row(row)
+        helper.time(ROUNDS, seconds, progress.on_round)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if helper is not None:
             helper.close()
+    for i, row in enumerate(rows):
+        windows = helper.windows.get(row["step"]) if helper is not None else None
+        if row.get("problem") is None:
+            cpu, wall = combine_windows(windows) if windows else (None, None)
+            # CPU time is the figure: on a machine shared with other work it moves far less
+            # than the wall clock, which also counts the time other processes had the CPU.
+            row["us_per_request"], row["wall_us_per_request"] = cpu, wall
+        _add_deltas(row, rows[i - 1] if i else None)
     return {
         "schema": SCHEMA,
         "kind": "anatomy",
@@ -630,6 +781,7 @@ def anatomy_document(
         },
         "settings": {
             "seconds_per_step": seconds,
+            "interleaved_rounds": ROUNDS,
             "server": server,
             "counted_requests": 1,
             "clock": "CPU time of the process, all threads (time.process_time); wall clock in wall_us_per_request",
@@ -644,6 +796,11 @@ def _relative(path: Path) -> str:
         return path.resolve().relative_to(PROJECT).as_posix()
     except ValueError:
         return str(path)
+
+
+def _median(row: dict[str, Any]) -> float | None:
+    """A row's µs per request, or None when it was not timed (a problem, or Ctrl-C first)."""
+    return (row.get("us_per_request") or {}).get("median")
 
 
 def _add_deltas(row: dict[str, Any], before: dict[str, Any] | None) -> None:
@@ -661,7 +818,7 @@ def _add_deltas(row: dict[str, Any], before: dict[str, Any] | None) -> None:
         if any(d.values()):
             by_package[pkg] = d
     row["delta"] = {
-        "us": _delta(row["us_per_request"]["median"], before["us_per_request"]["median"]),
+        "us": _delta(_median(row), _median(before)),
         "calls": c["calls"] - b["calls"],
         "c_calls": c["c_calls"] - b["c_calls"],
         "lines": c["lines"] - b["lines"],
@@ -673,11 +830,11 @@ def _add_deltas(row: dict[str, Any], before: dict[str, Any] | None) -> None:
 
 def headline_of(rows: list[dict[str, Any]], ladder: Ladder | None = None) -> str:
     """One sentence: which step costs most (µs and calls), the whole ladder, and what removing defaults saves."""
-    measured = [r for r in rows if r.get("delta")]
+    measured = [r for r in rows if r.get("delta") and r["delta"]["us"] is not None]
     if not measured:
         return ""
     top = max(measured, key=lambda r: r["delta"]["us"])
-    ok = [r for r in rows if r.get("problem") is None]
+    ok = [r for r in rows if _median(r) is not None]
     first, last = ok[0], ok[-1]
     layer = ladder.layer if ladder else ""
     text = (
@@ -730,9 +887,10 @@ def markdown(doc: dict[str, Any], chart_name: str | None = None) -> str:
         if r.get("problem"):
             lines.append(f"| {r['index']} | `{r['step']}` | {r['title']} | not measured: {r['problem']} |")
             continue
-        us, c, d = r["us_per_request"], r["counters"], r.get("delta") or {}
+        us, c, d = r.get("us_per_request"), r["counters"], r.get("delta") or {}
+        timing = f"{us['median']:.1f} ({us['min']:.1f}–{us['max']:.1f})" if us else "not timed"
         line = (
-            f"| {r['index']} | `{r['step']}` | {r['title']} | {us['median']:.1f} ({us['min']:.1f}–{us['max']:.1f}) | "
+            f"| {r['index']} | `{r['step']}` | {r['title']} | {timing} | "
             f"{_fmt(d.get('us'), True)} | {c['calls']}{'' if r.get('exact', True) else '≈'} | {_fmt(d.get('calls'), True)} | {c['c_calls']} | "
             f"{c['lines']} | {_fmt(d.get('lines'), True)} |"
         )
@@ -746,8 +904,9 @@ def markdown(doc: dict[str, Any], chart_name: str | None = None) -> str:
         "",
         f"Measured {doc['measured_at']} with `{doc['command'] or 'layercake anatomy ' + doc['layer']}` "
         f"({doc['elapsed_s']} s); {env.get('python', '')} on {env.get('cpu_count', '?')} CPUs, load average {env.get('loadavg_at_start')}. "
-        "µs: CPU time per request, median (and range) of batches over "
-        f"{doc['settings']['seconds_per_step']:g} s per step, in-process (no socket); calls and lines: one request, "
+        "µs: CPU time per request, in-process (no socket): the median of a step's windows -- "
+        f"{doc['settings'].get('interleaved_rounds', 1)} per step, {doc['settings']['seconds_per_step']:g} s in all, "
+        "timed round-robin with the other steps' -- and the range of its batches; calls and lines: one request, "
         "counted deterministically (`layercake bench --in-process` explains how).",
     ]
     if any(not r.get("exact", True) for r in doc["steps"]):
@@ -769,7 +928,7 @@ def chart(doc: dict[str, Any], path: Path | str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in doc["steps"] if r.get("problem") is None]
+    rows = [r for r in doc["steps"] if _median(r) is not None]
     if not rows:
         raise LayercakeError("nothing was measured, so there is no chart to draw")
     path = Path(path)
@@ -820,11 +979,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("layer")
     parser.add_argument("step", nargs="?", help="one step, measured in this process")
-    parser.add_argument("--helper", action="store_true", help="read step names on stdin, measure each in a fork")
+    parser.add_argument("--helper", action="store_true", help="serve count/time requests on stdin (StepHelper)")
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
     args = parser.parse_args(argv)
     if args.helper:
-        _serve_helper(args.layer, args.seconds)
+        _serve_helper(args.layer)
         return
     if not args.step:
         parser.error("name a step, or use --helper")

@@ -619,13 +619,15 @@ def measure_layer(
     interface: str | None = None,
     app: Any = None,
     cpu: bool = False,
+    timed: bool = True,
 ) -> list[EndpointCost]:
     """Measure one layer in *this* process.  Prefer :func:`measure` (a fresh subprocess per layer).
 
     ``endpoints`` may hold :class:`Endpoint` objects as well as names (``layercake anatomy``
     measures requests of its own); ``app``, with ``interface``: measure this application
     object instead of loading ``layer_name``, which then only names it in the results;
-    ``cpu``: also CPU time per request (see :func:`time_requests`).
+    ``cpu``: also CPU time per request (see :func:`time_requests`); ``timed=False``: the
+    counters only (``layercake anatomy`` times its steps interleaved, afterwards).
     """
     hooks = _Hooks()
     if count:
@@ -651,7 +653,7 @@ def measure_layer(
         hooks.armed = False  # from here each thread's hooks remove themselves at their next event
         threading.setprofile(None)  # type: ignore[arg-type]
         threading.settrace(None)  # type: ignore[arg-type]
-        for result, endpoint in zip(results, measured, strict=True):
+        for result, endpoint in zip(results, measured, strict=True) if timed else ():
             result.us_per_request = time_requests(runner.call_for(endpoint), seconds, cpu=cpu)
     finally:
         runner.close()

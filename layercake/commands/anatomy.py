@@ -21,6 +21,12 @@ from rich.table import Table
 from layercake.errors import LayercakeError
 
 
+def lib_default_seconds() -> float:
+    from layercake.anatomy import DEFAULT_SECONDS
+
+    return DEFAULT_SECONDS
+
+
 def _signed(value: float | int | None, digits: int = 1) -> str:
     if value is None:
         return "–"
@@ -55,10 +61,11 @@ def anatomy_table(doc: dict[str, Any], lines: bool = True) -> Table:
             table.add_row(str(r["index"]), label, f"[red]not measured: {escape(r['problem'])}[/]")
             continue
         c, d = r["counters"], r.get("delta") or {}
+        us = r.get("us_per_request")
         cells = [
             str(r["index"]),
             label,
-            f"{r['us_per_request']['median']:.1f}",
+            f"{us['median']:.1f}" if us else "–",
             _colour(d.get("us"), _signed(d.get("us"))),
             f"{c['calls']}{'' if r.get('exact', True) else '≈'}",
             _signed(d.get("calls")),
@@ -90,9 +97,9 @@ def _list_ladders(console: Console) -> None:
 @click.option(
     "--seconds",
     type=click.FloatRange(min=0, min_open=True),
-    default=0.3,
+    default=lib_default_seconds(),
     show_default=True,
-    help="Timing per step (checking and counting each step take about as long again).",
+    help="Timing per step, in 5 windows interleaved with the other steps'.",
 )
 @click.option("--server", help="Also run each step on this real server: req/s and p99 from wrk (~3 s a step).")
 @click.option("--json", "json_path", metavar="FILE", help="Write the results document (schema layercake.anatomy/1).")
@@ -135,8 +142,8 @@ def anatomy(
         chart_path = chart_path or str(Path(out_dir) / f"{layer}.png")
     n = len(ladder.steps)
     console.print(
-        f"{layer}: {n} steps, each checked then measured in its own process "
-        f"(~{2 + n * (0.6 + 2 * seconds) + (n * 3 if server else 0):.0f} s on an idle machine)",
+        f"{layer}: {n} steps, each checked and counted in its own process, then timed interleaved "
+        f"(~{2 + n * (0.4 + seconds) + (n * 3 if server else 0):.0f} s on an idle machine)",
         highlight=False,
     )
     status = console.status("starting")
@@ -144,20 +151,24 @@ def anatomy(
     def on_start(i: int, total: int, step: lib.Step) -> None:
         status.update(f"{i + 1}/{total} {step.key}")
 
+    counted: list[dict[str, Any]] = []
+
     def on_row(row: dict[str, Any]) -> None:
         if row.get("problem"):
             console.print(f"  [red]{row['step']}: not measured: {escape(row['problem'])}[/]", highlight=False)
             return
-        d = row.get("delta") or {}
-        console.print(
-            f"  {row['index']:>2}/{n} {row['step']:<22} {row['us_per_request']['median']:8.1f} µs "
-            f"{_signed(d.get('us')):>8}  {row['counters']['calls']:>5} calls {_signed(d.get('calls')):>6}",
-            highlight=False,
-        )
+        before = next((r for r in reversed(counted) if r.get("problem") is None), None)
+        calls = row["counters"]["calls"]
+        delta = f"{calls - before['counters']['calls']:+d}" if before else ""
+        counted.append(row)
+        console.print(f"  {row['index']:>2}/{n} {row['step']:<24} {calls:>5} calls {delta:>6}", highlight=False)
+
+    def on_round(done: int, rounds: int) -> None:
+        status.update(f"timing, interleaved: round {done + 1 if done < rounds else done}/{rounds}")
 
     with status:
         doc = lib.anatomy_document(
-            layer, seconds, server, "layercake " + shlex.join(sys.argv[1:]), lib.Progress(on_start, on_row)
+            layer, seconds, server, "layercake " + shlex.join(sys.argv[1:]), lib.Progress(on_start, on_row, on_round)
         )
     if doc["steps"]:
         console.print(anatomy_table(doc, lines=console.width >= 100))

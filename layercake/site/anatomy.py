@@ -98,7 +98,7 @@ def table_html(doc: dict[str, Any]) -> str:
         c, d = r["counters"], r.get("delta") or {}
         exact = "" if r.get("exact", True) else "≈"
         cells = [
-            _num(r["us_per_request"]["median"]),
+            _num((r.get("us_per_request") or {}).get("median")),
             _num(d.get("us"), True),
             f"{c['calls']:,}{exact}",
             _num(d.get("calls"), True),

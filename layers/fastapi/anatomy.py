@@ -20,13 +20,13 @@ asked in FastAPI's tracker ("Depends overhead", "response_model doubles the time
 The ladder: bare ASGI -> Starlette returning a ``Response`` -> FastAPI returning a
 ``Response`` -> a path parameter with type conversion -> a validated ``Query`` -> a
 returned ``dict`` (``jsonable_encoder``) -> a ``response_model`` (pydantic's
-serializer) -> a validated body model -> one async ``Depends`` -> a chain of them -> a
-no-op pure ASGI middleware -> a no-op ``BaseHTTPMiddleware`` -> the built-in telemetry
-check switched off -> the docs routes removed -> a sync ``Depends`` (a thread-pool hop)
--> a ``def`` endpoint.  Two steps *remove* something ``FastAPI()`` brings by default,
-so their deltas are what those defaults cost every request.  The thread-pool steps
-come last on purpose: once a worker thread takes part, timings jitter more, which
-would blur the small deltas of the steps after them.
+serializer) -> a validated body model -> one async ``Depends`` -> a chain of them ->
+the built-in telemetry check switched off -> the docs routes removed -> a no-op pure
+ASGI middleware -> a no-op ``BaseHTTPMiddleware`` -> a sync ``Depends`` (a thread-pool
+hop) -> a ``def`` endpoint.  Two steps *remove* something ``FastAPI()`` brings by
+default, so their deltas are what those defaults cost every request.  The order keeps
+small deltas on a small base: the expensive steps (``BaseHTTPMiddleware``, the thread
+pool) come last, since every step after them would carry their cost and their jitter.
 
 What it deliberately doesn't do: anything but this one request (the contract's full
 app is ``layers/fastapi/app.py``), or an OpenTelemetry SDK -- the telemetry step is
@@ -241,36 +241,6 @@ def depends_chain() -> FastAPI:
     return app
 
 
-def asgi_middleware() -> FastAPI:
-    """A no-op pure ASGI middleware (``NoopASGIMiddleware``): one more ``await`` in the stack."""
-    app = FastAPI()
-    app.add_middleware(NoopASGIMiddleware)
-
-    @app.put("/items/{item_id}", response_model=ItemOut)
-    async def item(item_id: int, q: Annotated[str, Depends(search)], item: Item) -> Any:
-        return {"item_id": item_id, "q": q, **item.model_dump()}
-
-    return app
-
-
-def base_http_middleware() -> FastAPI:
-    """A no-op ``BaseHTTPMiddleware`` as well: ``call_next`` runs the app in a task and re-streams the response.
-
-    Compare its delta with the pure ASGI middleware's above: both do nothing, but
-    ``BaseHTTPMiddleware`` builds a ``Request``, starts an anyio task group, and passes
-    the response back through a memory object stream.
-    """
-    app = FastAPI()
-    app.add_middleware(NoopASGIMiddleware)
-    app.add_middleware(NoopBaseHTTPMiddleware)
-
-    @app.put("/items/{item_id}", response_model=ItemOut)
-    async def item(item_id: int, q: Annotated[str, Depends(search)], item: Item) -> Any:
-        return {"item_id": item_id, "q": q, **item.model_dump()}
-
-    return app
-
-
 def telemetry_off() -> FastAPI:
     """FastAPI's built-in telemetry check, switched off: ``FastAPI(telemetry={...: False})``.
 
@@ -287,8 +257,6 @@ def telemetry_off() -> FastAPI:
     whatever the settings.)
     """
     app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
-    app.add_middleware(NoopASGIMiddleware)
-    app.add_middleware(NoopBaseHTTPMiddleware)
 
     @app.put("/items/{item_id}", response_model=ItemOut)
     async def item(item_id: int, q: Annotated[str, Depends(search)], item: Item) -> Any:
@@ -311,6 +279,44 @@ def docs_off() -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+
+    @app.put("/items/{item_id}", response_model=ItemOut)
+    async def item(item_id: int, q: Annotated[str, Depends(search)], item: Item) -> Any:
+        return {"item_id": item_id, "q": q, **item.model_dump()}
+
+    return app
+
+
+def asgi_middleware() -> FastAPI:
+    """A no-op pure ASGI middleware (``NoopASGIMiddleware``): one more ``await`` in the stack."""
+    app = FastAPI(
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_middleware(NoopASGIMiddleware)
+
+    @app.put("/items/{item_id}", response_model=ItemOut)
+    async def item(item_id: int, q: Annotated[str, Depends(search)], item: Item) -> Any:
+        return {"item_id": item_id, "q": q, **item.model_dump()}
+
+    return app
+
+
+def base_http_middleware() -> FastAPI:
+    """A no-op ``BaseHTTPMiddleware`` as well: ``call_next`` runs the app in a task and re-streams the response.
+
+    Compare its delta with the pure ASGI middleware's above: both do nothing, but
+    ``BaseHTTPMiddleware`` builds a ``Request``, starts an anyio task group, and passes
+    the response back through a memory object stream.
+    """
+    app = FastAPI(
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.add_middleware(NoopASGIMiddleware)
     app.add_middleware(NoopBaseHTTPMiddleware)
 
@@ -326,9 +332,7 @@ def sync_depends() -> FastAPI:
 
     ``solve_dependencies`` sees a non-coroutine function and calls it with
     ``run_in_threadpool`` -- a hop to an anyio worker thread and back, per request.
-    Its value is not part of the answer (as with settings or a current user).  The
-    thread-pool steps come last: once a thread takes part, timings jitter more, which
-    would blur the small deltas of the steps above.
+    Its value is not part of the answer (as with settings or a current user).
     """
     app = FastAPI(
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -394,10 +398,10 @@ LADDER = Ladder(
         Step(body_model, adds="body model"),
         Step(async_depends, adds="async depends"),
         Step(depends_chain, adds="dependency chain"),
-        Step(asgi_middleware, adds="pure asgi middleware"),
-        Step(base_http_middleware, adds="basehttpmiddleware"),
         Step(telemetry_off, removes="telemetry check"),
         Step(docs_off, removes="docs routes"),
+        Step(asgi_middleware, adds="pure asgi middleware"),
+        Step(base_http_middleware, adds="basehttpmiddleware"),
         Step(sync_depends, adds="sync depends", threads=True),
         Step(def_endpoint, adds="def endpoint"),
     ),
