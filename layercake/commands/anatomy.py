@@ -50,7 +50,7 @@ def anatomy_table(doc: dict[str, Any], lines: bool = True) -> Table:
     table = Table(title=f"Anatomy of {doc['layer']}: {doc['request']['method']} {doc['request']['path']}")
     table.add_column("#", justify="right")
     table.add_column("step: what it adds", overflow="fold", ratio=1)
-    for name in ("CPU µs", "Δ µs", "calls", "Δ calls", "lines", "Δ lines")[: 6 if lines else 4]:
+    for name in ("best µs", "Δ µs", "calls", "Δ calls", "lines", "Δ lines")[: 6 if lines else 4]:
         table.add_column(name, justify="right", no_wrap=True)
     if server:
         table.add_column("req/s", justify="right", no_wrap=True)
@@ -65,7 +65,7 @@ def anatomy_table(doc: dict[str, Any], lines: bool = True) -> Table:
         cells = [
             str(r["index"]),
             label,
-            f"{us['median']:.1f}" if us else "–",
+            f"{us['best']:.1f}" if us else "–",
             _colour(d.get("us"), _signed(d.get("us"))),
             f"{c['calls']}{'' if r.get('exact', True) else '≈'}",
             _signed(d.get("calls")),
@@ -118,9 +118,10 @@ def anatomy(
     """What each feature of LAYER costs per request: a ladder of variants, one feature per step.
 
     Every variant is a real small app (layers/LAYER/anatomy.py) answering the same request;
-    each is checked, then measured in-process in a process of its own: CPU µs per request
-    (median of batches), Python calls and lines run (deterministic), and the delta over the
-    step above.  Ctrl-C keeps the steps measured so far (exit 130).
+    each is checked and counted in a process of its own, then all are timed interleaved:
+    CPU µs per request (the best batch; medians in the JSON), Python calls and lines run
+    (deterministic), and the delta over the step above.  Ctrl-C keeps what was measured
+    (exit 130).
 
     \b
     layercake anatomy                       # the ladders there are
@@ -177,6 +178,10 @@ def anatomy(
             "[dim]≈: a worker thread takes part; the stdlib's calls can differ by a few between runs, "
             "every other package's are exact.[/]"
         )
+    console.print(
+        "[dim]best µs: CPU time of the fastest batch, in-process; medians are in --json/--markdown. "
+        "calls and lines: one request, counted exactly.[/]"
+    )
     if doc["headline"]:
         console.print(escape(doc["headline"]), highlight=False)
     written = []

@@ -83,7 +83,7 @@ def _num(value: float | int | None, signed: bool = False) -> str:
 def table_html(doc: dict[str, Any]) -> str:
     server = doc["settings"].get("server")
     head = (
-        "<tr><th>#</th><th>step</th><th>what it adds</th><th>CPU µs</th><th>Δ µs</th><th>calls</th>"
+        "<tr><th>#</th><th>step</th><th>what it adds</th><th>best CPU µs</th><th>Δ µs</th><th>calls</th>"
         "<th>Δ calls</th><th>lines run</th><th>Δ lines</th>"
     )
     head += f"<th>req/s on {esc(server)}</th><th>p99 ms</th></tr>" if server else "</tr>"
@@ -98,7 +98,7 @@ def table_html(doc: dict[str, Any]) -> str:
         c, d = r["counters"], r.get("delta") or {}
         exact = "" if r.get("exact", True) else "≈"
         cells = [
-            _num((r.get("us_per_request") or {}).get("median")),
+            _num((r.get("us_per_request") or {}).get("best")),
             _num(d.get("us"), True),
             f"{c['calls']:,}{exact}",
             _num(d.get("calls"), True),
@@ -166,8 +166,8 @@ def write_anatomy(site: Site, project: Path, docs: Path | None = None) -> list[s
             parts.append(table_html(doc))
             parts.append(
                 f'<p class="note">Measured {esc(doc["measured_at"])} with <code>{esc(doc["command"])}</code>; '
-                f"load average {esc(doc['environment'].get('loadavg_at_start'))}. CPU µs: median of batches "
-                "(noisy on a shared machine); calls and lines: one request, counted deterministically "
+                f"load average {esc(doc['environment'].get('loadavg_at_start'))}. CPU µs: the fastest batch, timed "
+                "interleaved with the other steps (medians are in the JSON); calls and lines: one request, counted deterministically "
                 "(≈: a worker thread takes part, the stdlib's calls vary by a few). "
                 f'Raw results: <a href="{esc(layer)}.json">{esc(layer)}.json</a>.</p>'
             )
