@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,12 @@ def changes_html(changes: list[tuple[str, int | None, str]], source_href: str) -
             f'<a class="ln" href="{esc(source_href)}#L-{number}">{number}</a>' if number else '<span class="ln"></span>'
         )
         rows.append(f'<span class="{"add" if sign == "+" else "del"}">{where}{esc(sign)} {code}</span>')
-    return '<pre class="highlight anatomy-diff">' + "\n".join(rows) + "</pre>"
+    return '<pre class="highlight anatomy-diff">' + "".join(rows) + "</pre>"  # the spans are blocks
+
+
+def inline(text: str) -> str:
+    """A step title for HTML: escaped, its `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(text))
 
 
 def _num(value: float | int | None, signed: bool = False) -> str:
@@ -89,7 +95,7 @@ def table_html(doc: dict[str, Any]) -> str:
     head += f"<th>req/s on {esc(server)}</th><th>p99 ms</th></tr>" if server else "</tr>"
     rows = []
     for r in doc["steps"]:
-        name = f'<td class="name"><a href="#{esc(r["step"])}">{esc(r["step"])}</a></td><td class="what">{esc(r["title"])}</td>'
+        name = f'<td class="name"><a href="#{esc(r["step"])}">{esc(r["step"])}</a></td><td class="what">{inline(r["title"])}</td>'
         if r.get("problem"):
             rows.append(
                 f"<tr><td class=num>{r['index']}</td>{name}<td colspan=6>not measured: {esc(r['problem'])}</td></tr>"
@@ -185,7 +191,7 @@ def write_anatomy(site: Site, project: Path, docs: Path | None = None) -> list[s
                 figure = f' <span class="note">{_num(d["us"], True)} µs, {_num(d["calls"], True)} calls</span>'
             parts.append(
                 f'<section class="anatomy-step" id="{esc(step.key)}">'
-                f"<h2>{i}. <code>{esc(step.key)}</code> — {esc(step.title)}{figure}</h2>"
+                f"<h2>{i}. <code>{esc(step.key)}</code> — {inline(step.title)}{figure}</h2>"
                 f"{prose_html(rest) if rest else ''}"
                 f"{changes_html(step_changes(previous, code), href)}"
                 f'<p class="note"><a href="{esc(href)}#L-{first}">{esc(path.relative_to(project).as_posix())}, '
