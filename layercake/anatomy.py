@@ -149,8 +149,10 @@ class Step:
     #: them one at a time (``FastAPI()`` brings its telemetry check and docs routes).
     includes: tuple[str, ...] = ()
     #: This step hands work to a worker thread (and so does every step after it).  Where
-    #: the OS switches threads then varies a little, so the stdlib's calls (threading's
-    #: locks and waits) can differ by a few between runs; every other package's are exact.
+    #: the OS switches threads then varies a little: the stdlib's calls (threading's locks
+    #: and waits) can differ by a few between runs, and so can the lines run by the stdlib
+    #: and by anyio (a worker that finds its queue empty or not).  Every package's calls
+    #: and C calls but the stdlib's are exact.
     threads: bool = False
 
     @property
@@ -739,7 +741,7 @@ def anatomy_document(
                 title=step.title,
                 change=step.change,
                 features=sorted(features[i]),
-                # exact: every counter is identical across runs; else all but the stdlib's (Step.threads)
+                # exact: every counter is identical across runs; else see Step.threads
                 exact=not threaded[i],
                 doc=step.doc,
                 source={"path": _relative(path), "first_line": first, "last_line": last},
@@ -785,6 +787,7 @@ def anatomy_document(
         "settings": {
             "seconds_per_step": seconds,
             "interleaved_rounds": ROUNDS,
+            "rounds_done": min((r["us_per_request"]["windows"] for r in rows if r.get("us_per_request")), default=0),
             "server": server,
             "counted_requests": 1,
             "clock": "CPU time of the process, all threads (time.process_time); wall clock in wall_us_per_request",
@@ -928,8 +931,8 @@ def markdown(doc: dict[str, Any], chart_name: str | None = None) -> str:
         lines += [
             "",
             "≈: a worker thread takes part in the request; where the OS switches threads varies, so the "
-            "stdlib's calls (threading's locks and waits) can differ by a few between runs -- every other "
-            "package's counts are exact.",
+            "stdlib's calls (threading's locks and waits), and the lines the stdlib and anyio run, can differ "
+            "by a few between runs -- every other package's calls are exact.",
         ]
     if doc.get("interrupted"):
         lines += ["", "*Interrupted: only the steps above were measured.*"]

@@ -175,8 +175,8 @@ def anatomy(
         console.print(anatomy_table(doc, lines=console.width >= 100))
     if any(not r.get("exact", True) for r in doc["steps"]):
         console.print(
-            "[dim]≈: a worker thread takes part; the stdlib's calls can differ by a few between runs, "
-            "every other package's are exact.[/]"
+            "[dim]≈: a worker thread takes part; the stdlib's calls (and the stdlib's and anyio's lines) "
+            "can differ by a few between runs, every other package's calls are exact.[/]"
         )
     console.print(
         "[dim]best µs: CPU time of the fastest batch, in-process; medians are in --json/--markdown. "
@@ -201,7 +201,11 @@ def anatomy(
     for path in written:
         console.print(f"wrote {path}", highlight=False)
     if doc["interrupted"]:
-        console.print(f"[yellow]interrupted: {len(doc['steps'])} of {n} steps measured[/]")
+        done, rounds = doc["settings"]["rounds_done"], doc["settings"]["interleaved_rounds"]
+        if len(doc["steps"]) < n or not done:
+            console.print(f"[yellow]interrupted: {len(doc['steps'])} of {n} steps counted, not timed[/]")
+        else:
+            console.print(f"[yellow]interrupted while timing: figures from {done} of {rounds} rounds[/]")
         raise SystemExit(130)
     failed = [r for r in doc["steps"] if r.get("problem")]
     if failed:

@@ -174,7 +174,7 @@ def write_anatomy(site: Site, project: Path, docs: Path | None = None) -> list[s
                 f'<p class="note">Measured {esc(doc["measured_at"])} with <code>{esc(doc["command"])}</code>; '
                 f"load average {esc(doc['environment'].get('loadavg_at_start'))}. CPU µs: the fastest batch, timed "
                 "interleaved with the other steps (medians are in the JSON); calls and lines: one request, counted deterministically "
-                "(≈: a worker thread takes part, the stdlib's calls vary by a few). "
+                "(≈: a worker thread takes part, the stdlib's calls vary by a few between runs). "
                 f'Raw results: <a href="{esc(layer)}.json">{esc(layer)}.json</a>.</p>'
             )
         rows = {r["step"]: r for r in (doc or {}).get("steps", [])}
