@@ -877,6 +877,14 @@ def _fmt(value: float | int | None, signed: bool = False, digits: int = 1) -> st
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
+def where_calls_go(delta: dict[str, Any] | None, keep: int = 3) -> str:
+    """The packages a step's added Python calls belong to, largest change first: ``fastapi +61, starlette +25``."""
+    if not delta:
+        return ""
+    moved = [(p, d["calls"]) for p, d in delta.get("by_package", {}).items() if d["calls"]]
+    return ", ".join(f"{p} {n:+d}" for p, n in sorted(moved, key=lambda pn: -abs(pn[1]))[:keep])
+
+
 def markdown(doc: dict[str, Any], chart_name: str | None = None) -> str:
     """The document as a markdown report: headline, table, and the request."""
     req = doc["request"]
@@ -894,8 +902,11 @@ def markdown(doc: dict[str, Any], chart_name: str | None = None) -> str:
     if chart_name:
         lines += [f"![waterfall: what each step adds, µs per request]({chart_name})", ""]
     server = doc["settings"].get("server")
-    head = "| # | step | adds | CPU µs / request: best (median) | Δ µs | Python calls | Δ calls | C calls | lines run | Δ lines |"
-    rule = "|--:|---|---|--:|--:|--:|--:|--:|--:|--:|"
+    head = (
+        "| # | step | adds | CPU µs / request: best (median) | Δ µs | Python calls | Δ calls | where Δ calls go "
+        "| C calls | lines run | Δ lines |"
+    )
+    rule = "|--:|---|---|--:|--:|--:|--:|---|--:|--:|--:|"
     if server:
         head += f" req/s on {server} | p99 ms |"
         rule += "--:|--:|"
@@ -908,7 +919,7 @@ def markdown(doc: dict[str, Any], chart_name: str | None = None) -> str:
         timing = f"{us['best']:.1f} ({us['median']:.1f})" if us else "not timed"
         line = (
             f"| {r['index']} | `{r['step']}` | {r['title']} | {timing} | "
-            f"{_fmt(d.get('us'), True)} | {c['calls']}{'' if r.get('exact', True) else '≈'} | {_fmt(d.get('calls'), True)} | {c['c_calls']} | "
+            f"{_fmt(d.get('us'), True)} | {c['calls']}{'' if r.get('exact', True) else '≈'} | {_fmt(d.get('calls'), True)} | {where_calls_go(d)} | {c['c_calls']} | "
             f"{c['lines']} | {_fmt(d.get('lines'), True)} |"
         )
         if server:

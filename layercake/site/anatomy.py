@@ -28,6 +28,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from layercake.anatomy import where_calls_go
 from layercake.site.build import Site, esc, missing, prose_html, source_page
 
 HOW_TO_MEASURE = "layercake anatomy {layer} --out docs/anatomy"
@@ -90,7 +91,7 @@ def table_html(doc: dict[str, Any]) -> str:
     server = doc["settings"].get("server")
     head = (
         "<tr><th>#</th><th>step</th><th>what it adds</th><th>best CPU µs</th><th>Δ µs</th><th>calls</th>"
-        "<th>Δ calls</th><th>lines run</th><th>Δ lines</th>"
+        "<th>Δ calls</th><th>where Δ calls go</th><th>lines run</th><th>Δ lines</th>"
     )
     head += f"<th>req/s on {esc(server)}</th><th>p99 ms</th></tr>" if server else "</tr>"
     rows = []
@@ -98,7 +99,7 @@ def table_html(doc: dict[str, Any]) -> str:
         name = f'<td class="name"><a href="#{esc(r["step"])}">{esc(r["step"])}</a></td><td class="what">{inline(r["title"])}</td>'
         if r.get("problem"):
             rows.append(
-                f"<tr><td class=num>{r['index']}</td>{name}<td colspan=6>not measured: {esc(r['problem'])}</td></tr>"
+                f"<tr><td class=num>{r['index']}</td>{name}<td colspan=7>not measured: {esc(r['problem'])}</td></tr>"
             )
             continue
         c, d = r["counters"], r.get("delta") or {}
@@ -115,9 +116,9 @@ def table_html(doc: dict[str, Any]) -> str:
             s = r.get("server") or {}
             p99 = s.get("p99_us")
             cells += [f"{s['rps']:,.0f}" if "rps" in s else "–", f"{p99 / 1000:.2f}" if p99 else "–"]
-        rows.append(
-            f"<tr><td class=num>{r['index']}</td>{name}" + "".join(f"<td class=num>{x}</td>" for x in cells) + "</tr>"
-        )
+        numbers = [f"<td class=num>{x}</td>" for x in cells]
+        numbers.insert(4, f'<td class="note">{esc(where_calls_go(r.get("delta")))}</td>')  # after Δ calls
+        rows.append(f"<tr><td class=num>{r['index']}</td>{name}{''.join(numbers)}</tr>")
     return f'<table class="ladder">\n<thead>{head}</thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody></table>"
 
 
