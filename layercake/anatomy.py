@@ -43,15 +43,19 @@ Write ``layers/<layer>/anatomy.py`` that ends with a module-level ``LADDER``::
         Step(bare_wsgi, adds="..."),  # the first step is the baseline
         Step(django_view, adds="django"),
     ))
-    __getattr__ = serve_steps(LADDER)  # `layers.django.anatomy:django_view` names the app, for servers
+    __getattr__ = serve_steps(LADDER)  # `layers.django.anatomy:django_view_app` is the app, for servers
 
 Nothing else is edited: :func:`ladders` finds every ``layers/*/anatomy.py`` that defines
-``LADDER`` (without importing it), and ``layercake anatomy django``, the site and the
-tests (``tests/layercake/test_anatomy.py`` is parametrised over :func:`ladders`) pick it
-up.  A step may reuse another layer's variant (``bare_asgi`` starts both the Starlette
-and the FastAPI ladders).  A step either ``adds=`` a feature or ``removes=`` one that an
-earlier step brought (FastAPI's telemetry check, its docs routes); a test checks that
-every step changes exactly one feature.
+``LADDER`` (without importing it; the ladder's name is its folder's), and ``layercake
+anatomy django``, the site (``anatomy/django.html``, once ``--out docs/anatomy`` has
+written a run) and the tests (``tests/layers/test_anatomy_variants.py`` is parametrised
+over :func:`ladders`: every variant's answer in-process and on a real server, one
+feature per step) pick it up.  A step may reuse another layer's variant (``bare_asgi``
+starts both the Starlette and the FastAPI ladders).  A step either ``adds=`` a feature
+or ``removes=`` one that an earlier step brought -- ``includes=`` names the defaults a
+feature brings along, so later steps can remove them (``FastAPI()``'s telemetry check
+and docs routes) -- and ``threads=True`` marks the first step that hands work to a
+worker thread (its stdlib counts then vary by a few between runs).
 
 What it deliberately doesn't do: compare layers with each other (that is ``bench``), or
 time anything inside a request (``layercake trace`` shows where inside a step the
