@@ -200,6 +200,8 @@ def anatomy(
         written.append(path)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+    if not written and measured:
+        console.print(f"[dim]--out DIR writes {layer}.json, {layer}.md and the waterfall chart {layer}.png[/]")
     if doc["interrupted"]:
         done, rounds = doc["settings"]["rounds_done"], doc["settings"]["interleaved_rounds"]
         if len(doc["steps"]) < n or not done:
