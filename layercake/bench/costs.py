@@ -388,7 +388,7 @@ class EndpointCost:
     layer: str
     endpoint: str
     status: int
-    us_per_request: dict[str, float]  # median, min, max, n (batches)
+    us_per_request: dict[str, Any]  # median, min, max, n (batches); cpu: the same in CPU time, when asked
     counters: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
@@ -448,8 +448,10 @@ def bridged_name(layer: str) -> str:
 class _Runner:
     """Calls one request of one layer: synchronously for WSGI, on a private loop for ASGI."""
 
-    def __init__(self, layer_name: str, interface: str | None = None) -> None:
-        self.interface, self.app = _load(layer_name, interface)
+    def __init__(self, layer_name: str, interface: str | None = None, app: Any = None) -> None:
+        if app is not None and interface is None:
+            raise LayercakeError(f"{layer_name}: an app object needs its interface (wsgi or asgi)", 2)
+        self.interface, self.app = (interface, app) if app is not None else _load(layer_name, interface)
         self.bridged = "@" in layer_name
         self.loop: asyncio.AbstractEventLoop | None = None
         if self.interface == "asgi":
@@ -571,39 +573,64 @@ class _AsyncBracket:
         self.loop.run_until_complete(once())
 
 
-def time_requests(run: Callable[[int], int], seconds: float, batch: int = 50) -> dict[str, float]:
-    """Median µs per request over batches for about ``seconds`` (at least 3 batches)."""
-    samples = []
+def time_requests(run: Callable[[int], int], seconds: float, batch: int = 50, cpu: bool = False) -> dict[str, Any]:
+    """Median µs per request over batches for about ``seconds`` (at least 3 batches).
+
+    ``cpu``: also the process's CPU time per request (``time.process_time``, all threads),
+    as ``"cpu": {median, min, max}`` -- on a shared machine it moves much less than the
+    wall clock, which also counts the time other processes had the CPU.
+    """
+    samples, cpu_samples = [], []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(samples) < 3:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         run(batch)
         samples.append((time.perf_counter() - started) / batch * 1e6)
-    return {
+        cpu_samples.append((time.process_time() - cpu_started) / batch * 1e6)
+    result: dict[str, Any] = {
         "median": round(statistics.median(samples), 2),
         "min": round(min(samples), 2),
         "max": round(max(samples), 2),
         "n": len(samples),
     }
+    if cpu:
+        result["cpu"] = {
+            "median": round(statistics.median(cpu_samples), 2),
+            "min": round(min(cpu_samples), 2),
+            "max": round(max(cpu_samples), 2),
+        }
+    return result
 
 
 def measure_layer(
     layer_name: str,
-    endpoints: Iterable[str] = LADDER_ENDPOINTS,
+    endpoints: Iterable[str | Endpoint] = LADDER_ENDPOINTS,
     seconds: float = 0.5,
     count: bool = True,
     interface: str | None = None,
+    app: Any = None,
+    cpu: bool = False,
+    timed: bool = True,
 ) -> list[EndpointCost]:
-    """Measure one layer in *this* process.  Prefer :func:`measure` (a fresh subprocess per layer)."""
+    """Measure one layer in *this* process.  Prefer :func:`measure` (a fresh subprocess per layer).
+
+    ``endpoints`` may hold :class:`Endpoint` objects as well as names (``layercake anatomy``
+    measures requests of its own); ``app``, with ``interface``: measure this application
+    object instead of loading ``layer_name``, which then only names it in the results;
+    ``cpu``: also CPU time per request (see :func:`time_requests`); ``timed=False``: the
+    counters only (``layercake anatomy`` times its steps interleaved, afterwards).
+    """
     hooks = _Hooks()
     if count:
         threading.setprofile(hooks.profile)
         threading.settrace(hooks.trace)
-    runner = _Runner(layer_name, interface)
+    runner = _Runner(layer_name, interface, app)
     results = []
+    measured: list[Endpoint] = []
     try:
         for name in endpoints:
-            endpoint = endpoint_for(name)
+            endpoint = name if isinstance(name, Endpoint) else endpoint_for(name)
+            measured.append(endpoint)
             run = runner.call_for(endpoint)
             status = run(WARMUP)
             if status != endpoint.status and endpoint.status != ANY_STATUS:
@@ -613,12 +640,12 @@ def measure_layer(
                     "measuring it"
                 )
             counters = runner.counted(endpoint, hooks).to_dict() if count else {}
-            results.append(EndpointCost(layer_name, name, status, {}, counters))
+            results.append(EndpointCost(layer_name, endpoint.name, status, {}, counters))
         hooks.armed = False  # from here each thread's hooks remove themselves at their next event
         threading.setprofile(None)  # type: ignore[arg-type]
         threading.settrace(None)  # type: ignore[arg-type]
-        for result in results:
-            result.us_per_request = time_requests(runner.call_for(endpoint_for(result.endpoint)), seconds)
+        for result, endpoint in zip(results, measured, strict=True) if timed else ():
+            result.us_per_request = time_requests(runner.call_for(endpoint), seconds, cpu=cpu)
     finally:
         runner.close()
     return results

@@ -197,6 +197,7 @@ NEXT_STEPS = (
         "the ladder over real sockets (about 2 minutes): each layer on its reference server, wrk on the other CPU",
     ),
     ("layercake grid", "every layer on every installed server, through bridges where the interfaces differ"),
+    ("layercake anatomy fastapi", "what each FastAPI feature costs a request, one feature per step (also flask, ...)"),
     # The tour ends on the trace: the one command that shows *where* the cost above goes.
     (
         "layercake trace flask --server scratch-asgi GET /items/1 --html trace.html",

@@ -20,6 +20,7 @@ The pages, and where each one's content comes from:
 ``bench/index.html``       the benchmark report: ``docs/bench/*.md`` and its charts
 ``grid.html``              the compatibility grid (``layercake grid --json`` output)
 ``traces/index.html``      traces of canonical requests, one page each
+``anatomy/<layer>.html``   each anatomy ladder (:mod:`layercake.site.anatomy`)
 =========================  ===========================================================
 
 The libraries do the rendering -- pygments highlights code, python-markdown turns
@@ -84,7 +85,7 @@ TRACE_BUDGET = 35.0  # seconds of the one-minute build that recording traces may
 
 NAV = (("index.html", "Ladder"), ("source/index.html", "Source"), ("diff/index.html", "Side by side"),
        ("bench/index.html", "Benchmarks"), ("grid.html", "Grid"), ("traces/index.html", "Traces"),
-       ("docs/index.html", "Docs"))
+       ("anatomy/index.html", "Anatomy"), ("docs/index.html", "Docs"))
 
 
 @dataclass
@@ -139,6 +140,8 @@ def _site_path(target: Path, project: Path) -> str | None:
     rel = target.relative_to(project).as_posix()
     if target.suffix == ".py" and target in _annotated_set(project):
         return f"source/{rel}.html"
+    if rel.startswith("docs/anatomy/") and target.suffix in (".md", ".json"):
+        return f"anatomy/{target.stem}.html"  # a committed anatomy run: its page (layercake/site/anatomy.py)
     if target.suffix == ".md":
         if target.name == "README.md" and target.parent.parent == project / "layers":
             app = target.parent / "app.py"
@@ -1083,6 +1086,9 @@ def build_site(out: Path | str = "site", *, project: Path = PROJECT, figures: Fi
     write_bench(site, project / "docs" / "bench", project, project / "docs" / "bench.md")
     write_grid(site, project)
     write_docs(site, project)
+    from layercake.site.anatomy import write_anatomy  # noqa: PLC0415 -- it imports this module
+
+    write_anatomy(site, project)
     write_traces(site, project, traces, trace_budget, recorder, log)
     report.seconds = time.perf_counter() - started
     return report
