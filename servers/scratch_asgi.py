@@ -69,6 +69,7 @@ from servers.core.http import (
 )
 from servers.core.limits import Limits
 from servers.core.websocket import (
+    Outcome,
     WebSocketSession,
     accept_response,
     handshake_problem,
@@ -754,7 +755,9 @@ class WebSocketCycle:
 
     # -- from the connection ---------------------------------------------------------------------------------
     def feed(self, data: bytes | None) -> None:
-        outcome = self.session.receive_data(data)
+        self._apply(self.session.receive_data(data))
+
+    def _apply(self, outcome: Outcome) -> None:
         if outcome.output and not self.transport.is_closing():
             self.transport.write(outcome.output)
         for message in outcome.messages:
@@ -792,6 +795,9 @@ class WebSocketCycle:
     # -- the app's receive and send ----------------------------------------------------------------------------
     async def receive(self) -> dict[str, Any]:
         while not self.messages and self.closed is None:
+            if self.session is not None and self.session.failure_pending:
+                self._apply(self.session.fail_pending())  # a protocol error, in its place (core/websocket.py)
+                continue
             self.wakeup.clear()
             if self.session is not None:
                 self.connection.flow.resume_reading()
