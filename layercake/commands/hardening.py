@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from layercake.autobahn import AutobahnRun, autobahn_servers
+from layercake.autobahn import grid_markdown as autobahn_markdown
 from layercake.corpus import load_corpus, select
 from layercake.errors import LayercakeError
 from layercake.probe import SPLITS, CaseResult, ServerProbe, grid_markdown, probe_servers
@@ -64,7 +66,7 @@ def _print_one(probe: ServerProbe) -> None:
     console.print(table)
 
 
-def _print_grid(probes: list[ServerProbe]) -> None:
+def _print_grid(probes: list[ServerProbe], runs: list[AutobahnRun] | None = None) -> None:
     shown = [p for p in probes if not p.skipped]
     table = Table(title="probe: how each server answered the corpus (✓ = as the case file expects)")
     table.add_column("case")
@@ -77,7 +79,34 @@ def _print_grid(probes: list[ServerProbe]) -> None:
         label = first.case_id if first.split == "whole" else f"{first.case_id} ({first.split})"
         table.add_row(label, first.expect, *(_cell(r) for r in results))
     table.add_row("[bold]as expected[/]", "", *(f"[bold]{p.passed}/{len(p.results)}[/]" for p in shown))
+    if runs:  # the WebSocket column of each server: Autobahn's verdict counts
+        by_server = {run.server: run for run in runs}
+        table.add_row(
+            "[bold]WebSocket (Autobahn)[/]",
+            "strict",
+            *(_autobahn_cell(by_server[p.server]) if p.server in by_server else "" for p in shown),
+        )
     console.print(table)
+
+
+def _autobahn_cell(run: AutobahnRun) -> str:
+    if run.skipped:
+        return f"[dim]{escape(run.cell())}[/]"
+    return f"[green]{escape(run.cell())} ✓[/]" if run.strict() else f"[red]{escape(run.cell())} ✗[/]"
+
+
+def _print_autobahn(runs: list[AutobahnRun]) -> None:
+    table = Table(title="WebSocket: Autobahn testsuite against /ws (compression cases 12.*, 13.* excluded)")
+    table.add_column("server")
+    table.add_column("verdicts")
+    table.add_column("not OK: case, verdict, what it tests", overflow="fold")
+    for run in runs:
+        bad = "\n".join(f"{c.case_id} {c.behavior}: {c.description}" for c in run.not_ok())
+        table.add_row(run.server, _autobahn_cell(run), escape(bad))
+    console.print(table)
+    for run in runs:
+        if run.report_dir:
+            console.print(f"[dim]{run.server}: {run.seconds:g} s, report {escape(run.report_dir)}/index.html[/]")
 
 
 _rules: dict[str, str] = {}
@@ -122,6 +151,19 @@ _rules: dict[str, str] = {}
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the comparison grid as Markdown.",
 )
+@click.option(
+    "--websocket/--no-websocket",
+    default=None,
+    help="Also run the Autobahn WebSocket testsuite against each ASGI server's /ws (needs Python 2.7; "
+    "set up on first use).  Default: on with --servers all, off otherwise.",
+)
+@click.option(
+    "--websocket-reports",
+    "reports_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where Autobahn's HTML reports go, one folder per server (default: a folder in the cache; "
+    "docs/autobahn for the site).",
+)
 def probe_cmd(
     server_args: tuple[str, ...],
     server_opts: tuple[str, ...],
@@ -131,16 +173,22 @@ def probe_cmd(
     timeout: float,
     json_file: Path | None,
     markdown_file: Path | None,
+    websocket: bool | None,
+    reports_dir: Path | None,
 ) -> None:
     """Send the raw-request corpus (hostile and edge-case requests) to servers and show how each answered.
 
     With one server: a table of every case.  With several (`probe scratch-wsgi gunicorn-sync waitress`
-    or `--servers all`): a grid comparing them on the same requests.
+    or `--servers all`): a grid comparing them on the same requests.  `--websocket` adds Autobahn's
+    WebSocket testsuite (OK / NON-STRICT / INFORMATIONAL / UNIMPLEMENTED / FAILED per server, with every
+    case that is not OK).
     """
     from layers import get_layer  # noqa: PLC0415
     from servers.registry import get_server  # noqa: PLC0415
 
     names = _server_names(server_args, server_opts)
+    if websocket is None:
+        websocket = [n.strip() for v in (*server_args, *server_opts) for n in v.split(",") if n.strip()] == ["all"]
     for name in names:  # a typo is refused before the banner and before any server starts
         get_server(name)
     if layer is not None:
@@ -156,6 +204,13 @@ def probe_cmd(
             status.update(f"probing {server}: {result.case_id} ({result.split})")
 
         probes = probe_servers(names, cases, layer, splits, timeout, progress)
+        runs: list[AutobahnRun] = []
+        if websocket:
+            from layercake.autobahn import cache_dir  # noqa: PLC0415
+
+            reports = reports_dir or cache_dir() / "reports"
+            ws_layer = layer if layer is not None and get_layer(layer).interface == "asgi" else None
+            runs = autobahn_servers(names, reports, ws_layer, progress=status.update)
     for probe in probes:
         if probe.skipped:
             console.print(f"[yellow]{probe.server}: skipped[/] -- {escape(probe.skipped)}")
@@ -165,17 +220,23 @@ def probe_cmd(
     if len(ran) == 1:
         _print_one(ran[0])
     elif ran:
-        _print_grid(ran)
+        _print_grid(ran, runs)
+    if runs:
+        _print_autobahn(runs)
     for probe in ran:
         console.print(
             f"[bold]{probe.server}[/] ({probe.layer}): {probe.passed}/{len(probe.results)} as expected; "
             f"{sum(not r.serving for r in probe.results)} left it not serving"
         )
     if json_file is not None:
-        json_file.write_text(json.dumps([p.to_json() for p in probes], indent=2))
+        by_server = {run.server: run.to_json() for run in runs}
+        data = [p.to_json() | ({"websocket": by_server[p.server]} if p.server in by_server else {}) for p in probes]
+        json_file.write_text(json.dumps(data, indent=2))
         console.print(f"[dim]wrote {json_file}[/]")
     if markdown_file is not None:
-        markdown_file.write_text(grid_markdown(probes))
+        markdown_file.write_text(
+            grid_markdown(probes) + (f"\n## WebSocket (Autobahn)\n\n{autobahn_markdown(runs)}" if runs else "")
+        )
         console.print(f"[dim]wrote {markdown_file}[/]")
 
 
