@@ -256,6 +256,13 @@ def _mib(n: int) -> str:
 @click.option("--workers", type=int, help="Server worker processes (where the server has them).")
 @click.option("--threads", type=int, help="Threads per worker (where the server has them).")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+@click.option(
+    "--slowloris",
+    "slow_clients",
+    type=click.IntRange(1, 5000),
+    help="Instead of the mixed load: this many clients trickling request heads a byte a second (1000 is the "
+    "experiment in docs/hardening.md) while a bystander measures GET /plaintext; --duration bounds it.",
+)
 @click.pass_context
 def soak_cmd(
     ctx: click.Context,
@@ -268,10 +275,12 @@ def soak_cmd(
     workers: int | None,
     threads: int | None,
     json_file: Path | None,
+    slow_clients: int | None,
 ) -> None:
     """Bounded mixed-endpoint load on loopback: errors, RSS over time, file descriptors before and after.
 
-    Exits 1 if there were errors, leaked descriptors or growing memory.
+    Exits 1 if there were errors, leaked descriptors or growing memory.  With --slowloris N: N slow clients at
+    once; exits 1 if the bystander was not served or a slow client was never cut.
     """
     from layers import get_layer  # noqa: PLC0415
     from servers.registry import default_server, get_server  # noqa: PLC0415
@@ -279,6 +288,9 @@ def soak_cmd(
     server = get_server(server or default_server(get_layer(layer).interface)).name
     if duration <= 0 or concurrency <= 0 or max_requests <= 0 or interval <= 0:
         raise LayercakeError("--duration, --concurrency, --max-requests and --interval must be positive", exit_code=2)
+    if slow_clients is not None:
+        _slowloris(ctx, layer, server, slow_clients, duration, json_file)
+        return
     every = max(1, round(5 / interval))  # a progress line every ~5 s
 
     def progress(sample: Sample) -> None:
@@ -300,6 +312,42 @@ def soak_cmd(
         json_file.write_text(report.to_json())
         console.print(f"[dim]wrote {json_file}[/]")
     ctx.exit(0 if report.ok else 1)
+
+
+def _slowloris(
+    ctx: click.Context, layer: str, server: str, clients: int, duration: float, json_file: Path | None
+) -> None:
+    from layercake.slowloris import slowloris  # noqa: PLC0415
+
+    console.print(f"slowloris: {layer} on {server}, {clients} slow clients for {duration:g} s")
+    report = slowloris(layer, server, clients, duration, progress=lambda line: console.print(f"[dim]{line}[/]"))
+    summary = report.summary()
+    console.print(f"[dim]{escape(report.command)}[/]")
+    console.print(f"[dim]RLIMIT_NOFILE raised from {report.fd_limit[0]} to {report.fd_limit[1]} for the run[/]")
+    table = Table(title=f"{clients} slow clients against {server}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("slow clients connected", summary["connected"]),
+        ("cut by the server", summary["cut"]),
+        ("never cut", summary["never_cut"]),
+        ("cut after (median / max, s)", f"{summary['cut_median_s']} / {summary['cut_max_s']}"),
+        ("answers before the cut", ", ".join(f"{k}: {v}" for k, v in report.statuses.items()) or "-"),
+        ("bystander p99 unloaded (ms)", summary["p99_unloaded_ms"]),
+        ("bystander p99 loaded (ms)", summary["p99_loaded_ms"]),
+        ("bystander served / failed while loaded", f"{summary['bystander_served']} / {summary['bystander_failures']}"),
+        ("server RSS before / peak / after (MiB)",
+         f"{summary['rss_before_mib']} / {summary['rss_peak_mib']} / {summary['rss_after_mib']}"),
+    ]  # fmt: skip
+    for label, value in rows:
+        table.add_row(label, str(value))
+    console.print(table)
+    if json_file is not None:
+        json_file.write_text(report.to_json())
+        console.print(f"[dim]wrote {json_file}[/]")
+    ok = report.bystander_failures == 0 and report.loaded and report.never_cut == 0
+    console.print("[bold green]kept serving and cut every slow client[/]" if ok else "[bold red]did not hold[/]")
+    ctx.exit(0 if ok else 1)
 
 
 def _print_soak(report: SoakReport) -> None:
