@@ -364,15 +364,33 @@ def autobahn_servers(
     return runs
 
 
-def grid_markdown(runs: list[AutobahnRun], reports_link: Callable[[AutobahnRun], str] | None = None) -> str:
-    """The Autobahn grid as Markdown: a row per server with the counts, then every case that is not OK."""
-    lines = ["| server | layer | " + " | ".join(VERDICTS) + " | strict | report |", "|---" * (len(VERDICTS) + 4) + "|"]
+def prune_reports(run: AutobahnRun) -> int:
+    """Keep only what a document needs of a run's reports: ``index.json`` and the pages (HTML and JSON) of the
+    cases that are not OK; Autobahn's own ``index.html`` goes too, since its links to the other cases would
+    dangle.  About 6 MiB per server becomes a few KiB.  Returns how many files were removed."""
+    if not run.report_dir:
+        return 0
+    directory = Path(run.report_dir)
+    keep = {"index.json"} | {name for case in run.not_ok() for name in (case.report, case.report[:-5] + ".json")}
+    removed = 0
+    for path in directory.iterdir():
+        if path.suffix in (".html", ".json") and path.name not in keep:
+            path.unlink()
+            removed += 1
+    return removed
+
+
+def grid_markdown(runs: list[AutobahnRun], reports: str | None = None) -> str:
+    """The Autobahn grid as Markdown: a row per server with the counts, then every case that is not OK.
+
+    ``reports``: the report directory relative to the Markdown file; each case id then links to its page."""
+    lines = ["| server | layer | " + " | ".join(VERDICTS) + " | strict | run |", "|---" * (len(VERDICTS) + 4) + "|"]
     for run in runs:
         if run.skipped:
             lines.append(f"| {run.server} | {run.layer} | " + " | ".join("" for _ in VERDICTS) + f" | {run.cell()} | |")
             continue
         summary = run.summary()
-        link = f"[index]({reports_link(run)})" if reports_link else ""
+        link = f"[{run.seconds:g} s]({reports}/{run.server}/index.json)" if reports else f"{run.seconds:g} s"
         lines.append(f"| {run.server} | {run.layer} | " + " | ".join(str(summary[v]) for v in VERDICTS)
                      + f" | {'yes' if run.strict() else '**no**'} | {link} |")  # fmt: skip
     for run in runs:
@@ -382,7 +400,10 @@ def grid_markdown(runs: list[AutobahnRun], reports_link: Callable[[AutobahnRun],
         lines += ["", f"**{run.server}**, every case not OK:", "", "| case | verdict | close | what it tests |",
                   "|---|---|---|---|"]  # fmt: skip
         for case in bad:
-            lines.append(f"| {case.case_id} | {case.behavior} | {case.behavior_close} | {case.description} |")
+            label = (
+                f"[{case.case_id}]({reports}/{run.server}/{case.report})" if reports and case.report else case.case_id
+            )
+            lines.append(f"| {label} | {case.behavior} | {case.behavior_close} | {case.description} |")
     return "\n".join(lines) + "\n"
 
 

@@ -205,10 +205,11 @@ def probe_cmd(
 
         probes = probe_servers(names, cases, layer, splits, timeout, progress)
         runs: list[AutobahnRun] = []
+        reports = Path()
         if websocket:
             from layercake.autobahn import cache_dir  # noqa: PLC0415
 
-            reports = reports_dir or cache_dir() / "reports"
+            reports = (reports_dir or cache_dir() / "reports").resolve()
             ws_layer = layer if layer is not None and get_layer(layer).interface == "asgi" else None
             runs = autobahn_servers(names, reports, ws_layer, progress=status.update)
     for probe in probes:
@@ -234,8 +235,11 @@ def probe_cmd(
         json_file.write_text(json.dumps(data, indent=2))
         console.print(f"[dim]wrote {json_file}[/]")
     if markdown_file is not None:
+        import os  # noqa: PLC0415
+
+        base = os.path.relpath(reports, markdown_file.resolve().parent) if runs else None
         markdown_file.write_text(
-            grid_markdown(probes) + (f"\n## WebSocket (Autobahn)\n\n{autobahn_markdown(runs)}" if runs else "")
+            grid_markdown(probes) + (f"\n## WebSocket (Autobahn)\n\n{autobahn_markdown(runs, base)}" if runs else "")
         )
         console.print(f"[dim]wrote {markdown_file}[/]")
 

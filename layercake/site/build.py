@@ -146,6 +146,8 @@ def _site_path(target: Path, project: Path) -> str | None:
         return doc_pages(project).get(target)
     if rel.startswith("docs/bench/"):
         return "bench/" + rel.removeprefix("docs/bench/")
+    if rel.startswith("docs/autobahn/"):  # Autobahn's reports, copied by write_autobahn
+        return "autobahn/" + rel.removeprefix("docs/autobahn/")
     return None
 
 
@@ -605,6 +607,17 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
     site.write("bench/index.html", "Benchmarks", "\n".join(parts), "bench/index.html")
 
 
+def write_autobahn(site: Site, project: Path) -> None:
+    """Copy Autobahn's reports (``probe --websocket --websocket-reports docs/autobahn``) to ``autobahn/``, so the
+    WebSocket grid's links to each case's page work in the site."""
+    reports = project / "docs" / "autobahn"
+    for path in sorted(reports.rglob("*")) if reports.is_dir() else []:
+        if path.is_file() and path.suffix in (".html", ".json"):
+            target = site.out / "autobahn" / path.relative_to(reports)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+
 def _grid_source(project: Path) -> Path | None:
     """The newest grid result under docs/: ``grid.json``, ``grid/*.json`` or any ``grid*.json``."""
     docs = project / "docs"
@@ -858,6 +871,7 @@ def build_site(out: Path | str = "site", *, project: Path = PROJECT, figures: Fi
     log("benchmarks and grid")
     write_bench(site, project / "docs" / "bench", project, project / "docs" / "bench.md")
     write_grid(site, project)
+    write_autobahn(site, project)
     write_docs(site, project)
     write_traces(site, project, traces, trace_budget, recorder, log)
     report.seconds = time.perf_counter() - started

@@ -86,3 +86,14 @@ def test_autobahn_against_scratch_asgi_is_strict_on_every_case(tmp_path: Path) -
     # Autobahn's HTML reports are kept: an index and a page per case.
     assert (tmp_path / "reports" / "scratch-asgi" / "index.html").exists()
     assert (tmp_path / "reports" / "scratch-asgi" / ws["cases"][0]["report"]).exists()
+
+
+def test_site_links_the_reports_from_the_websocket_page() -> None:
+    from layercake.site.build import PROJECT, relink
+
+    reports = sorted((PROJECT / "docs" / "autobahn").rglob("*.html"))
+    if not reports:
+        pytest.skip("no Autobahn reports in docs/autobahn")
+    page = reports[0].relative_to(PROJECT / "docs").as_posix()
+    html = relink(f'<a href="{page}">case</a>', PROJECT / "docs" / "websocket.md", "docs/websocket.html")
+    assert html == f'<a href="../{page}">case</a>'  # docs/autobahn/... is copied to autobahn/... in the site
