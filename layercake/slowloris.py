@@ -244,3 +244,88 @@ def slowloris(
         report = SlowlorisReport(server, layer, running.native_command, clients, duration, fd_limit)
         time.sleep(0.5)  # pre-forked workers finish starting
         return slowloris_url(running.host, running.port, running.process_group(), report, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------
+# The comparison: a table and a chart from several runs' JSON (docs/hardening.md)
+# ---------------------------------------------------------------------------------------
+
+
+def verdict(summary: dict[str, object]) -> str:
+    """In words: kept serving or not, cut the slow clients or not."""
+    served = not summary["bystander_failures"] and summary["bystander_served"]
+    cut_all = summary["never_cut"] == 0
+    if served and cut_all:
+        return "kept serving, cut every slow client"
+    if served:
+        return f"kept serving, never cut {summary['never_cut']}"
+    if cut_all:
+        return f"stopped serving ({summary['bystander_failures']} bystander failures) until it cut them"
+    return f"stopped serving ({summary['bystander_failures']} bystander failures), never cut {summary['never_cut']}"
+
+
+def table_markdown(summaries: list[dict[str, object]]) -> str:
+    head = ("| server | slow clients connected | cut | cut after, median / max (s) | bystander p99 unloaded (ms) | "
+            "p99 loaded (ms) | served / failed while loaded | RSS before / peak / after (MiB) | in short |")  # fmt: skip
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for s in summaries:
+        cut_times = f"{s['cut_median_s']} / {s['cut_max_s']}" if s["cut"] else "-"
+        lines.append(
+            f"| {s['server']} | {s['connected']} | {s['cut']} | {cut_times} | {s['p99_unloaded_ms']} | "
+            f"{s['p99_loaded_ms'] if s['p99_loaded_ms'] is not None else 'none served'} | "
+            f"{s['bystander_served']} / {s['bystander_failures']} | "
+            f"{s['rss_before_mib']} / {s['rss_peak_mib']} / {s['rss_after_mib']} | {verdict(s)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(summaries: list[dict[str, object]], path: str) -> None:
+    """Bystander p99 unloaded and loaded per server (log scale), and how many slow clients each cut."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    names = [str(s["server"]) for s in summaries]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    xs = range(len(names))
+    unloaded = [float(s["p99_unloaded_ms"] or 0) for s in summaries]
+    loaded = [float(s["p99_loaded_ms"]) if s["p99_loaded_ms"] is not None else 0.0 for s in summaries]
+    left.bar([x - 0.2 for x in xs], unloaded, 0.4, label="unloaded", color="#8fb3d9")
+    left.bar([x + 0.2 for x in xs], loaded, 0.4, label="1,000 slow clients", color="#d95f5f")
+    for x, s in zip(xs, summaries, strict=True):
+        if s["bystander_failures"]:
+            left.annotate(f"{s['bystander_failures']} failed", (x + 0.2, max(loaded[x], 1)), ha="center",
+                          va="bottom", fontsize=7, rotation=90)  # fmt: skip
+    left.set_yscale("log")
+    left.set_ylabel("bystander GET /plaintext p99 (ms, log)")
+    left.set_xticks(list(xs), names, rotation=35, ha="right", fontsize=8)
+    left.legend(fontsize=8)
+    right.bar(xs, [int(s["cut"]) for s in summaries], color="#6aa86a", label="cut by the server")
+    right.bar(xs, [int(s["never_cut"]) for s in summaries], bottom=[int(s["cut"]) for s in summaries],
+              color="#cccccc", label="never cut")  # fmt: skip
+    right.set_ylabel("slow clients")
+    right.set_xticks(list(xs), names, rotation=35, ha="right", fontsize=8)
+    right.legend(fontsize=8)
+    fig.suptitle("1,000 clients trickling request heads a byte a second (loopback, 40 s)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m layercake.slowloris CHART.png REPORT.json...``: the table (stdout) and chart for the docs."""
+    import sys  # noqa: PLC0415
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2:
+        print("usage: python -m layercake.slowloris CHART.png REPORT.json...")
+        return 2
+    summaries = [json.loads(open(path).read())["summary"] for path in args[1:]]  # noqa: PTH123, SIM115
+    chart(summaries, args[0])
+    print(table_markdown(summaries), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

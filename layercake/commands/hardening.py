@@ -327,7 +327,12 @@ def _slowloris(
     report = slowloris(layer, server, clients, duration, progress=lambda line: console.print(f"[dim]{line}[/]"))
     summary = report.summary()
     console.print(f"[dim]{escape(report.command)}[/]")
-    console.print(f"[dim]RLIMIT_NOFILE raised from {report.fd_limit[0]} to {report.fd_limit[1]} for the run[/]")
+    before, after = report.fd_limit
+    console.print(
+        f"[dim]RLIMIT_NOFILE (ulimit -n) raised from {before} to {after} for the run (the server inherits it)[/]"
+        if after > before
+        else f"[dim]RLIMIT_NOFILE (ulimit -n) is {after}, enough for the run[/]"
+    )
     table = Table(title=f"{clients} slow clients against {server}")
     table.add_column("measure")
     table.add_column("value", justify="right")
