@@ -37,7 +37,10 @@ sends can be trusted -- §7.1.7 "MUST NOT continue to attempt to process data"),
 the server calls :meth:`WebSocketSession.fail_pending` once the app asks for a message and has none queued --
 the error's place in the stream.  That returns the close frame (1002/1007/1009) and the ``websocket.disconnect``.
 A protocol error with no message before it in the batch fails the connection at once, as before: there is
-nothing the app could still answer.  The alternative -- fail at parse time and deliver nothing -- is simpler and
+nothing of its batch the app could still answer (messages of an earlier batch that the app has not taken yet
+are still delivered, but an answer to them now meets a closed connection).  An app that never asks for another
+message holds the failure until it does, closes, or the client goes away (``receive_data(None)``: 1006) -- the
+price of letting the app finish what it was given.  The alternative -- fail at parse time and deliver nothing -- is simpler and
 also safe, but it is not what the RFC's ordering asks for, and a client cannot tell "never received" from
 "received and dropped".
 
