@@ -176,6 +176,7 @@ class AutobahnRun:
     report_dir: str = ""  # where index.html is
     skipped: str = ""  # why it did not run (no Python 2.7, a WSGI server, a failed start)
     seconds: float = 0.0
+    interrupted: bool = False  # Ctrl-C during this run: the runs before it are kept, this one and the rest skipped
 
     def summary(self) -> dict[str, int]:
         counts = Counter(case.behavior for case in self.cases)
@@ -360,6 +361,10 @@ def autobahn_servers(
                 run.report_dir = str(target)
         except LayercakeError as error:
             run.skipped = error.message.splitlines()[0]
+        except KeyboardInterrupt:  # keep what was measured: wstest and the server are already stopped
+            run.skipped, run.interrupted, run.cases = "interrupted (Ctrl-C)", True, []
+            runs += [AutobahnRun(rest, chosen, skipped="interrupted (Ctrl-C)") for rest in names[len(runs) :]]
+            break
         run.seconds = round(time.monotonic() - started, 1)
     return runs
 

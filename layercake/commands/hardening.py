@@ -242,6 +242,9 @@ def probe_cmd(
             grid_markdown(probes) + (f"\n## WebSocket (Autobahn)\n\n{autobahn_markdown(runs, base)}" if runs else "")
         )
         console.print(f"[dim]wrote {markdown_file}[/]")
+    if any(run.interrupted for run in runs):
+        console.print("[yellow]interrupted: the Autobahn runs above are the ones that finished[/]")
+        sys.exit(130)
 
 
 def _mib(n: int) -> str:
