@@ -4,6 +4,7 @@ whole non-compression suite against scratch-asgi for real (strict on every case:
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,7 +72,7 @@ def test_autobahn_against_scratch_asgi_is_strict_on_every_case(tmp_path: Path) -
     done = subprocess.run(
         [sys.executable, "-m", "layercake", "probe", "scratch-asgi", "--case", "valid/get", "--websocket",
          "--websocket-reports", str(tmp_path / "reports"), "--json", str(out)],
-        capture_output=True, text=True, timeout=600, env={"COLUMNS": "100", **__import__("os").environ},
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "100"},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "WebSocket: Autobahn testsuite" in done.stdout
