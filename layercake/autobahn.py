@@ -67,6 +67,9 @@ HOW_TO_GET = (
 )
 
 
+WSGI_NOTE = "WSGI: no WebSockets (a WSGI server cannot hand the connection over; a2wsgi bridges HTTP only)"
+
+
 class AutobahnUnavailable(LayercakeError):
     """No Python 2.7, or the autobahntestsuite install failed; the message says how to fix it."""
 
@@ -194,7 +197,7 @@ class AutobahnRun:
     def cell(self) -> str:
         """One line for a grid: '298 OK, 3 INFO' or 'skipped: why'."""
         if self.skipped:
-            return f"n/a ({self.skipped})" if self.skipped.startswith("WSGI") else f"skipped: {self.skipped}"
+            return "n/a (WSGI)" if self.skipped.startswith("WSGI") else f"skipped: {self.skipped}"
         short = {"INFORMATIONAL": "INFO", "UNIMPLEMENTED": "UNIMPL"}
         return ", ".join(f"{n} {short.get(v, v)}" for v, n in self.summary().items() if n)
 
@@ -392,7 +395,8 @@ def grid_markdown(runs: list[AutobahnRun], reports: str | None = None) -> str:
     lines = ["| server | layer | " + " | ".join(VERDICTS) + " | strict | run |", "|---" * (len(VERDICTS) + 4) + "|"]
     for run in runs:
         if run.skipped:
-            lines.append(f"| {run.server} | {run.layer} | " + " | ".join("" for _ in VERDICTS) + f" | {run.cell()} | |")
+            layer = "" if run.skipped == WSGI_NOTE else run.layer
+            lines.append(f"| {run.server} | {layer} | " + " | ".join("" for _ in VERDICTS) + f" | {run.cell()} | |")
             continue
         summary = run.summary()
         link = f"[{run.seconds:g} s]({reports}/{run.server}/index.json)" if reports else f"{run.seconds:g} s"

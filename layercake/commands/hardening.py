@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from layercake.autobahn import AutobahnRun, autobahn_servers
+from layercake.autobahn import WSGI_NOTE, AutobahnRun, autobahn_servers
 from layercake.autobahn import grid_markdown as autobahn_markdown
 from layercake.corpus import load_corpus, select
 from layercake.errors import LayercakeError
@@ -100,10 +100,15 @@ def _print_autobahn(runs: list[AutobahnRun]) -> None:
     table.add_column("server")
     table.add_column("verdicts")
     table.add_column("not OK: case, verdict, what it tests", overflow="fold")
+    wsgi = [run.server for run in runs if run.skipped == WSGI_NOTE]
     for run in runs:
-        bad = "\n".join(f"{c.case_id} {c.behavior}: {c.description}" for c in run.not_ok())
-        table.add_row(run.server, _autobahn_cell(run), escape(bad))
-    console.print(table)
+        if run.skipped != WSGI_NOTE:
+            bad = "\n".join(f"{c.case_id} {c.behavior}: {c.description}" for c in run.not_ok())
+            table.add_row(run.server, _autobahn_cell(run), escape(bad))
+    if len(wsgi) < len(runs):
+        console.print(table)
+    if wsgi:
+        console.print(f"[dim]not run on {', '.join(wsgi)}: {escape(WSGI_NOTE)}[/]")
     for run in runs:
         if run.report_dir:
             console.print(f"[dim]{run.server}: {run.seconds:g} s, report {escape(run.report_dir)}/index.html[/]")
