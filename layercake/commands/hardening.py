@@ -272,7 +272,9 @@ def _mib(n: int) -> str:
     "--slowloris",
     "slow_clients",
     type=click.IntRange(1, 5000),
-    help="Instead of the mixed load: this many clients trickling request heads a byte a second (1000 is the "
+    is_flag=False,
+    flag_value=1000,
+    help="Instead of the mixed load: N clients trickling request heads a byte a second (alone: 1000, the "
     "experiment in docs/hardening.md) while a bystander measures GET /plaintext; --duration bounds it.",
 )
 @click.pass_context
@@ -363,7 +365,16 @@ def _slowloris(
         json_file.write_text(report.to_json())
         console.print(f"[dim]wrote {json_file}[/]")
     ok = report.bystander_failures == 0 and report.loaded and report.never_cut == 0
-    console.print("[bold green]kept serving and cut every slow client[/]" if ok else "[bold red]did not hold[/]")
+    if ok:
+        console.print("[bold green]kept serving and cut every slow client[/]")
+    else:
+        problems = []
+        if report.bystander_failures or not report.loaded:
+            problems.append(f"the bystander failed {report.bystander_failures} time(s)")
+        if report.never_cut:
+            problems.append(f"{report.never_cut} slow clients were never cut in {duration:g} s "
+                            "(longer than the server's header timeout shows whether it cuts them at all)")  # fmt: skip
+        console.print(f"[bold red]did not hold:[/] {'; '.join(problems)}")
     ctx.exit(0 if ok else 1)
 
 
