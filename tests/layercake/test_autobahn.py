@@ -66,13 +66,16 @@ def _wstest() -> Path:
         pytest.skip(error.message.splitlines()[0])
 
 
+# About 30 s on a quiet 2-core machine, nine tenths of it the 9.* cases (messages up to 16 MiB); a machine shared
+# with other work can take several times that, hence a timeout above the suite's default 120 s.
+@pytest.mark.timeout(900)
 def test_autobahn_against_scratch_asgi_is_strict_on_every_case(tmp_path: Path) -> None:
     _wstest()
     out = tmp_path / "probe.json"
     done = subprocess.run(
         [sys.executable, "-m", "layercake", "probe", "scratch-asgi", "--case", "valid/get", "--websocket",
          "--websocket-reports", str(tmp_path / "reports"), "--json", str(out)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "100"},
+        capture_output=True, text=True, timeout=850, env={**os.environ, "COLUMNS": "100"},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "WebSocket: Autobahn testsuite" in done.stdout
