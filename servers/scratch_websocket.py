@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from servers.core.asgi import ASGIProtocolError, websocket_scope
 from servers.core.events import RequestHead
 from servers.core.http import ClientDisconnected, access_line
-from servers.core.websocket import WebSocketSession
+from servers.core.websocket import Outcome, WebSocketSession
 
 if TYPE_CHECKING:
     from servers.scratch_asgi import Connection
@@ -60,7 +60,9 @@ class WebSocketCycle:
     # -- from the connection ---------------------------------------------------------------------------------
     def feed(self, data: bytes | None) -> None:
         assert self.session is not None  # frames are fed only after the handshake
-        outcome = self.session.receive_data(data)
+        self._apply(self.session.receive_data(data))
+
+    def _apply(self, outcome: Outcome) -> None:
         if outcome.output and not self.transport.is_closing():
             self.transport.write(outcome.output)
         for message in outcome.messages:
@@ -98,6 +100,11 @@ class WebSocketCycle:
     # -- the app's receive and send ----------------------------------------------------------------------------
     async def receive(self) -> dict[str, Any]:
         while not self.messages and self.closed is None:
+            if self.session is not None and self.session.failure_pending:
+                # The app has every message that came before a protocol error: now fail the connection, in the
+                # error's place in the stream (core/websocket.py says why that order is the strict one).
+                self._apply(self.session.fail_pending())
+                continue
             self.wakeup.clear()
             if self.session is not None:
                 self.connection.flow.resume_reading()

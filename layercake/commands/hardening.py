@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from layercake.autobahn import WSGI_NOTE, AutobahnRun, autobahn_servers
+from layercake.autobahn import grid_markdown as autobahn_markdown
 from layercake.corpus import load_corpus, select
 from layercake.errors import LayercakeError
 from layercake.probe import SPLITS, CaseResult, ServerProbe, grid_markdown, probe_servers
@@ -64,7 +66,7 @@ def _print_one(probe: ServerProbe) -> None:
     console.print(table)
 
 
-def _print_grid(probes: list[ServerProbe]) -> None:
+def _print_grid(probes: list[ServerProbe], runs: list[AutobahnRun] | None = None) -> None:
     shown = [p for p in probes if not p.skipped]
     table = Table(title="probe: how each server answered the corpus (✓ = as the case file expects)")
     table.add_column("case")
@@ -77,7 +79,39 @@ def _print_grid(probes: list[ServerProbe]) -> None:
         label = first.case_id if first.split == "whole" else f"{first.case_id} ({first.split})"
         table.add_row(label, first.expect, *(_cell(r) for r in results))
     table.add_row("[bold]as expected[/]", "", *(f"[bold]{p.passed}/{len(p.results)}[/]" for p in shown))
+    if runs:  # the WebSocket column of each server: Autobahn's verdict counts
+        by_server = {run.server: run for run in runs}
+        table.add_row(
+            "[bold]WebSocket (Autobahn)[/]",
+            "strict",
+            *(_autobahn_cell(by_server[p.server]) if p.server in by_server else "" for p in shown),
+        )
     console.print(table)
+
+
+def _autobahn_cell(run: AutobahnRun) -> str:
+    if run.skipped:
+        return f"[dim]{escape(run.cell())}[/]"
+    return f"[green]{escape(run.cell())} ✓[/]" if run.strict() else f"[red]{escape(run.cell())} ✗[/]"
+
+
+def _print_autobahn(runs: list[AutobahnRun]) -> None:
+    table = Table(title="WebSocket: Autobahn testsuite against /ws (compression cases 12.*, 13.* excluded)")
+    table.add_column("server")
+    table.add_column("verdicts")
+    table.add_column("not OK: case, verdict, what it tests", overflow="fold")
+    wsgi = [run.server for run in runs if run.skipped == WSGI_NOTE]
+    for run in runs:
+        if run.skipped != WSGI_NOTE:
+            bad = "\n".join(f"{c.case_id} {c.behavior}: {c.description}" for c in run.not_ok())
+            table.add_row(run.server, _autobahn_cell(run), escape(bad))
+    if len(wsgi) < len(runs):
+        console.print(table)
+    if wsgi:
+        console.print(f"[dim]not run on {', '.join(wsgi)}: {escape(WSGI_NOTE)}[/]")
+    for run in runs:
+        if run.report_dir:
+            console.print(f"[dim]{run.server}: {run.seconds:g} s, report {escape(run.report_dir)}/index.html[/]")
 
 
 _rules: dict[str, str] = {}
@@ -122,6 +156,19 @@ _rules: dict[str, str] = {}
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the comparison grid as Markdown.",
 )
+@click.option(
+    "--websocket/--no-websocket",
+    default=None,
+    help="Also run the Autobahn WebSocket testsuite against each ASGI server's /ws (needs Python 2.7; "
+    "set up on first use).  Default: on with --servers all, off otherwise.",
+)
+@click.option(
+    "--websocket-reports",
+    "reports_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where Autobahn's HTML reports go, one folder per server (default: a folder in the cache; "
+    "docs/autobahn for the site).",
+)
 def probe_cmd(
     server_args: tuple[str, ...],
     server_opts: tuple[str, ...],
@@ -131,16 +178,22 @@ def probe_cmd(
     timeout: float,
     json_file: Path | None,
     markdown_file: Path | None,
+    websocket: bool | None,
+    reports_dir: Path | None,
 ) -> None:
     """Send the raw-request corpus (hostile and edge-case requests) to servers and show how each answered.
 
     With one server: a table of every case.  With several (`probe scratch-wsgi gunicorn-sync waitress`
-    or `--servers all`): a grid comparing them on the same requests.
+    or `--servers all`): a grid comparing them on the same requests.  `--websocket` adds Autobahn's
+    WebSocket testsuite (OK / NON-STRICT / INFORMATIONAL / UNIMPLEMENTED / FAILED per server, with every
+    case that is not OK).
     """
     from layers import get_layer  # noqa: PLC0415
     from servers.registry import get_server  # noqa: PLC0415
 
     names = _server_names(server_args, server_opts)
+    if websocket is None:
+        websocket = [n.strip() for v in (*server_args, *server_opts) for n in v.split(",") if n.strip()] == ["all"]
     for name in names:  # a typo is refused before the banner and before any server starts
         get_server(name)
     if layer is not None:
@@ -156,6 +209,14 @@ def probe_cmd(
             status.update(f"probing {server}: {result.case_id} ({result.split})")
 
         probes = probe_servers(names, cases, layer, splits, timeout, progress)
+        runs: list[AutobahnRun] = []
+        reports = Path()
+        if websocket:
+            from layercake.autobahn import cache_dir  # noqa: PLC0415
+
+            reports = (reports_dir or cache_dir() / "reports").resolve()
+            ws_layer = layer if layer is not None and get_layer(layer).interface == "asgi" else None
+            runs = autobahn_servers(names, reports, ws_layer, progress=status.update)
     for probe in probes:
         if probe.skipped:
             console.print(f"[yellow]{probe.server}: skipped[/] -- {escape(probe.skipped)}")
@@ -165,18 +226,30 @@ def probe_cmd(
     if len(ran) == 1:
         _print_one(ran[0])
     elif ran:
-        _print_grid(ran)
+        _print_grid(ran, runs)
+    if runs:
+        _print_autobahn(runs)
     for probe in ran:
         console.print(
             f"[bold]{probe.server}[/] ({probe.layer}): {probe.passed}/{len(probe.results)} as expected; "
             f"{sum(not r.serving for r in probe.results)} left it not serving"
         )
     if json_file is not None:
-        json_file.write_text(json.dumps([p.to_json() for p in probes], indent=2))
+        by_server = {run.server: run.to_json() for run in runs}
+        data = [p.to_json() | ({"websocket": by_server[p.server]} if p.server in by_server else {}) for p in probes]
+        json_file.write_text(json.dumps(data, indent=2))
         console.print(f"[dim]wrote {json_file}[/]")
     if markdown_file is not None:
-        markdown_file.write_text(grid_markdown(probes))
+        import os  # noqa: PLC0415
+
+        base = os.path.relpath(reports, markdown_file.resolve().parent) if runs else None
+        markdown_file.write_text(
+            grid_markdown(probes) + (f"\n## WebSocket (Autobahn)\n\n{autobahn_markdown(runs, base)}" if runs else "")
+        )
         console.print(f"[dim]wrote {markdown_file}[/]")
+    if any(run.interrupted for run in runs):
+        console.print("[yellow]interrupted: the Autobahn runs above are the ones that finished[/]")
+        sys.exit(130)
 
 
 def _mib(n: int) -> str:
@@ -195,6 +268,15 @@ def _mib(n: int) -> str:
 @click.option("--workers", type=int, help="Server worker processes (where the server has them).")
 @click.option("--threads", type=int, help="Threads per worker (where the server has them).")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+@click.option(
+    "--slowloris",
+    "slow_clients",
+    type=click.IntRange(1, 5000),
+    is_flag=False,
+    flag_value=1000,
+    help="Instead of the mixed load: N clients trickling request heads a byte a second (alone: 1000, the "
+    "experiment in docs/hardening.md) while a bystander measures GET /plaintext; --duration bounds it.",
+)
 @click.pass_context
 def soak_cmd(
     ctx: click.Context,
@@ -207,10 +289,12 @@ def soak_cmd(
     workers: int | None,
     threads: int | None,
     json_file: Path | None,
+    slow_clients: int | None,
 ) -> None:
     """Bounded mixed-endpoint load on loopback: errors, RSS over time, file descriptors before and after.
 
-    Exits 1 if there were errors, leaked descriptors or growing memory.
+    Exits 1 if there were errors, leaked descriptors or growing memory.  With --slowloris N: N slow clients at
+    once; exits 1 if the bystander was not served or a slow client was never cut.
     """
     from layers import get_layer  # noqa: PLC0415
     from servers.registry import default_server, get_server  # noqa: PLC0415
@@ -218,6 +302,9 @@ def soak_cmd(
     server = get_server(server or default_server(get_layer(layer).interface)).name
     if duration <= 0 or concurrency <= 0 or max_requests <= 0 or interval <= 0:
         raise LayercakeError("--duration, --concurrency, --max-requests and --interval must be positive", exit_code=2)
+    if slow_clients is not None:
+        _slowloris(ctx, layer, server, slow_clients, duration, json_file)
+        return
     every = max(1, round(5 / interval))  # a progress line every ~5 s
 
     def progress(sample: Sample) -> None:
@@ -239,6 +326,56 @@ def soak_cmd(
         json_file.write_text(report.to_json())
         console.print(f"[dim]wrote {json_file}[/]")
     ctx.exit(0 if report.ok else 1)
+
+
+def _slowloris(
+    ctx: click.Context, layer: str, server: str, clients: int, duration: float, json_file: Path | None
+) -> None:
+    from layercake.slowloris import slowloris  # noqa: PLC0415
+
+    console.print(f"slowloris: {layer} on {server}, {clients} slow clients for {duration:g} s")
+    report = slowloris(layer, server, clients, duration, progress=lambda line: console.print(f"[dim]{line}[/]"))
+    summary = report.summary()
+    console.print(f"[dim]{escape(report.command)}[/]")
+    before, after = report.fd_limit
+    console.print(
+        f"[dim]RLIMIT_NOFILE (ulimit -n) raised from {before} to {after} for the run (the server inherits it)[/]"
+        if after > before
+        else f"[dim]RLIMIT_NOFILE (ulimit -n) is {after}, enough for the run[/]"
+    )
+    table = Table(title=f"{clients} slow clients against {server}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("slow clients connected", summary["connected"]),
+        ("cut by the server", summary["cut"]),
+        ("never cut", summary["never_cut"]),
+        ("cut after (median / max, s)", f"{summary['cut_median_s']} / {summary['cut_max_s']}"),
+        ("answers before the cut", ", ".join(f"{k}: {v}" for k, v in report.statuses.items()) or "-"),
+        ("bystander p99 unloaded (ms)", summary["p99_unloaded_ms"]),
+        ("bystander p99 loaded (ms)", summary["p99_loaded_ms"]),
+        ("bystander served / failed while loaded", f"{summary['bystander_served']} / {summary['bystander_failures']}"),
+        ("server RSS before / peak / after (MiB)",
+         f"{summary['rss_before_mib']} / {summary['rss_peak_mib']} / {summary['rss_after_mib']}"),
+    ]  # fmt: skip
+    for label, value in rows:
+        table.add_row(label, str(value))
+    console.print(table)
+    if json_file is not None:
+        json_file.write_text(report.to_json())
+        console.print(f"[dim]wrote {json_file}[/]")
+    ok = report.bystander_failures == 0 and report.loaded and report.never_cut == 0
+    if ok:
+        console.print("[bold green]kept serving and cut every slow client[/]")
+    else:
+        problems = []
+        if report.bystander_failures or not report.loaded:
+            problems.append(f"the bystander failed {report.bystander_failures} time(s)")
+        if report.never_cut:
+            problems.append(f"{report.never_cut} slow clients were never cut in {duration:g} s "
+                            "(longer than the server's header timeout shows whether it cuts them at all)")  # fmt: skip
+        console.print(f"[bold red]did not hold:[/] {'; '.join(problems)}")
+    ctx.exit(0 if ok else 1)
 
 
 def _print_soak(report: SoakReport) -> None:

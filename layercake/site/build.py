@@ -149,6 +149,8 @@ def _site_path(target: Path, project: Path) -> str | None:
         return doc_pages(project).get(target)
     if rel.startswith("docs/bench/"):
         return "bench/" + rel.removeprefix("docs/bench/")
+    if rel.startswith("docs/autobahn/"):  # Autobahn's reports, copied by write_autobahn
+        return "autobahn/" + rel.removeprefix("docs/autobahn/")
     return None
 
 
@@ -800,6 +802,24 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
     site.write("bench/index.html", "Benchmarks", "\n".join(parts), "bench/index.html")
 
 
+def write_autobahn(site: Site, project: Path) -> None:
+    """Copy Autobahn's reports (``probe --websocket --websocket-reports docs/autobahn``) to ``autobahn/``, so the
+    WebSocket grid's links to each case's page work in the site."""
+    reports = project / "docs" / "autobahn"
+    for path in sorted(reports.rglob("*")) if reports.is_dir() else []:
+        if path.is_file() and path.suffix in (".html", ".json"):
+            target = site.out / "autobahn" / path.relative_to(reports)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path.suffix == ".html":  # Autobahn's pages load their logo from the web: the site loads nothing
+                text = _EXTERNAL_IMG.sub(lambda m: m[1] or "", path.read_text(encoding="utf-8"))
+                target.write_text(text, encoding="utf-8")
+            else:
+                shutil.copyfile(path, target)
+
+
+_EXTERNAL_IMG = re.compile(r'<img\b(?=[^>]*\bsrc="https?://)(?:[^>]*\balt="([^"]*)")?[^>]*>')
+
+
 def _grid_source(project: Path) -> Path | None:
     """The newest grid result under docs/: ``grid.json``, ``grid/*.json`` or any ``grid*.json``."""
     docs = project / "docs"
@@ -1085,6 +1105,7 @@ def build_site(out: Path | str = "site", *, project: Path = PROJECT, figures: Fi
     log("benchmarks and grid")
     write_bench(site, project / "docs" / "bench", project, project / "docs" / "bench.md")
     write_grid(site, project)
+    write_autobahn(site, project)
     write_docs(site, project)
     from layercake.site.anatomy import write_anatomy  # noqa: PLC0415 -- it imports this module
 

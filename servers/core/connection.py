@@ -31,7 +31,10 @@ What it decides, and where in this file:
 * **Reject, then linger**: every refusal is answered with ``Connection: close`` and a *lingering close* -- stop
   writing, keep discarding input for ``Limits.linger_timeout``, then close.  Closing at once with unread input makes
   the kernel send RST, and a client still uploading may lose our answer with it (Apache's ``lingering_close``).
-* **Which timeout runs when** (``deadline`` and :meth:`handle_timeout`): see ``TIMERS`` below.
+* **Which timeout runs when** (``deadline`` and :meth:`handle_timeout`): see ``TIMERS`` below; and the minimum
+  data rate (``Limits.min_rate``, Apache's ``MinRate``, ``rate.py``) that cuts a head or body trickled slower than
+  that sooner -- a head from its first byte (unless it came whole), a body from the application's first read,
+  not counting the time the application is not asking for it.
 * **WebSocket handshakes** (when ``websockets=True``, on scratch-asgi): a valid RFC 6455 §4.2.1 handshake becomes a
   ``WebSocketRequest``; an invalid one is refused here, with the headers §4.4 requires.
 
@@ -70,6 +73,7 @@ from servers.core.head import HeadReader
 from servers.core.http import DateHeader, rejection_response
 from servers.core.limits import Limits
 from servers.core.parsers import ParseError, RequestParser, parser_class
+from servers.core.rate import RateTracker
 from servers.core.strict import Rejection
 from servers.core.websocket import accept_response, handshake_problem, is_websocket_upgrade
 from servers.core.writer import CONTINUE, ResponseWriter, error_response
@@ -102,7 +106,7 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     (S.IDLE, "keepalive_timeout passes"): S.CLOSED,
     (S.HEAD, "the head is complete and passes the gate"): S.BODY,
     (S.HEAD, "the head is refused (4xx/5xx)"): S.LINGER,
-    (S.HEAD, "header_timeout passes (408)"): S.LINGER,
+    (S.HEAD, "header_timeout passes (408)"): S.LINGER,  # or the head came slower than min_rate
     (S.HEAD, "the client closes"): S.CLOSED,
     (S.BODY, "the body ends"): S.DONE,
     (S.BODY, "the request is refused (503, bad handshake)"): S.LINGER,
@@ -133,8 +137,11 @@ TRANSITIONS: dict[tuple[State, str], State] = {
 #: state -> (the Limits field that bounds it, from when it counts).  No entry: no timer runs.
 TIMERS: dict[State, tuple[str, str]] = {
     S.IDLE: ("keepalive_timeout", "the previous response completed (or the connection was accepted)"),
-    S.HEAD: ("header_timeout", "the first byte of the head; not restarted by later bytes"),
-    S.BODY: ("body_timeout", "the application asked for body that has not come; restarted by each piece"),
+    S.HEAD: ("header_timeout", "the first byte of the head; not restarted by later bytes; sooner below min_rate"),
+    S.BODY: (
+        "body_timeout",
+        "the application asked for body that has not come; restarted by each piece; sooner below min_rate",
+    ),
     S.DRAIN: ("body_timeout", "the response completed; restarted by each piece"),
     S.LINGER: ("linger_timeout", "the refusal or the closing response was sent"),
 }
@@ -182,6 +189,7 @@ class ServerConnection:
         "_body_failed",
         "_input_after_end",
         "_drain_start",
+        "_rate",
         "_eof",
         "_closing",
     )
@@ -212,6 +220,7 @@ class ServerConnection:
         self._closing = False  # the server is shutting down: no further request on this connection
         self._eof = False  # the client shut down its sending side
         self._drain_start = 0
+        self._rate: RateTracker | None = None  # Limits.min_rate for the head or body being received, if it applies
         self._new_cycle_state()
 
     def _new_cycle_state(self) -> None:
@@ -222,6 +231,7 @@ class ServerConnection:
         self._waiting_for_continue = False  # the client sent Expect: 100-continue and holds its body back
         self._body_failed = False  # a BodyError was delivered: the body is no longer parsed
         self._input_after_end = False  # bytes arrived after the request ended (a pipelined request)
+        self._rate = None
 
     def _to(self, state: State, why: str) -> None:
         """Every state change, checked against ``TRANSITIONS``."""
@@ -251,6 +261,10 @@ class ServerConnection:
                 self._ready = (ready[0], ready[1] + data)  # after a head not yet acted on: it is its body
             if state is S.IDLE and (self._ready is not None or self._reader.started):
                 self._to(S.HEAD, "a byte of a head arrives")
+                if self._ready is None:  # the head did not come whole: from here its rate counts (Limits.min_rate)
+                    self._rate = RateTracker.start(self.limits.min_rate, self.limits.min_rate_grace, self._since)
+            elif self._rate is not None and self._ready is None:
+                self._rate.received(len(data), self.clock())
         elif state is S.BODY or state is S.DONE or state is S.DRAIN:
             if state is S.DONE:
                 self._input_after_end = True
@@ -258,6 +272,8 @@ class ServerConnection:
                 self._waiting_for_continue = False  # RFC 9110 §10.1.1: the client chose not to wait for 100
             if not self._body_failed and self._parser is not None:
                 self._parser.receive_data(data)
+            if self._rate is not None and state is S.BODY:
+                self._rate.received(len(data), self.clock())
             if state is not S.DONE:
                 self._since = self.clock()  # progress on the body restarts body_timeout
         # LINGER: discarded.  UPGRADED, CLOSED: the server no longer feeds us.
@@ -337,6 +353,8 @@ class ServerConnection:
             self._body_failed = True
             return BodyError(exc.status, exc.reason)
         if isinstance(event, Data):
+            if self._body_wanted and self._rate is not None:
+                self._rate.pause(self.clock())  # the app has its piece: time until it asks again is not the client's
             self._body_wanted = False
             self._body_received += len(event.data)
             limit = self.limits.max_body_bytes
@@ -390,7 +408,11 @@ class ServerConnection:
             return b""
         if not self._body_wanted:
             self._body_wanted = True
-            self._since = self.clock()
+            self._since = now = self.clock()
+            if self._rate is None:  # the body's rate counts from the application's first read (Limits.min_rate)
+                self._rate = RateTracker.start(self.limits.min_rate, self.limits.min_rate_grace, now)
+            else:
+                self._rate.resume(now)
         if self._waiting_for_continue:
             self._waiting_for_continue = False
             return CONTINUE
@@ -447,7 +469,12 @@ class ServerConnection:
         if state is S.BODY and not self._body_wanted:
             return None
         entry = TIMERS.get(state)
-        return None if entry is None else self._since + getattr(self.limits, entry[0])
+        if entry is None:
+            return None
+        deadline: float = self._since + getattr(self.limits, entry[0])
+        if self._rate is not None and (state is S.HEAD or state is S.BODY):
+            return min(deadline, self._rate.deadline())  # the minimum rate can only cut a client earlier
+        return deadline
 
     def handle_timeout(self) -> Event:
         """The deadline has passed.  Returns what to do: ``Rejected`` (408 for a slow head), ``BodyError`` (408 for a
@@ -456,17 +483,25 @@ class ServerConnection:
         if deadline is None or self.clock() < deadline:
             return NEED_DATA
         state = self.state
+        now = self.clock()
+        slow = self._rate is not None and self._rate.too_slow(now) and (state is S.HEAD or state is S.BODY)
+        why = self._rate.describe(now) if slow and self._rate is not None else ""
         if state is S.HEAD:
             self._ready = None
-            return self._reject(
-                Rejection(408, "request head not received in time", "header_timeout"), "header_timeout passes (408)"
+            rejection = (
+                Rejection(408, f"request head arriving too slowly: {why}", "min_rate")
+                if slow
+                else Rejection(408, "request head not received in time", "header_timeout")
             )
+            return self._reject(rejection, "header_timeout passes (408)")
         if state is S.BODY:
             self._body_failed = True
             self._body_wanted = False
+            if slow:
+                return BodyError(408, f"request body arriving too slowly: {why} (Limits.min_rate)")
             return BodyError(408, "request body not received in time (Limits.body_timeout)")
-        why = {S.IDLE: "keepalive_timeout passes", S.DRAIN: "body_timeout passes", S.LINGER: "linger_timeout passes"}
-        self._to(S.CLOSED, why[state])
+        ended = {S.IDLE: "keepalive_timeout passes", S.DRAIN: "body_timeout passes", S.LINGER: "linger_timeout passes"}
+        self._to(S.CLOSED, ended[state])
         return CLOSED
 
     # -- decisions the writer asks for ---------------------------------------------------------------------------

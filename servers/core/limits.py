@@ -58,6 +58,17 @@ class Limits:
     # (Apache's lingering close reads for up to 2 s between reads, 30 s in all; nginx
     # lingering_time 30 s, lingering_timeout 5 s).  Short: it is a courtesy.
     linger_timeout: float = 2.0
+    # Minimum data rate for request heads and bodies, bytes per second, after a grace
+    # period: Apache mod_reqtimeout's MinRate (its default "header=20-40,MinRate=500
+    # body=20,MinRate=500"), which allows one more second per 500 bytes received.  A
+    # client trickling a byte a second is cut after min_rate_grace seconds instead of the
+    # whole header_timeout, and a trickled body is cut at all (header_timeout does not
+    # cover bodies).  The rule and how a server calls it: servers/core/rate.py.  0 disables.
+    # Over (too slow): 408, or a closed connection once a response has started.
+    min_rate: int = 500
+    # Seconds a head or body may take before min_rate applies (Apache's initial 20 s for
+    # the head; we give half our header_timeout, so the rate, not the cap, cuts a slowloris).
+    min_rate_grace: float = 10.0
     # Seconds an idle keep-alive connection is kept (uvicorn 5, gunicorn keepalive 2,
     # nginx keepalive_timeout 75).
     keepalive_timeout: float = 5.0

@@ -104,6 +104,62 @@ head > max_head_bytes                  431         RFC 6585 §5 (the whole head,
 =====================================  ==========  ==============================================================
 
 Lengths of lines are counted without their ``CRLF``.
+
+The grammar, rule by rule
+-------------------------
+Where each ABNF rule of RFC 9112 and RFC 9110 §5 is enforced, and the corpus cases
+(``layercake/corpus/``) that exercise it; "h11" means h11 enforces it after this gate.
+
+==============================================  ============================  ==================================
+Rule                                            Enforced in                   Corpus cases
+==============================================  ============================  ==================================
+request-line = method SP request-target SP      ``_check_request_line``       reqline.double-space, tab-separator,
+HTTP-version (RFC 9112 §3)                                                    trailing-space, empty-method
+method = token (RFC 9110 §9.1, §5.6.2)          ``_TOKEN``                    reqline.method-bad-char,
+                                                                              valid.lowercase-method
+HTTP-version = HTTP-name "/" DIGIT "." DIGIT,   ``_VERSION``                  reqline.version-lowercase,
+HTTP-name = %s"HTTP" (RFC 9112 §2.3)                                          version-garbage, version-two-digit-minor
+request-target forms (RFC 9112 §3.2.1-3.2.4)    ``_check_target``             target.*, valid.absolute-form,
+                                                                              valid.options-asterisk
+CRLF line ends, no bare CR (RFC 9112 §2.2)      ``_framing``                  fields.bare-lf, reqline.bare-cr,
+                                                                              smuggling.bare-cr-in-value
+field-line = field-name ":" OWS field-value     ``_check_field_line``         fields.no-colon, space-before-colon,
+OWS (RFC 9112 §5, §5.1)                                                       tab-before-colon, valid.ows-around-value,
+                                                                              valid.no-space-after-colon
+field-name = token (RFC 9110 §5.1)              ``_TOKEN``                    fields.name-bad-char, empty-name,
+                                                                              name-non-ascii, name-inner-space,
+                                                                              valid.underscore-in-name
+field-value = *field-content; field-content =   ``_VALUE_CRLF_NUL``,          fields.ctl-in-value, del-in-value,
+field-vchar [ 1*( SP / HTAB / field-vchar )     ``_VALUE_CTL``                nul-in-value, valid.empty-value,
+field-vchar ]; field-vchar = VCHAR / obs-text                                 value-inner-whitespace, tab-in-value,
+(RFC 9110 §5.5)                                                               obs-text-value
+obs-fold = OWS CRLF RWS (RFC 9112 §5.2)         ``_check_field_line``         fields.obs-fold, obs-fold-htab,
+                                                                              smuggling.te-obs-fold
+chunk-size = 1*HEXDIG (RFC 9112 §7.1)           ``ChunkedBody``; h11          chunked.size-not-hex, size-0x-prefix,
+                                                                              size-negative, size-empty,
+                                                                              size-leading-zeros, uppercase-hex
+chunk-size overflow (RFC 9112 §7.1.3)           ``ChunkedBody`` (413 over     chunked.size-overflow
+                                                max_body_bytes); h11
+chunk-ext = *( BWS ";" BWS chunk-ext-name       ``ChunkedBody``               chunked.extension, extension-quoted,
+[ BWS "=" BWS chunk-ext-val ] ), name = token,  (h11 accepts ``;.*``)         extension-no-value,
+val = token / quoted-string (RFC 9112 §7.1.1,                                 last-chunk-extension
+RFC 9110 §5.6.4)
+chunk = chunk-size [ chunk-ext ] CRLF           ``ChunkedBody``; h11          chunked.bare-lf-size-line,
+chunk-data CRLF (RFC 9112 §7.1)                                               data-longer-than-size,
+                                                                              data-shorter-than-size, data-bare-lf
+last-chunk = 1*("0") [ chunk-ext ] CRLF         ``ChunkedBody``; h11          chunked.last-chunk-zeros,
+(RFC 9112 §7.1)                                                               last-chunk-extension
+trailer-section = *( field-line CRLF )          ``ChunkedBody`` (with         chunked.trailer, trailer-no-colon,
+(RFC 9112 §7.1.2)                               ``_check_field_line``); h11   trailer-space-before-colon
+==============================================  ============================  ==================================
+
+:class:`ChunkedBody` is the chunked-body grammar as written, fed the body's bytes as they
+arrive.  h11 (which the servers use to read bodies) is lenient in four places it catches:
+whitespace after a chunk size with no extension, any bytes at all after a ``;`` (control
+bytes included), a bare LF ending a trailer line -- and, the other way, it *refuses* the
+bad whitespace (``BWS``) that RFC 9110 §5.6.3 says a recipient MUST parse and remove
+(``5 ; name = value``).  Its tests (tests/servers/test_chunked_body.py) hold those four
+as bytes; they become corpus cases once the servers feed bodies through it.
 """
 
 from __future__ import annotations
@@ -113,7 +169,7 @@ from dataclasses import dataclass
 
 from servers.core.limits import Limits
 
-__all__ = ["Rejection", "RULES", "check_partial_head", "check_head"]
+__all__ = ["CHUNK_RULES", "ChunkedBody", "Rejection", "RULES", "check_partial_head", "check_head"]
 
 
 @dataclass(frozen=True)
@@ -483,3 +539,160 @@ def _check_message(version: tuple[int, int], fields: list[tuple[bytes, bytes]], 
         if expectation.lower() != b"100-continue":
             return RULES["expect-unsupported"]
     return None
+
+
+# ---------------------------------------------------------------------------------------
+# The chunked body (RFC 9112 §7.1), as it arrives.
+# ---------------------------------------------------------------------------------------
+
+#: The chunked-body rules (apart from RULES, which are the head's: the property tests
+#: enumerate those over heads).  Every Rejection ChunkedBody returns is one of these, or
+#: a field-line rule of RULES for a trailer line.
+CHUNK_RULES: dict[str, Rejection] = {
+    "chunk-bare-lf": Rejection(400, "a chunk line ends in a bare LF; lines must end in CRLF", "RFC 9112 §7.1"),
+    "chunk-size-syntax": Rejection(400, "chunk size is not hexadecimal digits (1*HEXDIG)", "RFC 9112 §7.1"),
+    "chunk-ext-syntax": Rejection(
+        400, 'malformed chunk extension (want ;name or ;name=token or ;name="quoted")', "RFC 9112 §7.1.1"
+    ),
+    "chunk-data-crlf": Rejection(400, "chunk data is not followed by CRLF", "RFC 9112 §7.1"),
+    "chunk-line-too-long": Rejection(400, "a chunk-size or trailer line is too long", "RFC 9112 §7.1"),
+    "chunk-too-large": Rejection(413, "a chunk larger than the server's body limit", "RFC 9112 §7.1.3"),
+    "trailer-too-large": Rejection(431, "trailer section too large", "RFC 6585 §5"),
+}
+
+_OWS = rb"[ \t]*"  # BWS is OWS that a sender must not generate (RFC 9110 §5.6.3)
+_TOKEN_TEXT = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE (RFC 9110 §5.6.4)
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_CHUNK_EXT = rb"(?:" + _OWS + rb";" + _OWS + _TOKEN_TEXT + rb"(?:" + _OWS + rb"=" + _OWS + rb"(?:" + _TOKEN_TEXT
+_CHUNK_EXT += rb"|" + _QUOTED + rb"))?)*"
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]+)(" + _CHUNK_EXT + rb")")
+_HEXDIGITS = re.compile(rb"[0-9A-Fa-f]+")
+
+
+class ChunkedBody:
+    """The chunked-body grammar of RFC 9112 §7.1, checked as the bytes arrive::
+
+        chunked-body = *chunk last-chunk trailer-section CRLF
+        chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+        last-chunk   = 1*("0") [ chunk-ext ] CRLF
+
+    :meth:`feed` takes the body's bytes in any pieces and returns the first rule broken,
+    or ``None``; the answer never depends on the pieces, because every decision is made
+    at a byte offset (the LF that ends a line, the byte after the chunk data, the byte
+    that makes a line too long).  Once :attr:`done`, :attr:`rest` holds the bytes that
+    came after the body (a pipelined request).  Sizes: a chunk line or a trailer line
+    longer than ``limits.max_header_line``, a chunk bigger than ``limits.max_body_bytes``
+    and a trailer section over ``limits.max_head_bytes`` are refused; the running total
+    of the body is the server's to bound, as it is for Content-Length bodies.
+
+    How a server calls it: one per request whose head said ``Transfer-Encoding:
+    chunked`` (after :func:`check_head` passed), ``feed(data)`` with every byte read
+    while the body is being read, before (or instead of) handing it to h11; a
+    Rejection is answered like a head rejection (status, ``Connection: close``, close).
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.state = "size"  # size -> data -> data-crlf -> size ... -> trailer -> done
+        self.line = bytearray()
+        self.remaining = 0  # chunk-data bytes still to come
+        self.crlf_seen = 0  # bytes of the CRLF after chunk-data seen so far
+        self.trailer_bytes = 0
+        self.trailer_fields = 0
+        self.rejection: Rejection | None = None
+        self.rest = b""
+
+    @property
+    def done(self) -> bool:
+        return self.state == "done"
+
+    def feed(self, data: bytes) -> Rejection | None:
+        if self.rejection is not None or self.done:
+            if self.done:
+                self.rest += data
+            return self.rejection
+        position = 0
+        while position < len(data) and self.rejection is None and not self.done:
+            position = self._step(data, position)
+        if self.done:
+            self.rest += data[position:]
+        return self.rejection
+
+    def _step(self, data: bytes, position: int) -> int:
+        if self.state == "data":
+            take = min(self.remaining, len(data) - position)
+            self.remaining -= take
+            if self.remaining == 0:
+                self.state, self.crlf_seen = "data-crlf", 0
+            return position + take
+        if self.state == "data-crlf":
+            # chunk = ... chunk-data CRLF: exactly CR then LF after the data.
+            if data[position] != b"\r\n"[self.crlf_seen]:
+                self.rejection = CHUNK_RULES["chunk-data-crlf"]
+                return position
+            self.crlf_seen += 1
+            if self.crlf_seen == 2:
+                self.state = "size"
+            return position + 1
+        # A line: a chunk-size line or a trailer line.
+        lf = data.find(b"\n", position)
+        end = lf if lf >= 0 else len(data)
+        self.line += data[position:end]
+        if self.state == "trailer":
+            self.trailer_bytes += end - position + (1 if lf >= 0 else 0)
+            if self.trailer_bytes > self.limits.max_head_bytes:
+                self.rejection = CHUNK_RULES["trailer-too-large"]
+                return end
+        content_length = len(self.line) - (1 if self.line.endswith(b"\r") else 0)
+        if content_length > self.limits.max_header_line and (lf >= 0 or not self.line.endswith(b"\r")):
+            self.rejection = CHUNK_RULES["chunk-line-too-long"]
+            return end
+        if lf < 0:
+            return end
+        line = bytes(self.line)
+        self.line.clear()
+        if not line.endswith(b"\r"):
+            self.rejection = CHUNK_RULES["chunk-bare-lf"]  # RFC 9112 §7.1: every line ends in CRLF
+            return lf + 1
+        line = line[:-1]
+        if self.state == "size":
+            self._size_line(line)
+        else:
+            self._trailer_line(line)
+        return lf + 1
+
+    def _size_line(self, line: bytes) -> None:
+        match = _CHUNK_LINE.fullmatch(line)
+        if match is None:
+            digits = _HEXDIGITS.match(line)
+            # 1*HEXDIG first; after it only chunk-ext (which starts with BWS ";").
+            ok_size = digits is not None and (
+                digits.end() == len(line) or line[digits.end() :].lstrip(b" \t")[:1] == b";"
+            )
+            self.rejection = CHUNK_RULES["chunk-ext-syntax" if ok_size else "chunk-size-syntax"]
+            return
+        size = int(match[1], 16)
+        if self.limits.max_body_bytes and size > self.limits.max_body_bytes:
+            # RFC 9112 §7.1.3: "anticipate potentially large hexadecimal numerals and prevent
+            # parsing errors due to integer conversion overflows" -- Python has none, but a
+            # chunk over the body limit is refused before any of it is read.
+            self.rejection = CHUNK_RULES["chunk-too-large"]
+            return
+        if size == 0:
+            self.state = "trailer"  # last-chunk = 1*("0") [ chunk-ext ] CRLF
+        else:
+            self.state, self.remaining = "data", size
+
+    def _trailer_line(self, line: bytes) -> None:
+        if not line:
+            self.state = "done"  # chunked-body ends with the trailer section's CRLF
+            return
+        # trailer-section = *( field-line CRLF ): the same field-line grammar as the head.
+        _, _, rejection = _check_field_line(line, first=False)
+        if rejection is not None:
+            self.rejection = rejection
+            return
+        self.trailer_fields += 1
+        if self.trailer_fields > self.limits.max_header_count:
+            self.rejection = CHUNK_RULES["trailer-too-large"]

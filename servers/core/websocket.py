@@ -20,6 +20,30 @@ limit (close 1009, §7.4.1 "a message that is too big for it to process"), answe
 handshake: a close from the client is echoed and reported as ``websocket.disconnect`` with its code; a
 protocol error is answered with a close frame carrying 1002/1007 rather than a silently dropped socket.
 
+Failing the connection, in order
+--------------------------------
+A client may send a valid message and, right behind it, a frame that breaks the protocol (a reserved bit set,
+a reserved opcode, a continuation with nothing to continue); both often arrive in one TCP segment, so one
+``receive_data`` call sees both.  RFC 6455 §7.1.7 says to *Fail the WebSocket Connection* on the bad frame, and
+§5.4/§6.2 say messages are processed in the order received: the valid message came first, so the application
+gets it and may answer it, and only then is the connection failed.  Autobahn's cases 3.2-3.7, 4.1.3-4.2.5 and
+5.15 check exactly this ("Echo for first message is received, but then connection is failed immediately"); a
+server that fails the connection as soon as it *parses* the bad frame drops the answer to a message it had
+already accepted, which Autobahn grades NON-STRICT.
+
+So a protocol error found after messages in the same batch is kept *pending* (``failure_pending``): those
+messages are delivered, further bytes from the client are discarded unread (after a protocol error nothing it
+sends can be trusted -- §7.1.7 "MUST NOT continue to attempt to process data"), the app may still ``send``, and
+the server calls :meth:`WebSocketSession.fail_pending` once the app asks for a message and has none queued --
+the error's place in the stream.  That returns the close frame (1002/1007/1009) and the ``websocket.disconnect``.
+A protocol error with no message before it in the batch fails the connection at once, as before: there is
+nothing of its batch the app could still answer (messages of an earlier batch that the app has not taken yet
+are still delivered, but an answer to them now meets a closed connection).  An app that never asks for another
+message holds the failure until it does, closes, or the client goes away (``receive_data(None)``: 1006) -- the
+price of letting the app finish what it was given.  The alternative -- fail at parse time and deliver nothing -- is simpler and
+also safe, but it is not what the RFC's ordering asks for, and a client cannot tell "never received" from
+"received and dropped".
+
 What this module deliberately does not do: extensions (``permessage-deflate``, RFC 7692).  We never agree to one,
 which RFC 6455 §9.1 allows, so frames are exactly what the app sent.
 """
@@ -131,11 +155,36 @@ class WebSocketSession:
         self._parts: list[Any] = []
         self._size = 0
         self._pending = trailing_data  # frames that arrived with the handshake; fed by the first receive_data
+        self._failure: tuple[int, str] | None = None  # a protocol error waiting behind delivered messages
+
+    @property
+    def failure_pending(self) -> bool:
+        """A protocol error is waiting for the app to take the messages that arrived before it (see the module
+        docstring); the server calls :meth:`fail_pending` when the app asks for a message and has none queued."""
+        return self._failure is not None
+
+    def fail_pending(self) -> Outcome:
+        """Fail the connection for the pending protocol error: the close frame and ``websocket.disconnect``."""
+        outcome = Outcome()
+        if self._failure is not None:
+            code, reason = self._failure
+            self._failure = None
+            self._fail(code, reason, outcome)
+        return outcome
 
     # -- frames in ------------------------------------------------------------------------------------------
     def receive_data(self, data: bytes | None) -> Outcome:
         """Feed bytes from the socket (``None``: the TCP connection was lost)."""
         outcome = Outcome()
+        if self._failure is not None:
+            # RFC 6455 §7.1.7: after a protocol error, bytes from the client are not processed.  A lost connection
+            # ends the wait: there is nobody left to fail the connection towards.
+            if data is None:
+                self._failure = None
+                self.closed_by, self.close_code = "client", 1006
+                outcome.messages.append({"type": "websocket.disconnect", "code": 1006, "reason": ""})
+                outcome.close = True
+            return outcome
         if self._pending:
             data, self._pending = self._pending + (data or b""), b""
         if self.ws.state is ConnectionState.CLOSED:
@@ -149,8 +198,8 @@ class WebSocketSession:
             elif isinstance(event, CloseConnection):
                 self._on_close(event, outcome)
             # Pong (§5.5.3: unsolicited pongs are allowed, no response expected) needs nothing.
-            if outcome.close:
-                break
+            if outcome.close or self._failure is not None:
+                break  # nothing after a failure is processed (§7.1.7)
         return outcome
 
     def _on_message(self, event: Message, outcome: Outcome) -> None:
@@ -159,7 +208,7 @@ class WebSocketSession:
         if self._size > self.max_message:
             # RFC 6455 §7.4.1, 1009: "an endpoint is terminating the connection because it has received a message
             # that is too big for it to process."  Limits.max_ws_message says how big.
-            self._fail(1009, f"message over {self.max_message} bytes", outcome)
+            self._fail_in_order(1009, f"message over {self.max_message} bytes", outcome)
             return
         if event.message_finished:
             # RFC 6455 §5.4: a fragmented message is delivered to the application whole, in order.
@@ -186,8 +235,17 @@ class WebSocketSession:
         else:
             # wsproto reports a frame it could not parse as a CloseConnection while still OPEN: code 1002
             # (protocol error) or 1007 (invalid UTF-8).  Tell the client why, then close (§7.1.7 "Fail the
-            # WebSocket Connection").
-            self._fail(event.code, event.reason or "protocol error", outcome)
+            # WebSocket Connection") -- after the messages that came before it (see "Failing the connection, in
+            # order" above).
+            self._fail_in_order(event.code, event.reason or "protocol error", outcome)
+
+    def _fail_in_order(self, code: int, reason: str, outcome: Outcome) -> None:
+        """Fail now if this batch delivered no message; else after the app has taken them (``fail_pending``)."""
+        if not outcome.messages:
+            self._fail(code, reason, outcome)
+            return
+        self._failure = (code, reason)
+        self._parts, self._size = [], 0
 
     def _fail(self, code: int, reason: str, outcome: Outcome) -> None:
         if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
@@ -222,6 +280,8 @@ class WebSocketSession:
 
     def shutdown(self, code: int) -> bytes:
         """The server is going away: a close frame with ``code`` (1001 or 1012), unless one was already sent."""
+        if self._failure is not None:  # the client broke the protocol: that, not the shutdown, is why it closes
+            return self.fail_pending().output
         if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING) and self.closed_by is None:
             self.closed_by, self.close_code = "shutdown", code
             return self.ws.send(CloseConnection(code=code, reason="server shutting down"))

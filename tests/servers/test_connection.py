@@ -259,18 +259,19 @@ def test_leading_empty_lines_are_bounded(parser: str) -> None:
     conn, _ = make(parser)
     conn.receive_data(b"\r\n" * 32768)
     assert type(conn.next_event()) is Rejected and conn.state is State.LINGER
-    # Fewer, trickled: the header timer started with the first one and is not restarted.
+    # Fewer, trickled: the header timer started with the first one and is not restarted (the minimum rate only
+    # ever brings the deadline closer than that).
     conn, clock = make(parser)
     conn.receive_data(b"\r\n")
-    first = conn.deadline
+    cap = clock.now + Limits().header_timeout
     for _ in range(9):
         clock.now += 1
         conn.receive_data(b"\r\n")
-        assert conn.next_event() is NEED_DATA and conn.deadline == first
+        assert conn.next_event() is NEED_DATA and conn.deadline is not None and conn.deadline <= cap
 
 
 def test_header_timeout_runs_from_the_first_byte_and_is_not_restarted(parser: str) -> None:
-    conn, clock = make(parser)
+    conn, clock = make(parser, Limits(min_rate=0))  # the timeout alone; the minimum rate is the next test
     conn.receive_data(b"\r\n")  # even an empty line starts the head
     first = conn.deadline
     assert conn.state is State.HEAD and first == clock.now + Limits().header_timeout
@@ -282,6 +283,40 @@ def test_header_timeout_runs_from_the_first_byte_and_is_not_restarted(parser: st
     assert type(event) is Rejected and event.status == 408 and conn.state is State.LINGER
 
 
+def test_a_trickled_head_is_cut_at_the_minimum_rate(parser: str) -> None:
+    conn, clock = make(parser)
+    limits = Limits()
+    conn.receive_data(b"GET / HTTP/1.1\r\n")  # incomplete: the rate counts from its first byte
+    for _ in range(int(limits.min_rate_grace) + 1):  # a byte a second, as slowloris does
+        clock.now += 1
+        conn.receive_data(b"X")
+    assert conn.deadline is not None and conn.deadline < clock.now + limits.header_timeout
+    clock.now = conn.deadline + 0.001
+    event = conn.handle_timeout()
+    assert type(event) is Rejected and event.status == 408 and event.rule == "min_rate" and "B/s" in event.reason
+
+
+def test_a_head_that_came_whole_is_never_rate_limited(parser: str) -> None:
+    conn, _ = make(parser)
+    conn.receive_data(GET)
+    assert type(conn.next_event()) is RequestHead and conn.deadline is None  # BODY, nobody waiting: no timer
+
+
+def test_a_trickled_body_is_cut_at_the_minimum_rate_while_the_app_waits(parser: str) -> None:
+    conn, clock = make(parser)
+    events(conn, b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n")
+    clock.now += 60  # the app took its time before reading: not the client's fault
+    conn.want_body()
+    for _ in range(12):
+        clock.now += 1
+        conn.receive_data(b"x")
+        pull(conn)
+        conn.want_body()
+    clock.now = conn.deadline + 0.001  # type: ignore[operator]
+    event = conn.handle_timeout()
+    assert type(event) is BodyError and event.status == 408 and "too slowly" in event.reason
+
+
 def test_keepalive_timeout_when_idle(parser: str) -> None:
     conn, clock = make(parser)
     assert conn.deadline == clock.now + Limits().keepalive_timeout
@@ -290,7 +325,7 @@ def test_keepalive_timeout_when_idle(parser: str) -> None:
 
 
 def test_body_timeout_only_while_the_app_waits(parser: str) -> None:
-    conn, clock = make(parser)
+    conn, clock = make(parser, Limits(min_rate=0))  # the timeout alone; the minimum rate has its own test
     events(conn, b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n")
     assert conn.deadline is None  # the app is busy, not waiting: no timer
     conn.want_body()
