@@ -74,7 +74,7 @@ from servers.core.http import DateHeader, rejection_response
 from servers.core.limits import Limits
 from servers.core.parsers import ParseError, RequestParser, parser_class
 from servers.core.rate import RateTracker
-from servers.core.strict import Rejection
+from servers.core.strict import ChunkedBody, Rejection
 from servers.core.websocket import accept_response, handshake_problem, is_websocket_upgrade
 from servers.core.writer import CONTINUE, ResponseWriter, error_response
 
@@ -190,6 +190,8 @@ class ServerConnection:
         "_input_after_end",
         "_drain_start",
         "_rate",
+        "_chunks",
+        "_chunk_error",
         "_eof",
         "_closing",
     )
@@ -232,6 +234,8 @@ class ServerConnection:
         self._body_failed = False  # a BodyError was delivered: the body is no longer parsed
         self._input_after_end = False  # bytes arrived after the request ended (a pipelined request)
         self._rate = None
+        self._chunks: ChunkedBody | None = None  # the chunked-body grammar, checked before the parser sees a byte
+        self._chunk_error: BodyError | None = None
 
     def _to(self, state: State, why: str) -> None:
         """Every state change, checked against ``TRANSITIONS``."""
@@ -270,6 +274,8 @@ class ServerConnection:
                 self._input_after_end = True
             elif self._waiting_for_continue:
                 self._waiting_for_continue = False  # RFC 9110 §10.1.1: the client chose not to wait for 100
+            if self._chunks is not None and state is not S.DONE:
+                self._check_chunks(data)
             if not self._body_failed and self._parser is not None:
                 self._parser.receive_data(data)
             if self._rate is not None and state is S.BODY:
@@ -318,10 +324,13 @@ class ServerConnection:
                 self._bodyless = self._content_length == 0
             elif name == b"transfer-encoding":
                 self._bodyless = False  # the gate made sure chunked is the final (and only) coding
+                self._chunks = ChunkedBody(self.limits)
             elif name == b"expect" and head.http_version == b"1.1":
                 self._waiting_for_continue = True  # the gate refused any other expectation (417)
         if rest:
             self._waiting_for_continue = False
+            if self._chunks is not None:
+                self._check_chunks(rest)
         self.writer = ResponseWriter(
             head.method,
             head.http_version,
@@ -345,7 +354,8 @@ class ServerConnection:
 
     def _next_body_event(self) -> Event:
         if self._body_failed:
-            return NEED_DATA  # the body is being ignored; the response will end the connection
+            error, self._chunk_error = self._chunk_error, None
+            return error or NEED_DATA  # the body is being ignored; the response will end the connection
         assert self._parser is not None  # BODY always has its cycle's parser
         try:
             event = self._parser.next_event()
@@ -373,6 +383,19 @@ class ServerConnection:
             return BodyError(400, "the client closed the connection before the request body was complete")
         return event  # NEED_DATA
 
+    def _check_chunks(self, data: bytes) -> None:
+        """RFC 9112 §7.1's grammar on a chunked body, as written (``strict.ChunkedBody``): h11 is lenient about
+        whitespace after a chunk size, control bytes in an extension and bare LFs in trailers, so the gate reads the
+        body first, as it reads heads.  A violation ends the body like a malformed chunk (400)."""
+        chunks = self._chunks
+        assert chunks is not None
+        if chunks.done:
+            return
+        rejection = chunks.feed(data)
+        if rejection is not None and not self._body_failed:
+            self._body_failed = True
+            self._chunk_error = BodyError(rejection.status, f"{rejection.reason} ({rejection.rule})")
+
     def _end_of_body(self) -> None:
         self._to(S.DONE, "the body ends")
         if not self._input_after_end and self._parser is not None and self._parser.trailing_data:
@@ -381,6 +404,9 @@ class ServerConnection:
     def _drain(self) -> Event:
         """Discard the unread rest of a body, so the next request starts at the right byte."""
         assert self._parser is not None  # DRAIN always has its cycle's parser
+        if self._body_failed:
+            self._to(S.LINGER, "the body is malformed or over max_drain_bytes")
+            return NEED_DATA
         try:
             while True:
                 event = self._parser.next_event()
