@@ -32,7 +32,10 @@ def _layercake(*args: str) -> subprocess.Popen[str]:
 
 
 def _read_until_serving(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[str, str, int]:
-    """Lines up to the curl lines after 'serving on URL (pid N ...)': (the lines, url, server pid)."""
+    """Lines up to the last curl line: (the lines, url, server pid).
+
+    The URL comes from the one "serving on URL" line (ours, or our servers' own), the pid
+    from ours, which names it either way."""
     assert proc.stdout is not None
     seen, url, pid = [], "", 0
     deadline = time.monotonic() + timeout
@@ -41,9 +44,12 @@ def _read_until_serving(proc: subprocess.Popen[str], timeout: float = 30.0) -> t
         if not line:
             break
         seen.append(line)
-        m = re.search(r"serving on (http://\S+)\s+\(pid (\d+)", line)
+        m = re.search(r"serving on (http://[^\s)]+)", line)
         if m:
-            url, pid = m.group(1), int(m.group(2))
+            url = m.group(1)
+        m = re.search(r"^layercake: .*\bpid (\d+)", line)
+        if m:
+            pid = int(m.group(1))
         if "/health" in line:  # the last curl line
             return "".join(seen), url, pid
     proc.kill()
