@@ -181,7 +181,7 @@ def cost_lines(name: str, figures: Figures) -> list[Text]:
     if cost.by_package:
         parts = ", ".join(f"{pkg} {n['calls']:,}" for pkg, n in cost.by_package.items() if n.get("calls"))
         out.append(Text.assemble(("calls by package: ", "bold"), parts))
-    out.append(Text(f"measured {cost.measured_at or 'at an unrecorded time'} ({cost.origin})", style="dim"))
+    out.append(Text(cost.provenance, style="dim"))
     return out
 
 
@@ -208,7 +208,7 @@ def throughput_lines(target: Target, figures: Figures) -> list[Text]:
         Text.assemble(
             ("req/s: ", "bold"),
             parts,
-            (f"  measured {rows[0].measured_at or 'at an unrecorded time'} ({rows[0].origin})", "dim"),
+            (f"  {rows[0].provenance}", "dim"),
         )
     ]
 
@@ -355,15 +355,12 @@ def loc_table(figures: Figures | None = None, project: Path = PROJECT) -> Table:
     from layers import LAYERS
 
     figures = figures if figures is not None else load_figures()
-    table = Table(title="Lines of code: what each abstraction adds", box=box.SIMPLE_HEAVY)
-    table.add_column("layer")
-    table.add_column("below")
-    table.add_column("own code", justify="right")
-    table.add_column("comments", justify="right")
-    table.add_column("lines run / request", justify="right")
-    table.add_column("of which library", justify="right")
-    table.add_column("calls / request", justify="right")
-    table.add_column("µs / request", justify="right")
+    # Two-line headers and no outer border, so the eight columns fit 80 with every name whole.
+    table = Table(title="Lines of code: what each abstraction adds", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("layer", no_wrap=True)
+    table.add_column("below", no_wrap=True)
+    for header in ("own\ncode", "com-\nments", "lines\nrun", "of\nwhich\nlibrary", "calls", "µs"):
+        table.add_column(header, justify="right", no_wrap=True)
     missing = False
     for layer in LAYERS.values():
         path = project / "layers" / layer.name / "app.py"
@@ -391,7 +388,7 @@ def loc_table(figures: Figures | None = None, project: Path = PROJECT) -> Table:
         except LayercakeError:
             continue
         sources = [parse(path) for path in target.files]
-        kind = {"core": "sans-I/O", "shared": "layers use it"}.get(name, "our server")
+        kind = {"core": "sans-I/O", "shared": "shared"}.get(name, "server")
         table.add_row(
             name,
             kind,
@@ -403,9 +400,9 @@ def loc_table(figures: Figures | None = None, project: Path = PROJECT) -> Table:
             "",
             style="dim",
         )
-    notes = []
+    notes = ["lines run, of which library, calls and µs: for one GET /json, in-process (no socket)"]
     if figures.costs:
-        notes.append(f"per-request figures (GET /json): {figures.origin}, {figures.measured_at or 'no time recorded'}")
+        notes.append(f"per-request figures {figures.provenance}")
     if missing:
         notes.append(f"missing figures: not measured yet — run `{HOW_TO_MEASURE['in_process']}`")
     notes.extend(f"{name}: {why.splitlines()[0]}" for name, why in figures.failures.items())

@@ -9,8 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 
 from layercake import outputs, terminal
@@ -51,9 +53,10 @@ def layer_logs_collected() -> Iterator[list[logging.LogRecord]]:
 @click.command("layers")
 def layers_cmd() -> None:
     """List the six layers: interface, the rung below, own lines of code, what each adds."""
-    table = Table(title="The ladder (CONTRACT.md at every rung)")
-    for col in ("layer", "interface", "built on", "own lines", "/docs", "what it adds"):
-        table.add_column(col, justify="right" if col == "own lines" else "left")
+    console.print("[bold]The ladder[/] (CONTRACT.md at every rung)")
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+    for col in ("layer", "interface", "built on", "own lines", "/docs"):
+        table.add_column(col, justify="right" if col == "own lines" else "left", no_wrap=True)
     for layer in LAYERS.values():
         table.add_row(
             layer.name,
@@ -61,9 +64,17 @@ def layers_cmd() -> None:
             layer.below or f"({layer.interface.upper()} itself)",
             str(own_lines(layer)),
             "yes" if layer.docs else "-",
-            layer.description,
         )
     console.print(table)
+    # What each adds is a sentence: under the table, beside its layer's name, wrapping
+    # under itself, rather than squeezed into a sixth column a dozen characters wide.
+    console.print("\n[bold]what each adds[/]")
+    adds = Table.grid(padding=(0, 2))
+    adds.add_column(no_wrap=True, style="bold")
+    adds.add_column()
+    for layer in LAYERS.values():
+        adds.add_row(layer.name, escape(layer.description))
+    console.print(adds)
 
 
 def _print_result(result: CaseResult, known: str | None = None) -> None:
@@ -191,33 +202,37 @@ def tour_cmd(seconds: float) -> None:
                 f"  {row.layer.name:<10} {row.passed}/{row.total} cases, {row.us_per_request:7.1f} µs, "
                 f"{row.calls} calls per request"
             )
-    table = Table(title="The ladder, in-process")
-    for col in (
-        "layer",
-        "interface",
-        "own lines",
-        "contract",
-        "µs / request",
-        "× bare",
-        "calls",
-        "lines run",
-        "where the calls go",
-    ):
-        table.add_column(col, justify="left" if col in ("layer", "interface", "where the calls go") else "right")
+    from layercake.bench.environment import describe
+    from layercake.figures import machine_of
+
+    # Live figures, and said to be: read, loc and the site quote stored ones, measured
+    # elsewhere and earlier, and a reader comparing the two must know which is which.
+    console.print(
+        f"[bold]The ladder, in-process[/] -- measured live, just now, on this machine ({machine_of(describe())})"
+    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
+    terminal.key_column(table, "layer")
+    for col in ("own\nlines", "contract", "µs /\nrequest", "×\nbare", "calls", "lines\nrun"):
+        table.add_column(col, justify="right", no_wrap=True)
     for row in rows:
         ok = row.passed == row.total
         table.add_row(
             row.layer.name,
-            row.layer.interface,
             str(row.own_lines),
             f"[{'green' if ok else 'red'}]{row.passed}/{row.total}[/]",
             f"{row.us_per_request:.1f}",
             f"{row.ratio_to_bare:.2f}×",
             str(row.calls),
             str(row.lines_run),
-            _top_packages(row.calls_by_package),
         )
     console.print(table)
+    console.print("[bold]where the calls go[/] (Python calls per request, by package)")
+    where = Table.grid(padding=(0, 2))
+    where.add_column(no_wrap=True, style="bold")
+    where.add_column()
+    for row in rows:
+        where.add_row(row.layer.name, _top_packages(row.calls_by_package))
+    console.print(where)
     console.print(
         "[dim]Packages: layer = the layer's own code and layers/shared; driver = the stand-in server "
         "that builds the environ or scope and calls the app; stdlib = Python's own library.[/]"
@@ -228,7 +243,8 @@ def tour_cmd(seconds: float) -> None:
             console.print(f"  [red]{row.layer.name}: {res.case.id}: {res.detail}[/]", highlight=False)
     console.print("\nWhere to go next:")
     for command, why in NEXT_STEPS:
-        console.print(f"  [bold]{command}[/]\n      {why}", highlight=False)
+        console.print(f"  [bold]{command}[/]", highlight=False, soft_wrap=True)
+        console.print(Padding(why, (0, 0, 0, 6), expand=False), highlight=False)
     if failed:
         raise LayercakeError(f"{len(failed)} layer(s) did not pass the whole contract", exit_code=1)
 

@@ -41,8 +41,8 @@ def _server_names(positional: tuple[str, ...], option: tuple[str, ...]) -> list[
     from servers.registry import SERVERS  # noqa: PLC0415 -- imports every layer
 
     names = [n.strip() for value in (*positional, *option) for n in value.split(",") if n.strip()]
-    if names == ["all"]:
-        return [name for name, spec in SERVERS.items() if spec.available]
+    if names == ["all"]:  # the ones not installed are listed as such, with their pip extra
+        return list(SERVERS)
     if not names:
         raise LayercakeError("name at least one server (or 'all'); see `layercake servers`", exit_code=2)
     return list(dict.fromkeys(names))
@@ -206,7 +206,8 @@ def probe_cmd(
         probe_servers(names, cases, layer, splits, timeout, progress, probes=probes)
     for probe in probes:
         if probe.skipped:
-            console.print(f"[yellow]{probe.server}: skipped[/] -- {escape(probe.skipped)}")
+            why = "not installed" if "not installed" in probe.skipped else "skipped"
+            console.print(f"[yellow]{probe.server}: {why}[/] -- {escape(probe.skipped)}")
             if steps.live:
                 steps.advance(f"{probe.server}: skipped", count=per_server)
     ran = [p for p in probes if not p.skipped and p.results]
