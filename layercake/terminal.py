@@ -112,3 +112,113 @@ def banded(
             table.add_row(keys[row], *(cell(row, index) for index in band))
         tables.append(table)
     return tables
+
+
+def _longest(value: Any) -> int:
+    from rich.cells import cell_len
+
+    return max((cell_len(word) for word in _text(value).plain.split()), default=0)
+
+
+def _natural(value: Any) -> int:
+    from rich.cells import cell_len
+
+    return max((cell_len(line) for line in _text(value).plain.splitlines()), default=0)
+
+
+def _hold_words(table: Table, width: int) -> Table:
+    """Fix each column's width so that none is narrower than its longest word.
+
+    Rich, narrowing a table, may give a column less than its longest word and cut it
+    with "…"; here every column gets its longest word first, and what is left of
+    ``width`` goes to the columns that want more, the most wanting first.
+    """
+    _, right, _, left = table.padding
+    overhead = sum(left + right + 1 for _ in table.columns) + 1
+    least = [max([_longest(c.header), *map(_longest, c._cells)]) for c in table.columns]
+    want = [max([_natural(c.header), *map(_natural, c._cells)]) for c in table.columns]
+    spare = width - overhead - sum(least)
+    if sum(want) <= width - overhead:
+        return table  # rich draws it at its natural width
+    widths = list(least)
+    while spare > 0:
+        gaps = [w - have for w, have in zip(want, widths, strict=True)]
+        widest = max(range(len(gaps)), key=lambda k: gaps[k])
+        if gaps[widest] <= 0:
+            break
+        widths[widest] += 1
+        spare -= 1
+    for column, fixed in zip(table.columns, widths, strict=True):
+        column.width = fixed
+    return table
+
+
+def fits(table: Table, width: int) -> bool:
+    """Whether ``table`` can be drawn in ``width`` columns without cutting a word.
+
+    Each column needs its longest word (header or cell) plus its padding and a border;
+    rich, given less, cuts words with "…" (a name like ``gunicorn-gthread/bare_wsgi``
+    is one word).
+    """
+    longest = _longest
+    _, right, _, left = table.padding  # rich keeps it as (top, right, bottom, left)
+    pad = left + right
+    needed = sum(max([longest(c.header), *map(longest, c._cells)]) + pad + 1 for c in table.columns) + 1
+    return needed <= width
+
+
+def fit(table: Table, width: int) -> RenderableType:
+    """``table`` itself when it fits ``width``; otherwise the same rows as records.
+
+    A record is the row's first cell (its name: a target, a layer) on a line of its own,
+    then ``header value`` pairs that wrap under it -- what ``psql``'s expanded display
+    does for a table wider than the terminal.  Nothing is cut: every name and every
+    figure is still there, only laid out downwards.
+    """
+    if fits(table, width):
+        return _hold_words(table, width)
+    from rich import box
+
+    # First, the same table without its border and with one space between columns.
+    lighter = (table.box, table.padding, table.pad_edge, table.show_edge)
+    table.box, table.padding, table.pad_edge, table.show_edge = box.SIMPLE_HEAD, (0, 1, 0, 0), False, False
+    if fits(table, width):
+        return _hold_words(table, width)
+    table.box, table.padding, table.pad_edge, table.show_edge = lighter
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.text import Text
+
+    columns = table.columns
+    rows = max((len(column._cells) for column in columns), default=0)
+    parts: list[RenderableType] = []
+    if table.title:
+        parts.append(Text.from_markup(str(table.title), style="bold") if isinstance(table.title, str) else table.title)
+    for row in range(rows):
+        cells = [column._cells[row] if row < len(column._cells) else "" for column in columns]
+        head = _text(cells[0])
+        head.stylize("bold")
+        parts.append(head)
+        body = Text()
+        for column, value in zip(columns[1:], cells[1:], strict=True):
+            shown = _text(value)
+            if not shown.plain.strip():
+                continue
+            if body.plain:
+                body.append("  ")
+            body.append(" ".join(str(column.header).split()) + " ", style="dim")
+            body.append_text(shown)
+        parts.append(Padding(body, (0, 0, 0, 2), expand=False))
+    if table.caption:
+        parts.append(Text.from_markup(str(table.caption), style="dim") if isinstance(table.caption, str) else table.caption)
+    return Group(*parts)
+
+
+def _text(value: Any) -> Any:
+    from rich.text import Text
+
+    if isinstance(value, Text):
+        return value.copy()
+    if isinstance(value, str):
+        return Text.from_markup(value)
+    return Text(str(value))

@@ -193,7 +193,7 @@ def bench(
         table, warnings = report.compare(report.load(compare[0]), report.load(compare[1]))
         for w in warnings:
             console.print(f"[yellow]warning:[/] {escape(w)}")
-        console.print(table)
+        console.print(terminal.fit(table, console.width))
         return
     if in_process:
         # Options that belong to the socket benchmarks would be silently ignored here.
@@ -284,13 +284,13 @@ def bench(
         steps.finish()
         return
     if doc["kind"] == "in_process":
-        console.print(report.inprocess_table(doc))
+        console.print(terminal.fit(report.inprocess_table(doc), console.width))
         for failure in doc.get("failures", []):
             console.print(f"[bold red]not measured:[/] {escape(failure)}")
     else:
-        console.print(report.ladder_table(doc))
+        console.print(terminal.fit(report.ladder_table(doc), console.width))
         if doc["kind"] == "ladder" and len(doc["settings"]["endpoints"]) > 1 and doc["results"]:
-            console.print(report.glance_table(doc))
+            console.print(terminal.fit(report.glance_table(doc), console.width))
         console.print(escape(report.generator_line(doc)))
         for note in report.verification_notes(doc):
             console.print(f"[yellow]{escape(note)}[/]")
