@@ -387,7 +387,6 @@ def measure_now(
     from datetime import UTC, datetime
 
     from layercake.bench.costs import quick_ladder
-
     from layercake.bench.environment import describe
 
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

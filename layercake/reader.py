@@ -28,6 +28,7 @@ record the output.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,6 +262,38 @@ def code_renderable(lines: list[Line], width: int | None = None) -> RenderableTy
     return Group(*parts)
 
 
+#: Below this width a README's Markdown table is shown as a list: rich draws a table at any
+#: width by cutting its cells with "…", and a README's cells are code a reader needs whole.
+NARROW_TABLES = 120
+
+
+def tables_as_lists(markdown: str) -> str:
+    """Each Markdown table as a bullet list: one item per row, the cells joined by " — "."""
+    out: list[str] = []
+    lines = markdown.splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if line.lstrip().startswith("|") and re.fullmatch(r"\s*\|?[\s:|-]+\|?\s*", following) and "-" in following:
+            headers = _cells(line)
+            index += 2
+            out.append("*" + " — ".join(headers) + "*:")
+            out.append("")
+            while index < len(lines) and lines[index].lstrip().startswith("|"):
+                out.append("- " + " — ".join(cell for cell in _cells(lines[index]) if cell))
+                index += 1
+            out.append("")
+            continue
+        out.append(line)
+        index += 1
+    return "\n".join(out)
+
+
+def _cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+
 def render_file(console: Console, source: SourceFile, side_by_side: bool | None = None) -> None:
     """Print one file, section by section: prose beside (or above) its code."""
     if side_by_side is None:
@@ -293,7 +326,10 @@ def render_target(
     readme = target.files[0].parent / "README.md" if target.kind == "layer" else None
     if readme is not None and readme.exists():
         # The layer's README says what it adds and how a request flows through it.
-        console.print(Padding(Markdown(readme.read_text(encoding="utf-8")), (0, 1)))
+        text = readme.read_text(encoding="utf-8")
+        if console.width < NARROW_TABLES:
+            text = tables_as_lists(text)
+        console.print(Padding(Markdown(text), (0, 1)))
     for source in sources:
         render_file(console, source, side_by_side)
 

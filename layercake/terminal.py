@@ -210,7 +210,9 @@ def fit(table: Table, width: int) -> RenderableType:
             body.append_text(shown)
         parts.append(Padding(body, (0, 0, 0, 2), expand=False))
     if table.caption:
-        parts.append(Text.from_markup(str(table.caption), style="dim") if isinstance(table.caption, str) else table.caption)
+        parts.append(
+            Text.from_markup(str(table.caption), style="dim") if isinstance(table.caption, str) else table.caption
+        )
     return Group(*parts)
 
 

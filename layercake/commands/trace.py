@@ -13,12 +13,14 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from layercake import outputs, terminal
 from layercake.errors import LayercakeError
 from layercake.trace import render
 from layercake.trace.recorder import LIFESPAN_MODES
 from layercake.trace.run import lifespan, scope_diff, trace
 
-console = Console()
+# The width of this invocation: COLUMNS, the terminal's, or 80 (layercake.terminal).
+console: Console = terminal.stdout
 
 _METHOD = re.compile(r"^[A-Z]+$")
 
@@ -135,6 +137,7 @@ def trace_cmd(
     method, path = _method_and_path(request) if not raw_file else ("GET", "/")
     if depth < 1:
         raise LayercakeError("--depth must be at least 1", 2)
+    outputs.prepare(json_file, html_file)
     with console.status(f"tracing {method} {path} on {layer}…"):
         result = trace(
             layer,
@@ -179,6 +182,7 @@ def scope_diff_cmd(
         layercake scope-diff bare_asgi GET /inspect --servers scratch-asgi,uvicorn,hypercorn
     """
     method, path = _method_and_path(request)
+    outputs.prepare(json_file, html_file)
     # dict.fromkeys: --servers uvicorn,uvicorn compares a server with itself ("0 of 17 keys
     # differ"), which is a typo, so a repeat counts once and two distinct names are needed.
     names = list(dict.fromkeys(s.strip() for s in servers.split(",") if s.strip()))
@@ -210,6 +214,7 @@ def lifespan_cmd(layer: str, server: str | None, simulate: str, json_file: Path 
         layercake lifespan starlette --server uvicorn
         layercake lifespan fastapi --server uvicorn --simulate fail-startup
     """
+    outputs.prepare(json_file)
     with console.status(f"running {layer} through start, one request and stop…"):
         record = lifespan(layer, server, simulate)
     console.print(render.render_lifespan(record))
