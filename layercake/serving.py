@@ -17,7 +17,8 @@ abort the stop itself, leaving the server running after "stopped" was printed), 
 the stop the handlers only send SIGKILL and note it.
 
 The "serving on URL" line is printed once: our own servers print it themselves (the line
-scripts wait for), so for them we add only the pid and how to stop it.
+scripts wait for, and perhaps after ours: their workers start after the port accepts), so
+for them we add only the pid and how to stop it.
 
 Why convert signals: the server runs in its own session (see ``servers.registry``), so
 the terminal's Ctrl-C reaches only us; and a SIGTERM to us would otherwise kill Python
@@ -144,7 +145,7 @@ def serve(
             srv = planned.start()
             how = "Ctrl-C stops it and every worker; a second Ctrl-C kills them at once"
             if planned.spec.module in ANNOUNCES_ITSELF:
-                say(f"layercake: pid {srv.pid} (and its workers): {how}")
+                say(f"layercake: {srv.url} is pid {srv.pid} (and its workers): {how}")
             else:
                 say(f"layercake: serving on {srv.url}  (pid {srv.pid}; {how})")
             say("try:")
