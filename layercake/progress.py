@@ -8,7 +8,8 @@ way, through :class:`Steps`:
 * **Progress.** On a terminal, one live line on stderr -- what is running now, a bar,
   ``n/total``, the time elapsed and an estimate of what is left (elapsed / done x
   remaining: the steps of one run cost about the same).  Off a terminal (a pipe, a CI
-  log), one plain line per finished step, so ``layercake grid | tee log`` shows life and
+  log), one plain line per finished step (and one every few seconds while a long step
+  says what it is doing), so ``layercake grid | tee log`` shows life and
   a log says where a run stopped.  Progress goes to stderr: stdout keeps the result.
 * **Ctrl-C.** A KeyboardInterrupt inside ``with Steps(...)`` ends the block (it is
   swallowed there) and sets :attr:`Steps.interrupted`.  The command then writes what it
@@ -56,6 +57,11 @@ class Interrupted(LayercakeError):
     exit_code = 130
 
 
+#: Off a terminal, a line at least this often (seconds) even when no step finished: a
+#: benchmark starting and verifying its servers can take half a minute before its first run.
+HEARTBEAT = 5.0
+
+
 def clock(seconds: float) -> str:
     """``0:07``, ``1:02:03``: elapsed and remaining times, as a person reads them."""
     seconds = max(0, int(round(seconds)))
@@ -88,6 +94,7 @@ class Steps:
         self.started = time.monotonic()
         self._bar: Progress | None = None
         self._task: Any = None
+        self._printed = self.started
 
     # -- the display ------------------------------------------------------------------
 
@@ -148,7 +155,7 @@ class Steps:
         self.done, self.total, self.label = done, total or self.total, label
         if self._bar is not None:
             self._bar.update(self._task, description=_short(label), completed=done, total=self.total)
-        elif finished and label:
+        elif label and (finished or time.monotonic() - self._printed >= HEARTBEAT):
             left = self.remaining()
             eta = f", about {clock(left)} left" if left is not None and done < (self.total or 0) else ""
             self.console.print(
@@ -156,6 +163,7 @@ class Steps:
                 highlight=False,
                 soft_wrap=True,
             )
+            self._printed = time.monotonic()
 
     # -- what Ctrl-C leaves -------------------------------------------------------------
 

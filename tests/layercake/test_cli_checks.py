@@ -54,11 +54,21 @@ def test_verify_strict_fails_on_known_gaps() -> None:
         (["--http", "bogus", "--loop", "bogus"], "--http 'bogus' is not a choice of any server in this run"),
         (["--servers", "uvicorn", "--loop", "trio"], "--loop 'trio' is not a choice of any server in this run"),
         (["--servers", "waitress", "--workers", "2"], "waitress runs a single process and has no --workers"),
-        (["--servers", "scratch-wsgi", "--http", "h11"], "none of this run's servers (scratch-wsgi) has a --http choice"),
+        (
+            ["--servers", "scratch-wsgi", "--http", "h11"],
+            "none of this run's servers (scratch-wsgi) has a --http choice",
+        ),
         (["--in-process", "--http", "h11"], "--in-process measures without sockets and takes no --http"),
         (["--in-process", "--workers", "2"], "takes no --workers"),
     ],
-    ids=["bogus-http-and-loop", "bogus-loop", "workers-on-waitress", "http-on-fixed-parser", "in-process-http", "in-process-workers"],
+    ids=[
+        "bogus-http-and-loop",
+        "bogus-loop",
+        "workers-on-waitress",
+        "http-on-fixed-parser",
+        "in-process-http",
+        "in-process-workers",
+    ],
 )
 def test_bench_refuses_options_no_server_takes(args: list[str], says: str) -> None:
     result = CliRunner().invoke(cli, ["bench", *args])
@@ -110,7 +120,9 @@ def test_every_command_refuses_an_unwritable_output_before_the_work(tmp_path: Pa
     bad = str(tmp_path / "plain" / "out")
     result = CliRunner().invoke(cli, [a.replace("{bad}", bad) for a in args])
     assert result.exit_code == 2, result.output
-    assert result.output.strip().splitlines()[-1] == f"layercake: {bad}: {tmp_path / 'plain'} is a file, not a directory"
+    assert (
+        result.output.strip().splitlines()[-1] == f"layercake: {bad}: {tmp_path / 'plain'} is a file, not a directory"
+    )
     # refused before anything ran: no results, no server banner, no progress
     assert len(result.output.strip().splitlines()) == 1, result.output
 

@@ -214,3 +214,28 @@ def test_ctrl_c_elsewhere_is_exit_130_not_aborted() -> None:
     code, output = _ctrl_c(["verify", "bare_asgi", "--server", "scratch-asgi"], when="pass")
     assert code == 130 and "Aborted" not in output and "layercake: interrupted" in output, output
     _no_server_left()
+
+
+def test_run_bench_keeps_the_runs_measured_before_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The socket benchmark, interrupted on its third run: the document holds the first two,
+    # summarised, and says it is partial.  (The load itself is stood in for: this checks what
+    # the runner keeps, not what wrk measures.)
+    from layercake.bench import runner
+    from layercake.bench.loadgen import LoadResult
+
+    calls = []
+
+    def load(*args: object, **kwargs: object) -> LoadResult:
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return LoadResult("builtin", 1000, 1.0, 100_000, {}, {"p50": 100.0, "p99": 900.0})
+
+    monkeypatch.setattr(runner, "run_load", load)
+    config = runner.BenchConfig(
+        layers=["bare_asgi"], servers=["scratch-asgi"], endpoints=["plaintext"], repeat=3, floor=False, pin=False
+    )
+    doc = runner.run_bench(config, command="test")
+    assert doc["partial"] == {"interrupted": "Ctrl-C", "done": 2, "total": 3, "what": "runs"}
+    assert len(doc["runs"]) == 2 and doc["results"][0]["target"] == "scratch-asgi/bare_asgi"
+    _no_server_left()
