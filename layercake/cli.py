@@ -61,7 +61,11 @@ def _register() -> None:
             cli.add_command(command)
 
 
-_register()
+try:
+    _register()
+except KeyboardInterrupt:  # Ctrl-C while the commands are still being imported (a second or two)
+    print("\nlayercake: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 
 def main(argv: list[str] | None = None) -> None:

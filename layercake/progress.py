@@ -73,7 +73,8 @@ def clock(seconds: float) -> str:
 class Steps:
     """Count, elapsed time and ETA of a run of ``total`` steps; records a Ctrl-C.
 
-    ``live=None`` decides by whether stderr is a terminal.  ``what`` names the run in the
+    ``live=None`` decides by whether stderr is a terminal; ``log_steps`` prints each
+    finished step's label above the live line too (the grid's pairs: few, each worth a line).  ``what`` names the run in the
     partial marker ("interrupted after 12 of 78 pairs").
     """
 
@@ -83,6 +84,7 @@ class Steps:
         what: str = "steps",
         console: Console | None = None,
         live: bool | None = None,
+        log_steps: bool = False,
     ) -> None:
         self.total = total
         self.what = what
@@ -91,6 +93,7 @@ class Steps:
         self.interrupted = False
         self.console = console or Console(stderr=True)
         self.live = sys.stderr.isatty() if live is None else live
+        self.log_steps = log_steps  # on a terminal too, print each finished step above the live line
         self.started = time.monotonic()
         self._bar: Progress | None = None
         self._task: Any = None
@@ -155,6 +158,8 @@ class Steps:
         self.done, self.total, self.label = done, total or self.total, label
         if self._bar is not None:
             self._bar.update(self._task, description=_short(label), completed=done, total=self.total)
+            if finished and label and self.log_steps:
+                self._bar.console.print(label, highlight=False, soft_wrap=True)
         elif label and (finished or time.monotonic() - self._printed >= HEARTBEAT):
             left = self.remaining()
             eta = f", about {clock(left)} left" if left is not None and done < (self.total or 0) else ""

@@ -161,7 +161,11 @@ def serve(
                     f"\nlayercake: stopping {srv.name}: SIGTERM to its process group, up to {STOP_GRACE:g} s "
                     "for requests in flight (Ctrl-C again: at once)"
                 )
+            else:
+                say(f"\nlayercake: interrupted while {planned.name} was starting")
         finally:
-            if srv is not None:
-                say(stop_server(srv))
+            # ``planned`` is the server (start() returns it): stopped even when interrupted mid-start,
+            # where start() may have been cut short in its own clean-up by a second signal.
+            if planned.pid is not None:
+                say(stop_server(planned))
     return 0

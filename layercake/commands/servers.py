@@ -206,7 +206,7 @@ def grid_cmd(
         get_server(name)
     total = len(layers_wanted or LAYERS) * len(servers_wanted or SERVERS)
     cells: list[Cell] = []
-    steps = Steps(total, "pairs", console=terminal.console(stderr=True))
+    steps = Steps(total, "pairs", console=terminal.console(stderr=True), log_steps=True)
 
     def progress(c: Cell) -> None:
         cells.append(c)
