@@ -119,3 +119,38 @@ def test_the_probe_comparison_over_every_server_fits_80_columns(monkeypatch: pyt
     assert_fits(text, "probe grid")
     longest = max(cases, key=lambda c: len(c.id))
     assert longest.id in text  # a case id is never cut
+
+
+def test_a_table_too_wide_for_80_columns_becomes_records_and_keeps_every_value() -> None:
+    from rich.table import Table
+
+    from layercake import terminal
+
+    table = Table(title="wide")
+    headers = ["target", *[f"measure-{n}" for n in range(9)]]
+    for header in headers:
+        table.add_column(header)
+    table.add_row("gunicorn-gthread/bare_wsgi", *[f"{n}.5k" for n in range(9)])
+    console = Console(record=True, width=80, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(terminal.fit(table, 80))
+    text = console.export_text()
+    assert_fits(text, "records")
+    assert "gunicorn-gthread/bare_wsgi" in text
+    for n in range(9):
+        assert f"measure-{n} {n}.5k" in " ".join(text.split())
+
+
+def test_a_table_that_fits_is_drawn_as_a_table_with_no_word_cut() -> None:
+    from rich.table import Table
+
+    from layercake import terminal
+
+    table = Table()
+    for header in ("layer", "endpoint", "calls by package"):
+        table.add_column(header)
+    table.add_row("bare_wsgi", "json", "layer 4, driver 4, werkzeug 102, flask 39, stdlib 22, other 12 " * 2)
+    console = Console(record=True, width=80, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(terminal.fit(table, 80))
+    text = console.export_text()
+    assert_fits(text, "table")
+    assert "endpoint" in text and "bare_wsgi" in text and "werkzeug" in text
