@@ -198,9 +198,11 @@ def probe_cmd(
         done[0] += result.passed
         done[1] += 1
         steps.status(f"{server}: {result.case_id}")
-        # Off a terminal, one line per server rather than one per case (117 each).
+        # Counted by position, so a server skipped (not installed) counts as done; off a
+        # terminal, one line per server rather than one per case (117 each).
         if steps.live or done[1] == per_server:
-            steps.advance(f"{server}: {done[0]}/{done[1]} as expected", count=1 if steps.live else per_server)
+            position = names.index(server) * per_server + done[1]
+            steps.update(f"{server}: {done[0]}/{done[1]} as expected", position, steps.total)
 
     with steps:
         probe_servers(names, cases, layer, splits, timeout, progress, probes=probes)
@@ -208,8 +210,6 @@ def probe_cmd(
         if probe.skipped:
             why = "not installed" if "not installed" in probe.skipped else "skipped"
             console.print(f"[yellow]{probe.server}: {why}[/] -- {escape(probe.skipped)}")
-            if steps.live:
-                steps.advance(f"{probe.server}: skipped", count=per_server)
     ran = [p for p in probes if not p.skipped and p.results]
     if not ran and not steps.interrupted:  # nothing was probed: a script must not read that as success
         raise LayercakeError("no server could be probed (see why above)", exit_code=1)
