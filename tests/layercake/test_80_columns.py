@@ -42,6 +42,7 @@ COMMANDS = {
     "verify-server": ["verify", "flask", "--server", "uvicorn", "--group", "websocket"],
     "servers": ["servers"],
     "read": ["read", "flask", "--no-pager", "--no-measure"],
+    "read-server": ["read", "scratch-asgi", "--no-pager", "--no-measure"],
     "read-diff": ["read", "--diff", "bare_asgi", "starlette", "--no-pager", "--no-measure"],
     "loc": ["loc", "--no-measure"],
     "trace": ["trace", "bare_wsgi", "GET", "/json"],
@@ -63,6 +64,15 @@ COMMANDS = {
     ],
     "bench-compare": ["bench", "--compare", "docs/bench/ladder.json", "docs/bench/ladder.json"],
 }
+
+
+def test_a_pipe_without_columns_gets_80(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No COLUMNS and not a terminal: 80, not the 140 or 160 some commands used to force.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    for args in (["read", "flask", "--no-pager", "--no-measure"], ["layers"], ["servers", "--no-notes"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        assert_fits(result.output, " ".join(args))
 
 
 @pytest.mark.parametrize("args", list(COMMANDS.values()), ids=list(COMMANDS))
