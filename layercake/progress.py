@@ -85,6 +85,7 @@ class Steps:
         console: Console | None = None,
         live: bool | None = None,
         log_steps: bool = False,
+        keeps: bool = True,
     ) -> None:
         self.total = total
         self.what = what
@@ -94,6 +95,7 @@ class Steps:
         self.console = console or Console(stderr=True)
         self.live = sys.stderr.isatty() if live is None else live
         self.log_steps = log_steps  # on a terminal too, print each finished step above the live line
+        self.keeps = keeps  # whether the command keeps partial results (the Ctrl-C line says so only then)
         self.started = time.monotonic()
         self._bar: Progress | None = None
         self._task: Any = None
@@ -126,7 +128,7 @@ class Steps:
             self.interrupted = True
             self.console.print(
                 f"[yellow]interrupted[/] after {self.done} of {self.total or '?'} {self.what} "
-                f"({clock(self.elapsed)}); keeping what was measured",
+                f"({clock(self.elapsed)})" + ("; keeping what was measured" if self.keeps else ""),
                 highlight=False,
             )
             return True

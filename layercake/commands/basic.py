@@ -146,7 +146,28 @@ def verify_cmd(layer: str, server: str | None, groups: tuple[str, ...], json_fil
                     f"{', '.join(slow)}[/]",
                     highlight=False,
                 )
-            results = run_contract(running.url, spec, groups or None, on_result=report, timeout=CONTRACT_TIMEOUT)
+            # On a terminal, a live line names the case being waited on (a pipe has a line per case).
+            from layercake.contract import cases_for
+            from layercake.progress import Steps
+
+            planned = cases_for(spec, groups or None)
+            steps = Steps(len(planned), "cases", console=terminal.console(stderr=True), keeps=False)
+
+            def live(result: CaseResult) -> None:
+                report(result)
+                if steps.live:
+                    index = planned.index(result.case) + 1 if result.case in planned else steps.done + 1
+                    following = f"{planned[index].group}/{planned[index].id}" if index < len(planned) else "done"
+                    steps.update(following, index, len(planned))
+
+            if steps.live:
+                with steps:  # a Ctrl-C here still ends the run (re-raised below): verify keeps nothing partial
+                    steps.status(f"{planned[0].group}/{planned[0].id}" if planned else "")
+                    results = run_contract(running.url, spec, groups or None, on_result=live, timeout=CONTRACT_TIMEOUT)
+                if steps.interrupted:
+                    raise KeyboardInterrupt
+            else:
+                results = run_contract(running.url, spec, groups or None, on_result=live, timeout=CONTRACT_TIMEOUT)
     passed = sum(r.ok for r in results)
     gaps = {r.case.id: why for r in results if not r.ok and (why := known(r.case.id))}
     failed = len(results) - passed - len(gaps)
