@@ -191,15 +191,16 @@ def grid_cmd(
     Exit status 1 if a pair failed in a way the registry does not explain, or if no pair
     could run at all (every server named is not installed).
     """
+    import threading
+
     from layercake import outputs, terminal
     from layercake.grid import SYMBOL, Cell, grid_of, render, run_grid, write_outputs
     from layercake.progress import Steps
+    from layers import LAYERS, get_layer
     from servers.registry import get_server
 
     outputs.prepare(json_file, markdown_file)
     layers_wanted, servers_wanted = _names(layer_names), _names(server_names)
-    from layers import LAYERS, get_layer
-
     for name in layers_wanted or []:  # a typo is refused before anything starts
         get_layer(name)
     for name in servers_wanted or []:
@@ -208,10 +209,13 @@ def grid_cmd(
     cells: list[Cell] = []
     steps = Steps(total, "pairs", console=terminal.console(stderr=True), log_steps=True)
 
+    counting = threading.Lock()  # pairs finish in the pool's threads, two at a time
+
     def progress(c: Cell) -> None:
-        cells.append(c)
         via = f" ({c.bridge})" if c.bridge else ""
-        steps.advance(f"{SYMBOL[c.status]} {c.layer} on {c.server}{via}  {c.seconds:.1f}s")
+        with counting:
+            cells.append(c)
+            steps.advance(f"{SYMBOL[c.status]} {c.layer} on {c.server}{via}  {c.seconds:.1f}s")
 
     with steps:
         run_grid(layers_wanted, servers_wanted, jobs=jobs, on_cell=progress)
