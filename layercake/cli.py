@@ -4,7 +4,9 @@ Each module in :mod:`layercake.commands` lists its commands in ``COMMANDS``; thi
 module gathers them, so adding a command never means editing a shared file.  Errors
 that are the user's to fix arrive as :class:`~layercake.errors.LayercakeError` and are
 printed as one line with their exit status -- a typo deserves a list of the right
-names, not a traceback.
+names, not a traceback.  Ctrl-C anywhere is exit status 130 (128 + SIGINT, the shell's
+convention) with one line, not click's "Aborted!" and status 1; the long commands catch
+it earlier themselves, to write what they measured first (:mod:`layercake.progress`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class _Group(click.Group):
         except LayercakeError as exc:
             click.echo(f"layercake: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("\nlayercake: interrupted", err=True)
+            ctx.exit(130)
         except OSError as exc:
             # A file the user named (--json, --markdown, --out ...) that cannot be written or
             # read: their path to fix, so one line.  OSErrors without a file name are not
@@ -56,7 +61,11 @@ def _register() -> None:
             cli.add_command(command)
 
 
-_register()
+try:
+    _register()
+except KeyboardInterrupt:  # Ctrl-C while the commands are still being imported (a second or two)
+    print("\nlayercake: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,6 +55,11 @@ class Cost:
     by_package: dict[str, dict[str, int]] = field(default_factory=dict)  # package -> {"calls", "lines"}
     measured_at: str | None = None
     origin: str = ""  # the file the figure came from
+    machine: str = ""  # what it was measured on ("AMD EPYC, 2 CPUs, CPython 3.11.7"); "" unknown
+
+    @property
+    def provenance(self) -> str:
+        return provenance(self.measured_at, self.origin, self.machine)
 
     @property
     def library_lines(self) -> int | None:
@@ -89,6 +94,11 @@ class Throughput:
     errors: int = 0
     measured_at: str | None = None
     origin: str = ""
+    machine: str = ""
+
+    @property
+    def provenance(self) -> str:
+        return provenance(self.measured_at, self.origin, self.machine)
 
 
 @dataclass
@@ -104,6 +114,16 @@ class Figures:
     # Our servers against their references, side by side (servers/bench_scratch.py's
     # docs/bench/scratch-servers.json): kept apart from the ladder, whose servers differ.
     servers: list[Throughput] = field(default_factory=list)
+
+    @property
+    def machine(self) -> str:
+        """What the stored figures were measured on, from their environment record."""
+        return machine_of(self.environment)
+
+    @property
+    def provenance(self) -> str:
+        """ "measured WHEN on MACHINE (FILE)" for the per-request figures."""
+        return provenance(self.measured_at, self.origin, self.machine)
 
     def server_rps(self, server: str) -> list[Throughput]:
         """Every measured req/s of ``server``: the ladder's rows on it, then the servers' comparison."""
@@ -196,6 +216,28 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def machine_of(env: dict[str, Any]) -> str:
+    """A results file's environment as a few words: CPU, how many, Python, OS."""
+    parts = [
+        str(env["cpu_model"]) if env.get("cpu_model") else "",
+        f"{env['cpu_count']} CPUs" if env.get("cpu_count") else "",
+        str(env.get("python") or ""),
+        str(env.get("os") or ""),
+    ]
+    return ", ".join(p for p in parts if p)
+
+
+def provenance(measured_at: str | None, origin: str, machine: str) -> str:
+    """The one phrase every stored figure carries: when, on what, from where.
+
+    Figures from another machine differ from what ``layercake tour`` measures here (it
+    measures live); saying where each came from is what makes the two comparable.
+    """
+    when = f"measured {measured_at}" if measured_at else "measured at an unrecorded time"
+    where = f" on {machine}" if machine else " on an unrecorded machine"
+    return f"{when}{where}" + (f" ({origin})" if origin else "")
+
+
 def _costs(data: dict[str, Any], origin: str) -> tuple[dict[str, Cost], str | None]:
     rows = data.get("in_process") or data.get("inprocess") or []
     if not rows and str(data.get("kind", "")).replace("-", "_") in ("in_process", "inprocess"):
@@ -228,6 +270,7 @@ def _costs(data: dict[str, Any], origin: str) -> tuple[dict[str, Cost], str | No
             by_package,
             when,
             origin,
+            machine_of(_environment(data)),
         )
         current = costs.get(cost.layer)
         rank = preferred.index(endpoint) if endpoint in preferred else len(preferred)
@@ -261,6 +304,7 @@ def _throughput(data: dict[str, Any], origin: str) -> tuple[list[Throughput], st
                 int(row.get("errors", 0) or 0) if isinstance(row.get("errors", 0), int) else 0,
                 when,
                 origin,
+                machine_of(_environment(data)),
             )
         )
     return found, when
@@ -322,6 +366,7 @@ def _server_pairs(data: dict[str, Any], path: Path) -> list[Throughput]:
                 int(errors.get(server, 0) or 0),
                 when,
                 _display(path),
+                machine_of(_environment(data)),
             )
         )
     return found
@@ -342,14 +387,17 @@ def measure_now(
     from datetime import UTC, datetime
 
     from layercake.bench.costs import quick_ladder
+    from layercake.bench.environment import describe
 
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     origin = f"measured just now, in-process, {seconds_per_layer:g} s per layer"
-    figures = Figures(origin=origin, measured_at=when)
+    here = describe()
+    figures = Figures(origin=origin, measured_at=when, environment=here)
+    machine = "this machine: " + machine_of(here)
 
     def note(row: Any) -> None:
         figures.costs[row.layer] = Cost(
-            row.layer, row.endpoint, row.us, row.calls, row.lines, row.by_package, when, origin
+            row.layer, row.endpoint, row.us, row.calls, row.lines, row.by_package, when, origin, machine
         )
         if on_layer:
             on_layer(row.layer)

@@ -26,9 +26,10 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import platform
+import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,11 +38,14 @@ from layercake.errors import LayercakeError, MissingPackage
 from layers import LAYERS, Layer, get_layer
 from servers import bridges
 from servers.registry import SERVERS, ServerOptions, ServerSpec, get_server
-from servers.supervise import start_server
+from servers.supervise import start_server, stop_all
 
 Status = Literal["pass", "partial", "fail", "n/a"]
 
 GROUP_ORDER = ("http", "streaming", "upload", "websocket", "lifespan")
+#: Seconds per wait on a server: plenty on loopback, and a server that buffers a declared
+#: body it will never get (waitress) spends it on each such case -- 20 s per pair, not a minute.
+CONTRACT_TIMEOUT = 10.0
 SYMBOL = {"pass": "✓", "partial": "◐", "fail": "✗", "n/a": "n/a"}
 
 
@@ -96,9 +100,22 @@ def known_gap(spec: ServerSpec, bridge: str | None, case_id: str) -> str | None:
     return None
 
 
-def run_pair(layer: Layer, spec: ServerSpec, opts: ServerOptions | None = None) -> Cell:
-    """Start ``layer`` on ``spec``, run the contract over HTTP, stop it; never raises for the pair's sake."""
+class Cancelled(Exception):
+    """Raised inside a pair's contract run once the grid has been interrupted."""
+
+
+def run_pair(
+    layer: Layer, spec: ServerSpec, opts: ServerOptions | None = None, cancel: threading.Event | None = None
+) -> Cell:
+    """Start ``layer`` on ``spec``, run the contract over HTTP, stop it; never raises for the pair's sake.
+
+    ``cancel``: once set, the pair stops after the case in progress (raising :class:`Cancelled`).
+    """
     from layercake.contract import run_contract, summarize
+
+    def on_result(result: object) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
 
     bridge = spec.bridge_for(layer.interface)
     cell = Cell(layer.name, spec.name, bridge, "n/a")
@@ -106,9 +123,7 @@ def run_pair(layer: Layer, spec: ServerSpec, opts: ServerOptions | None = None) 
     try:
         with start_server(spec, layer, opts or ServerOptions()) as srv:
             cell.native_command = srv.native_command
-            # 10 s per wait: plenty on loopback, and waitress's two buffered-body cases
-            # then cost 20 s per pair instead of a minute.
-            results = run_contract(srv.url, layer, timeout=10.0)
+            results = run_contract(srv.url, layer, timeout=CONTRACT_TIMEOUT, on_result=on_result)
             if any(not r.ok and known_gap(spec, bridge, r.case.id) is None for r in results):
                 cell.server_output = "\n".join(srv.output().splitlines()[-40:])
     except MissingPackage as exc:
@@ -170,20 +185,46 @@ def run_grid(
     jobs: int = 2,
     on_cell: Callable[[Cell], None] | None = None,
 ) -> Grid:
-    """Run every layer x server pair (all of both by default), ``jobs`` at a time."""
+    """Run every layer x server pair (all of both by default), ``jobs`` at a time.
+
+    Ctrl-C (KeyboardInterrupt in the calling thread) cancels the pairs not started, stops
+    the servers of the pairs running -- so their contract runs end at once instead of
+    after up to a minute -- and is raised again once the pool has drained; ``on_cell``
+    has by then been called for every pair that finished, which is what the caller keeps.
+    """
     lays = [get_layer(name) for name in (layers or LAYERS)]
     specs = [get_server(name) for name in (servers or SERVERS)]
     pairs = [(lay, spec) for lay in lays for spec in specs]
+    cancel = threading.Event()
 
     def one(pair: tuple[Layer, ServerSpec]) -> Cell:
-        cell = run_pair(*pair)
-        if on_cell:
+        cell = run_pair(*pair, cancel=cancel)
+        if on_cell and not cancel.is_set():
             on_cell(cell)
         return cell
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        cells = list(pool.map(one, pairs))
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    futures = [pool.submit(one, pair) for pair in pairs]
+    try:
+        cells = [future.result() for future in futures]
+    except KeyboardInterrupt:
+        cancel.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_all(grace=0.5)
+        # (wait() would count a future cancelled by shutdown() as pending until its timeout)
+        wait([f for f in futures if not f.cancelled()], timeout=5.0)
+        raise
+    pool.shutdown()
     return Grid([lay.name for lay in lays], [s.name for s in specs], cells, environment())
+
+
+def grid_of(cells: list[Cell], layers: Iterable[str] | None = None, servers: Iterable[str] | None = None) -> Grid:
+    """A grid of the cells there are (an interrupted run's), in the registry's order."""
+    lays = [name for name in (layers or LAYERS) if any(c.layer == name for c in cells)]
+    specs = [name for name in (servers or SERVERS) if any(c.server == name for c in cells)]
+    order = {(lay, spec): i for i, (lay, spec) in enumerate((x, y) for x in lays for y in specs)}
+    ordered = sorted(cells, key=lambda c: order.get((c.layer, c.server), len(order)))
+    return Grid(lays, specs, ordered, environment())
 
 
 # ---------------------------------------------------------------------------------- output
@@ -203,63 +244,106 @@ def explanations(grid: Grid) -> list[tuple[str, str, str]]:
     return rows
 
 
-def render(grid: Grid) -> Any:
-    """A rich renderable: the matrix, then every failure with its reason."""
+def cell_text(c: Cell | None) -> str:
+    """A cell as a few characters: ``✓ 22/22``, ``◐ 20/22``, ``✗ 0/22``, ``✗ start``, ``n/a``; ``⇄`` when bridged."""
+    if c is None:
+        return ""
+    if c.status in ("n/a", "fail") and not c.groups:
+        text = "n/a" if c.status == "n/a" else "✗ start"
+    else:
+        text = f"{SYMBOL[c.status]} {c.passed}/{c.total}"
+    return text + (" ⇄" if c.bridge else "")
+
+
+def not_installed(grid: Grid) -> dict[str, str]:
+    """server -> the one line saying what to install, for every server that was n/a."""
+    return {c.server: c.reason.removeprefix("not installed: ") for c in grid.cells if c.status == "n/a"}
+
+
+def render(grid: Grid, width: int = 80) -> Any:
+    """A rich renderable: servers as rows and layers as columns (so it fits 80 columns and
+    every name is whole), then every failure with its reason, then the bridges' losses."""
     from rich.console import Group
-    from rich.table import Table
+    from rich.padding import Padding
     from rich.text import Text
 
+    from layercake import terminal
+
     style = {"pass": "green", "partial": "yellow", "fail": "red", "n/a": "dim"}
-    matrix = Table(title="layercake grid: the contract on every server (⇄ = through an a2wsgi bridge)")
-    matrix.add_column("layer", style="bold")
-    for name in grid.servers:
-        matrix.add_column(name, overflow="fold")
-    for layer in grid.layers:
-        row: list[Any] = [layer]
-        for server in grid.servers:
-            c = grid.cell(layer, server)
-            if c is None:
-                row.append("")
-                continue
-            # yellow: only known gaps; red: something nobody has explained yet
-            colour = "red" if c.unexplained else style[c.status]
-            text = Text(c.summary().replace(" ", "\n", 1) if c.groups else c.summary()[:40], style=colour)
-            if c.bridge:
-                text.append(f"\n⇄ {c.bridge}", style="cyan")
-            row.append(text)
-        matrix.add_row(*row)
-    why = Table(title="what fails, and why", show_lines=False)
-    for col in ("pair", "case", "why"):
-        why.add_column(col, overflow="fold")
-    for pair, case, reason in explanations(grid):
-        why.add_row(pair, case, Text(reason, style="yellow" if reason.startswith("known") else "red"))
-    parts: list[Any] = [matrix]
-    if why.row_count:
-        parts.append(why)
+
+    def cell(row: int, column: int) -> Text:
+        c = grid.cell(grid.layers[column], grid.servers[row])
+        if c is None:
+            return Text("")
+        # yellow: only known gaps; red: something nobody has explained yet
+        return Text(cell_text(c), style="red" if c.unexplained else style[c.status])
+
+    parts: list[Any] = [
+        Text("layercake grid: the contract on every server", style="bold"),
+        Text("cases passed / run; ⇄ = through an a2wsgi bridge", style="dim"),
+    ]
+    parts += terminal.banded(
+        width,
+        "server",
+        grid.servers,
+        grid.layers,
+        cell,
+        cell_width=max([len(cell_text(c)) for c in grid.cells] or [0]),
+    )
+    missing = not_installed(grid)
+    if missing:
+        by_reason: dict[str, list[str]] = {}
+        for server, reason in missing.items():
+            by_reason.setdefault(reason.split("; ", 1)[-1], []).append(server)
+        for how, names in by_reason.items():
+            parts.append(Text(f"n/a = not installed: {', '.join(names)}; {how}", style="dim"))
+    # One entry per server, case and reason, naming the layers it applies to: a gap of the
+    # server shows once, not once per layer.
+    why: dict[tuple[str, str, bool], list[str]] = {}
+    for c in grid.cells:
+        where = c.server + (f" ({c.bridge} bridge)" if c.bridge else "")
+        if c.status == "fail" and not c.groups:
+            key = (f"{where}: did not start", c.reason.splitlines()[0] if c.reason else "", False)
+            why.setdefault(key, []).append(c.layer)
+        for f in c.failures:
+            key = (
+                f"{where}: {f.group}/{f.case}",
+                f"known gap ({f.known})" if f.known else f"UNEXPLAINED: {f.detail}",
+                f.known is not None,
+            )
+            why.setdefault(key, []).append(c.layer)
+    if why:
+        parts.append(Text("\nwhat fails, and why", style="bold"))
+    for (head, reason, known), layers in why.items():
+        colour = "yellow" if known else "red"
+        parts.append(Text(f"{head}  [{', '.join(layers)}]", style=colour))
+        parts.append(Padding(Text(reason, style=colour), (0, 0, 0, 4), expand=False))
     used = {c.bridge for c in grid.cells if c.bridge}
     for bridge in sorted(used):
         parts.append(Text(f"⇄ {bridge}: " + "; ".join(bridges.LOSSES[bridge]) + ".", style="cyan"))
     return Group(*parts)
 
 
-def to_markdown(grid: Grid) -> str:
+def to_markdown(grid: Grid, partial_note: str = "") -> str:
     env = grid.environment
     lines = [
         "# Compatibility grid",
         "",
-        f"Generated by `layercake grid` on Python {env['python']} ({env['when']}). Each cell: contract cases passed / run;",
+        *([partial_note.rstrip(), ""] if partial_note else []),
+        f"Generated by `layercake grid` on Python {env['python']}, {env['platform']} ({env['when']}). "
+        "Each cell: contract cases passed / run;",
         "groups short of full are named. ⇄ marks a pair served through an a2wsgi bridge.",
         "",
-        "| layer | " + " | ".join(grid.servers) + " |",
-        "|---|" + "---|" * len(grid.servers),
+        "| server | " + " | ".join(grid.layers) + " |",
+        "|---|" + "---|" * len(grid.layers),
     ]
-    for layer in grid.layers:
+    for server in grid.servers:
         cells = []
-        for server in grid.servers:
+        for layer in grid.layers:
             c = grid.cell(layer, server)
             text = (c.summary() if c else "").replace("|", "\\|")
             cells.append(text + (f" ⇄ {c.bridge}" if c and c.bridge else ""))
-        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+        lines.append(f"| {server} | " + " | ".join(cells) + " |")
     rows = explanations(grid)
     if rows:
         lines += ["", "## What fails, and why", "", "| pair | case | why |", "|---|---|---|"]
@@ -272,8 +356,16 @@ def to_markdown(grid: Grid) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(grid: Grid, json_file: Path | None = None, markdown_file: Path | None = None) -> None:
+def write_outputs(
+    grid: Grid,
+    json_file: Path | None = None,
+    markdown_file: Path | None = None,
+    partial: dict[str, Any] | None = None,
+    partial_note: str = "",
+) -> None:
+    """Write the JSON and Markdown; an interrupted run's carry ``partial`` and ``partial_note``."""
     if json_file:
-        json_file.write_text(json.dumps(grid.as_dict(), indent=2) + "\n")
+        doc = grid.as_dict() | ({"partial": partial} if partial else {})
+        json_file.write_text(json.dumps(doc, indent=2) + "\n")
     if markdown_file:
-        markdown_file.write_text(to_markdown(grid))
+        markdown_file.write_text(to_markdown(grid, partial_note))

@@ -353,10 +353,15 @@ def probe_url(
     timeout: float = 5.0,
     progress: Callable[[CaseResult], None] | None = None,
     close_wait: float = CLOSE_WAIT,
+    results: list[CaseResult] | None = None,
 ) -> list[CaseResult]:
-    """Every case in every split against a server already listening at ``url``."""
+    """Every case in every split against a server already listening at ``url``.
+
+    ``results``: a list to append to as each case finishes (and to return), so a caller
+    interrupted by Ctrl-C still has the cases done so far.
+    """
     host, port = host_port(url)
-    results = []
+    results = [] if results is None else results
     for case in cases:
         for split in splits:
             result = run_case(host, port, case, split, timeout=timeout, close_wait=close_wait)
@@ -407,11 +412,13 @@ def probe_servers(
     timeout: float = 5.0,
     progress: Callable[[str, CaseResult], None] | None = None,
     close_wait: float = CLOSE_WAIT,
+    probes: list[ServerProbe] | None = None,
 ) -> list[ServerProbe]:
     """Start each server (through the registry) on ``layer`` and probe it with ``cases``.
 
     A server that is not installed or fails to start is reported as skipped, so one
-    broken server does not hide the others' results.
+    broken server does not hide the others' results.  ``probes``: a list to fill as the
+    run goes (and to return), which is what a caller interrupted by Ctrl-C keeps.
     """
     from layercake.errors import LayercakeError  # noqa: PLC0415
     from layers import get_layer  # noqa: PLC0415
@@ -427,7 +434,7 @@ def probe_servers(
         get_server(name)
     if layer is not None:
         get_layer(layer)
-    probes = []
+    probes = [] if probes is None else probes
     for name in servers:
         chosen = layer or default_layer(name)
         probe = ServerProbe(name, chosen)
@@ -436,31 +443,80 @@ def probe_servers(
             with start_server(name, chosen, ServerOptions(access_log=False)) as server:
                 probe.command = server.native_command
                 report = (lambda r, n=name: progress(n, r)) if progress else None
-                probe.results = probe_url(server.url, cases, splits, timeout, report, close_wait)
+                probe_url(server.url, cases, splits, timeout, report, close_wait, results=probe.results)
         except LayercakeError as error:
             probe.skipped = error.message.splitlines()[0]
     return probes
 
 
-def grid_markdown(probes: list[ServerProbe]) -> str:
-    """The comparison as a Markdown table: a row per case, a column per server; each cell
-    the status(es) received, ✓ when the case file's expectation was met."""
+def category(case_id: str) -> str:
+    """The corpus directory-like prefix of a case id: ``smuggling`` of ``smuggling/cl-and-te``."""
+    return case_id.partition("/")[0]
+
+
+def by_category(probe: ServerProbe) -> dict[str, tuple[int, int]]:
+    """category -> (as expected, run) for one server, in corpus order."""
+    out: dict[str, tuple[int, int]] = {}
+    for result in probe.results:
+        passed, run = out.get(category(result.case_id), (0, 0))
+        out[category(result.case_id)] = (passed + result.passed, run + 1)
+    return out
+
+
+def cell_text(result: CaseResult | None) -> str:
+    """What a server answered to one case, as words: ``400 ✓``, ``200 kept open DEAD ✗``."""
+    if result is None:
+        return "not run"
+    text = result.status_text().replace("-", "none")
+    if result.expect_close is not None and result.closed is not None and result.closed != result.expect_close:
+        text += " kept open" if result.expect_close else " closed"
+    if not result.serving:
+        text += " DEAD"
+    if "timed out" in result.note:
+        text += " timeout"
+    return f"{text} ✓" if result.passed else f"{text} ✗"
+
+
+def comparison_rows(probes: list[ServerProbe]) -> list[tuple[str, str, dict[str, CaseResult]]]:
+    """(case label, expectation, server -> result) for every case any server ran, in order.
+
+    Keyed by case and split rather than by position, so an interrupted run (the last
+    server has only some cases) still lines up.
+    """
+    rows: dict[tuple[str, str], tuple[str, str, dict[str, CaseResult]]] = {}
+    for probe in probes:
+        for result in probe.results:
+            label = result.case_id if result.split == "whole" else f"{result.case_id} ({result.split})"
+            wanted = {True: " / close", False: " / keep open", None: ""}[result.expect_close]
+            rows.setdefault((result.case_id, result.split), (label, result.expect + wanted, {}))[2][probe.server] = (
+                result
+            )
+    return list(rows.values())
+
+
+def grid_markdown(probes: list[ServerProbe], partial_note: str = "") -> str:
+    """The comparison as Markdown: a summary with a row per server and a column per case
+    category, then a row per case and a column per server (each cell the status(es)
+    received, ✓ when the case file's expectation was met)."""
     shown = [p for p in probes if not p.skipped]
-    lines = ["| case | expect | " + " | ".join(p.server for p in shown) + " |", "|---|---|" + "---|" * len(shown)]
-    for results in zip(*(p.results for p in shown), strict=True):
-        first = results[0]
-        label = first.case_id if first.split == "whole" else f"{first.case_id} ({first.split})"
+    categories = list(dict.fromkeys(category(r.case_id) for p in shown for r in p.results))
+    lines = [partial_note.rstrip(), ""] if partial_note else []
+    lines += [
+        "| server | " + " | ".join(categories) + " | as expected |",
+        "|---|" + "---|" * (len(categories) + 1),
+    ]
+    for probe in shown:
+        counts = by_category(probe)
+        cells = [f"{counts[c][0]}/{counts[c][1]}" if c in counts else "" for c in categories]
+        lines.append(f"| {probe.server} | " + " | ".join(cells) + f" | {probe.passed}/{len(probe.results)} |")
+    lines += ["", "| case | expect | " + " | ".join(p.server for p in shown) + " |", "|---|---|" + "---|" * len(shown)]
+    for label, expect, answers in comparison_rows(shown):
         cells = []
-        for result in results:
-            text = result.status_text().replace("-", "none")
-            if result.expect_close is not None and result.closed is not None and result.closed != result.expect_close:
-                text += " (kept open)" if result.expect_close else " (closed)"
-            if not result.serving:
-                text += " DEAD"
-            if "timed out" in result.note:
-                text += " (timeout)"
-            cells.append(f"{text} ✓" if result.passed else f"**{text}** ✗")
-        lines.append(f"| {label} | {first.expect.replace('|', ' or ')} | " + " | ".join(cells) + " |")
+        for probe in shown:
+            result = answers.get(probe.server)
+            text = cell_text(result)
+            cells.append(f"**{text}**" if result is not None and not result.passed else text)
+        lines.append(f"| {label} | {expect.replace('|', ' or ')} | " + " | ".join(cells) + " |")
     lines.append("| **as expected** | | " + " | ".join(f"{p.passed}/{len(p.results)}" for p in shown) + " |")
     for probe in probes:
         if probe.skipped:

@@ -28,6 +28,7 @@ record the output.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,7 +182,7 @@ def cost_lines(name: str, figures: Figures) -> list[Text]:
     if cost.by_package:
         parts = ", ".join(f"{pkg} {n['calls']:,}" for pkg, n in cost.by_package.items() if n.get("calls"))
         out.append(Text.assemble(("calls by package: ", "bold"), parts))
-    out.append(Text(f"measured {cost.measured_at or 'at an unrecorded time'} ({cost.origin})", style="dim"))
+    out.append(Text(cost.provenance, style="dim"))
     return out
 
 
@@ -208,7 +209,7 @@ def throughput_lines(target: Target, figures: Figures) -> list[Text]:
         Text.assemble(
             ("req/s: ", "bold"),
             parts,
-            (f"  measured {rows[0].measured_at or 'at an unrecorded time'} ({rows[0].origin})", "dim"),
+            (f"  {rows[0].provenance}", "dim"),
         )
     ]
 
@@ -261,6 +262,38 @@ def code_renderable(lines: list[Line], width: int | None = None) -> RenderableTy
     return Group(*parts)
 
 
+#: Below this width a README's Markdown table is shown as a list: rich draws a table at any
+#: width by cutting its cells with "…", and a README's cells are code a reader needs whole.
+NARROW_TABLES = 120
+
+
+def tables_as_lists(markdown: str) -> str:
+    """Each Markdown table as a bullet list: one item per row, the cells joined by " — "."""
+    out: list[str] = []
+    lines = markdown.splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if line.lstrip().startswith("|") and re.fullmatch(r"\s*\|?[\s:|-]+\|?\s*", following) and "-" in following:
+            headers = _cells(line)
+            index += 2
+            out.append("*" + " — ".join(headers) + "*:")
+            out.append("")
+            while index < len(lines) and lines[index].lstrip().startswith("|"):
+                out.append("- " + " — ".join(cell for cell in _cells(lines[index]) if cell))
+                index += 1
+            out.append("")
+            continue
+        out.append(line)
+        index += 1
+    return "\n".join(out)
+
+
+def _cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+
 def render_file(console: Console, source: SourceFile, side_by_side: bool | None = None) -> None:
     """Print one file, section by section: prose beside (or above) its code."""
     if side_by_side is None:
@@ -293,7 +326,10 @@ def render_target(
     readme = target.files[0].parent / "README.md" if target.kind == "layer" else None
     if readme is not None and readme.exists():
         # The layer's README says what it adds and how a request flows through it.
-        console.print(Padding(Markdown(readme.read_text(encoding="utf-8")), (0, 1)))
+        text = readme.read_text(encoding="utf-8")
+        if console.width < NARROW_TABLES:
+            text = tables_as_lists(text)
+        console.print(Padding(Markdown(text), (0, 1)))
     for source in sources:
         render_file(console, source, side_by_side)
 
@@ -355,15 +391,12 @@ def loc_table(figures: Figures | None = None, project: Path = PROJECT) -> Table:
     from layers import LAYERS
 
     figures = figures if figures is not None else load_figures()
-    table = Table(title="Lines of code: what each abstraction adds", box=box.SIMPLE_HEAVY)
-    table.add_column("layer")
-    table.add_column("below")
-    table.add_column("own code", justify="right")
-    table.add_column("comments", justify="right")
-    table.add_column("lines run / request", justify="right")
-    table.add_column("of which library", justify="right")
-    table.add_column("calls / request", justify="right")
-    table.add_column("µs / request", justify="right")
+    # Two-line headers and no outer border, so the eight columns fit 80 with every name whole.
+    table = Table(title="Lines of code: what each abstraction adds", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("layer", no_wrap=True)
+    table.add_column("below", no_wrap=True)
+    for header in ("own\ncode", "com-\nments", "lines\nrun", "of\nwhich\nlibrary", "calls", "µs"):
+        table.add_column(header, justify="right", no_wrap=True)
     missing = False
     for layer in LAYERS.values():
         path = project / "layers" / layer.name / "app.py"
@@ -391,7 +424,7 @@ def loc_table(figures: Figures | None = None, project: Path = PROJECT) -> Table:
         except LayercakeError:
             continue
         sources = [parse(path) for path in target.files]
-        kind = {"core": "sans-I/O", "shared": "layers use it"}.get(name, "our server")
+        kind = {"core": "sans-I/O", "shared": "shared"}.get(name, "server")
         table.add_row(
             name,
             kind,
@@ -403,9 +436,9 @@ def loc_table(figures: Figures | None = None, project: Path = PROJECT) -> Table:
             "",
             style="dim",
         )
-    notes = []
+    notes = ["lines run, of which library, calls and µs: for one GET /json, in-process (no socket)"]
     if figures.costs:
-        notes.append(f"per-request figures (GET /json): {figures.origin}, {figures.measured_at or 'no time recorded'}")
+        notes.append(f"per-request figures {figures.provenance}")
     if missing:
         notes.append(f"missing figures: not measured yet — run `{HOW_TO_MEASURE['in_process']}`")
     notes.extend(f"{name}: {why.splitlines()[0]}" for name, why in figures.failures.items())

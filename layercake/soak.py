@@ -139,6 +139,7 @@ class SoakReport:
     fds_after: int = 0
     rss_before: int = 0
     rss_after: int = 0
+    interrupted: bool = False  # Ctrl-C ended the load before its duration or request bound
 
     @property
     def error_count(self) -> int:
@@ -176,6 +177,8 @@ class SoakReport:
     def to_json(self) -> str:
         data = asdict(self)
         data.update(ok=self.ok, rss_growth=self.rss_growth(), leaked_fds=self.leaked_fds, error_count=self.error_count)
+        if self.interrupted:
+            data["partial"] = {"interrupted": "Ctrl-C", "elapsed_s": self.elapsed, "duration_s": self.duration}
         return json.dumps(data, indent=2)
 
 
@@ -272,11 +275,12 @@ async def _run(
     try:
         await asyncio.gather(*(load.client() for _ in range(report.concurrency)))
     finally:
+        # Also on Ctrl-C (asyncio.run cancels this task): the report keeps what was done.
         sampling.cancel()
-    report.elapsed = round(time.monotonic() - started, 2)
-    report.requests = load.done
-    report.statuses = dict(sorted(load.statuses.items()))
-    report.errors = dict(load.errors)
+        report.elapsed = round(time.monotonic() - started, 2)
+        report.requests = load.done
+        report.statuses = dict(sorted(load.statuses.items()))
+        report.errors = dict(load.errors)
 
 
 def settle_fds(pids: list[int], target: int, timeout: float = 5.0) -> int:
@@ -301,12 +305,19 @@ def soak_url(
     progress: Callable[[Sample], None] | None = None,
     seed: int = 0,
 ) -> SoakReport:
-    """Run the load against a server already listening (its processes are ``pids``)."""
+    """Run the load against a server already listening (its processes are ``pids``).
+
+    Ctrl-C ends the load early: the report is returned with ``interrupted`` set and the
+    figures of the time it ran (the "after" counts are taken all the same).
+    """
     report.processes = len(pids)
     report.fds_before = sum(map(process_fds, pids))
     report.rss_before = sum(map(process_rss, pids))
-    asyncio.run(_run(host, port, pids, report, max_requests, interval, progress, seed))
-    report.fds_after = settle_fds(pids, report.fds_before)
+    try:
+        asyncio.run(_run(host, port, pids, report, max_requests, interval, progress, seed))
+    except KeyboardInterrupt:
+        report.interrupted = True
+    report.fds_after = settle_fds(pids, report.fds_before, timeout=1.0 if report.interrupted else 5.0)
     report.rss_after = sum(map(process_rss, pids))
     return report
 

@@ -88,6 +88,19 @@ class Capabilities:
     loops: tuple[str, ...] = ()  # choices for --loop (empty: fixed)
 
 
+def findable(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it.
+
+    ``find_spec`` on a dotted name imports the parents first, and raises
+    ModuleNotFoundError when one is missing (``gunicorn.workers.gasgi`` without gunicorn)
+    instead of returning None: on a minimal install that is the common case, not an error.
+    """
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 @dataclass(frozen=True)
 class Requirement:
     module: str  # what find_spec looks for
@@ -123,7 +136,7 @@ class ServerSpec:
     @property
     def missing(self) -> Requirement | None:
         for req in self.requires:
-            if importlib.util.find_spec(req.module) is None:
+            if not findable(req.module):
                 return req
         return None
 
@@ -138,7 +151,7 @@ class ServerSpec:
             raise MissingPackage(f"server {self.name!r}", req.package, self.extra)
         for flag, value in (("http", opts.http if opts else None), ("loop", opts.loop if opts else None)):
             req = OPTION_REQUIRES.get((flag, value or ""))
-            if req is not None and importlib.util.find_spec(req.module) is None:
+            if req is not None and not findable(req.module):
                 raise MissingPackage(f"{self.name} --{flag} {value}", req.package, self.extra if req.in_extra else None)
 
     def bridge_for(self, interface: Interface) -> Bridge | None:

@@ -123,6 +123,20 @@ def _stop_leftovers() -> None:
         server.stop()
 
 
+def stop_all(grace: float = STOP_GRACE) -> None:
+    """Stop every server this process started, all at once (one thread each).
+
+    For Ctrl-C in a command that runs servers from a thread pool (``layercake grid``):
+    the pool's threads are busy talking to those servers, and stopping the servers is what
+    ends their work quickly.
+    """
+    threads = [threading.Thread(target=server.stop, args=(grace,)) for server in list(_RUNNING)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 class RunningServer:
     """A started server: its URL, the command it stands for, and how to stop it.
 
@@ -259,6 +273,16 @@ class RunningServer:
                 time.sleep(0.02)
             _RUNNING.discard(self)
             return proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the whole group now, without waiting and without the lock.
+
+        Safe from a signal handler that interrupted :meth:`stop` in the same thread (the
+        second Ctrl-C of ``layercake serve``): ``stop`` then sees the master gone and
+        finishes at once.
+        """
+        if self._proc is not None:
+            _killpg(self._proc.pid, signal.SIGKILL)
 
     def output(self) -> str:
         """What the server printed so far (only when ``capture_output``)."""

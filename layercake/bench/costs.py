@@ -777,24 +777,33 @@ def inprocess_document(
     started, t0 = now_utc(), time.monotonic()
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
-    for i, name in enumerate(names):
-        if progress:
-            progress(f"in-process: {name}", i, len(names))
-        layer = get_layer(name.partition("@")[0])
-        interface = name.partition("@")[2] or layer.interface
-        try:
-            costs = measure(name, endpoints, seconds)
-        except LayercakeError as exc:  # one broken layer must not cost the others their figures
-            failures.append(f"{name}: {exc.message}")
-            continue
-        bridge = f"{layer.interface}->{interface}" if interface != layer.interface else None
-        # A bridge hands every request between threads that give up the GIL for I/O (the
-        # loop's self-pipe, the bridge's queues), and where the OS scheduler then switches
-        # varies: its counters are close across runs (within a few percent), not identical.
-        rows.extend(
-            {**cost.to_dict(), "interface": interface, "bridge": bridge, "exact": bridge is None} for cost in costs
-        )
-    if progress:
+    partial: dict[str, Any] | None = None
+    try:  # Ctrl-C keeps the layers measured so far (layercake.progress: the document says "partial")
+        for i, name in enumerate(names):
+            if progress:
+                progress(f"in-process: {name}", i, len(names))
+            layer = get_layer(name.partition("@")[0])
+            interface = name.partition("@")[2] or layer.interface
+            try:
+                costs = measure(name, endpoints, seconds)
+            except LayercakeError as exc:  # one broken layer must not cost the others their figures
+                failures.append(f"{name}: {exc.message}")
+                continue
+            bridge = f"{layer.interface}->{interface}" if interface != layer.interface else None
+            # A bridge hands every request between threads that give up the GIL for I/O (the
+            # loop's self-pipe, the bridge's queues), and where the OS scheduler then switches
+            # varies: its counters are close across runs (within a few percent), not identical.
+            rows.extend(
+                {**cost.to_dict(), "interface": interface, "bridge": bridge, "exact": bridge is None} for cost in costs
+            )
+    except KeyboardInterrupt:
+        partial = {
+            "interrupted": "Ctrl-C",
+            "done": len({r["layer"] for r in rows}),
+            "total": len(names),
+            "what": "layers",
+        }
+    if progress and partial is None:
         progress("done", len(names), len(names))
     bare = {(r["interface"], r["endpoint"]): r for r in rows if r["layer"] in ("bare_wsgi", "bare_asgi")}
     native = {(r["layer"], r["endpoint"]): r for r in rows if r["bridge"] is None}
@@ -825,6 +834,7 @@ def inprocess_document(
         },
         "in_process": rows,
         "failures": failures,
+        **({"partial": partial} if partial else {}),
     }
 
 

@@ -326,6 +326,8 @@ def _glance_cells(doc: dict[str, Any]) -> tuple[list[str], list[str], dict[tuple
     """Targets × endpoints at the ladder's concurrency: "median req/s (× bare)", "⚠" when flagged."""
     results = doc["results"]
     concurrencies = sorted({r["concurrency"] for r in results})
+    if not concurrencies:  # nothing measured (an interrupted run, every target failed to start)
+        return [], [], {}
     c = 64 if 64 in concurrencies else concurrencies[-1]
     targets = list(dict.fromkeys(r["target"] for r in results))
     endpoints = list(dict.fromkeys(r["endpoint"] for r in results))
@@ -437,8 +439,13 @@ def markdown(doc: dict[str, Any]) -> str:
         generator_line(doc),
         "",
         f"Median of {settings['repeat']} interleaved runs of {settings['duration_s']} s each, min–max beside it; "
-        f"ratios are against the bare layer on the same server and against `{settings.get('baseline')}`, "
-        "measured in this run.",
+        "ratios are against the bare layer on the same server"
+        + (
+            f" and against `{settings['baseline']}`"
+            if settings.get("baseline")
+            else " (no baseline target in this run)"
+        )
+        + ", measured in this run.",
         "",
     ]
     if settings.get("expected"):

@@ -522,63 +522,68 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
     loaded: set[str] = set()
     runs: list[Run] = []
     done = 0
-    for batch in batches(targets, config):
-        batch_cells = [cell for cell in cells if cell[0] in batch]
-        so_far = done
+    partial: dict[str, Any] | None = None
+    try:  # Ctrl-C keeps the runs measured so far (layercake.progress: the document says "partial")
+        for batch in batches(targets, config):
+            batch_cells = [cell for cell in cells if cell[0] in batch]
+            so_far = done
 
-        def starting(what: str, so_far: int = so_far) -> None:
-            note(what, so_far, total_runs)
+            def starting(what: str, so_far: int = so_far) -> None:
+                note(what, so_far, total_runs)
 
-        with ExitStack() as stack:
-            live = _start_batch(batch, config, stack, target_docs, server_cpu, starting)
-            loaded.update(live)
-            for target in batch:
-                if target.kind == "peer" and target.id in live:
-                    # V8 compiles hot functions only after thousands of calls: give the peer one unrecorded
-                    # load per endpoint so its JIT warm-up is not measured as Node's speed.
-                    for e in config.endpoints:
-                        if target.supports(e):
-                            note(f"warming {target.id} {e} (JIT)", done, total_runs)
-                            run_load(
+            with ExitStack() as stack:
+                live = _start_batch(batch, config, stack, target_docs, server_cpu, starting)
+                loaded.update(live)
+                for target in batch:
+                    if target.kind == "peer" and target.id in live:
+                        # V8 compiles hot functions only after thousands of calls: give the peer one unrecorded
+                        # load per endpoint so its JIT warm-up is not measured as Node's speed.
+                        for e in config.endpoints:
+                            if target.supports(e):
+                                note(f"warming {target.id} {e} (JIT)", done, total_runs)
+                                run_load(
+                                    live[target.id].url,
+                                    ep.ENDPOINTS[e].request,
+                                    max(config.concurrency),
+                                    1,
+                                    generator=generator,
+                                    cpu=loadgen_cpu,
+                                    timeout=config.timeout,
+                                )
+                if generator == "builtin" and FLOOR in live and "ceiling_rps" not in env["generator"]:
+                    note("measuring the built-in generator's ceiling against the floor", done, total_runs)
+                    ceiling = run_load(
+                        live[FLOOR].url,
+                        ep.ENDPOINTS["plaintext"].request,
+                        max(config.concurrency),
+                        config.duration,
+                        generator="builtin",
+                        cpu=loadgen_cpu,
+                    )
+                    env["generator"]["ceiling_rps"] = round(ceiling.rps)
+                for rnd, (target, endpoint, conc) in interleave(batch_cells, config.repeat):  # type: ignore[misc]
+                    if target.id in live:
+                        note(f"{target.id} {endpoint} c{conc} (round {rnd + 1}/{config.repeat})", done, total_runs)
+                        try:
+                            result = run_load(
                                 live[target.id].url,
-                                ep.ENDPOINTS[e].request,
-                                max(config.concurrency),
-                                1,
+                                ep.ENDPOINTS[endpoint].request,
+                                conc,
+                                config.duration,
                                 generator=generator,
                                 cpu=loadgen_cpu,
                                 timeout=config.timeout,
                             )
-            if generator == "builtin" and FLOOR in live and "ceiling_rps" not in env["generator"]:
-                note("measuring the built-in generator's ceiling against the floor", done, total_runs)
-                ceiling = run_load(
-                    live[FLOOR].url,
-                    ep.ENDPOINTS["plaintext"].request,
-                    max(config.concurrency),
-                    config.duration,
-                    generator="builtin",
-                    cpu=loadgen_cpu,
-                )
-                env["generator"]["ceiling_rps"] = round(ceiling.rps)
-            for rnd, (target, endpoint, conc) in interleave(batch_cells, config.repeat):  # type: ignore[misc]
-                if target.id in live:
-                    note(f"{target.id} {endpoint} c{conc} (round {rnd + 1}/{config.repeat})", done, total_runs)
-                    try:
-                        result = run_load(
-                            live[target.id].url,
-                            ep.ENDPOINTS[endpoint].request,
-                            conc,
-                            config.duration,
-                            generator=generator,
-                            cpu=loadgen_cpu,
-                            timeout=config.timeout,
-                        )
-                    except LayercakeError as exc:  # the server died mid-run (wrk cannot connect): a result too
-                        target_docs[target.id]["error"] = f"stopped answering during the run: {exc.message}"
-                        del live[target.id]
-                    else:
-                        runs.append(Run(target.id, endpoint, conc, rnd, result))
-                done += 1
-    note("done", total_runs, total_runs)
+                        except LayercakeError as exc:  # the server died mid-run (wrk cannot connect): a result too
+                            target_docs[target.id]["error"] = f"stopped answering during the run: {exc.message}"
+                            del live[target.id]
+                        else:
+                            runs.append(Run(target.id, endpoint, conc, rnd, result))
+                    done += 1
+    except KeyboardInterrupt:
+        partial = {"interrupted": "Ctrl-C", "done": done, "total": total_runs, "what": "runs"}
+    if partial is None:
+        note("done", total_runs, total_runs)
     baseline = config.baseline or (FLOOR if FLOOR in loaded else None)
     return {
         "schema": "layercake.bench/1",
@@ -600,6 +605,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
         "targets": list(target_docs.values()),
         "runs": [r.to_dict() for r in runs],
         "results": summarise(runs, target_docs, baseline),
+        **({"partial": partial} if partial else {}),
     }
 
 

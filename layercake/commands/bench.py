@@ -15,9 +15,10 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from layercake import outputs, terminal
 from layercake.errors import LayercakeError
+from layercake.progress import Steps
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -38,8 +39,44 @@ def _command_line() -> str:
     return "layercake " + shlex.join(sys.argv[1:])
 
 
+def check_server_flags(targets: list[Any], http: str | None, loop: str | None, workers: int | None) -> None:
+    """Refuse (exit 2, before anything starts) a --http, --loop or --workers no server of the run can take.
+
+    ``--http``/``--loop`` apply to the servers that offer that choice and leave the others
+    alone (so ``--servers scratch-asgi,uvicorn --http h11`` compares equal parsers), which
+    used to mean a value *no* server offers -- ``--http bogus`` -- was silently dropped and
+    the run measured the defaults.
+    """
+    from servers.registry import SERVERS
+
+    specs = list({t.server: SERVERS[t.server] for t in targets if t.server in SERVERS}.values())
+    names = ", ".join(s.name for s in specs) or "none"
+    for flag, value, field in (("--http", http, "http_parsers"), ("--loop", loop, "loops")):
+        if value is None:
+            continue
+        takers = [s for s in specs if getattr(s.capabilities, field)]
+        if not takers:
+            raise LayercakeError(f"{flag} {value}: none of this run's servers ({names}) has a {flag} choice", 2)
+        if not any(value in getattr(s.capabilities, field) for s in takers):
+            offers = "; ".join(f"{s.name}: {' | '.join(getattr(s.capabilities, field))}" for s in takers)
+            raise LayercakeError(f"{flag} {value!r} is not a choice of any server in this run ({offers})", 2)
+    if workers is not None:
+        if workers < 1:
+            raise LayercakeError("--workers must be at least 1", 2)
+        single = [s.name for s in specs if not s.capabilities.workers]
+        if workers > 1 and single:
+            raise LayercakeError(
+                f"--workers {workers}: {', '.join(single)} runs a single process and has no --workers", 2
+            )
+
+
 def _write_outputs(
-    console: Console, doc: dict[str, Any], json_path: str | None, markdown_path: str | None, charts_dir: str | None
+    console: Console,
+    doc: dict[str, Any],
+    json_path: str | None,
+    markdown_path: str | None,
+    charts_dir: str | None,
+    note: str = "",
 ) -> None:
     from layercake.bench import report
 
@@ -48,7 +85,7 @@ def _write_outputs(
     if markdown_path:
         path = Path(markdown_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report.markdown(doc), encoding="utf-8")
+        path.write_text(note + report.markdown(doc), encoding="utf-8")
         console.print(f"wrote {path}")
     if charts_dir:
         for path in report.charts(doc, charts_dir):
@@ -170,13 +207,13 @@ def bench(
     if app is not None or interface is not None or paths:
         _bench_app(app, interface, paths, in_process, layers, endpoints, seconds, json_path, markdown_path, charts_dir)
         return
-    # A pipe gets a wide table rather than rich's 80 columns: the rows are made to be read whole.
-    console = Console(width=None if sys.stdout.isatty() else 150)
+    # COLUMNS, the terminal's width, or 80 off a terminal (layercake.terminal).
+    console = terminal.console()
     if compare:
         table, warnings = report.compare(report.load(compare[0]), report.load(compare[1]))
         for w in warnings:
             console.print(f"[yellow]warning:[/] {escape(w)}")
-        console.print(table)
+        console.print(terminal.fit(table, console.width))
         return
     if in_process:
         # Options that belong to the socket benchmarks would be silently ignored here.
@@ -188,6 +225,9 @@ def bench(
                 ("--peers", peers),
                 ("--full", full),
                 ("--concurrency", concurrency),
+                ("--http", http),
+                ("--loop", loop),
+                ("--workers", workers),
             )
             if given
         ]
@@ -207,19 +247,11 @@ def bench(
     command = _command_line()
     layer_names = _names(layers)
     endpoint_names = _names(endpoints) or []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("starting", total=None)
-
-        def progress(what: str, done: int, total: int) -> None:
-            bar.update(task, description=what, completed=done, total=total or None)
-
+    outputs.prepare(json_path, markdown_path, directories=(charts_dir,))
+    steps = Steps(None, "runs" if not in_process else "layers", console=terminal.console(stderr=True))
+    doc: dict[str, Any] | None = None
+    with steps:
+        progress = steps.update
         if in_process:
             from layercake.bench.costs import inprocess_document
 
@@ -255,6 +287,7 @@ def bench(
                 config = experiments.slow_config(config, sweep=concurrency is not None)
             config.validate()
             targets = runner.plan_targets(config)
+            check_server_flags(targets, http, loop, workers)
             runner.check_baseline(targets, config)
             cells = runner.plan_cells(targets, config)
             estimate = runner.estimate_seconds(targets, cells, config)
@@ -267,14 +300,17 @@ def bench(
                 doc = experiments.run_slow(config, progress, command)
             else:
                 doc = runner.run_bench(config, progress, command)
+    if doc is None:  # Ctrl-C before the library had anything to keep (starting, planning)
+        steps.finish()
+        return
     if doc["kind"] == "in_process":
-        console.print(report.inprocess_table(doc))
+        console.print(terminal.fit(report.inprocess_table(doc), console.width))
         for failure in doc.get("failures", []):
             console.print(f"[bold red]not measured:[/] {escape(failure)}")
     else:
-        console.print(report.ladder_table(doc))
+        console.print(terminal.fit(report.ladder_table(doc), console.width))
         if doc["kind"] == "ladder" and len(doc["settings"]["endpoints"]) > 1 and doc["results"]:
-            console.print(report.glance_table(doc))
+            console.print(terminal.fit(report.glance_table(doc), console.width))
         console.print(escape(report.generator_line(doc)))
         for note in report.verification_notes(doc):
             console.print(f"[yellow]{escape(note)}[/]")
@@ -285,7 +321,13 @@ def bench(
                 "do not trust those rows[/]"
             )
     console.print(escape(report.environment_line(doc)))
-    _write_outputs(console, doc, json_path, markdown_path, charts_dir)
+    if doc.get("partial"):  # Ctrl-C: the library kept what was measured and said so in the document
+        steps.interrupted = True
+        steps.done, steps.total = doc["partial"]["done"], doc["partial"]["total"]
+        console.print(f"[yellow]partial:[/] interrupted after {steps.done} of {steps.total} {steps.what}")
+    _write_outputs(console, doc, json_path, markdown_path, charts_dir, steps.markdown_note())
+    written = [p for p in (json_path, markdown_path) if p]
+    steps.finish(f"what was measured is in {' and '.join(written)}" if written else "")
     # Every layer target failed to start (a server not installed, say) or every layer failed
     # in-process: a table with at most the floor in it must not exit 0 for a script to read
     # as a benchmark.

@@ -13,80 +13,120 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
+from layercake import outputs, terminal
 from layercake.autobahn import WSGI_NOTE, AutobahnRun, autobahn_servers
 from layercake.autobahn import grid_markdown as autobahn_markdown
 from layercake.corpus import load_corpus, select
 from layercake.errors import LayercakeError
-from layercake.probe import SPLITS, CaseResult, ServerProbe, grid_markdown, probe_servers
+from layercake.probe import (
+    SPLITS,
+    CaseResult,
+    ServerProbe,
+    by_category,
+    category,
+    cell_text,
+    comparison_rows,
+    grid_markdown,
+    probe_servers,
+)
+from layercake.progress import Steps
 from layercake.soak import Sample, SoakReport, soak
 
-console = Console(width=None if sys.stdout.isatty() else 140)
+# The width of this invocation: COLUMNS, the terminal's, or 80 (layercake.terminal).
+console: Console = terminal.stdout
 
 
 def _server_names(positional: tuple[str, ...], option: tuple[str, ...]) -> list[str]:
     from servers.registry import SERVERS  # noqa: PLC0415 -- imports every layer
 
     names = [n.strip() for value in (*positional, *option) for n in value.split(",") if n.strip()]
-    if names == ["all"]:
-        return [name for name, spec in SERVERS.items() if spec.available]
+    if names == ["all"]:  # the ones not installed are listed as such, with their pip extra
+        return list(SERVERS)
     if not names:
         raise LayercakeError("name at least one server (or 'all'); see `layercake servers`", exit_code=2)
     return list(dict.fromkeys(names))
 
 
-def _cell(result: CaseResult) -> str:
-    text = escape(result.status_text())
-    if result.expect_close is not None and result.closed is not None and result.closed != result.expect_close:
-        text += " open" if result.expect_close else " closed"
-    if not result.serving:
-        text += " DEAD"
-    if "timed out" in result.note:
-        text += " timeout"
-    return f"[green]{text} ✓[/]" if result.passed else f"[red]{text} ✗[/]"
-
-
 def _print_one(probe: ServerProbe) -> None:
-    table = Table(title=f"probe: {probe.server} serving {probe.layer}", caption=escape(probe.command))
-    for column in ("case", "expect", "got", "connection", "serving", "", "rule"):
-        table.add_column(column, overflow="fold")
-    for result in probe.results:
-        closed = {True: "closed", False: "kept open", None: "-"}[result.closed]
-        wanted = {True: "close", False: "keep", None: "either"}[result.expect_close]
+    """One server: a row per case (the id whole, never cut), then what departed, with its rule."""
+    console.print(f"[bold]probe: {probe.server} serving {probe.layer}[/]")
+    console.print(f"[dim]$ {escape(probe.command)}[/]", highlight=False)
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+    terminal.key_column(table, "case")
+    for column in ("expect", "got", ""):
+        table.add_column(column, no_wrap=True)
+    for label, expect, answers in comparison_rows([probe]):
+        result = answers[probe.server]
+        closed = {True: " closed", False: " kept open", None: ""}[result.closed]
         table.add_row(
-            f"{result.case_id} [dim]({result.split})[/]" if result.split != "whole" else result.case_id,
-            f"{result.expect} / {wanted}",
-            result.status_text(),
-            closed,
-            "yes" if result.serving else "[red]NO[/]",
-            "[green]✓[/]" if result.passed else f"[red]✗ {escape('; '.join(result.problems()))}[/]",
-            escape(_rules.get(result.case_id, "")),
+            label,
+            expect,
+            result.status_text() + closed + ("" if result.serving else " DEAD"),
+            "[green]✓[/]" if result.passed else "[red]✗[/]",
         )
     console.print(table)
+    _print_departures([probe])
+
+
+def _print_departures(probes: list[ServerProbe]) -> None:
+    """Every case some server answered otherwise than the case file expects, with who and the rule."""
+    rows = [row for row in comparison_rows(probes) if any(not r.passed for r in row[2].values())]
+    if not rows:
+        return
+    console.print(
+        f"\n[bold]where {'the server departs' if len(probes) == 1 else 'servers depart'} from the case files[/]"
+    )
+    for label, expect, answers in rows:
+        case_id = next(iter(answers.values())).case_id
+        head = Text(f"{label}  expect {expect}", style="bold")
+        rule = _rules.get(case_id, "")
+        if rule:
+            head.append(f"  ({rule})", style="dim")
+        console.print(head)
+        for server, result in answers.items():
+            if not result.passed:
+                text = f"{server}: {cell_text(result)} ({'; '.join(result.problems())})"
+                console.print(Padding(Text(text, style="red"), (0, 0, 0, 4), expand=False))
 
 
 def _print_grid(probes: list[ServerProbe], runs: list[AutobahnRun] | None = None) -> None:
+    """Several servers: a row per server, a column per case category (as expected / run),
+    banded to the width; then every case where a server departs, naming it."""
     shown = [p for p in probes if not p.skipped]
-    table = Table(title="probe: how each server answered the corpus (✓ = as the case file expects)")
-    table.add_column("case")
-    table.add_column("expect")
-    for probe in shown:
-        table.add_column(probe.server, overflow="fold")
-    rows = zip(*(p.results for p in shown), strict=True) if shown else []
-    for results in rows:
-        first = results[0]
-        label = first.case_id if first.split == "whole" else f"{first.case_id} ({first.split})"
-        table.add_row(label, first.expect, *(_cell(r) for r in results))
-    table.add_row("[bold]as expected[/]", "", *(f"[bold]{p.passed}/{len(p.results)}[/]" for p in shown))
-    if runs:  # the WebSocket column of each server: Autobahn's verdict counts
+    categories = list(dict.fromkeys(category(r.case_id) for p in shown for r in p.results))
+    counts = [by_category(p) for p in shown]
+    headers = [*categories, "all"]
+
+    def cell(row: int, column: int) -> Text:
+        if column == len(categories):
+            passed, run = shown[row].passed, len(shown[row].results)
+        else:
+            passed, run = counts[row].get(categories[column], (0, 0))
+        if not run:
+            return Text("")
+        return Text(f"{passed}/{run}", style="green" if passed == run else "red")
+
+    console.print("[bold]probe: how each server answered the corpus[/]")
+    console.print("[dim]cases answered as the case file expects / cases run, by category[/]")
+    widest = max([len(f"{p.passed}/{len(p.results)}") for p in shown] or [0])
+    for table in terminal.banded(
+        console.width, "server", [p.server for p in shown], headers, cell, cell_width=widest, justify="right"
+    ):
+        console.print(table)
+    _print_departures(shown)
+    if runs:  # the WebSocket column of each server, as a row per server: Autobahn's verdict counts
         by_server = {run.server: run for run in runs}
-        table.add_row(
-            "[bold]WebSocket (Autobahn)[/]",
-            "strict",
-            *(_autobahn_cell(by_server[p.server]) if p.server in by_server else "" for p in shown),
-        )
-    console.print(table)
+        table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+        terminal.key_column(table, "server")
+        table.add_column("WebSocket (Autobahn, strict)")
+        for probe in shown:
+            if probe.server in by_server:
+                table.add_row(probe.server, _autobahn_cell(by_server[probe.server]))
+        console.print(table)
 
 
 def _autobahn_cell(run: AutobahnRun) -> str:
@@ -202,26 +242,40 @@ def probe_cmd(
     if not cases:
         raise LayercakeError(f"no corpus case matches {', '.join(patterns)}", exit_code=2)
     _rules.update({case.id: case.rule for case in cases})
+    outputs.prepare(json_file, markdown_file)
+    per_server = len(cases) * len(splits)
     console.print(f"[dim]{len(cases)} cases x {len(splits)} split(s) x {len(names)} server(s)[/]")
-    with console.status("probing") as status:
+    steps = Steps(per_server * len(names), "cases", console=terminal.console(stderr=True))
+    probes: list[ServerProbe] = []
+    tally: dict[str, list[int]] = {}
 
-        def progress(server: str, result: CaseResult) -> None:
-            status.update(f"probing {server}: {result.case_id} ({result.split})")
+    def progress(server: str, result: CaseResult) -> None:
+        done = tally.setdefault(server, [0, 0])
+        done[0] += result.passed
+        done[1] += 1
+        steps.status(f"{server}: {result.case_id}")
+        # Counted by position, so a server skipped (not installed) counts as done; off a
+        # terminal, one line per server rather than one per case (117 each).
+        if steps.live or done[1] == per_server:
+            position = names.index(server) * per_server + done[1]
+            steps.update(f"{server}: {done[0]}/{done[1]} as expected", position, steps.total)
 
-        probes = probe_servers(names, cases, layer, splits, timeout, progress)
-        runs: list[AutobahnRun] = []
-        reports = Path()
-        if websocket:
-            from layercake.autobahn import cache_dir  # noqa: PLC0415
+    runs: list[AutobahnRun] = []
+    reports = Path()
+    with steps:
+        probe_servers(names, cases, layer, splits, timeout, progress, probes=probes)
+    if websocket and not steps.interrupted:
+        from layercake.autobahn import cache_dir  # noqa: PLC0415
 
-            reports = (reports_dir or cache_dir() / "reports").resolve()
-            ws_layer = layer if layer is not None and get_layer(layer).interface == "asgi" else None
-            runs = autobahn_servers(names, reports, ws_layer, progress=status.update)
+        reports = (reports_dir or cache_dir() / "reports").resolve()
+        ws_layer = layer if layer is not None and get_layer(layer).interface == "asgi" else None
+        runs = autobahn_servers(names, reports, ws_layer, progress=lambda text: console.print(f"[dim]{text}[/]"))
     for probe in probes:
         if probe.skipped:
-            console.print(f"[yellow]{probe.server}: skipped[/] -- {escape(probe.skipped)}")
-    ran = [p for p in probes if not p.skipped]
-    if not ran:  # nothing was probed: a script must not read that as success
+            why = "not installed" if "not installed" in probe.skipped else "skipped"
+            console.print(f"[yellow]{probe.server}: {why}[/] -- {escape(probe.skipped)}")
+    ran = [p for p in probes if not p.skipped and p.results]
+    if not ran and not steps.interrupted:  # nothing was probed: a script must not read that as success
         raise LayercakeError("no server could be probed (see why above)", exit_code=1)
     if len(ran) == 1:
         _print_one(ran[0])
@@ -233,23 +287,33 @@ def probe_cmd(
         console.print(
             f"[bold]{probe.server}[/] ({probe.layer}): {probe.passed}/{len(probe.results)} as expected; "
             f"{sum(not r.serving for r in probe.results)} left it not serving"
+            + (
+                f" [yellow](partial: {len(probe.results)} of {per_server} cases)[/]"
+                if len(probe.results) < per_server
+                else ""
+            )
         )
     if json_file is not None:
         by_server = {run.server: run.to_json() for run in runs}
-        data = [p.to_json() | ({"websocket": by_server[p.server]} if p.server in by_server else {}) for p in probes]
-        json_file.write_text(json.dumps(data, indent=2))
+        doc: object = [p.to_json() | ({"websocket": by_server[p.server]} if p.server in by_server else {}) for p in probes]
+        if steps.interrupted:  # a list cannot carry the marker: wrap it
+            doc = steps.mark({"probes": doc})
+        json_file.write_text(json.dumps(doc, indent=2))
         console.print(f"[dim]wrote {json_file}[/]")
     if markdown_file is not None:
         import os  # noqa: PLC0415
 
         base = os.path.relpath(reports, markdown_file.resolve().parent) if runs else None
         markdown_file.write_text(
-            grid_markdown(probes) + (f"\n## WebSocket (Autobahn)\n\n{autobahn_markdown(runs, base)}" if runs else "")
+            grid_markdown(probes, steps.markdown_note())
+            + (f"\n## WebSocket (Autobahn)\n\n{autobahn_markdown(runs, base)}" if runs else "")
         )
         console.print(f"[dim]wrote {markdown_file}[/]")
     if any(run.interrupted for run in runs):
         console.print("[yellow]interrupted: the Autobahn runs above are the ones that finished[/]")
         sys.exit(130)
+    written = [str(p) for p in (json_file, markdown_file) if p]
+    steps.finish(f"the cases run so far are in {' and '.join(written)}" if written else "")
 
 
 def _mib(n: int) -> str:
@@ -302,29 +366,40 @@ def soak_cmd(
     server = get_server(server or default_server(get_layer(layer).interface)).name
     if duration <= 0 or concurrency <= 0 or max_requests <= 0 or interval <= 0:
         raise LayercakeError("--duration, --concurrency, --max-requests and --interval must be positive", exit_code=2)
+    outputs.prepare(json_file)
     if slow_clients is not None:
         _slowloris(ctx, layer, server, slow_clients, duration, json_file)
         return
-    every = max(1, round(5 / interval))  # a progress line every ~5 s
+    every = max(1, round(5 / interval))  # off a terminal, a progress line every ~5 s
+    steps = Steps(max(1, round(duration)), "seconds of load", console=terminal.console(stderr=True))
+    samples: list[Sample] = []
 
     def progress(sample: Sample) -> None:
-        if len(_samples) % every == 0:
-            console.print(
-                f"[dim]{sample.seconds:6.1f} s  {sample.requests:8d} requests  RSS {_mib(sample.rss)}  "
-                f"{sample.fds} fds[/]",
-                highlight=False,
+        samples.append(sample)
+        if steps.live or len(samples) % every == 0:
+            steps.update(
+                f"{sample.requests} requests, RSS {_mib(sample.rss)}, {sample.fds} fds",
+                min(round(sample.seconds), steps.total or 0),
+                steps.total,
             )
-        _samples.append(sample)
 
-    _samples: list[Sample] = []
     console.print(f"soak: {layer} on {server}, {duration:g} s at concurrency {concurrency}")
-    report = soak(
-        layer, server, duration, concurrency, max_requests, interval, progress, workers=workers, threads=threads
-    )
+    with steps:
+        report = soak(
+            layer, server, duration, concurrency, max_requests, interval, progress, workers=workers, threads=threads
+        )
+    if steps.interrupted:  # Ctrl-C before the load began: nothing to report
+        steps.finish()
+    if report.interrupted:
+        steps.interrupted, steps.done = True, round(report.elapsed)
+        console.print(
+            f"[yellow]interrupted[/] after {report.elapsed:g} of {duration:g} s: the figures below are partial"
+        )
     _print_soak(report)
     if json_file is not None:
         json_file.write_text(report.to_json())
         console.print(f"[dim]wrote {json_file}[/]")
+    steps.finish(f"the partial report is in {json_file}" if json_file else "")
     ctx.exit(0 if report.ok else 1)
 
 
@@ -411,7 +486,10 @@ def _print_soak(report: SoakReport) -> None:
         f"file descriptors: {report.fds_before} before, {report.fds_after} after "
         + ("[green](none leaked)[/]" if report.leaked_fds == 0 else f"[red]({report.leaked_fds} leaked)[/]")
     )
-    console.print("[bold green]soak passed[/]" if report.ok else "[bold red]soak failed[/]")
+    if report.interrupted:
+        console.print("[bold yellow]soak interrupted[/]: no verdict on a partial run")
+    else:
+        console.print("[bold green]soak passed[/]" if report.ok else "[bold red]soak failed[/]")
 
 
 COMMANDS = [probe_cmd, soak_cmd]

@@ -17,11 +17,12 @@ from layercake.errors import LayercakeError
 
 
 def _console() -> Console:
-    """Colour and the terminal's width on a TTY; plain text 160 columns wide (or $COLUMNS)
-    otherwise, so a pipe or a file gets the side-by-side layout without escape codes."""
+    """Colour and the terminal's width on a TTY; plain text otherwise, as wide as $COLUMNS
+    or 80 (layercake.terminal's rule: no fixed width forced on a pipe -- set COLUMNS=160
+    for the side-by-side layout in a file)."""
     if sys.stdout.isatty():
         return Console(highlight=False)
-    return Console(highlight=False, no_color=True, width=int(os.environ.get("COLUMNS", "0") or 0) or 160)
+    return Console(highlight=False, no_color=True)
 
 
 @click.command()

@@ -208,17 +208,40 @@ def grid_cmd(
     Exit status 1 if a pair failed in a way the registry does not explain, or if no pair
     could run at all (every server named is not installed).
     """
-    from layercake.grid import SYMBOL, Cell, render, run_grid, write_outputs
+    import threading
 
-    console = Console(stderr=True)
+    from layercake import outputs, terminal
+    from layercake.grid import SYMBOL, Cell, grid_of, render, run_grid, write_outputs
+    from layercake.progress import Steps
+    from layers import LAYERS, get_layer
+    from servers.registry import get_server
+
+    outputs.prepare(json_file, markdown_file)
+    layers_wanted, servers_wanted = _names(layer_names), _names(server_names)
+    for name in layers_wanted or []:  # a typo is refused before anything starts
+        get_layer(name)
+    for name in servers_wanted or []:
+        get_server(name)
+    total = len(layers_wanted or LAYERS) * len(servers_wanted or SERVERS)
+    cells: list[Cell] = []
+    steps = Steps(total, "pairs", console=terminal.console(stderr=True), log_steps=True)
+
+    counting = threading.Lock()  # pairs finish in the pool's threads, two at a time
 
     def progress(c: Cell) -> None:
         via = f" ({c.bridge})" if c.bridge else ""
-        console.print(f"  {SYMBOL[c.status]:>3} {c.layer} on {c.server}{via}  {c.seconds:.1f}s", highlight=False)
+        with counting:
+            cells.append(c)
+            steps.advance(f"{SYMBOL[c.status]} {c.layer} on {c.server}{via}  {c.seconds:.1f}s")
 
-    grid = run_grid(_names(layer_names), _names(server_names), jobs=jobs, on_cell=progress)
-    Console().print(render(grid))
-    write_outputs(grid, json_file, markdown_file)
+    with steps:
+        run_grid(layers_wanted, servers_wanted, jobs=jobs, on_cell=progress)
+    grid = grid_of(cells, layers_wanted, servers_wanted)
+    out = terminal.console()
+    out.print(render(grid, out.width))
+    write_outputs(grid, json_file, markdown_file, steps.partial(), steps.markdown_note())
+    written = [str(p) for p in (json_file, markdown_file) if p]
+    steps.finish(f"the {len(cells)} finished pair(s) are in {' and '.join(written)}" if written else "")
     unexplained = [c for c in grid.cells if c.unexplained or (c.status == "fail" and not c.groups)]
     if unexplained:
         raise LayercakeError(f"{len(unexplained)} pair(s) failed in ways the registry does not explain", 1)

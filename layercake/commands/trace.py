@@ -13,13 +13,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from layercake import outputs, terminal
 from layercake.apps import app_or_layer
 from layercake.errors import LayercakeError
 from layercake.trace import render
 from layercake.trace.recorder import LIFESPAN_MODES
 from layercake.trace.run import lifespan, scope_diff, trace
 
-console = Console()
+# The width of this invocation: COLUMNS, the terminal's, or 80 (layercake.terminal).
+console: Console = terminal.stdout
 
 _METHOD = re.compile(r"^[A-Z]+$")
 
@@ -171,6 +173,7 @@ def trace_cmd(
     if depth < 1:
         raise LayercakeError("--depth must be at least 1", 2)
     target = app_or_layer(layer, app, interface)
+    outputs.prepare(json_file, html_file, chrome_file)
     with console.status(f"tracing {method} {path} on {target.name}…"):
         result = trace(
             target,
@@ -236,6 +239,7 @@ def scope_diff_cmd(
     layer, request = _app_words(layer, request, app)
     method, path = _method_and_path(request)
     target = app_or_layer(layer, app, interface)
+    outputs.prepare(json_file, html_file)
     # dict.fromkeys: --servers uvicorn,uvicorn compares a server with itself ("0 of 17 keys
     # differ"), which is a typo, so a repeat counts once and two distinct names are needed.
     names = list(dict.fromkeys(s.strip() for s in servers.split(",") if s.strip()))
@@ -267,6 +271,7 @@ def lifespan_cmd(layer: str, server: str | None, simulate: str, json_file: Path 
         layercake lifespan starlette --server uvicorn
         layercake lifespan fastapi --server uvicorn --simulate fail-startup
     """
+    outputs.prepare(json_file)
     with console.status(f"running {layer} through start, one request and stop…"):
         record = lifespan(layer, server, simulate)
     console.print(render.render_lifespan(record))

@@ -7,7 +7,6 @@ serves them with our own ``scratch-wsgi`` server running the static-file app in
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,26 +44,34 @@ def start_site_server(out: Path | str, port: int = 0, host: str = "127.0.0.1",
     return start_server(SERVE_WITH, "bare_wsgi", opts)
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # leave the with-block, which stops the server's process group
-
-
 def serve_site(out: Path | str, port: int = 8000, host: str = "127.0.0.1",
                log: Callable[[str], None] = print) -> None:
-    """Serve the site on scratch-wsgi until Ctrl-C or SIGTERM.
+    """Serve the site on scratch-wsgi until Ctrl-C, SIGTERM or SIGHUP (the terminal closing).
 
     The server runs in its own process group (the registry starts it so, to reach every
-    worker); SIGTERM to us must therefore stop it explicitly, or it would outlive us.
+    worker); a signal to us must therefore stop it explicitly, or it would outlive us.
+    The same stop as ``layercake serve`` (:mod:`layercake.serving`): graceful, and a
+    second signal kills the group at once.
     """
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    try:
-        with start_site_server(out, port, host, capture_output=False) as server:
-            log(f"serving {out} on {server.url}/ with {SERVE_WITH}: "
-                f"LAYERCAKE_SITE={Path(out).resolve()} {server.native_command}; Ctrl-C stops")
-            try:
-                while server.alive():
-                    time.sleep(0.5)
-            except KeyboardInterrupt:
-                log("stopping")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    from layercake.serving import signals_interrupt, stop_server
+
+    def say(line: str) -> None:
+        try:
+            log(line)
+        except OSError:  # the terminal is gone: stopping the server matters more
+            pass
+
+    with signals_interrupt():
+        server = None
+        try:
+            server = start_site_server(out, port, host, capture_output=False)
+            # scratch-wsgi has printed its own "serving on URL" line: this one says what and how.
+            say(f"the site in {out} is at {server.url}/ (pid {server.pid}): "
+                f"LAYERCAKE_SITE={Path(out).resolve()} {server.native_command}; Ctrl-C stops it")
+            while server.alive():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            say("stopping")
+        finally:
+            if server is not None:
+                say(stop_server(server))

@@ -340,8 +340,7 @@ def _cost_text(layer: str, figures: Figures) -> str:
     cost = figures.cost(layer)
     if cost is None:
         return missing("not measured yet", HOW_TO_MEASURE["in_process"])
-    text = (f"{esc(cost.summary())} <span class=\"note\">— measured {esc(cost.measured_at or '(no time recorded)')}"
-            f", {esc(cost.origin)}</span>")
+    text = f"{esc(cost.summary())} <span class=\"note\">— {esc(cost.provenance)}</span>"
     if cost.by_package:
         # Whose work one request is: the layer's own code, the framework, the stdlib...
         packages = list(cost.by_package)
@@ -630,8 +629,7 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
         beside = [t for t in figures.servers if best is not None and t.origin == best.origin
                   and t.layer == best.layer and t.server != name]
         rps_text = (f"{best.rps:,.0f}<br><span class=\"note\">{esc(best.layer)} {esc(best.endpoint)}"
-                    f"{f', c{best.concurrency}' if best.concurrency else ''}<br>{esc(best.origin)}, "
-                    f"{esc(best.measured_at or '')}"
+                    f"{f', c{best.concurrency}' if best.concurrency else ''}<br>{esc(best.provenance)}"
                     + "".join(f"<br>beside {esc(t.server)}: {t.rps:,.0f} ({best.rps / t.rps:.2f}×)" for t in beside)
                     + "</span>" if best else "—")
         server_rows.append(
@@ -663,13 +661,15 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
     provenance = []
     if figures.costs:
         provenance.append(f"Calls, lines run and µs per request: in-process counters from <code>"
-                          f"{esc(figures.origin)}</code>, measured {esc(figures.measured_at or '(no time recorded)')}.")
+                          f"{esc(figures.origin)}</code>, measured {esc(figures.measured_at or '(no time recorded)')}"
+                          f" on {esc(figures.machine or 'an unrecorded machine')}.")
     else:
         provenance.append("Calls, lines run and µs per request: "
                           + missing("not measured yet", HOW_TO_MEASURE["in_process"]))
     if figures.throughput:
         provenance.append(f"Requests per second: <code>{esc(figures.ladder_origin)}</code>, measured "
-                          f"{esc(figures.ladder_measured_at or '(no time recorded)')} — median of the repeated runs; "
+                          f"{esc(figures.ladder_measured_at or '(no time recorded)')}"
+                          f" on {esc(figures.machine or 'an unrecorded machine')} — median of the repeated runs; "
                           "see the <a href=\"bench/index.html\">benchmark report</a>.")
     else:
         provenance.append("Requests per second: " + missing("not measured yet", HOW_TO_MEASURE["ladder"]))

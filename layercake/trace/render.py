@@ -279,7 +279,7 @@ def package_table(trace: Trace) -> Table:
     total = sum(p["self_ns"] for p in packages.values()) or 1
     table = Table(title="work per package (self time: time in the package's own frames)", title_justify="left")
     for col in ("package", "calls", "distinct lines seen", "self time", "share"):
-        table.add_column(col, justify="left" if col == "package" else "right")
+        table.add_column(col, justify="left" if col == "package" else "right", overflow="fold")
     order = [p.name for p in PACKAGES]
     for name in sorted(packages, key=lambda n: order.index(n) if n in order else len(order)):
         p = packages[name]
@@ -299,7 +299,7 @@ def thread_table(trace: Trace) -> Table:
         title_justify="left",
     )
     for col in ("thread", "runs", "first event", "last event", "profiled time"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for thread in trace.profile.get("threads", []):
         info = thread["thread"]
         table.add_row(
@@ -377,7 +377,7 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
     if parser_events:
         table = Table(title=f"2. parser events: {trace.parser.get('note')}", title_justify="left")
         for col in ("t (vs app call)", "call", "states (ours/theirs)", "detail"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")  # folded, never cut with "…", at 80 columns
         for event in parser_events:
             states = "/".join(event[k] for k in ("our_state", "their_state") if k in event)
             table.add_row(fmt_ns(event["t_ns"]), _event_name(event), states, _event_detail(event))
@@ -456,7 +456,14 @@ def render_scope_diff(diff: ScopeDiff, only_differences: bool = False) -> Render
         f"{'app' if ':' in diff.layer else 'layer'} (differences in bold)",
         title_justify="left",
     )
-    table.add_column("key", style="bold")
+    # The key is what a reader looks up: whole, on one line, whatever the width.
+    table.add_column(
+        "key",
+        style="bold",
+        no_wrap=True,
+        overflow="ignore",
+        min_width=max(len(r["key"]) for r in diff.rows or [{"key": "key"}]),
+    )
     for server in diff.servers:
         table.add_column(f"{server} ({diff.interfaces[server]})", overflow="fold")
     for row in diff.rows:
@@ -466,8 +473,8 @@ def render_scope_diff(diff: ScopeDiff, only_differences: bool = False) -> Render
         cells = [Text(v if isinstance(v, str) else json.dumps(v), style=style) for v in row["values"].values()]
         table.add_row(Text(row["key"], style=style), *cells)
     order = Table(title="header order as the app saw it", title_justify="left")
-    order.add_column("server")
-    order.add_column("headers")
+    order.add_column("server", no_wrap=True)
+    order.add_column("headers", overflow="fold")
     for server, names in diff.header_order.items():
         order.add_row(server, ", ".join(names))
     summary = Text(
@@ -501,6 +508,8 @@ def render_lifespan(record: LifespanRecord) -> RenderableType:
         import signal
 
         shown = f"{status} (ended by {signal.Signals(-status).name}: the server re-raised the signal after its graceful stop)"
+    elif status is None:  # never "None" at a reader: say what it means
+        shown = "not recorded (the process had not exited when the record was taken)"
     else:
         shown = str(status)
     head.add_row("exit status", shown)
@@ -545,8 +554,9 @@ def lifespan_findings(record: LifespanRecord) -> list[str]:
         out.append("shutdown ran at exit (lifespan.shutdown → lifespan.shutdown.complete).")
     elif startup is not None and record.started:
         out.append(
-            f"startup ran but no lifespan.shutdown was ever sent: the process ended (exit status "
-            f"{record.exit_status}) without telling the app -- a store closed at shutdown is never closed."
+            "startup ran but no lifespan.shutdown was ever sent: the process ended"
+            + (f" (exit status {record.exit_status})" if record.exit_status is not None else "")
+            + " without telling the app -- a store closed at shutdown is never closed."
         )
     if "app raised" in kinds and record.started:
         out.append(

@@ -35,12 +35,14 @@ def test_an_unknown_name_gets_the_choices_not_a_traceback(args: list[str], word:
 
 
 def test_an_output_file_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
-    # --json under a regular file: an OSError naming the user's path, once a traceback.
+    # --json under a regular file: once a traceback, then a line after the work; now refused
+    # before the work starts (layercake.outputs), as a bad argument (exit 2).
     (tmp_path / "plain").write_text("")
     done = layercake("verify", "bare_wsgi", "--json", str(tmp_path / "plain" / "out.json"))
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr
-    assert done.stderr.strip() == f"layercake: {tmp_path / 'plain' / 'out.json'}: Not a directory"
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "contract cases" not in done.stdout
+    path = tmp_path / "plain" / "out.json"
+    assert done.stderr.strip() == f"layercake: {path}: {tmp_path / 'plain'} is a file, not a directory"
 
 
 def test_verify_over_a_real_server() -> None:

@@ -152,8 +152,10 @@ def test_probe_command_grid_and_json(tmp_path: Path) -> None:
     assert [d["server"] for d in data] == ["scratch-wsgi", "scratch-asgi"]
     assert all(r["passed"] for d in data for r in d["results"])
     table = markdown.read_text().splitlines()
-    assert table[0] == "| case | expect | scratch-wsgi | scratch-asgi |"
-    assert "| smuggling/cl-te | 400 | 400 ✓ | 400 ✓ |" in table and table[-1].endswith("| 2/2 | 2/2 |")
+    assert table[0] == "| server | smuggling | valid | as expected |"  # the summary: servers as rows
+    assert "| scratch-wsgi | 1/1 | 1/1 | 2/2 |" in table
+    assert "| case | expect | scratch-wsgi | scratch-asgi |" in table
+    assert "| smuggling/cl-te | 400 / close | 400 ✓ | 400 ✓ |" in table and table[-1].endswith("| 2/2 | 2/2 |")
 
 
 def test_probe_command_refuses_unknown_names() -> None:
@@ -189,7 +191,9 @@ def test_probe_command_fails_when_no_server_could_be_probed(monkeypatch: pytest.
     monkeypatch.setattr(
         hardening,
         "probe_servers",
-        lambda names, *args: [ServerProbe(name, "bare_wsgi", skipped="server needs a package") for name in names],
+        lambda names, *args, probes: probes.extend(
+            ServerProbe(name, "bare_wsgi", skipped="server needs a package") for name in names
+        ),
     )
     result = CliRunner().invoke(cli, ["probe", "waitress", "--case", "valid/get"])
     assert result.exit_code == 1, result.output

@@ -65,7 +65,7 @@ def test_grid_runs_a_pair_and_writes_json_and_markdown(tmp_path: Path) -> None:
     assert cells["wsgiref"]["status"] == "partial"
     assert {f["case"] for f in cells["wsgiref"]["failures"]} >= {"stream", "echo"}
     assert all(f["known"] for f in cells["wsgiref"]["failures"])
-    assert "| bare_wsgi | ◐" in out_md.read_text() and "HTTP/1.0" in out_md.read_text()
+    assert "| wsgiref | ◐" in out_md.read_text() and "HTTP/1.0" in out_md.read_text()
     assert "what fails, and why" in result.output
 
 

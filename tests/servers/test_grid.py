@@ -107,7 +107,9 @@ def test_grid_output_names_every_failure_and_its_reason(tmp_path: Path) -> None:
     grid = Grid(["bare_wsgi", "bare_asgi", "flask"], ["wsgiref", "hypercorn"], cells, environment())
     assert cells[0].summary() == "◐ 16/17 streaming 1/2"
     markdown = to_markdown(grid)
-    assert "| bare_asgi | ◐ 14/15 http 14/15 ⇄ asgi->wsgi |" in markdown
+    # servers as rows, layers as columns
+    assert "| server | bare_wsgi | bare_asgi | flask |" in markdown
+    assert "| wsgiref | ◐ 16/17 streaming 1/2 | ◐ 14/15 http 14/15 ⇄ asgi->wsgi |" in markdown
     assert "known -- wsgiref: HTTP/1.0 server" in markdown and "UNEXPLAINED -- joined wrong" in markdown
     assert "n/a not installed: hypercorn" in markdown
     write_outputs(grid, tmp_path / "g.json", tmp_path / "g.md")
