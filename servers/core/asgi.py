@@ -1,4 +1,4 @@
-"""The ASGI side of the core: scopes built from h11 requests, and the rules an application's ``send()`` must follow.
+"""The ASGI side of the core: scopes built from request heads, and the rules an application's ``send()`` must follow.
 
 Theory of operation
 -------------------
@@ -24,14 +24,14 @@ and one that does gets a readable error.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
-import h11
-
+from servers.core.events import RequestHead
 from servers.core.http import decode_path, split_target
 from servers.core.writer import ResponseError, ResponseWriter
 
-__all__ = ["ASGI_VERSION", "ASGIProtocolError", "HTTPSend", "http_scope", "websocket_scope"]
+__all__ = ["ASGI_VERSION", "ASGIProtocolError", "HTTPSend", "SendState", "http_scope", "websocket_scope"]
 
 # ASGI spec: "asgi["version"]" is the version of the ASGI callable style (3.0: single callable); "spec_version"
 # the version of the HTTP/WebSocket spec implemented (2.4 added the OSError rule for send() after disconnect).
@@ -50,28 +50,26 @@ def _path(raw_path: bytes) -> str:
 
 
 def http_scope(
-    request: h11.Request,
+    request: RequestHead,
     *,
     server: tuple[str, int],
     client: tuple[str, int] | None,
     state: dict[str, Any] | None,
     root_path: str = "",
-    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, Any]:
-    """``headers``: ``list(request.headers)`` if the caller already made it (iterating h11's Headers is slow)."""
     raw_path, query = split_target(request.target)
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": ASGI_VERSION,
         "http_version": request.http_version.decode("ascii"),
-        "method": request.method.decode("ascii"),  # h11 keeps it as sent; methods are case-sensitive (RFC 9110 §9.1)
+        "method": request.method.decode("ascii"),  # kept as sent; methods are case-sensitive (RFC 9110 §9.1)
         "scheme": "http",
         "path": _path(raw_path),
         "raw_path": raw_path,
         "query_string": query,
         "root_path": root_path,
-        # ASGI: "header names should be lowercased"; h11 already lowercases and keeps order and repeats.
-        "headers": list(request.headers) if headers is None else headers,
+        # ASGI: "header names should be lowercased"; the parser lowercases and keeps order and repeats.
+        "headers": request.headers,
         "client": client,
         "server": server,
     }
@@ -83,15 +81,14 @@ def http_scope(
 
 
 def websocket_scope(
-    request: h11.Request,
+    request: RequestHead,
     *,
     server: tuple[str, int],
     client: tuple[str, int] | None,
     state: dict[str, Any] | None,
     root_path: str = "",
-    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, Any]:
-    scope = http_scope(request, server=server, client=client, state=state, root_path=root_path, headers=headers)
+    scope = http_scope(request, server=server, client=client, state=state, root_path=root_path)
     scope["type"] = "websocket"
     scope["scheme"] = "ws"
     del scope["method"]  # not part of the WebSocket scope
@@ -119,18 +116,30 @@ def check_headers(headers: Any, where: str) -> list[tuple[bytes, bytes]]:
     return checked
 
 
+class SendState(enum.Enum):
+    """Where an HTTP response is in the ASGI message order."""
+
+    START = "start"  # waiting for http.response.start
+    BODY = "body"  # http.response.start received; http.response.body until more_body is false
+    DONE = "done"  # the final body was sent: nothing more may be
+
+
 class HTTPSend:
     """The send side of one HTTP request cycle (ASGI HTTP spec, "Response Start" and "Response Body").
 
     ``message(msg)`` validates ``msg`` against the state and returns the bytes to write (possibly ``b""``).
-    States: ``"start"`` → ``"body"`` → ``"done"``.  Serialising is the ``ResponseWriter``'s job.
+    States: :class:`SendState`, ``START`` → ``BODY`` → ``DONE``.  Serialising is the ``ResponseWriter``'s job.
     """
 
     __slots__ = ("writer", "state")
 
     def __init__(self, writer: ResponseWriter) -> None:
         self.writer = writer
-        self.state = "start"
+        self.state = SendState.START
+
+    @property
+    def done(self) -> bool:
+        return self.state is SendState.DONE
 
     @property
     def started(self) -> bool:
@@ -143,7 +152,7 @@ class HTTPSend:
 
     def message(self, message: Any) -> bytes:
         kind = _message_type(message)
-        if self.state == "start":
+        if self.state is SendState.START:
             if kind != "http.response.start":
                 raise ASGIProtocolError(f"Expected ASGI message 'http.response.start', but got {kind!r}.")
             status = message.get("status")
@@ -161,9 +170,9 @@ class HTTPSend:
                 self.writer.start(status, check_headers(message.get("headers", ()), "http.response.start"))
             except ResponseError as exc:
                 raise ASGIProtocolError(f"http.response.start: {exc}") from None
-            self.state = "body"
+            self.state = SendState.BODY
             return b""
-        if self.state == "body":
+        if self.state is SendState.BODY:
             if kind != "http.response.body":
                 raise ASGIProtocolError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
             body = message.get("body", b"")
@@ -172,6 +181,6 @@ class HTTPSend:
             last = not message.get("more_body", False)
             data = self.writer.body(body, last)  # ResponseError (Content-Length disagrees) aborts the connection
             if last:
-                self.state = "done"
+                self.state = SendState.DONE
             return data
         raise ASGIProtocolError(f"Unexpected ASGI message {kind!r} sent, after response already completed.")

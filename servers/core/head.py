@@ -25,9 +25,13 @@ The end of the head
 -------------------
 RFC 9112 section 2.2: "a recipient MAY recognize a single LF as a line terminator and ignore any preceding CR".
 We therefore look for the first empty line in either spelling -- ``\\r\\n\\r\\n`` or ``\\n\\n`` (and the mixed
-forms) -- and leave to ``check_head`` whether a bare-LF head is accepted.  Leading empty lines are dropped, as
-section 2.2 asks: "a server that is expecting to receive and parse a request-line SHOULD ignore at least one empty
-line (CRLF) received prior to the request-line" (old clients sent a CRLF after a POST body).
+forms) -- and leave to ``check_head``
+whether a bare-LF head is accepted.  Leading empty lines are dropped, as section 2.2 asks: "a server that is
+expecting to receive and parse a request-line SHOULD ignore at least one empty line (CRLF) received prior to the
+request-line" (old clients sent a CRLF after a POST body) -- but only ``Limits.max_empty_lines`` of them (Apache's
+10): they are counted, skipped with one slice per read rather than one per line, and one more is a 400.  They are
+part of the head for the header-read timeout, which runs from the first of them, so a client sending CRLF forever
+is cut off like any other slow head.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ import re
 from servers.core.limits import Limits
 from servers.core.strict import Rejection, check_head, check_partial_head
 
-__all__ = ["HeadReader", "Rejection", "check_head", "check_partial_head"]
+__all__ = ["TOO_MANY_EMPTY_LINES", "HeadReader", "Rejection", "check_head", "check_partial_head"]
+
+#: More than ``Limits.max_empty_lines`` CRLFs before a request line.  Decided here, not in strict.py, because the
+#: gate sees heads, and these lines come before one.
+TOO_MANY_EMPTY_LINES = Rejection(400, "too many empty lines before the request line", "RFC 9112 §2.2")
 
 # The first empty line: LF, optional CR, LF.  (A CRLF line ending is "\r\n"; the empty line after it is "\r\n"
 # again, so the pattern "\n\r?\n" finds "\r\n\r\n", "\n\n", "\r\n\n" and "\n\r\n" alike.)
@@ -57,7 +65,7 @@ class HeadReader:
     (b'GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n', b'xyz')
     """
 
-    __slots__ = ("limits", "_buf", "_scanned", "_checked")
+    __slots__ = ("limits", "_buf", "_scanned", "_checked", "_empty_lines", "_cr", "_started")
 
     # check_partial_head is linear in the buffer, so calling it on every read would make a client that trickles
     # a 64 KiB head one byte per packet cost the server quadratic time.  A violation, once certain, stays the answer
@@ -71,20 +79,40 @@ class HeadReader:
         self._buf = bytearray()
         self._scanned = 0  # bytes already searched for the empty line (so a trickled head is not rescanned)
         self._checked = 0  # buffer length at the last check_partial_head
+        self._empty_lines = 0  # CRLFs skipped before this head's request line
+        self._cr = False  # the last byte before the request line was a CR: the first half of an empty line
+        self._started = False
 
     @property
     def started(self) -> bool:
-        """True once any byte of a head has arrived (the header-read timeout runs from here)."""
-        return bool(self._buf)
+        """True once any byte of a head has arrived, empty lines included (the header-read timeout runs from here)."""
+        return self._started
 
     def feed(self, data: bytes) -> tuple[bytes, bytes] | Rejection | None:
+        if not data:
+            return None
+        self._started = True
         if self._buf:
             self._buf += data  # a bytearray: appending a trickle is amortised O(1), not a copy of the whole head
-            buf = self._buf
+            buf: bytes | bytearray = self._buf
         else:
+            # Before the request line: skip empty lines (RFC 9112 §2.2), counting them, in one slice.
+            if self._cr:
+                data, self._cr = b"\r" + data, False
+            start = 0
+            while data.startswith(b"\r\n", start):
+                start += 2
+            if start:
+                self._empty_lines += start // 2
+                if self._empty_lines > self.limits.max_empty_lines:
+                    return TOO_MANY_EMPTY_LINES
+                data = data[start:]
+            if data == b"\r":  # half of an empty line, or the start of a bare-CR violation: wait for the next byte
+                self._cr = True
+                return None
+            if not data:
+                return None
             buf = data  # the common case: the whole head in one read, no copy at all
-            while buf[:2] == b"\r\n":
-                buf = buf[2:]  # RFC 9112 §2.2: ignore empty lines (CRLF) received before the request line
         match = _END_OF_HEAD.search(buf, max(0, self._scanned - 2))
         if match is None:
             if not self._buf:
@@ -97,11 +125,7 @@ class HeadReader:
         head_end = match.end()
         head, rest = bytes(buf[:head_end]), bytes(buf[head_end:])
         self._buf, self._scanned, self._checked = bytearray(), 0, 0
-        if head.startswith(b"\r\n"):  # the empty lines arrived in pieces, so they were not dropped above
-            while head[:2] == b"\r\n":
-                head = head[2:]
-            if not head:  # nothing but empty lines so far: keep waiting for the request line
-                return self.feed(rest) if rest else None
+        self._empty_lines, self._started = 0, False
         rejection = check_head(head, self.limits)
         if rejection is not None:
             return rejection

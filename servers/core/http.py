@@ -1,16 +1,11 @@
-"""HTTP/1.1 pieces both scratch servers share: one h11 connection per request cycle, the Date header, the request
-target, canned rejections and the access-log line.
+"""HTTP/1.1 pieces both scratch servers share: the exceptions an application sees, the Date header, the request
+target, the canned rejection and the access-log line.
 
 Theory of operation
 -------------------
-h11 is a sans-I/O state machine: ``receive_data(bytes)`` in, ``next_event()`` out.  We use it for the hard
-direction, *parsing requests* (responses are written by ``writer.py``).  Our servers create **one**
-``h11.Connection`` per request cycle rather than one per socket (``new_cycle``).  The usual way is to keep one and
-call ``start_next_cycle()``; we do not, because h11 would then parse a pipelined head straight out of its buffer,
-and every head must first pass ``servers/core/strict.py`` (see ``head.py``).  After ``EndOfMessage`` the server
-takes the unparsed bytes back with ``trailing_data`` and gives them to its ``HeadReader``.  The cost is
-constructing a small object per request (under a microsecond); the gain is that no byte reaches the application
-without passing our checks.
+Small helpers with no state worth a module of their own.  Parsing is ``parsers.py`` (behind the strict gate,
+``strict.py``); every decision about a connection is ``connection.py``; ordinary responses are written by
+``writer.py``.
 
 The headers a server adds (RFC 9110):
 
@@ -20,31 +15,21 @@ The headers a server adds (RFC 9110):
 
 This module performs no I/O: it computes bytes and strings; the servers move them.  What it deliberately does
 not do: check request heads (``strict.py``) or write ordinary responses (``writer.py``) -- ``rejection_response``
-is the one response written here, for a head refused before any h11 state exists.
+is the one response written here, for a request refused before any response writer exists.
 """
 
 from __future__ import annotations
 
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
 
-import h11
-
-from servers.core.limits import Limits
-
-if TYPE_CHECKING:
-    from servers.core.writer import ResponseWriter
-
 __all__ = [
-    "BodyTooLarge",
     "ClientDisconnected",
     "DateHeader",
+    "RequestBodyError",
     "access_line",
-    "new_cycle",
     "rejection_response",
-    "reusable",
     "split_target",
     "status_phrase",
 ]
@@ -59,26 +44,16 @@ class ClientDisconnected(OSError):
     """
 
 
-class BodyTooLarge(Exception):
-    """The request body exceeded ``Limits.max_body_bytes`` while being read (a chunked upload: with a
-    Content-Length the server refuses before the application runs).  Raised from ``wsgi.input``/``receive()``;
-    if it propagates out of the application before the response started, the server answers 413."""
+class RequestBodyError(Exception):
+    """Reading the request body failed by the client's fault: over ``Limits.max_body_bytes`` while counting a chunked
+    upload (413), a malformed chunk (400), a body that stopped coming (408).  Raised from ``wsgi.input`` and
+    ``receive()`` (the connection's ``BodyError`` event, as an exception the application can let propagate); if it
+    does and the response has not started, the server answers ``status``."""
 
-
-def new_cycle(limits: Limits) -> h11.Connection:
-    """A fresh h11 server connection for one request cycle (see the module docstring for why not one per socket).
-
-    ``max_incomplete_event_size`` bounds what h11 buffers while waiting for a complete event: chunk-size lines and
-    trailers, since heads were already measured by ``check_partial_head``.
-    """
-    return h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
-
-
-def reusable(conn: h11.Connection, writer: ResponseWriter) -> bool:
-    """May another request follow on this socket?  Our response must be complete and allow it (``writer``: the
-    persistence rules of RFC 9112 §9.3), and the client's request must have been read to its end (h11 moves to
-    MUST_CLOSE for ``Connection: close`` and HTTP/1.0)."""
-    return writer.finished and writer.keep_alive and conn.their_state is h11.DONE
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 class DateHeader:
@@ -142,11 +117,14 @@ def decode_path(raw_path: bytes) -> bytes:
     return unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
 
 
-def rejection_response(status: int, reason: str, server: bytes, date: bytes) -> bytes:
+def rejection_response(
+    status: int, reason: str, server: bytes, date: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> bytes:
     """A complete response for a head refused before h11 saw it, written by hand because there is no h11 state
     to keep in step.  Always ``Connection: close``: after a malformed head we cannot know where the next request
     would begin (RFC 9112 §9.6 lets a server close; §2.2 says to respond 400 and close after an invalid
-    request line)."""
+    request line).  ``headers``: fields the status requires, e.g. ``Sec-WebSocket-Version`` with a 426 (RFC 6455
+    §4.4: the server "MUST ... include a Sec-WebSocket-Version header field" listing the versions it speaks)."""
     body = f"{status} {status_phrase(status).decode()}: {reason}\n".encode("utf-8", "replace")
     return b"".join(
         [
@@ -154,6 +132,7 @@ def rejection_response(status: int, reason: str, server: bytes, date: bytes) -> 
             b"content-type: text/plain; charset=utf-8\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n",
+            *[name + b": " + value + b"\r\n" for name, value in headers or ()],
             b"date: ",
             date,
             b"\r\n",

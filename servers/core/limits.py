@@ -30,6 +30,11 @@ class Limits:
     # 16 KiB, nginx 4 x 8 KiB large_client_header_buffers, waitress's
     # max_request_header_size 256 KiB; we allow 64 KiB, between them.  Over: 431.
     max_head_bytes: int = 65536
+    # Empty lines (CRLF) ignored before a request line.  RFC 9112 section 2.2 asks a
+    # server to ignore "at least one"; Apache httpd ignores up to 10
+    # (DEFAULT_LIMIT_BLANK_LINES) and answers 400 past that.  Unbounded, a client could
+    # send CRLF forever and never start a head.  Over: 400.
+    max_empty_lines: int = 10
     # Request body, enforced by the server before the app sees it.  The contract's own
     # limits are smaller (1 MiB items, 16 MiB echo), so this is a backstop, like nginx's
     # client_max_body_size (1 MiB by default there, too small for the echo); 0 disables.
@@ -39,6 +44,20 @@ class Limits:
     # (Apache mod_reqtimeout header=20-40, nginx client_header_timeout 60s).  Slowloris
     # defence: a client that trickles its headers is cut off.
     header_timeout: float = 20.0
+    # Seconds to wait for the next piece of a request body the application asked for
+    # (Apache mod_reqtimeout body=20, nginx client_body_timeout 60s, waitress
+    # channel_timeout 120s).  Over: 408, or the connection closes while draining.
+    body_timeout: float = 20.0
+    # Unread request body discarded after a complete response so the connection can
+    # carry the next request (Go's net/http discards up to 256 KiB --
+    # maxPostHandlerReadBytes -- then closes; nginx discards without a limit, under
+    # lingering_timeout).  More than this left unread: the response says
+    # "Connection: close" and the connection ends with a lingering close.
+    max_drain_bytes: int = 256 * 1024
+    # Seconds a refused or closing connection keeps discarding input before it closes
+    # (Apache's lingering close reads for up to 2 s between reads, 30 s in all; nginx
+    # lingering_time 30 s, lingering_timeout 5 s).  Short: it is a courtesy.
+    linger_timeout: float = 2.0
     # Seconds an idle keep-alive connection is kept (uvicorn 5, gunicorn keepalive 2,
     # nginx keepalive_timeout 75).
     keepalive_timeout: float = 5.0

@@ -56,8 +56,9 @@ bare LF line terminator                400         RFC 9112 §2.2 lets a recipie
 bare CR inside a line                  400         RFC 9112 §2.2: "MUST consider that element to be invalid or
                                                    replace each bare CR with SP" -- we refuse.
 CRLFs before the request line          ignored     RFC 9112 §2.2: SHOULD ignore at least one (old clients sent
-                                                   one after a POST body).  h11 refuses them, so the servers
-                                                   drop them before h11; they count toward no limit.
+                                                   one after a POST body).  h11 refuses them, so the head
+                                                   reader drops them before h11: up to max_empty_lines (10,
+                                                   Apache's limit); one more is a 400 (``head.py``).
 whitespace line after request line     400         RFC 9112 §2.2: reject or consume -- we reject.
 obs-fold (line starts with SP/HTAB)    400         RFC 9112 §5.2: reject or replace with SP -- we reject.
 whitespace before the colon            400         RFC 9112 §5.1: MUST reject.
@@ -285,10 +286,12 @@ def _may_violate(buf: bytes, limits: Limits) -> bool:
 
 
 def _skip_empty_lines(buf: bytes) -> bytes:
-    """RFC 9112 §2.2: CRLFs before the request line are ignored (a bare LF is not)."""
-    while buf.startswith(b"\r\n"):
-        buf = buf[2:]
-    return buf
+    """RFC 9112 §2.2: CRLFs before the request line are ignored (a bare LF is not).  One slice, whatever their
+    number: slicing once per CRLF would cost quadratic time in a buffer full of them."""
+    start = 0
+    while buf.startswith(b"\r\n", start):
+        start += 2
+    return buf[start:] if start else buf
 
 
 def check_partial_head(buf: bytes, limits: Limits) -> Rejection | None:

@@ -30,19 +30,19 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-import h11
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, TextMessage
 from wsproto.utilities import generate_accept_token
 
 from servers.core.asgi import ASGIProtocolError, check_headers
+from servers.core.events import RequestHead
 from servers.core.http import ClientDisconnected
 from servers.core.writer import ResponseError, serialize_head
 
 __all__ = ["Outcome", "WebSocketSession", "accept_response", "handshake_problem", "is_websocket_upgrade"]
 
 
-def _header(request: h11.Request, name: bytes) -> bytes | None:
+def _header(request: RequestHead, name: bytes) -> bytes | None:
     values = [value for key, value in request.headers if key == name]
     return b", ".join(values) if values else None
 
@@ -51,14 +51,14 @@ def _tokens(value: bytes | None) -> set[bytes]:
     return {token.strip().lower() for token in (value or b"").split(b",")}
 
 
-def is_websocket_upgrade(request: h11.Request) -> bool:
+def is_websocket_upgrade(request: RequestHead) -> bool:
     """Did the client ask for a WebSocket?  (RFC 6455 §4.1: ``Upgrade: websocket`` and ``Connection: Upgrade``.)"""
     return b"websocket" in _tokens(_header(request, b"upgrade")) and b"upgrade" in _tokens(
         _header(request, b"connection")
     )
 
 
-def handshake_problem(request: h11.Request) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+def handshake_problem(request: RequestHead) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
     """``None`` for a valid opening handshake, else ``(status, reason, extra headers)`` to refuse it with.
 
     RFC 6455 §4.2.1: the request must be a GET, HTTP/1.1 or later, with a Host, ``Sec-WebSocket-Key`` (16 bytes,
@@ -80,7 +80,7 @@ def handshake_problem(request: h11.Request) -> tuple[int, str, list[tuple[bytes,
     return None
 
 
-def accept_response(request: h11.Request, message: dict[str, Any]) -> bytes:
+def accept_response(request: RequestHead, message: dict[str, Any]) -> bytes:
     """The ``101 Switching Protocols`` for a ``websocket.accept`` message (RFC 6455 §4.2.2)."""
     key = (_header(request, b"sec-websocket-key") or b"").strip()
     headers = [

@@ -33,6 +33,7 @@ What this module deliberately does not do: trailers, ``Transfer-Encoding`` other
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from servers.core.http import DateHeader, status_phrase
 
@@ -88,6 +89,8 @@ class ResponseWriter:
         "_head",
         "_framing",
         "_remaining",
+        "_persist",
+        "_on_end",
     )
 
     def __init__(
@@ -99,7 +102,13 @@ class ResponseWriter:
         date: DateHeader,
         server_header: bytes,
         closing: bool = False,
+        persist: Callable[[], bool] | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
+        """``persist``: asked once, as the head is built, whether the connection can carry another request after
+        this response (the connection's rule about unread bodies); ``on_end``: told when the response is complete."""
+        self._persist = persist
+        self._on_end = on_end
         self.method_head = method == b"HEAD"
         self.http_10 = http_version == b"1.0"
         tokens = b""
@@ -169,6 +178,8 @@ class ResponseWriter:
             out.append((b"date", self.date.value()))
         if not has_server:
             out.append((b"server", self.server_header))
+        if self.keep_alive and self._persist is not None and not self._persist():
+            self.keep_alive = False
         if not self.keep_alive:
             out.append((b"connection", b"close"))
         self._head = serialize_head(status, out, reason)
@@ -201,6 +212,8 @@ class ResponseWriter:
         if self._framing == "length" and self._remaining:
             raise ResponseError(f"the body ended {self._remaining} bytes short of the declared Content-Length")
         self.finished = True
+        if self._on_end is not None:
+            self._on_end()
         return b"0\r\n\r\n" if self._framing == "chunked" else b""
 
 

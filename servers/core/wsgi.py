@@ -1,13 +1,13 @@
-"""The WSGI side of the core: an h11 request becomes an ``environ``; ``start_response``/``write()`` and the body
+"""The WSGI side of the core: a request head becomes an ``environ``; ``start_response``/``write()`` and the body
 iterable become response bytes (through ``writer.py``).  PEP 3333 is quoted where each rule is applied.
 
 Theory of operation
 -------------------
 A WSGI server calls ``app(environ, start_response)`` once per request, synchronously, and iterates the result:
 
-* :func:`build_environ` turns an ``h11.Request`` into the CGI-style dict of PEP 3333 "environ Variables".
+* :func:`build_environ` turns a :class:`~servers.core.events.RequestHead` into the CGI-style dict of PEP 3333 "environ Variables".
 * :class:`WSGIInput` is ``wsgi.input``: a file-like object over a ``pull()`` callable that returns the next piece
-  of request body (or ``b""`` at its end).  The server's ``pull`` reads the socket through h11, so the stream
+  of request body (or ``b""`` at its end).  The server's ``pull`` reads the socket through the connection, so the stream
   ends exactly where the message ends -- for Content-Length *and* chunked bodies -- and never reads into a
   pipelined request (PEP 3333: a server "should simulate an end-of-file condition if the application attempts
   to read past" the Content-Length; ``wsgi.input_terminated`` tells the app it can simply read to EOF).
@@ -28,8 +28,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import h11
-
+from servers.core.events import RequestHead
 from servers.core.http import decode_path, split_target
 from servers.core.writer import ResponseWriter
 
@@ -58,7 +57,7 @@ def _environ_key(name: bytes) -> str | None:
 
 
 def build_environ(
-    request: h11.Request,
+    request: RequestHead,
     *,
     server: tuple[str, int],
     client: tuple[str, int] | None,
@@ -66,7 +65,6 @@ def build_environ(
     multiprocess: bool = False,
     url_scheme: str = "http",
     script_name: str = "",
-    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, Any]:
     """The PEP 3333 environ for ``request``.
 
@@ -102,7 +100,7 @@ def build_environ(
     if client is not None:
         environ["REMOTE_ADDR"] = client[0]
         environ["REMOTE_PORT"] = str(client[1])
-    for name, value in request.headers if headers is None else headers:  # h11 lowercases names (RFC 9110 §5.1)
+    for name, value in request.headers:  # lowercased by the parser (RFC 9110 §5.1)
         key = _environ_key(name)
         if key is None:
             continue

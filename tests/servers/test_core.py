@@ -13,7 +13,9 @@ import pytest
 
 from servers.core.asgi import ASGIProtocolError, HTTPSend, http_scope, websocket_scope
 from servers.core.head import HeadReader, Rejection
-from servers.core.http import ClientDisconnected, DateHeader, new_cycle, split_target
+from servers.core.events import NEED_DATA, Data, EndOfMessage, RequestHead
+from servers.core.http import ClientDisconnected, DateHeader, split_target
+from servers.core.parsers import H11Parser
 from servers.core.limits import Limits
 from servers.core.websocket import WebSocketSession, accept_response, handshake_problem, is_websocket_upgrade
 from servers.core.writer import ResponseError, ResponseWriter, error_response
@@ -140,12 +142,12 @@ def test_split_target(target: bytes, expected: tuple[bytes, bytes]) -> None:
 # --- WSGI environ -----------------------------------------------------------------------------------------------
 
 
-def request(head: bytes = HEAD, body: bytes = b"") -> tuple[h11.Connection, h11.Request]:
-    conn = new_cycle(Limits())
-    conn.receive_data(head + body)
-    event = conn.next_event()
-    assert isinstance(event, h11.Request)
-    return conn, event
+def request(head: bytes = HEAD, body: bytes = b"") -> tuple[H11Parser, RequestHead]:
+    parser = H11Parser(Limits())
+    parser.receive_data(head + body)
+    event = parser.next_event()
+    assert isinstance(event, RequestHead)
+    return parser, event
 
 
 def test_environ_pep3333_rules() -> None:
@@ -223,10 +225,10 @@ def test_wsgi_input_over_h11_chunked_stops_at_message_end() -> None:
 
     def pull() -> bytes:
         event = conn.next_event()
-        return bytes(event.data) if isinstance(event, h11.Data) else b""
+        return event.data if isinstance(event, Data) else b""
 
     assert WSGIInput(pull).read() == b"abcde"
-    assert conn.trailing_data[0] == b"GET /next HTTP/1.1\r\n"  # the next request is left for the HeadReader
+    assert conn.trailing_data == b"GET /next HTTP/1.1\r\n"  # the next request is left for the HeadReader
 
 
 # --- start_response -----------------------------------------------------------------------------------------------
@@ -354,8 +356,8 @@ def test_websocket_scope_and_handshake() -> None:
     # RFC 6455 §1.3's own example key and accept value
     assert raw.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
     assert b"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in raw
-    conn.next_event()  # EndOfMessage
-    assert conn.next_event() is h11.PAUSED  # h11 parses nothing after an upgrade request
+    assert isinstance(conn.next_event(), EndOfMessage)
+    assert conn.next_event() is NEED_DATA  # h11 parses nothing after an upgrade request (PAUSED inside)
     with pytest.raises(ASGIProtocolError, match="CR, LF or NUL"):
         accept_response(req, {"type": "websocket.accept", "headers": [(b"x", b"a\r\nb")]})
 
@@ -381,7 +383,7 @@ def test_http_send_state_machine_happy_path() -> None:
     s = sender()
     assert s.message({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}) == b""
     out = s.message({"type": "http.response.body", "body": b"hi"})
-    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\nhi") and s.state == "done"
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\nhi") and s.done
 
 
 @pytest.mark.parametrize(

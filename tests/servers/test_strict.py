@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from layercake.corpus import load_corpus
 from servers.core import strict
+from servers.core.head import TOO_MANY_EMPTY_LINES
 from servers.core.limits import Limits
 from servers.core.strict import RULES, Rejection, check_head, check_partial_head
 
@@ -199,10 +200,14 @@ def test_partial_head_rejects_as_soon_as_certain() -> None:
 
 def server_answer(data: bytes, cuts: list[int], limits: Limits = LIMITS) -> Rejection | None:
     """What a scratch server decides for the first request in ``data`` received in
-    pieces ending at ``cuts``: check_partial_head on each incomplete buffer, then
-    check_head on the head cut at its first CRLF CRLF."""
+    pieces ending at ``cuts``: the head reader's bound on leading empty lines, then
+    check_partial_head on each incomplete buffer and check_head on the head cut at its
+    first CRLF CRLF.  (The reader calls check_partial_head less often, for the same
+    answer a little later; here every prefix is checked.)"""
     for cut in [*sorted(set(cuts)), len(data)]:
         buf = strict._skip_empty_lines(data[:cut])
+        if (cut - len(buf)) // 2 > limits.max_empty_lines:
+            return TOO_MANY_EMPTY_LINES
         end = strict._EMPTY_LINE.search(buf)
         if end is not None:
             return check_head(buf[: end.end()], limits)
