@@ -156,26 +156,46 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def wrk(url: str, duration: float, connections: int, cpu: str) -> tuple[float, int]:
-    """Requests/second and the number of socket errors + non-2xx answers wrk saw."""
+def wrk(url: str, duration: float, connections: int, cpu: str) -> tuple[float, int, int]:
+    """Requests/second, the number of socket errors + non-2xx answers wrk saw, and the requests completed."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", url]  # wrk wants whole seconds
     if shutil.which("taskset"):
         command = ["taskset", "-c", cpu, *command]
     out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 30).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
+    count = re.search(r"(\d+) requests in", out)
+    if match is None or count is None:
         raise SystemExit(f"could not read wrk's output:\n{out}")
     rps = float(match.group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, errors + (int(bad.group(1)) if bad else 0)
+    return rps, errors + (int(bad.group(1)) if bad else 0), int(count.group(1))
 
 
-def measure(row: Row, duration: float, connections: int) -> tuple[float, int]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and every process below it, from /proc (0 elsewhere)."""
+    total, pending, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (man 5 proc: fields 14, 15)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return total
+
+
+def measure(row: Row, duration: float, connections: int) -> tuple[float, int, float]:
+    """(req/s, errors, server CPU µs per request).  The last is the steadier figure on a shared machine: another
+    process that takes the server's CPU lowers its req/s, not the CPU each request costs."""
     proc, url = start(row, "0")
     try:
         wrk(url, 1, connections, "1")  # warm-up: imports done, caches filled, connections established once
-        return wrk(url, duration, connections, "1")
+        before = cpu_seconds(proc.pid)
+        rps, errors, count = wrk(url, duration, connections, "1")
+        return rps, errors, (cpu_seconds(proc.pid) - before) / max(count, 1) * 1e6
     finally:
         stop(proc)
 
@@ -242,26 +262,32 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     print(f"environment: {json.dumps(env)}")
     results: dict[str, list[float]] = {r.label: [] for r in rows}
+    cpu_us: dict[str, list[float]] = {r.label: [] for r in rows}
     errors: dict[str, int] = dict.fromkeys(results, 0)
     try:
         for round_number in range(args.rounds):
             order = rows if round_number % 2 == 0 else rows[::-1]  # alternate who goes first
             for row in order:
-                rps, errs = measure(row, args.duration, args.connections)
+                rps, errs, cpu = measure(row, args.duration, args.connections)
                 results[row.label].append(rps)
+                cpu_us[row.label].append(cpu)
                 errors[row.label] += errs
-                print(f"round {round_number + 1}: {row.label:28} {rps:9.0f} req/s  errors {errs}", flush=True)
+                print(
+                    f"round {round_number + 1}: {row.label:28} {rps:9.0f} req/s  {cpu:6.1f} CPU µs/request  "
+                    f"errors {errs}",
+                    flush=True,
+                )
     except KeyboardInterrupt:
         print("interrupted: the rounds measured so far are summarised", file=sys.stderr)
-        results = {k: v[: min(len(x) for x in results.values()) or len(v)] for k, v in results.items() if v}
+        results = {k: v for k, v in results.items() if v}
     medians = {label: statistics.median(v) for label, v in results.items() if v}
     floor = medians.get("floor")
     print()
-    print(f"{'row':28} {'median req/s':>13} {'min-max':>17} {'of floor':>9}")
+    print(f"{'row':28} {'median req/s':>13} {'min-max':>17} {'of floor':>9} {'CPU µs/req':>11}")
     for label, rps in sorted(medians.items(), key=lambda kv: -kv[1]):
         spread = f"{min(results[label]):.0f}-{max(results[label]):.0f}"
         fraction = f"{rps / floor:8.2f}x" if floor else ""
-        print(f"{label:28} {rps:13.0f} {spread:>17} {fraction:>9}")
+        print(f"{label:28} {rps:13.0f} {spread:>17} {fraction:>9} {statistics.median(cpu_us[label]):11.1f}")
     summary = {}
     print()
     for ours, theirs, minimum, aim in GOALS:
@@ -271,14 +297,18 @@ def main(argv: list[str] | None = None) -> int:
         a, b = medians[ours], medians[theirs]
         paired = statistics.median(x / y for x, y in zip(results[ours][:n], results[theirs][:n], strict=True))
         verdict = "aim met" if a / b >= aim else "goal met" if a / b >= minimum else "BELOW the goal"
+        # CPU per request, theirs / ours: the same comparison from the figure a busy machine disturbs least.
+        by_cpu = statistics.median(cpu_us[theirs]) / statistics.median(cpu_us[ours])
         summary[f"{ours} / {theirs}"] = {
             "ratio_of_medians": round(a / b, 3),
             "median_of_round_ratios": round(paired, 3),
+            "cpu_per_request_ratio": round(by_cpu, 3),
             "goal": minimum,
             "aim": aim,
         }
         print(
-            f"{ours:28} / {theirs:28} {a / b:5.2f}x  (per-round {paired:.2f}x; goal >= {minimum}, aim {aim}: {verdict})"
+            f"{ours:28} / {theirs:28} {a / b:5.2f}x  (per-round {paired:.2f}x, by CPU/request {by_cpu:.2f}x; "
+            f"goal >= {minimum}, aim {aim}: {verdict})"
         )
     costs = parser_costs()
     print()
@@ -290,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                     "environment": env,
                     "args": vars(args),
                     "rps": results,
+                    "cpu_us_per_request": cpu_us,
                     "errors": errors,
                     "ratios": summary,
                     "parser_costs": [c.to_dict() for c in costs],

@@ -88,6 +88,11 @@ class State(enum.Enum):
     UPGRADED = "upgraded"  # a WebSocket took the connection over; HTTP is finished with it
     CLOSED = "closed"  # the server should close the socket
 
+    # Speed (issue 12's profile): Enum's own __hash__ is Python code (hash(self._name_)), and _to() looks up
+    # (state, why) in TRANSITIONS, and TIMERS by state, about four times per request.  Members are singletons
+    # compared by identity, so identity hashing is equivalent -- and runs in C.
+    __hash__ = object.__hash__
+
 
 S = State
 #: (state, what happened) -> next state.  Every change of ``ServerConnection.state`` is one of these.
@@ -290,6 +295,7 @@ class ServerConnection:
         assert isinstance(head, RequestHead), head  # a complete head always yields one
         self._parser, self.head = parser, head
         self._new_cycle_state()
+        upgrade = False
         for name, value in head.headers:
             if name == b"content-length":
                 self._content_length = int(value)  # the gate made sure it is one valid 1*DIGIT
@@ -298,6 +304,8 @@ class ServerConnection:
                 self._bodyless = False  # the gate made sure chunked is the final (and only) coding
             elif name == b"expect" and head.http_version == b"1.1":
                 self._waiting_for_continue = True  # the gate refused any other expectation (417)
+            elif name == b"upgrade":
+                upgrade = True  # speed (issue 12): only then is the full handshake check below worth its cost
         if rest:
             self._waiting_for_continue = False
         self.writer = ResponseWriter(
@@ -311,7 +319,7 @@ class ServerConnection:
             on_end=self._response_complete,
         )
         self._to(S.BODY, "the head is complete and passes the gate")
-        if self.websockets and is_websocket_upgrade(head):
+        if self.websockets and upgrade and is_websocket_upgrade(head):
             problem = handshake_problem(head)
             if problem is not None:
                 status, reason, headers = problem

@@ -271,7 +271,10 @@ class HttptoolsParser:
                     raise ParseError(431, "request head too large")
                 return
             end += 4
-            head, self._buffer = self._buffer[:end], self._buffer[end:]
+            if end == len(self._buffer):  # the usual case, a GET and nothing after it: no slicing
+                head, self._buffer = self._buffer, b""
+            else:
+                head, self._buffer = self._buffer[:end], self._buffer[end:]
             self._start(head)
         if self._state is _LENGTH:
             n = min(self._remaining, len(self._buffer))
@@ -286,15 +289,12 @@ class HttptoolsParser:
         """Feed the complete head to a new llhttp and decide how the body is framed."""
         self._method = head[: head.find(b" ")]
         self._llhttp = parser = httptools.HttpRequestParser(self)
-        # h11 accepts whitespace after the chunk size (RFC 9112 §7.1.1 BWS); llhttp only with this flag.
-        parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
         try:
             self._execute(head)
         except _UnknownMethod:
             # llhttp knows a fixed table of methods; h11 (and RFC 9110 §9.1) any token.  The method does not
             # change how llhttp frames a request body, so it parses the same head with GET in its place.
             self._llhttp = parser = httptools.HttpRequestParser(self)
-            parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
             self._begun = False
             self._execute(b"GET" + head[len(self._method) :])
         if self._state is _DONE:
@@ -302,12 +302,14 @@ class HttptoolsParser:
         framing = _framing_of(self._headers)
         if self._state is _UPGRADE:  # llhttp skipped the body; a second llhttp reads it (see the table above)
             self._llhttp = parser = httptools.HttpRequestParser(_BodyOnly(self))
-            parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
             if framing == b"chunked":
                 parser.feed_data(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
             else:
                 parser.feed_data(b"POST / HTTP/1.1\r\nContent-Length: " + framing + b"\r\n\r\n")
         if framing == b"chunked":
+            # h11 accepts whitespace after the chunk size (RFC 9112 §7.1.1 BWS); llhttp only with this flag (set
+            # here, not for every request: only a chunked body reads it).
+            parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
             self._state = _CHUNKED
         else:
             self._state = _LENGTH
@@ -373,8 +375,10 @@ class HttptoolsParser:
     def on_headers_complete(self) -> None:
         self._head_sent = True
         parser = self._llhttp
-        version = _VERSIONS.get(parser.get_http_version()) or parser.get_http_version().encode()
-        self._events.append(RequestHead(self._method, self._url, version, self._headers))
+        version = parser.get_http_version()
+        self._events.append(
+            RequestHead(self._method, self._url, _VERSIONS.get(version) or version.encode(), self._headers)
+        )
         if parser.should_upgrade() and _framing_of(self._headers) != b"0":
             self._state = _UPGRADE  # llhttp will skip the body and call on_message_complete: not the end for us
 

@@ -281,8 +281,9 @@ def _may_violate(buf: bytes, limits: Limits) -> bool:
     lines = buf.split(b"\n")
     if max(map(len, lines)) > min(limits.max_request_line, limits.max_header_line):
         return True
-    # Every complete line must end in CR (no bare LF).
-    return not all(line.endswith(b"\r") for line in lines[:-1])
+    # Every complete line must end in CR (no bare LF): every LF is the end of a CRLF.  (Counted in C rather than
+    # tested line by line in a generator: this runs on every head -- speed, issue 12.)
+    return buf.count(b"\n") != buf.count(b"\r\n")
 
 
 def _skip_empty_lines(buf: bytes) -> bytes:
@@ -330,7 +331,9 @@ def check_head(head: bytes, limits: Limits) -> Rejection | None:
     end = _EMPTY_LINE.search(head)
     if not head or end is None or end.end() != len(head):
         raise ValueError("check_head() needs a head that ends with its first empty line")
-    rejection = _framing(head, limits)
+    # Speed (issue 12's profile): _may_violate's C-speed over-approximation clears the usual head, so the
+    # line-by-line walk in _framing runs only for a head that may break a size or line-terminator rule.
+    rejection = _framing(head, limits) if _may_violate(head, limits) else None
     if rejection is not None:
         return rejection
     # No bare LF survived _framing, so the head ends in CRLF CRLF and CRLF is the only
@@ -436,7 +439,14 @@ def _list_members(values: list[bytes]) -> list[bytes]:
 
 
 def _check_message(version: tuple[int, int], fields: list[tuple[bytes, bytes]], limits: Limits) -> Rejection | None:
-    hosts = _values(fields, b"host")
+    # One pass over the fields for the four this function reads (speed, issue 12: a scan per name was a
+    # twentieth of a request's time in the profile).
+    wanted: dict[bytes, list[bytes]] = {b"host": [], b"content-length": [], b"transfer-encoding": [], b"expect": []}
+    for field, value in fields:
+        bucket = wanted.get(field)
+        if bucket is not None:
+            bucket.append(value)
+    hosts = wanted[b"host"]
     if len(hosts) > 1:
         return RULES["host-repeated"]
     if not hosts and version == (1, 1):
@@ -444,8 +454,8 @@ def _check_message(version: tuple[int, int], fields: list[tuple[bytes, bytes]], 
     if hosts and not _HOST_PORT.fullmatch(hosts[0]):
         return RULES["host-invalid"]
 
-    lengths = _values(fields, b"content-length")
-    encodings = _values(fields, b"transfer-encoding")
+    lengths = wanted[b"content-length"]
+    encodings = wanted[b"transfer-encoding"]
     if encodings and version == (1, 0):
         return RULES["te-in-http10"]
     if encodings and lengths:
@@ -479,7 +489,7 @@ def _check_message(version: tuple[int, int], fields: list[tuple[bytes, bytes]], 
         if names != [b"chunked"]:
             return RULES["te-unsupported"]
 
-    for expectation in _list_members(_values(fields, b"expect")):
+    for expectation in _list_members(wanted[b"expect"]):
         if expectation.lower() != b"100-continue":
             return RULES["expect-unsupported"]
     return None
