@@ -108,7 +108,7 @@ class Target:
     def id(self) -> str:
         if self.server in (FLOOR, NODE):
             return self.layer
-        return f"{self.server}[{self.label}]/{self.layer}" if self.label else f"{self.server}/{self.layer}"
+        return f"{self.server}({self.label})/{self.layer}" if self.label else f"{self.server}/{self.layer}"
 
     @property
     def kind(self) -> str:

@@ -40,7 +40,7 @@ def test_the_parsers_experiment_plans_each_pair_once_with_its_flags() -> None:
     ids = [t.id for t in targets]
     assert ids[0] == "floor" and len(ids) == len(set(ids))
     matrix = {t.id: dict(t.flags) for t in parser_matrix()}
-    if "httptools" in PARSERS and "scratch-asgi[httptools+uvloop]/bare_asgi" in matrix:
-        assert matrix["scratch-asgi[httptools+uvloop]/bare_asgi"] == {"http": "httptools", "loop": "uvloop"}
-        assert matrix["uvicorn[httptools+uvloop]/bare_asgi"] == {"http": "httptools", "loop": "uvloop"}
-    assert matrix["scratch-wsgi[h11]/bare_wsgi"] == {"http": "h11", "threads": 8}
+    if "httptools" in PARSERS and "scratch-asgi(httptools+uvloop)/bare_asgi" in matrix:
+        assert matrix["scratch-asgi(httptools+uvloop)/bare_asgi"] == {"http": "httptools", "loop": "uvloop"}
+        assert matrix["uvicorn(httptools+uvloop)/bare_asgi"] == {"http": "httptools", "loop": "uvloop"}
+    assert matrix["scratch-wsgi(h11)/bare_wsgi"] == {"http": "h11", "threads": 8}
