@@ -161,9 +161,10 @@ class H11MypycParser(H11Parser):
 #   call more per occurrence.
 #
 # Whatever is left is the next request, held back for ``trailing_data``.  As a guard, a second ``on_message_begin``
-# -- llhttp starting a message we did not mean to feed it -- is an error, never a parse.  Measured: the extra work is
-# a ``bytes.find`` per read; parsing a small GET costs a few microseconds either way (``python -m
-# servers.bench_scratch --parsers``).
+# -- llhttp starting a message we did not mean to feed it -- is an error, never a parse.  Measured (``python -m
+# layercake.bench.parsers``): stopping costs one ``bytes.find`` per read, a C scan; what this class adds to llhttp
+# alone is the Python around it -- 13 Python calls for a GET (our callbacks, the events) against llhttp's 4 bare
+# callbacks, and 87 for h11.
 #
 # Where llhttp and h11 differ, and what makes the answers equal (the strict gate has already refused every head
 # either parser would read differently -- bare LF, obs-fold, whitespace before the colon, CL with TE, ...):
