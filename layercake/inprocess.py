@@ -7,34 +7,47 @@ or a ``scope`` (ASGI), then carry the body in and the response out.  These drive
 exactly that and nothing else, so the contract can be checked, and a layer's own cost
 measured, without any server in the way.
 
-* :class:`WSGIDriver` builds the environ by hand and, by default, wraps the app in
+* :class:`WSGIDriver` builds the environ with the very function our servers use
+  (``servers/core/wsgi.py``'s ``build_environ``, from a ``RequestHead`` shaped like the
+  one the parser produces) and, by default, wraps the app in
   :func:`wsgiref.validate.validator`, which asserts PEP 3333's rules on both sides --
   ours and the app's.  The body is a lazy stream: a declared 16 MiB upload is never
   built in memory, and the driver counts how much of it the app read, so "refused
   before reading" can be checked.
 * :class:`ASGIDriver` runs its own event loop on a background thread so that callers
-  (the contract runner, the tour) can stay synchronous.  It runs the lifespan protocol
-  (ASGI lifespan spec: ``lifespan.startup`` before any request, ``lifespan.shutdown``
-  at the end, one ``state`` dict copied into every request's scope), drives HTTP
+  (the contract runner, the tour) can stay synchronous.  Its scopes come from the
+  servers' ``http_scope``/``websocket_scope`` (``servers/core/asgi.py``), and it runs
+  lifespan with the servers' ``LifespanRunner`` (``servers/lifespan.py``: ``lifespan.startup``
+  before any request, ``lifespan.shutdown`` at the end, one ``state`` dict copied into
+  every request's scope), drives HTTP
   requests with ``http.request``/``http.disconnect`` and checks the order of the
   app's ``send`` messages, and holds WebSocket sessions.
 
-What they deliberately don't do: HTTP framing, keep-alive, timeouts, concurrency.
-That is the servers' work (``servers/``); these drivers are the control group.
+So "in-process" means *our server core without a socket*: an application sees the same
+environ or scope here as on scratch-wsgi or scratch-asgi for the same request (a test
+diffs them).  What they deliberately don't do: HTTP framing, keep-alive, timeouts,
+concurrency.  That is the servers' work (``servers/``); these drivers are the control group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+
+from servers.core.asgi import http_scope, websocket_scope
+from servers.core.events import RequestHead
+from servers.core.wsgi import build_environ
+from servers.lifespan import LifespanRunner
 
 Headers = list[tuple[str, str]]
+
+#: The addresses a driver's request claims, as a server on a loopback port would report them.
+SERVER = ("127.0.0.1", 80)
+CLIENT = ("127.0.0.1", 50000)
 
 
 @dataclass
@@ -69,19 +82,24 @@ class BodyStream(io.RawIOBase):
     yields zeros lazily, so nothing large is built unless the app really reads it.
     """
 
-    def __init__(self, parts: Iterable[bytes]) -> None:
+    def __init__(self, parts: Iterable[bytes], limit: int | None = None) -> None:
         self._parts: Iterator[bytes] = iter(parts)
         self._buffer = b""
         self.bytes_read = 0
+        # Like a server's wsgi.input (and what ``wsgi.input_terminated`` promises): EOF exactly at the end of a
+        # Content-Length body, whatever the caller's parts hold after it.
+        self._left = limit
 
     def readable(self) -> bool:
         return True
 
     def _fill(self, want: int) -> None:
         while want < 0 or len(self._buffer) < want:
-            part = next(self._parts, None)
+            part = next(self._parts, None) if self._left != 0 else None
             if part is None:
                 return
+            if self._left is not None:
+                part, self._left = part[: self._left], self._left - min(len(part), self._left)
             self._buffer += part
 
     def read(self, size: int | None = -1) -> bytes:
@@ -122,9 +140,22 @@ def zeros(total: int, piece: int = 65536) -> Iterator[bytes]:
         yield b"\0" * n
 
 
-def _split_target(target: str) -> tuple[str, str]:
-    path, _, query = target.partition("?")
-    return path, query
+#: An opening handshake's fields (RFC 6455 §4.1), with §1.3's example key.
+WEBSOCKET_HANDSHAKE: Headers = [
+    ("upgrade", "websocket"),
+    ("connection", "Upgrade"),
+    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ("sec-websocket-version", "13"),
+]
+
+
+def request_head(method: str, target: str, headers: Headers = ()) -> RequestHead:  # type: ignore[assignment]
+    """The head a parser would produce for this request: names lowercased, a ``Host`` added if the caller sent none
+    (every HTTP/1.1 request has one, RFC 9112 §3.2), everything as latin-1 bytes."""
+    fields = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    if not any(name == b"host" for name, _ in fields):
+        fields.insert(0, (b"host", SERVER[0].encode()))
+    return RequestHead(method.encode("ascii"), target.encode("latin-1"), b"1.1", fields)
 
 
 # --------------------------------------------------------------------------- WSGI
@@ -150,41 +181,13 @@ class WSGIDriver:
         body: BodyStream | None = None,
         content_length: int | None = None,
     ) -> dict[str, Any]:
-        """The environ for one request (PEP 3333, "environ Variables")."""
-        path, query = _split_target(target)
-        # PEP 3333: PATH_INFO is the decoded path, carried as latin-1 "bytes in str".
-        path_info = unquote(path, encoding="latin-1")
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": method,
-            "SCRIPT_NAME": "",
-            "PATH_INFO": path_info,
-            "QUERY_STRING": query,
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "80",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": "127.0.0.1",
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.input": body or BodyStream(()),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": False,
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-        }
+        """The environ for one request: the servers' ``build_environ`` (PEP 3333, "environ Variables")."""
+        fields = list(headers)
         if content_length is not None:
-            environ["CONTENT_LENGTH"] = str(content_length)
-        else:
-            # A body of unknown length (chunked): the server promises EOF at its end.
-            environ["wsgi.input_terminated"] = True
-        for name, value in headers:
-            key = name.upper().replace("-", "_")
-            if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                if key == "CONTENT_TYPE":
-                    environ[key] = value
-                continue
-            key = "HTTP_" + key
-            environ[key] = f"{environ[key]}, {value}" if key in environ else value
-        return environ
+            fields.append(("content-length", str(content_length)))
+        return build_environ(
+            request_head(method, target, fields), server=SERVER, client=CLIENT, wsgi_input=body or BodyStream(())
+        )
 
     def request(
         self,
@@ -204,10 +207,12 @@ class WSGIDriver:
             parts: Iterable[bytes] = [bytes(body)] if body else []
         else:
             parts = body
-        stream = BodyStream(parts)
-        environ = self.environ(method, target, headers, stream, content_length)
         if content_length is None and not chunked:
-            environ.pop("wsgi.input_terminated", None)  # no body at all
+            parts = []  # RFC 9112 §6.3: no Content-Length and no chunked coding is a request without a body
+        stream = BodyStream(parts, content_length)
+        if chunked and content_length is None:
+            headers = [*headers, ("transfer-encoding", "chunked")]
+        environ = self.environ(method, target, headers, stream, content_length)
         captured: dict[str, Any] = {}
 
         def start_response(status: str, response_headers: Headers, exc_info: Any = None) -> Callable[[bytes], None]:
@@ -238,16 +243,7 @@ class WSGIDriver:
 
     def websocket(self, path: str) -> Response:
         """WSGI cannot hold a WebSocket: send the upgrade request and return the plain answer."""
-        return self.request(
-            "GET",
-            path,
-            headers=[
-                ("Upgrade", "websocket"),
-                ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                ("Sec-WebSocket-Version", "13"),
-            ],
-        )
+        return self.request("GET", path, headers=WEBSOCKET_HANDSHAKE)
 
     def close(self) -> None:
         pass
@@ -272,73 +268,43 @@ class ASGIDriver:
     def __init__(self, app: Callable[..., Awaitable[None]], *, lifespan: bool = True, timeout: float = 30.0) -> None:
         self.app = app
         self.timeout = timeout
-        self.state: dict[str, Any] = {}
+        self.lifespan = LifespanRunner(app)
         self.lifespan_supported: bool | None = None
-        self.lifespan_messages: list[dict[str, Any]] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="asgi-driver", daemon=True)
         self._thread.start()
-        self._lifespan_in: asyncio.Queue[dict[str, Any]] | None = None
-        self._lifespan_task: asyncio.Future[None] | None = None
         if lifespan:
             self._call(self._startup())
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.lifespan.state
+
+    @property
+    def lifespan_messages(self) -> list[dict[str, Any]]:
+        return self.lifespan.messages
 
     def _call(self, coro: Awaitable[Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout)  # type: ignore[arg-type]
 
-    # -- lifespan (ASGI lifespan spec) ------------------------------------------
+    # -- lifespan (ASGI lifespan spec), as the servers run it ---------------------
 
     async def _startup(self) -> None:
-        self._lifespan_in = asyncio.Queue()
-        out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
-
-        async def send(message: dict[str, Any]) -> None:
-            self.lifespan_messages.append(message)
-            await out.put(message)
-
-        async def run() -> None:
-            try:
-                await self.app(scope, self._lifespan_in.get, send)  # type: ignore[union-attr]
-            except Exception as exc:  # spec: an app that raises here does not support lifespan
-                await out.put({"type": "layercake.lifespan.unsupported", "error": repr(exc)})
-
-        self._lifespan_task = asyncio.ensure_future(run())
-        await self._lifespan_in.put({"type": "lifespan.startup"})
-        reply = await out.get()
-        if reply["type"] == "lifespan.startup.complete":
-            self.lifespan_supported = True
-        elif reply["type"] == "lifespan.startup.failed":
-            raise RuntimeError(f"lifespan startup failed: {reply.get('message', '')}")
-        else:
-            self.lifespan_supported = False
-        self._lifespan_out = out
+        outcome = await self.lifespan.startup(self.timeout)
+        if outcome.failed is not None:
+            raise RuntimeError(f"lifespan startup failed: {outcome.failed}")
+        self.lifespan_supported = outcome.supported
 
     async def _shutdown(self) -> None:
-        if not self.lifespan_supported or self._lifespan_in is None:
-            return
-        await self._lifespan_in.put({"type": "lifespan.shutdown"})
-        await asyncio.wait_for(self._lifespan_out.get(), self.timeout)
+        if self.lifespan_supported:
+            await self.lifespan.shutdown(self.timeout)
 
     # -- HTTP (ASGI HTTP connection scope) ---------------------------------------
 
     def scope(self, method: str, target: str, headers: Headers = ()) -> dict[str, Any]:  # type: ignore[assignment]
-        path, query = _split_target(target)
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": unquote(path),
-            "raw_path": path.encode("latin-1"),
-            "query_string": query.encode("latin-1"),
-            "root_path": "",
-            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 80),
-            "state": dict(self.state),  # lifespan spec: a shallow copy per request
-        }
+        """The servers' ``http_scope`` for this request, with a copy of the lifespan state."""
+        state = self.state if self.lifespan_supported else None
+        return http_scope(request_head(method, target, headers), server=SERVER, client=CLIENT, state=state)
 
     def request(
         self,
@@ -426,9 +392,9 @@ class ASGIDriver:
         return self._call(self._ws_open(path))
 
     async def _ws_open(self, path: str) -> WebSocketSession | Response:
-        scope = self.scope("GET", path)
-        scope.update(type="websocket", scheme="ws", subprotocols=[])
-        scope["asgi"] = {"version": "3.0", "spec_version": "2.4"}
+        head = request_head("GET", path, WEBSOCKET_HANDSHAKE)
+        state = self.state if self.lifespan_supported else None
+        scope = websocket_scope(head, server=SERVER, client=CLIENT, state=state)
         session = WebSocketSession(self)
         session.task = asyncio.ensure_future(self.app(scope, session._from_client.get, session._on_send))
         await session._from_client.put({"type": "websocket.connect"})

@@ -30,6 +30,8 @@ from servers.supervise import RunningServer, plan_server
 
 def curl_lines(url: str, layer: Layer) -> list[str]:
     """A few requests worth trying on ``layer`` at ``url``."""
+    if not getattr(layer, "contract", True):  # a user's own app (--app): we know none of its routes
+        return [f"curl -i {url}/"]
     lines = [
         f"curl -i {url}/plaintext",
         f"curl -s {url}/items/1",
@@ -69,14 +71,14 @@ def signals_interrupt() -> Iterator[None]:
 
 
 def serve(
-    layer_name: str,
+    layer_name: str | Layer,
     server: str | None,
     opts: ServerOptions,
     echo: Callable[[str], Any] = print,
     seconds: float | None = None,
 ) -> int:
     """Serve until interrupted (or for ``seconds``); returns the exit status for the shell."""
-    layer = get_layer(layer_name)
+    layer = layer_name if isinstance(layer_name, Layer) else get_layer(layer_name)
     planned: RunningServer = plan_server(server or default_server(layer.interface), layer, opts)
     echo(
         f"layercake: {layer.name} ({layer.interface}) on {planned.name}"

@@ -82,9 +82,8 @@ class Row:
         from servers.registry import ServerOptions, get_server
 
         spec = get_server(self.server)
-        opts = ServerOptions(
-            port=port, log_level="warning" if spec.program != "waitress-serve" else None, **self.options
-        )  # type: ignore[arg-type]
+        log_level = None if spec.program == "waitress-serve" else "warning"  # waitress has no --log-level
+        opts = ServerOptions(port=port, log_level=log_level, **self.options)  # type: ignore[arg-type]  # the row's fields
         return spec.argv(LAYERS[spec.interface], opts)
 
 
@@ -252,10 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     from servers.registry import get_server
 
     missing = [
-        f"{r.label} ({get_server(r.server).missing.package})"
+        f"{r.label} ({req.package})"
         for r in rows
-        if r.server != "floor" and not get_server(r.server).available
-    ]  # type: ignore[union-attr]
+        if r.server != "floor" and (req := get_server(r.server).missing) is not None
+    ]
     if missing:
         print(f"not installed, skipped: {', '.join(missing)} -- pip install 'layercake[servers]'", file=sys.stderr)
         rows = [r for r in rows if r.server == "floor" or get_server(r.server).available]

@@ -57,6 +57,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from servers.lifespan import LifespanRunner
+
 WSGI_APP_ENV = "LAYERCAKE_WSGI_APP"  # the WSGI app that wsgi_on_asgi serves
 ASGI_APP_ENV = "LAYERCAKE_ASGI_APP"  # the ASGI app that asgi_on_wsgi serves
 THREADS_ENV = "LAYERCAKE_BRIDGE_THREADS"  # WSGI->ASGI thread pool size
@@ -129,7 +131,8 @@ def wsgi_to_asgi(app: Callable[..., Iterable[bytes]], threads: int = DEFAULT_THR
     """An ASGI app running the WSGI ``app`` in a pool of ``threads`` threads."""
     from a2wsgi import WSGIMiddleware
 
-    def terminated(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    # Any, not dict[str, Any]: a2wsgi types its environ and scopes as TypedDicts, and ours are plain dicts.
+    def terminated(environ: Any, start_response: Any) -> Iterable[bytes]:
         # a2wsgi's wsgi.input returns b"" at the end of the body whether or not the client
         # sent Content-Length (a chunked upload on an ASGI server has none), which is what
         # ``wsgi.input_terminated`` promises (the WSGI "input terminated" extension, honoured
@@ -140,7 +143,7 @@ def wsgi_to_asgi(app: Callable[..., Iterable[bytes]], threads: int = DEFAULT_THR
 
     middleware = WSGIMiddleware(terminated, workers=threads)
 
-    async def bridge(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def bridge(scope: Any, receive: Any, send: Any) -> None:
         # The ASGI spec promises only that ``receive`` is an awaitable callable; a2wsgi hands
         # ``receive()`` to run_coroutine_threadsafe, which wants a real coroutine.  Granian's
         # receive returns a Rust future, so wrap it in one.
@@ -149,7 +152,7 @@ def wsgi_to_asgi(app: Callable[..., Iterable[bytes]], threads: int = DEFAULT_THR
 
         await middleware(scope, receive_coroutine, send)
 
-    bridge.threads = threads  # type: ignore[attr-defined]
+    bridge.threads = threads  # type: ignore[attr-defined]  # a function attribute, for the tools that show it
     return bridge
 
 
@@ -159,49 +162,29 @@ def wsgi_to_asgi(app: Callable[..., Iterable[bytes]], threads: int = DEFAULT_THR
 
 
 class LifespanDriver:
-    """Runs one ASGI lifespan cycle on ``loop`` (a loop running in another thread).
-
-    The message order is the ASGI lifespan spec's: ``lifespan.startup`` ->
-    ``lifespan.startup.complete | failed``; later ``lifespan.shutdown`` ->
-    ``lifespan.shutdown.complete | failed``.  An app that raises on the lifespan scope
-    does not support it; the spec says a server then carries on without it, and so do we.
+    """Runs one ASGI lifespan cycle on ``loop`` (a loop running in another thread), with the servers'
+    :class:`~servers.lifespan.LifespanRunner` -- so the bridge reads an application's lifespan answers exactly as
+    scratch-asgi does.  An application that raises on the lifespan scope does not support it; the spec says a
+    server then carries on without it, and so does the bridge.
     """
 
     def __init__(self, app: Any, loop: asyncio.AbstractEventLoop, state: dict[str, Any]) -> None:
-        self.app, self.loop, self.state = app, loop, state
+        self.loop = loop
+        self.runner = LifespanRunner(app, state=state)
         self.supported = False
-        self._to_app: asyncio.Queue[dict[str, Any]] | None = None
-        self._from_app: asyncio.Queue[dict[str, Any]] | None = None
-        self._task: asyncio.Future[None] | None = None
-
-    async def _run(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
-        assert self._to_app is not None and self._from_app is not None
-        try:
-            await self.app(scope, self._to_app.get, self._from_app.put)
-        except BaseException as exc:  # the app does not do lifespan, or its startup raised
-            await self._from_app.put({"type": "layercake.lifespan.raised", "message": repr(exc)})
-
-    async def _cycle(self, message: str, timeout: float) -> dict[str, Any]:
-        if self._to_app is None:
-            self._to_app, self._from_app = asyncio.Queue(), asyncio.Queue()
-            self._task = asyncio.ensure_future(self._run())
-        assert self._from_app is not None
-        await self._to_app.put({"type": message})
-        return await asyncio.wait_for(self._from_app.get(), timeout)
 
     def startup(self, timeout: float = LIFESPAN_TIMEOUT) -> None:
-        reply = asyncio.run_coroutine_threadsafe(self._cycle("lifespan.startup", timeout), self.loop).result()
-        if reply["type"] == "lifespan.startup.failed":
-            raise RuntimeError(f"ASGI lifespan startup failed: {reply.get('message', '')}")
-        self.supported = reply["type"] == "lifespan.startup.complete"
+        outcome = asyncio.run_coroutine_threadsafe(self.runner.startup(timeout), self.loop).result()
+        if outcome.failed is not None:
+            raise RuntimeError(f"ASGI lifespan startup failed: {outcome.failed}")
+        self.supported = outcome.supported
 
     def shutdown(self, timeout: float = 5.0) -> None:
         if not self.supported:
             return
         self.supported = False
         try:
-            asyncio.run_coroutine_threadsafe(self._cycle("lifespan.shutdown", timeout), self.loop).result(timeout + 1)
+            asyncio.run_coroutine_threadsafe(self.runner.shutdown(timeout), self.loop).result(timeout + 1)
         except Exception:  # noqa: BLE001 -- at interpreter exit, a failed shutdown is only logged by the app
             pass
 
@@ -212,13 +195,13 @@ def asgi_to_wsgi(app: Any, lifespan: bool = True) -> Any:
 
     state: dict[str, Any] = {}
 
-    async def with_state(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def with_state(scope: Any, receive: Any, send: Any) -> None:  # Any: a2wsgi's TypedDicts, as above
         # ASGI lifespan spec: each request scope gets a shallow copy of the lifespan state.
         await app({**scope, "state": dict(state)}, receive, send)
 
     asgi_middleware = ASGIMiddleware(with_state)
 
-    def middleware(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    def middleware(environ: Any, start_response: Any) -> Iterable[bytes]:
         if "CONTENT_LENGTH" not in environ and environ.get("wsgi.input_terminated"):
             _buffer_unsized_body(environ)
         return _Primed(asgi_middleware(environ, start_response))

@@ -29,8 +29,9 @@ class LifespanRunner:
         self.app = app
         self.protocol = LifespanProtocol(mode, state)
         self.messages: list[dict[str, Any]] = []  # what the application sent, in order (for the tools that show it)
-        self._inbox: asyncio.Queue[dict[str, Any]] | None = None
-        self._answered: asyncio.Event | None = None
+        # Made here, used on whichever loop runs startup() (asyncio binds a queue or an event to a loop on first use).
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._answered = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -48,18 +49,17 @@ class LifespanRunner:
                 error = None
         finally:
             protocol.app_ended(error)
-            self._answered.set()  # type: ignore[union-attr]
+            self._answered.set()
 
     async def _receive(self) -> dict[str, Any]:
-        return await self._inbox.get()  # type: ignore[union-attr]
+        return await self._inbox.get()
 
     async def _send(self, message: dict[str, Any]) -> None:
         self.protocol.app_sent(message)  # raises ASGIProtocolError for a message out of order
         self.messages.append(message)
-        self._answered.set()  # type: ignore[union-attr]
+        self._answered.set()
 
     async def startup(self, timeout: float | None = None) -> LifespanProtocol:
-        self._inbox, self._answered = asyncio.Queue(), asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._main())
         await self._inbox.put(self.protocol.message())
         await asyncio.wait_for(self._answered.wait(), timeout)
@@ -68,10 +68,10 @@ class LifespanRunner:
     async def shutdown(self, timeout: float | None = None) -> LifespanProtocol:
         if self._task is None or not self.protocol.begin_shutdown():
             return self.protocol
-        self._answered.clear()  # type: ignore[union-attr]
-        await self._inbox.put(self.protocol.message())  # type: ignore[union-attr]
+        self._answered.clear()
+        await self._inbox.put(self.protocol.message())
         try:
-            await asyncio.wait_for(self._answered.wait(), timeout)  # type: ignore[union-attr]
+            await asyncio.wait_for(self._answered.wait(), timeout)
         finally:
             if not self._task.done():
                 self._task.cancel()  # the application's lifespan call is over: do not leave it pending

@@ -95,8 +95,10 @@ class Requirement:
     in_extra: bool = True  # False: not in the server's pip extra, so the hint names the package itself
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class ServerSpec:
+    """One server, as data.  Built with keywords only: thirteen entries of seven strings in a row are unreadable."""
+
     name: str
     interface: Interface  # the interface it speaks natively
     description: str
@@ -327,13 +329,13 @@ SERVERS: dict[str, ServerSpec] = {
     for spec in (
         # ---- WSGI ----------------------------------------------------------------------
         ServerSpec(
-            "scratch-wsgi",
-            "wsgi",
-            "Our annotated WSGI server on h11: a selector thread and a thread pool.",
-            "python -m servers.scratch_wsgi",
-            "servers.scratch_wsgi",
-            (Requirement("h11", "h11"),),
-            Capabilities(
+            name="scratch-wsgi",
+            interface="wsgi",
+            description="Our annotated WSGI server on h11: a selector thread and a thread pool.",
+            program="python -m servers.scratch_wsgi",
+            module="servers.scratch_wsgi",
+            requires=(Requirement("h11", "h11"),),
+            capabilities=Capabilities(
                 keep_alive=True,
                 websockets=False,
                 lifespan=False,
@@ -349,13 +351,13 @@ SERVERS: dict[str, ServerSpec] = {
             notes=("Written to be read: servers/scratch_wsgi.py and the sans-I/O core in servers/core/.",),
         ),
         ServerSpec(
-            "wsgiref",
-            "wsgi",
-            "The standard library's reference server (wsgiref.simple_server).",
-            "python -m servers.launch",
-            "servers.launch",
-            (),
-            Capabilities(
+            name="wsgiref",
+            interface="wsgi",
+            description="The standard library's reference server (wsgiref.simple_server).",
+            program="python -m servers.launch",
+            module="servers.launch",
+            requires=(),
+            capabilities=Capabilities(
                 keep_alive=False, websockets=False, lifespan=False, workers=False, threads=False, chunked_uploads=False
             ),
             parser="http.server (stdlib)",
@@ -379,13 +381,13 @@ SERVERS: dict[str, ServerSpec] = {
             },
         ),
         ServerSpec(
-            "werkzeug",
-            "wsgi",
-            "Werkzeug's development server, run_simple(threaded=True).",
-            "python -m servers.launch",
-            "servers.launch",
-            (Requirement("werkzeug", "werkzeug"),),
-            Capabilities(
+            name="werkzeug",
+            interface="wsgi",
+            description="Werkzeug's development server, run_simple(threaded=True).",
+            program="python -m servers.launch",
+            module="servers.launch",
+            requires=(Requirement("werkzeug", "werkzeug"),),
+            capabilities=Capabilities(
                 keep_alive=True, websockets=False, lifespan=False, workers=False, threads=False, chunked_uploads=True
             ),
             parser="http.server (stdlib)",
@@ -397,13 +399,13 @@ SERVERS: dict[str, ServerSpec] = {
             ),
         ),
         ServerSpec(
-            "gunicorn-sync",
-            "wsgi",
-            "gunicorn's pre-fork arbiter with sync workers.",
-            "gunicorn",
-            "gunicorn",
-            (_GUNICORN,),
-            Capabilities(
+            name="gunicorn-sync",
+            interface="wsgi",
+            description="gunicorn's pre-fork arbiter with sync workers.",
+            program="gunicorn",
+            module="gunicorn",
+            requires=(_GUNICORN,),
+            capabilities=Capabilities(
                 keep_alive=False, websockets=False, lifespan=False, workers=True, threads=False, chunked_uploads=True
             ),
             parser="gunicorn's own (pure Python)",
@@ -417,13 +419,13 @@ SERVERS: dict[str, ServerSpec] = {
             ),
         ),
         ServerSpec(
-            "gunicorn-gthread",
-            "wsgi",
-            "gunicorn's pre-fork arbiter with threaded workers.",
-            "gunicorn",
-            "gunicorn",
-            (_GUNICORN,),
-            Capabilities(
+            name="gunicorn-gthread",
+            interface="wsgi",
+            description="gunicorn's pre-fork arbiter with threaded workers.",
+            program="gunicorn",
+            module="gunicorn",
+            requires=(_GUNICORN,),
+            capabilities=Capabilities(
                 keep_alive=True, websockets=False, lifespan=False, workers=True, threads=True, chunked_uploads=True
             ),
             parser="gunicorn's own (pure Python)",
@@ -431,13 +433,13 @@ SERVERS: dict[str, ServerSpec] = {
             arguments=_gunicorn("gthread"),
         ),
         ServerSpec(
-            "waitress",
-            "wsgi",
-            "Pylons' pure-Python production WSGI server.",
-            "waitress-serve",
-            "waitress",
-            (Requirement("waitress", "waitress"),),
-            Capabilities(
+            name="waitress",
+            interface="wsgi",
+            description="Pylons' pure-Python production WSGI server.",
+            program="waitress-serve",
+            module="waitress",
+            requires=(Requirement("waitress", "waitress"),),
+            capabilities=Capabilities(
                 keep_alive=True, websockets=False, lifespan=False, workers=False, threads=True, chunked_uploads=True
             ),
             parser="waitress's own (pure Python)",
@@ -456,13 +458,13 @@ SERVERS: dict[str, ServerSpec] = {
             },
         ),
         ServerSpec(
-            "granian-wsgi",
-            "wsgi",
-            "Granian (Rust, hyper + tokio) with its WSGI interface.",
-            "granian",
-            "granian",
-            (Requirement("granian", "granian"),),
-            Capabilities(
+            name="granian-wsgi",
+            interface="wsgi",
+            description="Granian (Rust, hyper + tokio) with its WSGI interface.",
+            program="granian",
+            module="granian",
+            requires=(Requirement("granian", "granian"),),
+            capabilities=Capabilities(
                 keep_alive=True, websockets=False, lifespan=False, workers=True, threads=True, chunked_uploads=True
             ),
             parser="hyper (Rust)",
@@ -477,13 +479,13 @@ SERVERS: dict[str, ServerSpec] = {
         ),
         # ---- ASGI ----------------------------------------------------------------------
         ServerSpec(
-            "scratch-asgi",
-            "asgi",
-            "Our annotated ASGI server on h11 and wsproto: one asyncio event loop.",
-            "python -m servers.scratch_asgi",
-            "servers.scratch_asgi",
-            (Requirement("h11", "h11"), Requirement("wsproto", "wsproto")),
-            Capabilities(
+            name="scratch-asgi",
+            interface="asgi",
+            description="Our annotated ASGI server on h11 and wsproto: one asyncio event loop.",
+            program="python -m servers.scratch_asgi",
+            module="servers.scratch_asgi",
+            requires=(Requirement("h11", "h11"), Requirement("wsproto", "wsproto")),
+            capabilities=Capabilities(
                 keep_alive=True,
                 websockets=True,
                 lifespan=True,
@@ -500,13 +502,13 @@ SERVERS: dict[str, ServerSpec] = {
             notes=("Written to be read: servers/scratch_asgi.py and the sans-I/O core in servers/core/.",),
         ),
         ServerSpec(
-            "uvicorn",
-            "asgi",
-            "Uvicorn: asyncio, with a choice of HTTP parser and event loop.",
-            "uvicorn",
-            "uvicorn",
-            (_UVICORN,),
-            Capabilities(
+            name="uvicorn",
+            interface="asgi",
+            description="Uvicorn: asyncio, with a choice of HTTP parser and event loop.",
+            program="uvicorn",
+            module="uvicorn",
+            requires=(_UVICORN,),
+            capabilities=Capabilities(
                 keep_alive=True,
                 websockets=True,
                 lifespan=True,
@@ -522,13 +524,13 @@ SERVERS: dict[str, ServerSpec] = {
             notes=("--http httptools and --loop uvloop need uvicorn[standard].",),
         ),
         ServerSpec(
-            "hypercorn",
-            "asgi",
-            "Hypercorn: h11/h2/wsproto on asyncio, uvloop or trio.",
-            "hypercorn",
-            "hypercorn",
-            (Requirement("hypercorn", "hypercorn"),),
-            Capabilities(
+            name="hypercorn",
+            interface="asgi",
+            description="Hypercorn: h11/h2/wsproto on asyncio, uvloop or trio.",
+            program="hypercorn",
+            module="hypercorn",
+            requires=(Requirement("hypercorn", "hypercorn"),),
+            capabilities=Capabilities(
                 keep_alive=True,
                 websockets=True,
                 lifespan=True,
@@ -543,13 +545,13 @@ SERVERS: dict[str, ServerSpec] = {
             notes=("--loop selects hypercorn's worker class (-k asyncio | uvloop).",),
         ),
         ServerSpec(
-            "granian-asgi",
-            "asgi",
-            "Granian (Rust, hyper + tokio) with its ASGI interface.",
-            "granian",
-            "granian",
-            (Requirement("granian", "granian"),),
-            Capabilities(
+            name="granian-asgi",
+            interface="asgi",
+            description="Granian (Rust, hyper + tokio) with its ASGI interface.",
+            program="granian",
+            module="granian",
+            requires=(Requirement("granian", "granian"),),
+            capabilities=Capabilities(
                 keep_alive=True,
                 websockets=True,
                 lifespan=True,
@@ -563,13 +565,13 @@ SERVERS: dict[str, ServerSpec] = {
             arguments=_granian("asgi"),
         ),
         ServerSpec(
-            "gunicorn-uvicorn",
-            "asgi",
-            "gunicorn's arbiter managing uvicorn workers (uvicorn-worker).",
-            "gunicorn",
-            "gunicorn",
-            (_GUNICORN, _UVICORN, Requirement("uvicorn_worker", "uvicorn-worker")),
-            Capabilities(
+            name="gunicorn-uvicorn",
+            interface="asgi",
+            description="gunicorn's arbiter managing uvicorn workers (uvicorn-worker).",
+            program="gunicorn",
+            module="gunicorn",
+            requires=(_GUNICORN, _UVICORN, Requirement("uvicorn_worker", "uvicorn-worker")),
+            capabilities=Capabilities(
                 keep_alive=True,
                 websockets=True,
                 lifespan=True,
@@ -587,13 +589,13 @@ SERVERS: dict[str, ServerSpec] = {
             ),
         ),
         ServerSpec(
-            "gunicorn-asgi",
-            "asgi",
-            "gunicorn's own native ASGI worker (-k asgi, gunicorn >= 24).",
-            "gunicorn",
-            "gunicorn",
-            (Requirement("gunicorn.workers.gasgi", "gunicorn>=24"),),
-            Capabilities(
+            name="gunicorn-asgi",
+            interface="asgi",
+            description="gunicorn's own native ASGI worker (-k asgi, gunicorn >= 24).",
+            program="gunicorn",
+            module="gunicorn",
+            requires=(Requirement("gunicorn.workers.gasgi", "gunicorn>=24"),),
+            capabilities=Capabilities(
                 keep_alive=True,
                 websockets=True,
                 lifespan=True,

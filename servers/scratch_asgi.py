@@ -21,8 +21,8 @@ yields back to the loop at every ``await``.  Nothing blocks; a slow client costs
 * **Request cycle**: a task runs the app with ``receive`` and ``send`` closures over one :class:`RequestCycle`; the
   send rules are the core's ``HTTPSend`` state machine.  When the client goes away, ``receive()`` returns
   ``http.disconnect`` and ``send()`` raises ``ClientDisconnected`` (an ``OSError``), as the ASGI spec 2.4 asks --
-  uvicorn and hypercorn silently drop such sends.  A WebSocket handshake runs a :class:`WebSocketCycle` instead,
-  the frames handled by the core's wsproto session.
+  uvicorn and hypercorn silently drop such sends.  A WebSocket handshake runs a WebSocket cycle instead
+  (``scratch_websocket.py``), the frames handled by the core's wsproto session.
 
 Every protocol decision -- what a head may look like, 100 Continue, the body limit, keep-alive, draining an unread
 body, which timeout runs when, how a refusal ends -- is the connection's (``servers/core/connection.py``); this file
@@ -51,13 +51,12 @@ import socket
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from servers.core.asgi import ASGIProtocolError, HTTPSend, SendState, http_scope, websocket_scope
+from servers.core.asgi import HTTPSend, SendState, http_scope
 from servers.core.connection import OVERLOADED, ServerConnection, State
 from servers.core.events import (
     CLOSED,
@@ -66,13 +65,13 @@ from servers.core.events import (
     BodyError,
     Data,
     EndOfMessage,
+    Event,
     Rejected,
     RequestHead,
     WebSocketRequest,
 )
 from servers.core.http import ClientDisconnected, DateHeader, RequestBodyError, access_line
 from servers.core.limits import Limits
-from servers.core.websocket import WebSocketSession
 from servers.core.writer import ResponseError
 from servers.lifespan import LifespanRunner
 from servers.scratch_common import (
@@ -87,15 +86,13 @@ from servers.scratch_common import (
     run_workers,
     url_of,
 )
+from servers.scratch_websocket import WebSocketCycle
 
 NAME = "scratch-asgi"
 SERVER_HEADER = NAME.encode()
 # Request body buffered for an app that is not calling receive(): above this, stop reading the socket
 # (uvicorn's HIGH_WATER_LIMIT is 64 KiB too).
 HIGH_WATER = 65536
-# WebSocket messages queued for an app that is not calling receive(): above this, stop reading
-# (the websockets library's max_queue is 16 too; uvicorn passes it --ws-max-queue, default 32).
-WS_QUEUE_HIGH = 16
 
 log = logging.getLogger("layercake.server")
 access_log = logging.getLogger("layercake.access")
@@ -141,7 +138,9 @@ class Server:
         self._exit = asyncio.Event()
         self.server_address = sock.getsockname()[:2]
         lifespan = LifespanRunner(self.app, "on" if self.config.lifespan == "on" else "auto")
-        if self.config.lifespan != "off":
+        if self.config.lifespan == "off":
+            self.state = None  # no lifespan: no "state" key in scopes (ASGI lifespan spec, "Lifespan State")
+        else:
             outcome = await lifespan.startup()
             if outcome.failed is not None:
                 print(f"layercake: application startup failed: {outcome.failed}", file=sys.stderr, flush=True)
@@ -258,7 +257,8 @@ class Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol callbacks ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        assert isinstance(transport, asyncio.Transport)  # create_server makes TCP transports
+        self.transport: asyncio.Transport = transport
         self.flow = FlowControl(self.transport)
         peer = transport.get_extra_info("peername")
         self.client = tuple(peer[:2]) if peer else None
@@ -337,7 +337,13 @@ class Connection(asyncio.Protocol):
         elif self.conn.shutdown():
             self.transport.close()
 
-    def _linger(self) -> None:
+    def reject(self, rejection: Rejected) -> None:
+        """Write a refusal and start the lingering close the connection asked for."""
+        log.info("%s rejected %d (%s: %s)", self.client, rejection.status, rejection.rule, rejection.reason)
+        self.transport.write(rejection.data)
+        self.linger()
+
+    def linger(self) -> None:
         """The connection is closing: stop writing, keep discarding input until its deadline (then ``CLOSED``)."""
         self.flow.resume_reading()
         if self.transport.can_write_eof():
@@ -352,15 +358,14 @@ class Connection(asyncio.Protocol):
         conn = self.conn
         while True:
             event = conn.next_event()
-            kind = type(event)
-            if kind is Data:
-                self.cycle.on_body(event.data)  # type: ignore[union-attr]
-            elif kind is EndOfMessage:
-                self.cycle.on_body_end()  # type: ignore[union-attr]
-            elif kind is RequestHead:
-                self._start(event)  # type: ignore[arg-type]
+            cycle = self.cycle
+            if isinstance(event, Data) and cycle is not None:
+                cycle.on_body(event.data)
+            elif isinstance(event, EndOfMessage) and cycle is not None:
+                cycle.on_body_end()
+            elif isinstance(event, RequestHead):
+                self._start(event)
             elif event is NEED_DATA:
-                cycle = self.cycle
                 if cycle is None or len(cycle.body) <= HIGH_WATER:
                     self.flow.resume_reading()
                 else:
@@ -369,23 +374,21 @@ class Connection(asyncio.Protocol):
             elif event is PAUSED:
                 self.flow.pause_reading()  # a pipelined request waits for the current response
                 break
-            elif kind is BodyError:
-                self.cycle.on_body_error(event)  # type: ignore[union-attr, arg-type]
-            elif kind is WebSocketRequest:
-                self.websocket = WebSocketCycle(self, event.head)  # type: ignore[union-attr]
+            elif isinstance(event, BodyError) and cycle is not None:
+                cycle.on_body_error(event)
+            elif isinstance(event, WebSocketRequest):
+                self.websocket = WebSocketCycle(self, event.head)
                 self._run(self.websocket.run())
                 self.flow.pause_reading()  # until accepted, frames have nowhere to go
                 break
             else:
-                self._act(event)  # type: ignore[arg-type]
+                self._act(event)
                 break
         self._sync_timer()
 
-    def _act(self, event: object) -> None:
-        if type(event) is Rejected:
-            log.info("%s rejected %d (%s: %s)", self.client, event.status, event.rule, event.reason)  # type: ignore[attr-defined]
-            self.transport.write(event.data)  # type: ignore[attr-defined]
-            self._linger()
+    def _act(self, event: Event) -> None:
+        if isinstance(event, Rejected):
+            self.reject(event)
         elif event is CLOSED:
             self.transport.close()
 
@@ -415,7 +418,7 @@ class Connection(asyncio.Protocol):
         if state is State.CLOSED:
             self.transport.close()
         elif state is State.LINGER:
-            self._linger()
+            self.linger()
         self._drive()
 
 
@@ -434,8 +437,10 @@ class RequestCycle:
         self.conn = connection.conn
         self.head = head
         self.scope = http_scope(head, server=server.server_address, client=connection.client, state=server.state)
-        self.writer = self.conn.writer
-        self.sender = HTTPSend(self.writer)  # type: ignore[arg-type]
+        writer = self.conn.writer
+        assert writer is not None  # the connection made this cycle's writer with its head
+        self.writer = writer
+        self.sender = HTTPSend(writer)
         self.body = bytearray()
         self.body_done = False
         self.body_delivered = False  # the final http.request (more_body False) went to the app
@@ -536,7 +541,7 @@ class RequestCycle:
                 self.fail(500, "Internal Server Error")
 
     def fail(self, status: int, message: str) -> None:
-        if self.disconnected or self.writer.finished:  # type: ignore[union-attr]
+        if self.disconnected or self.writer.finished:
             return  # the response is complete (Starlette's ServerErrorMiddleware re-raises after sending its 500)
         if self.sender.started:
             self.conn.abort()  # too late for an error status: cut the connection so the client knows
@@ -556,151 +561,10 @@ class RequestCycle:
                     head.method,
                     head.target,
                     head.http_version,
-                    self.writer.status,  # type: ignore[union-attr]
-                    self.writer.body_bytes,  # type: ignore[union-attr]
+                    self.writer.status,
+                    self.writer.body_bytes,
                     time.perf_counter() - self.started_at,
                 )
-            )
-
-
-class WebSocketCycle:
-    """One WebSocket: the ASGI conversation before the handshake (``websocket.connect``, then ``accept`` or
-    ``close``), and the core's wsproto session after it."""
-
-    def __init__(self, connection: Connection, head: RequestHead) -> None:
-        server = connection.server
-        self.connection = connection
-        self.transport = connection.transport
-        self.conn = connection.conn
-        self.head = head
-        self.scope = websocket_scope(head, server=server.server_address, client=connection.client, state=server.state)
-        self.session: WebSocketSession | None = None
-        self.messages: deque[dict[str, Any]] = deque([{"type": "websocket.connect"}])
-        self.wakeup = asyncio.Event()
-        self.closed: dict[str, Any] | None = None  # the websocket.disconnect message, once the socket is gone
-        self.handshake_done = False
-
-    # -- from the connection ---------------------------------------------------------------------------------
-    def feed(self, data: bytes | None) -> None:
-        outcome = self.session.receive_data(data)  # type: ignore[union-attr]
-        if outcome.output and not self.transport.is_closing():
-            self.transport.write(outcome.output)
-        for message in outcome.messages:
-            self._deliver(message)
-        if outcome.close:
-            self.transport.close()  # RFC 6455 §7.1.1: the server closes the TCP connection first
-        if len(self.messages) > WS_QUEUE_HIGH:
-            self.connection.flow.pause_reading()
-
-    def _deliver(self, message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.disconnect":
-            self.closed = message
-        else:
-            self.messages.append(message)
-        self.wakeup.set()
-
-    def on_disconnect(self) -> None:
-        if self.closed is None:
-            if self.session is not None:
-                self.feed(None)  # wsproto reports 1006 (abnormal closure: no close frame)
-            else:
-                self.closed = {"type": "websocket.disconnect", "code": 1006, "reason": ""}
-        self.wakeup.set()
-
-    def shutdown(self, code: int) -> None:
-        if self.session is None:
-            self.transport.close()
-            return
-        data = self.session.shutdown(code)
-        if data:
-            self.transport.write(data)
-        self._deliver({"type": "websocket.disconnect", "code": code, "reason": "server shutting down"})
-        self.connection.loop.call_later(1.0, self.transport.close)  # a moment for the client's close frame
-
-    # -- the app's receive and send ----------------------------------------------------------------------------
-    async def receive(self) -> dict[str, Any]:
-        while not self.messages and self.closed is None:
-            self.wakeup.clear()
-            if self.session is not None:
-                self.connection.flow.resume_reading()
-            await self.wakeup.wait()
-        if self.messages:
-            return self.messages.popleft()
-        return self.closed  # type: ignore[return-value]
-
-    async def send(self, message: dict[str, Any]) -> None:
-        kind = message.get("type") if isinstance(message, dict) else None
-        if self.session is None:  # before the handshake
-            if self.closed is not None:
-                raise ClientDisconnected(f"client disconnected before the handshake; {kind!r} not sent")
-            if kind == "websocket.accept":
-                response, first_frames = self.conn.accept_websocket(message)
-                self.transport.write(response)
-                self.handshake_done = True
-                self.session = WebSocketSession(self.connection.limits.max_ws_message, first_frames)
-                self._log(101)
-                self.feed(b"")
-                self.connection.flow.resume_reading()
-            elif kind == "websocket.close":
-                # ASGI WebSocket spec, "Close": "If this is sent before the socket is accepted, the server must close
-                # the connection with a HTTP 403 error code (Forbidden), and not complete the WebSocket handshake."
-                self._deny(403, "Forbidden")
-            else:
-                raise ASGIProtocolError(
-                    f"Expected ASGI message 'websocket.accept' or 'websocket.close', but got {kind!r}."
-                )
-            return
-        data = self.session.send(message)  # raises once closed (ASGI 2.4), with who closed it
-        if data and not self.transport.is_closing():
-            self.transport.write(data)
-            if self.connection.flow.write_paused:  # a client not reading slows the app down, not our memory
-                await self.connection.flow.drain()
-        if kind == "websocket.close":
-            # Our close frame is out; the client answers with its own (handled in feed, which closes TCP).  If it
-            # never does, close anyway after the keep-alive timeout.
-            self.connection.loop.call_later(self.connection.limits.keepalive_timeout, self.transport.close)
-
-    def _deny(self, status: int, message: str) -> None:
-        self.handshake_done = True
-        self.transport.write(self.conn.send_error(status, message))
-        self._log(status)
-        self.connection.websocket = None
-        self.connection.after_response()
-
-    async def run(self) -> None:
-        try:
-            await self.connection.server.app(self.scope, self.receive, self.send)
-        except ClientDisconnected as exc:
-            log.debug("%s %s", self.connection.client, exc)
-        except Exception:
-            log.exception("application error in WebSocket %s", self.scope["raw_path"].decode("latin-1"))
-            if not self.handshake_done:
-                self._deny(500, "Internal Server Error")
-            elif self.session is not None and self.closed is None:
-                # RFC 6455 §7.4.1, 1011: "a server is terminating the connection because it encountered an
-                # unexpected condition that prevented it from fulfilling the request."
-                self._close_after_app(1011)
-        else:
-            if not self.handshake_done:
-                log.error("ASGI callable returned without accepting or closing the WebSocket")
-                self._deny(500, "Internal Server Error")
-            elif self.session is not None and self.session.closed_by is None:
-                self._close_after_app(1000)  # the app is done with it: a normal closure
-
-    def _close_after_app(self, code: int) -> None:
-        try:
-            data = self.session.send({"type": "websocket.close", "code": code})  # type: ignore[union-attr]
-        except (ClientDisconnected, ASGIProtocolError):
-            return
-        if not self.transport.is_closing():
-            self.transport.write(data)
-        self.connection.loop.call_later(self.connection.limits.keepalive_timeout, self.transport.close)
-
-    def _log(self, status: int) -> None:
-        if self.connection.server.config.access_log:
-            head = self.head
-            access_log.info(
-                access_line(self.connection.client, b"WEBSOCKET", head.target, head.http_version, status, 0, 0.0)
             )
 
 

@@ -204,6 +204,14 @@ def announce(sock: socket.socket) -> None:
 # --- several processes: the arbiter -------------------------------------------------------------------------------
 
 
+def _nobody() -> None:
+    """A respawned worker's ``ready``: nobody waits for it."""
+
+
+def _tell(fd: int) -> None:
+    os.write(fd, b"r")  # one byte per ready worker, read by the arbiter
+
+
 def run_workers(count: int, sock: socket.socket, child: Callable[[Callable[[], None]], int]) -> int:
     """Fork ``count`` children running ``child(ready)`` on the inherited ``sock``; return the exit code.
 
@@ -226,7 +234,7 @@ def run_workers(count: int, sock: socket.socket, child: Callable[[Callable[[], N
             try:
                 # A worker respawned after startup is forked once the parent has closed its end of the
                 # pipe (the descriptor number may since belong to something else): it has no one to tell.
-                code = child((lambda: None) if pipe_closed else (lambda: os.write(write_end, b"r")))
+                code = child(_nobody if pipe_closed else lambda: _tell(write_end))
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
             finally:

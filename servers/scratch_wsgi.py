@@ -182,7 +182,7 @@ class Server:
         # (asyncio's selector loop does the same, up to create_server's backlog -- 100 by default -- per wakeup).
         for _ in range(64):
             try:
-                sock, client = self.listener.accept()  # type: ignore[union-attr]
+                sock, client = self.listener.accept()  # type: ignore[union-attr]  # set by serve() before the loop
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and friends: log and keep serving the connections we have
@@ -453,7 +453,7 @@ class RequestCycle:
             log.exception("application error on %s %s", head.method.decode(), head.target.decode("latin-1"))
             self.fail(start, 500, "Internal Server Error")
         finally:
-            if hasattr(result, "close"):
+            if result is not None and hasattr(result, "close"):
                 # PEP 3333: "If the iterable returned by the application has a close() method, the server or
                 # gateway must call that method upon completion of the current request, whether the request was
                 # completed normally, or terminated early due to an application error during iteration or an

@@ -65,6 +65,12 @@ rows.  Both bridges hand each request between threads that release the GIL for I
 close across runs (within a few percent) rather than identical; such rows carry
 ``"exact": false``.
 
+Your own app: ``bench --in-process --app module:attr --path /hello`` measures a user's
+application (:mod:`layercake.apps`) the same way, on requests named by method and path
+(:func:`app_endpoint`) instead of the contract's endpoints -- and, the contract not
+applying, whatever status it answers is its answer.  Its own code is counted as
+``layer`` (``$LAYERCAKE_APP_ROOT`` names it).
+
 What it deliberately doesn't do: parse HTTP, or count the work of a server (that is
 what the socket benchmark adds on top), or count time spent in C inside a call (the
 profiler sees calls, not their duration).
@@ -92,7 +98,12 @@ from pathlib import Path
 from typing import Any
 
 from layercake.bench.endpoints import ENDPOINTS, LADDER_ENDPOINTS, Endpoint, get_endpoint
+from layercake.bench.loadgen import Request
 from layercake.errors import LayercakeError
+from servers.core.asgi import http_scope
+from servers.core.events import RequestHead
+from servers.core.wsgi import build_environ
+from servers.lifespan import LifespanRunner
 
 #: Calls of each endpoint before counting or timing, so every first-call path has run
 #: (lazy imports, regexes compiled on first use, the sqlite3 module's statement cache,
@@ -123,6 +134,7 @@ PACKAGES = (
 PROJECT = Path(__file__).resolve().parents[2]
 _THIS_FILE = str(Path(__file__).resolve())
 _STDLIB = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
+_APP_ROOT = os.environ.get("LAYERCAKE_APP_ROOT", "")  # --app's own code: a directory ending in "/" or a file
 _SITE = ("site-packages", "dist-packages")
 _TOP_LEVEL = {
     "starlette": "starlette",
@@ -147,6 +159,8 @@ def package_of_file(filename: str) -> str:
     if filename.startswith("<frozen "):
         return "stdlib"  # frozen modules are the stdlib's (importlib, os, codecs, ...)
     path = os.path.abspath(filename)
+    if _APP_ROOT and (path == _APP_ROOT or (_APP_ROOT.endswith(os.sep) and path.startswith(_APP_ROOT))):
+        return "layer"
     for marker in _SITE:
         sep = f"{os.sep}{marker}{os.sep}"
         if sep in path:
@@ -267,9 +281,13 @@ class _Hooks:
 # --- the minimal drivers ---------------------------------------------------------------------------------------------
 
 
-def _split(path: str) -> tuple[str, str]:
-    p, _, q = path.partition("?")
-    return p, q
+def _head(endpoint: Endpoint) -> RequestHead:
+    """The request head a parser would produce for ``endpoint``'s request."""
+    req = endpoint.request
+    headers = [(b"host", b"127.0.0.1:8000")]
+    if req.body or req.method == "POST":
+        headers += [(b"content-type", req.content_type.encode()), (b"content-length", str(len(req.body)).encode())]
+    return RequestHead(req.method.encode(), req.path.encode(), b"1.1", headers)
 
 
 class WSGICall:
@@ -278,27 +296,11 @@ class WSGICall:
     def __init__(self, app: Any, endpoint: Endpoint) -> None:
         self.app = app
         req = endpoint.request
-        path, query = _split(req.path)
         self.body = req.body
-        self.environ = {
-            "REQUEST_METHOD": req.method,
-            "SCRIPT_NAME": "",
-            "PATH_INFO": path,
-            "QUERY_STRING": query,
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": "127.0.0.1",
-            "HTTP_HOST": "127.0.0.1:8000",
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-        }
-        if req.body or req.method == "POST":
-            self.environ.update(CONTENT_TYPE=req.content_type, CONTENT_LENGTH=str(len(req.body)))
+        # The servers' own environ builder, on the head a parser would produce (the wsgi.input is per request).
+        self.environ = build_environ(
+            _head(endpoint), server=("127.0.0.1", 8000), client=("127.0.0.1", 50000), wsgi_input=None
+        )
         self.status = ""
 
     def _start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
@@ -328,24 +330,8 @@ class ASGICall:
     def __init__(self, app: Any, endpoint: Endpoint, state: dict[str, Any]) -> None:
         self.app = app
         req = endpoint.request
-        path, query = _split(req.path)
-        headers = [(b"host", b"127.0.0.1:8000")]
-        if req.body or req.method == "POST":
-            headers += [(b"content-type", req.content_type.encode()), (b"content-length", str(len(req.body)).encode())]
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": req.method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": query.encode(),
-            "headers": headers,
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-        }
+        # The servers' own scope builder; the lifespan state is copied in per request below.
+        self.scope = http_scope(_head(endpoint), server=("127.0.0.1", 8000), client=("127.0.0.1", 50000), state=None)
         self.state = state
         self.body = req.body
 
@@ -376,34 +362,22 @@ class ASGICall:
 
 
 class Lifespan:
-    """The ASGI lifespan protocol on the caller's loop: startup before requests, shutdown after."""
+    """The ASGI lifespan protocol on the caller's loop, as the servers run it (``servers/lifespan.py``)."""
 
     def __init__(self, app: Any) -> None:
-        self.app, self.state = app, {}
+        self.runner = LifespanRunner(app)
+        self.state = self.runner.state
         self.supported = False
 
     async def startup(self) -> None:
-        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
-
-        async def run() -> None:
-            try:
-                await self.app(scope, self.inbox.get, self.outbox.put)
-            except Exception as exc:  # the spec: raising here means "lifespan not supported"
-                await self.outbox.put({"type": "unsupported", "error": repr(exc)})
-
-        self.task = asyncio.ensure_future(run())
-        await self.inbox.put({"type": "lifespan.startup"})
-        reply = await self.outbox.get()
-        if reply["type"] == "lifespan.startup.failed":
-            raise LayercakeError(f"lifespan startup failed: {reply.get('message', '')}")
-        self.supported = reply["type"] == "lifespan.startup.complete"
+        outcome = await self.runner.startup(30)
+        if outcome.failed is not None:
+            raise LayercakeError(f"lifespan startup failed: {outcome.failed}")
+        self.supported = outcome.supported
 
     async def shutdown(self) -> None:
         if self.supported:
-            await self.inbox.put({"type": "lifespan.shutdown"})
-            await asyncio.wait_for(self.outbox.get(), 10)
+            await self.runner.shutdown(10)
 
 
 # --- measuring one layer ---------------------------------------------------------------------------------------------
@@ -419,6 +393,23 @@ class EndpointCost:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+ANY_STATUS = 0  # an app_endpoint's status: the contract does not apply, any answer is the app's
+
+
+def app_endpoint(request: str) -> Endpoint:
+    """``"/hello"`` or ``"POST /items"``: a request to a user's own app, taken as it answers."""
+    method, _, path = request.strip().rpartition(" ")
+    method = (method.strip() or "GET").upper()
+    if not path.startswith("/"):
+        raise LayercakeError(f"--path takes [METHOD] /PATH, not {request!r}", 2)
+    return Endpoint(f"{method} {path}", Request(method, path), ANY_STATUS, lambda _body: None, "your app's route")
+
+
+def endpoint_for(name: str) -> Endpoint:
+    """A contract endpoint by name, or a request to a user's app (``GET /hello``)."""
+    return ENDPOINTS[name] if name in ENDPOINTS else app_endpoint(name)
 
 
 def _load(name: str, interface: str | None) -> tuple[str, Any]:
@@ -612,10 +603,10 @@ def measure_layer(
     results = []
     try:
         for name in endpoints:
-            endpoint = ENDPOINTS[name]
+            endpoint = endpoint_for(name)
             run = runner.call_for(endpoint)
             status = run(WARMUP)
-            if status != endpoint.status:
+            if status != endpoint.status and endpoint.status != ANY_STATUS:
                 raise LayercakeError(
                     f"{layer_name} answered {endpoint.label} with {status}, expected "
                     f"{endpoint.status}: fix the layer (layercake verify {layer_name}) before "
@@ -627,7 +618,7 @@ def measure_layer(
         threading.setprofile(None)  # type: ignore[arg-type]
         threading.settrace(None)  # type: ignore[arg-type]
         for result in results:
-            result.us_per_request = time_requests(runner.call_for(ENDPOINTS[result.endpoint]), seconds)
+            result.us_per_request = time_requests(runner.call_for(endpoint_for(result.endpoint)), seconds)
     finally:
         runner.close()
     return results
@@ -640,24 +631,33 @@ def measure(
     count: bool = True,
     timeout: float = 300.0,
     interface: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> list[EndpointCost]:
     """Measure one layer in a fresh subprocess (isolated imports and caches: see the module docs).
 
-    ``layer_name`` may also be a ``module:attr`` import string, with ``interface``.
+    ``layer_name`` may also be a ``module:attr`` import string, with ``interface``; then
+    ``endpoints`` may be requests (``GET /hello``) and ``env`` the app's (``UserApp.env()``).
     """
+    endpoints = list(endpoints)
+    named = [e for e in endpoints if e in ENDPOINTS]
     command = [
         sys.executable,
         "-m",
         "layercake.bench.costs",
         layer_name,
         "--endpoints",
-        ",".join(endpoints),
+        ",".join(named),
         "--seconds",
         f"{seconds:g}",
     ] + ([] if count else ["--no-count"])
+    for request in endpoints:
+        if request not in ENDPOINTS:
+            command += ["--request", request]  # one argument each: a query string may hold commas
     if interface:
         command += ["--interface", interface]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=PROJECT)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, cwd=PROJECT, env={**os.environ, **(env or {})}
+    )
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-8:])
         raise LayercakeError(f"in-process measurement of {layer_name} failed:\n{tail}")
@@ -801,6 +801,54 @@ def inprocess_document(
     }
 
 
+def app_document(
+    app: Any,
+    requests: Iterable[str],
+    seconds: float = 0.5,
+    command: str = "",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """A user's app (:class:`layercake.apps.UserApp`) measured in-process: a document like
+    :func:`inprocess_document`'s, one row per request, with no ratio to a bare layer."""
+    from layercake.bench.environment import describe, now_utc
+
+    requests = [endpoint_for(r).name for r in requests] or ["GET /"]
+    started, t0 = now_utc(), time.monotonic()
+    if progress:
+        progress(f"in-process: {app.name}", 0, 1)
+    failures: list[str] = []
+    rows: list[dict[str, Any]] = []
+    try:
+        costs = measure(app.target, requests, seconds, interface=app.interface, env=app.env())
+    except LayercakeError as exc:
+        failures.append(f"{app.name}: {exc.message}")
+        costs = []
+    for cost in costs:
+        row = {**cost.to_dict(), "layer": app.name, "interface": app.interface, "bridge": None, "exact": True}
+        row["ratio_to_bare"] = {"us": None, "calls": None, "native_us": None}
+        rows.append(row)
+    if progress:
+        progress("done", 1, 1)
+    return {
+        "schema": "layercake.bench/1",
+        "kind": "in_process",
+        "command": command,
+        "measured_at": started,
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        "environment": describe(),
+        "settings": {
+            "endpoints": requests,
+            "seconds_per_endpoint": seconds,
+            "warmup_requests": WARMUP,
+            "counted_requests": 1,
+            "event_loop": "asyncio (stdlib)",
+            "app": app.target,
+        },
+        "in_process": rows,
+        "failures": failures,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m layercake.bench.costs", description="Measure one layer in-process; prints JSON."
@@ -810,10 +858,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--no-count", action="store_true")
     parser.add_argument("--interface", choices=("wsgi", "asgi"), help="with a module:attr instead of a layer")
+    parser.add_argument("--request", action="append", default=[], help="[METHOD] /PATH to a module:attr app")
     args = parser.parse_args(argv)
     results = measure_layer(
         args.layer,
-        [e for e in args.endpoints.split(",") if e],
+        [e for e in args.endpoints.split(",") if e] + args.request,
         args.seconds,
         count=not args.no_count,
         interface=args.interface,

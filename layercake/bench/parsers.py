@@ -37,7 +37,7 @@ from typing import Any
 
 from servers.core.events import NEED_DATA, EndOfMessage
 from servers.core.limits import Limits
-from servers.core.parsers import PARSERS, MissingParserPackage, parser_class
+from servers.core.parsers import PARSERS, MissingParserPackage, RequestParser, parser_class
 
 #: What wrk sends for ``wrk http://127.0.0.1:PORT/plaintext``: the request every socket figure is made of.
 REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"
@@ -58,7 +58,8 @@ class ParserCost:
 
 
 def _parse(name: str) -> Callable[[], None]:
-    cls, limits = PARSERS[name], Limits()
+    cls: Callable[[Limits], RequestParser] = PARSERS[name]
+    limits = Limits()
 
     def once() -> None:
         parser = cls(limits)
@@ -145,7 +146,7 @@ def count_calls(run: Callable[[], None]) -> tuple[int, int]:
 
 def time_us(run: Callable[[], None], seconds: float, batch: int = 200) -> float:
     """Median µs per call over batches of ``batch`` calls for about ``seconds``."""
-    samples = []
+    samples: list[float] = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(samples) < 5:
         start = time.perf_counter()

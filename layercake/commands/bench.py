@@ -108,6 +108,20 @@ def _write_outputs(
     "--seconds", type=float, default=0.5, show_default=True, help="--in-process: timing per layer and endpoint."
 )
 @click.option(
+    "--app",
+    "app",
+    metavar="MODULE:ATTR",
+    help="--in-process: your own WSGI or ASGI application instead of the layers (requests from --path).",
+)
+@click.option("--interface", type=click.Choice(["wsgi", "asgi"]), help="--app's interface, when it cannot be told.")
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    metavar="'[METHOD] /PATH'",
+    help="--app: a request to measure (repeatable; default GET /).",
+)
+@click.option(
     "--experiment",
     type=click.Choice(["slow", "parsers"]),
     help="slow: /slow?ms=50 at rising concurrency, WSGI threads vs ASGI; parsers: h11 | httptools x asyncio | "
@@ -136,6 +150,9 @@ def bench(
     in_process: bool,
     bridged: bool,
     seconds: float,
+    app: str | None,
+    interface: str | None,
+    paths: tuple[str, ...],
     experiment: str | None,
     json_path: str | None,
     markdown_path: str | None,
@@ -153,6 +170,9 @@ def bench(
     """
     from layercake.bench import report
 
+    if app is not None or interface is not None or paths:
+        _bench_app(app, interface, paths, in_process, layers, endpoints, seconds, json_path, markdown_path, charts_dir)
+        return
     # A pipe gets a wide table rather than rich's 80 columns: the rows are made to be read whole.
     console = Console(width=None if sys.stdout.isatty() else 150)
     if compare:
@@ -287,6 +307,52 @@ def bench(
         measured = any(r["target"] in layer_ids for r in doc["results"]) if layer_ids else bool(doc["results"])
     if not measured:
         raise LayercakeError("no layer was measured (see why above)", 1)
+
+
+def _bench_app(
+    app: str | None,
+    interface: str | None,
+    paths: tuple[str, ...],
+    in_process: bool,
+    layers: str | None,
+    endpoints: str,
+    seconds: float,
+    json_path: str | None,
+    markdown_path: str | None,
+    charts_dir: str | None,
+) -> None:
+    """``bench --in-process --app MODULE:ATTR [--path ...]``: a user's app, measured like a layer."""
+    from layercake.apps import load_app
+    from layercake.bench import report
+    from layercake.bench.costs import app_document, app_endpoint
+
+    if app is None:
+        raise LayercakeError("--interface and --path go with --app MODULE:ATTR", 2)
+    if not in_process:
+        raise LayercakeError(
+            "--app is measured in-process: add --in-process (to load it over sockets, run "
+            "`layercake serve --app ...` and point wrk at it)",
+            2,
+        )
+    if layers:
+        raise LayercakeError("give --layers or --app, not both", 2)
+    if endpoints != "plaintext,json,item,create":
+        raise LayercakeError("--endpoints are the contract's routes; for --app name requests with --path", 2)
+    if seconds <= 0:
+        raise LayercakeError("--seconds must be positive", 2)
+    for path in paths:
+        app_endpoint(path)  # a malformed --path is refused before anything runs
+    target = load_app(app, interface)
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    console.print(f"in-process: {target.name} ({target.interface}: {target.detected}), {len(paths) or 1} request(s)")
+    doc = app_document(target, list(paths), seconds, _command_line())
+    console.print(report.inprocess_table(doc))
+    for failure in doc.get("failures", []):
+        console.print(f"[bold red]not measured:[/] {escape(failure)}")
+    console.print(escape(report.environment_line(doc)))
+    _write_outputs(console, doc, json_path, markdown_path, charts_dir)
+    if not doc["in_process"]:
+        raise LayercakeError("the app was not measured (see why above)", 1)
 
 
 COMMANDS = [bench]

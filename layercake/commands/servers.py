@@ -133,7 +133,18 @@ def _server_flags(f: click.decorators.FC) -> click.decorators.FC:
 
 
 @click.command("serve")
-@click.argument("layer")
+@click.argument("layer", required=False)
+@click.option(
+    "--app",
+    "app",
+    metavar="MODULE:ATTR",
+    help="Serve your own WSGI or ASGI application instead of a layer (the current directory is on the path).",
+)
+@click.option(
+    "--interface",
+    type=click.Choice(["wsgi", "asgi"]),
+    help="--app's interface, when it cannot be told from the callable.",
+)
 @click.option(
     "--server", help="A name from `layercake servers`; default: our scratch server for the layer's interface."
 )
@@ -146,7 +157,9 @@ def _server_flags(f: click.decorators.FC) -> click.decorators.FC:
     help="Stop by itself after this long (for scripts and tests).",
 )
 def serve_cmd(
-    layer: str,
+    layer: str | None,
+    app: str | None,
+    interface: str | None,
     server: str | None,
     host: str,
     port: int,
@@ -157,11 +170,15 @@ def serve_cmd(
     access_log: bool,
     seconds: float | None,
 ) -> None:
-    """Serve LAYER until Ctrl-C; prints the equivalent native command, the URL and curl lines."""
+    """Serve LAYER (or --app MODULE:ATTR, your own app) until Ctrl-C; prints the native command, the URL and curl lines."""
+    from layercake.apps import app_or_layer, is_user_app
     from layercake.serving import serve
 
-    opts = _options(host, port, workers, threads, http, loop, access_log=access_log, capture_output=False)
-    raise SystemExit(serve(layer, server, opts, echo=lambda line: click.echo(line), seconds=seconds))
+    target = app_or_layer(layer, app, interface)
+    # --app: the server imports the user's module from the user's directory
+    env = target.env() if is_user_app(target) else None  # type: ignore[attr-defined]
+    opts = _options(host, port, workers, threads, http, loop, access_log=access_log, capture_output=False, env=env)
+    raise SystemExit(serve(target, server, opts, echo=lambda line: click.echo(line), seconds=seconds))
 
 
 def _names(values: tuple[str, ...]) -> list[str] | None:

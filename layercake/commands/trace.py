@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from layercake.apps import app_or_layer
 from layercake.errors import LayercakeError
 from layercake.trace import render
 from layercake.trace.recorder import LIFESPAN_MODES
@@ -65,9 +66,31 @@ def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
+# RFC 9110 §9.3's methods: with --app, a first word that is one of these is the request's
+_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+
+def _app_words(layer: str | None, request: tuple[str, ...], app: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """With --app there is no LAYER: the first word click took for one is the method or path."""
+    if app is not None and layer is not None and (layer.startswith("/") or layer.upper() in _METHODS):
+        return None, (layer, *request)
+    return layer, request
+
+
 @click.command("trace")
-@click.argument("layer")
+@click.argument("layer", required=False)
 @click.argument("request", nargs=-1, metavar="[METHOD] [PATH]")
+@click.option(
+    "--app",
+    "app",
+    metavar="MODULE:ATTR",
+    help="Your own WSGI or ASGI application instead of a layer (the current directory is on the path).",
+)
+@click.option(
+    "--interface",
+    type=click.Choice(["wsgi", "asgi"]),
+    help="--app's interface, when it cannot be told from the callable.",
+)
 @click.option("--server", default=None, help="Server to run on (default: our scratch server for the interface).")
 @click.option("--data", default=None, help="Request body (sent with Content-Length; JSON gets application/json).")
 @click.option("--header", "header", multiple=True, metavar="K:V", help="Extra request header (repeatable).")
@@ -77,6 +100,12 @@ def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
     "html_file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a self-contained HTML page here.",
+)
+@click.option(
+    "--chrome-trace",
+    "chrome_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the call tree in the Trace Event format (JSON) that Perfetto and chrome://tracing open.",
 )
 @click.option("--depth", default=render.DEFAULT_DEPTH, show_default=True, help="Call-tree depth to open.")
 @click.option(
@@ -104,13 +133,16 @@ def _headers(pairs: tuple[str, ...]) -> list[tuple[str, str]]:
     "--no-profile", is_flag=True, help="No call tree: the conversation's timestamps without the profiler's overhead."
 )
 def trace_cmd(
-    layer: str,
+    layer: str | None,
     request: tuple[str, ...],
+    app: str | None,
+    interface: str | None,
     server: str | None,
     data: str | None,
     header: tuple[str, ...],
     json_file: Path | None,
     html_file: Path | None,
+    chrome_file: Path | None,
     depth: int,
     warmup: int,
     http: str | None,
@@ -118,7 +150,7 @@ def trace_cmd(
     ws: str | None,
     no_profile: bool,
 ) -> None:
-    """Trace one request: LAYER [--server NAME] [METHOD] PATH (GET / when both are left out).
+    """Trace one request: LAYER (or --app MODULE:ATTR) [--server NAME] [METHOD] PATH (GET / when both are left out).
 
     Runs LAYER on the server with recorders inside the server process, sends one real
     request over loopback and shows, in order: the request bytes, the parser's events,
@@ -131,13 +163,17 @@ def trace_cmd(
         layercake trace bare_asgi --server uvicorn --http h11 POST /echo --data hello
         layercake trace starlette /ws --ws hello         (a WebSocket: handshake, frames, close)
         layercake trace bare_wsgi --raw smuggle.http     (bytes as given: see who refuses what)
+        layercake trace fastapi /json --chrome-trace t.json  (open t.json in Perfetto)
+        layercake trace --app demos.myapp:app GET '/primes?n=5000'   (your own app)
     """
+    layer, request = _app_words(layer, request, app)
     method, path = _method_and_path(request) if not raw_file else ("GET", "/")
     if depth < 1:
         raise LayercakeError("--depth must be at least 1", 2)
-    with console.status(f"tracing {method} {path} on {layer}…"):
+    target = app_or_layer(layer, app, interface)
+    with console.status(f"tracing {method} {path} on {target.name}…"):
         result = trace(
-            layer,
+            target,
             server,
             method,
             path,
@@ -156,18 +192,36 @@ def trace_cmd(
     if html_file:
         html_file.write_text(render.trace_html(result, depth))
         console.print(f"HTML page written to {html_file}")
+    if chrome_file:
+        from layercake.trace.flame import chrome_trace
+
+        chrome_file.write_text(json.dumps(chrome_trace(result)))
+        console.print(f"Trace Event file written to {chrome_file} (open it at ui.perfetto.dev or chrome://tracing)")
 
 
 @click.command("scope-diff")
-@click.argument("layer")
+@click.argument("layer", required=False)
 @click.argument("request", nargs=-1, metavar="[METHOD] [PATH]")
+@click.option(
+    "--app",
+    "app",
+    metavar="MODULE:ATTR",
+    help="Your own WSGI or ASGI application instead of a layer (the current directory is on the path).",
+)
+@click.option(
+    "--interface",
+    type=click.Choice(["wsgi", "asgi"]),
+    help="--app's interface, when it cannot be told from the callable.",
+)
 @click.option("--servers", required=True, help="Comma-separated servers, e.g. scratch-asgi,uvicorn,hypercorn.")
 @click.option("--only-differences", is_flag=True, help="Hide the keys every server agrees on.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the table here.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML page.")
 def scope_diff_cmd(
-    layer: str,
+    layer: str | None,
     request: tuple[str, ...],
+    app: str | None,
+    interface: str | None,
     servers: str,
     only_differences: bool,
     json_file: Path | None,
@@ -177,13 +231,16 @@ def scope_diff_cmd(
 
     \b
         layercake scope-diff bare_asgi GET /inspect --servers scratch-asgi,uvicorn,hypercorn
+        layercake scope-diff --app demos.myapp:app GET /hello --servers scratch-asgi,uvicorn
     """
+    layer, request = _app_words(layer, request, app)
     method, path = _method_and_path(request)
+    target = app_or_layer(layer, app, interface)
     # dict.fromkeys: --servers uvicorn,uvicorn compares a server with itself ("0 of 17 keys
     # differ"), which is a typo, so a repeat counts once and two distinct names are needed.
     names = list(dict.fromkeys(s.strip() for s in servers.split(",") if s.strip()))
     with console.status(f"sending {method} {path} to {', '.join(names)}…"):
-        diff = scope_diff(layer, names, method, path)
+        diff = scope_diff(target, names, method, path)
     console.print(render.render_scope_diff(diff, only_differences))
     if json_file:
         json_file.write_text(json.dumps(diff.to_dict(), indent=1))

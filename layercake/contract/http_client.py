@@ -57,6 +57,7 @@ class HTTPClient:
     ) -> Response:
         lazy = not isinstance(body, (bytes, bytearray, list, tuple))
         if lazy:  # a generator: a body too large to build, or one the server should refuse part-way
+            assert not isinstance(body, (bytes, bytearray))
             return raw_exchange(self.host, self.port, method, target, list(headers), body, content_length, self.timeout)
         import httpx
 
@@ -92,7 +93,7 @@ class HTTPClient:
             ).__enter__()
         except InvalidStatus as exc:
             r = exc.response
-            return Response(r.status_code, [(k, v) for k, v in r.headers.raw_items()], [r.body or b""])
+            return Response(r.status_code, [(k, v) for k, v in r.headers.raw_items()], [bytes(r.body or b"")])
         return HTTPWebSocket(conn, self.timeout)
 
     def close(self) -> None:

@@ -270,14 +270,17 @@ def source_page(path: Path, project: Path = PROJECT) -> str:
 _LEXER = PythonLexer(stripnl=False, ensurenl=False)
 
 
-def code_html(lines: list[Line]) -> str:
-    """Highlighted code with the file's own line numbers, one anchor per line (#L-12)."""
+def code_html(lines: list[Line], marked: set[int] | None = None) -> str:
+    """Highlighted code with the file's own line numbers, one anchor per line (#L-12);
+    the lines whose numbers are in ``marked`` are highlighted (pygments' ``hl_lines``)."""
     parts = []
     for i, run in enumerate(consecutive_runs(lines)):
         if i:
             parts.append('<div class="gap">⋮</div>')
+        # hl_lines counts from the snippet's first line, whatever linenostart says
+        hl = [k + 1 for k, ln in enumerate(run) if marked and ln.number in marked]
         formatter = HtmlFormatter(linenos="inline", linenostart=run[0].number, lineanchors="L",
-                                  anchorlinenos=False, cssclass="highlight", wrapcode=True)
+                                  anchorlinenos=False, cssclass="highlight", wrapcode=True, hl_lines=hl)
         parts.append(highlight("\n".join(ln.text for ln in run) + "\n", _LEXER, formatter))
     return "\n".join(parts)
 
@@ -391,12 +394,33 @@ def diff_page(a: str, b: str) -> str:
     return f"diff/{a}--{b}.html"
 
 
-def _block_cell(block: Block | None) -> str:
+def _block_cell(block: Block | None, marked: set[int] | None = None) -> str:
     if block is None:
         return '<td class="none">(nothing here)</td>'
     if not block.code:
         return '<td class="none">(comments only)</td>'
-    return f"<td>{code_html(block.code)}</td>"
+    return f"<td>{code_html(block.code, marked)}</td>"
+
+
+def differing_lines(left: Block | None, right: Block | None) -> tuple[set[int], set[int]]:
+    """The line numbers, on each side, of the code lines the other side does not have.
+
+    difflib's SequenceMatcher over the two blocks' code, compared with indentation and
+    surrounding spaces stripped (a handler moved into a class is the same line); blank
+    lines never count.  A block with nothing opposite differs in every line.
+    """
+    import difflib
+
+    a = [ln for ln in (left.code if left else []) if ln.text.strip()]
+    b = [ln for ln in (right.code if right else []) if ln.text.strip()]
+    matcher = difflib.SequenceMatcher(None, [ln.text.strip() for ln in a], [ln.text.strip() for ln in b],
+                                      autojunk=False)
+    same_a: set[int] = set()
+    same_b: set[int] = set()
+    for block in matcher.get_matching_blocks():
+        same_a.update(a[block.a + k].number for k in range(block.size))
+        same_b.update(b[block.b + k].number for k in range(block.size))
+    return {ln.number for ln in a} - same_a, {ln.number for ln in b} - same_b
 
 
 def write_diff_page(site: Site, a: str, b: str, path_a: Path, path_b: Path, project: Path) -> str:
@@ -408,8 +432,12 @@ def write_diff_page(site: Site, a: str, b: str, path_a: Path, path_b: Path, proj
         links = " ".join(f'<a class="note" href="{esc(page)}#{esc(key)}">{esc(name)} source</a>'
                          for blk, page, name in ((left, page_a, a), (right, page_b, b))
                          if blk is not None and key in {n for s in blk.sections for n in s.names})
-        rows.append(f'<tr class="key"><td colspan="2" id="{esc(key)}">{esc(key)} {links}</td></tr>')
-        rows.append(f"<tr>{_block_cell(left)}{_block_cell(right)}</tr>")
+        marked_a, marked_b = differing_lines(left, right)
+        changed = len(marked_a) + len(marked_b)
+        count = f'<span class="note">{changed} line{"s" if changed != 1 else ""} differ</span>' if changed else \
+            '<span class="note">the same code</span>'
+        rows.append(f'<tr class="key"><td colspan="2" id="{esc(key)}">{esc(key)} {count} {links}</td></tr>')
+        rows.append(f"<tr>{_block_cell(left, marked_a)}{_block_cell(right, marked_b)}</tr>")
     root = "../"
     if a in SCRATCH_SERVERS:
         lede = ("Aligned by section: both servers share their headings in the same order (accept loop → connection → "
@@ -419,7 +447,7 @@ def write_diff_page(site: Site, a: str, b: str, path_a: Path, path_b: Path, proj
                 "so what differs is the framework, never the work.")
     body = (
         f"<h1>{esc(a)} beside {esc(b)}</h1>\n<p class=\"lede\">{esc(lede)} Code only: each file's page has the "
-        "comments.</p>\n"
+        "comments. <span class=\"diff-key\">Marked lines</span> are the ones the other side does not have.</p>\n"
         f"<table class=\"diff\"><thead><tr><th><a href=\"{root}{esc(source_page(path_a, project))}\">{esc(a)}</a> — "
         f"{source_a.code_lines:,} lines of code</th><th><a href=\"{root}{esc(source_page(path_b, project))}\">"
         f"{esc(b)}</a> — {source_b.code_lines:,} lines of code</th></tr></thead>\n<tbody>\n"
@@ -445,6 +473,100 @@ def write_diff_index(site: Site, pairs: list[tuple[str, str, Path, Path]]) -> No
 
 def _num(value: float | int | None, fmt: str = "{:,.0f}") -> str:
     return "—" if value is None else fmt.format(value)
+
+
+INTERFACE_COLOURS = {"wsgi": "#0969da", "asgi": "#bf3989"}  # the badges' colours: 5.2:1 and 5.0:1 on white
+
+
+def _machine(env: dict[str, Any]) -> str:
+    """"AMD EPYC, 2 CPUs" from a result's recorded environment ("" when none was recorded)."""
+    if not env:
+        return ""
+    cpus = env.get("usable_cpus") or env.get("cpu_count")
+    cpus = len(cpus) if isinstance(cpus, list | tuple) else cpus
+    parts = [str(env.get("cpu_model") or env.get("machine") or ""), f"{cpus} CPUs" if cpus else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def _short_rate(value: float) -> str:
+    return f"{value / 1000:.1f}k" if value >= 10_000 else f"{value:,.0f}"
+
+
+def ladder_chart(figures: Figures) -> str:
+    """The ladder as two bar charts in one inline SVG: µs per request (in-process) and req/s
+    (over a socket), one bar per rung, coloured by interface.  Drawn from the stored figures
+    only; a rung with no figure says "not measured", never a made-up bar."""
+    from layers import LAYERS
+
+    rungs = list(LAYERS.values())
+    left, panel, gap, row, top = 150, 420, 60, 30, 44
+    room = panel - 150  # the longest bar leaves room for its label
+    width = left + panel + gap + panel + 20
+    height = top + row * len(rungs) + 12
+    us = {r.name: (figures.cost(r.name).us if figures.cost(r.name) else None) for r in rungs}
+    rps = {r.name: figures.rps(r.name) for r in rungs}
+    us_max = max((v for v in us.values() if v), default=0) or 1
+    rps_max = max((t.rps_max or t.rps for t in rps.values() if t), default=0) or 1
+    x2 = left + panel + gap
+    out = [
+        f'<svg class="ladder-chart" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" role="img" '
+        'aria-label="bar charts of the ladder: microseconds per request and requests per second, per rung">',
+        f'<text class="head" x="{left}" y="16">µs per request, in-process (shorter is cheaper)</text>',
+        f'<text class="head" x="{x2}" y="16">requests per second over a socket (longer is faster)</text>',
+    ]
+    for i, rung in enumerate(rungs):
+        y = top + i * row
+        colour = INTERFACE_COLOURS[rung.interface]
+        if i and rung.interface != rungs[i - 1].interface:
+            out.append(f'<line x1="8" y1="{y - 4}" x2="{width - 8}" y2="{y - 4}" class="split"/>')
+        out.append(f'<text class="rung" x="{left - 10}" y="{y + 15}" text-anchor="end">{esc(rung.name)}</text>')
+        out.append(f'<text class="iface" x="8" y="{y + 15}" fill="{colour}">{rung.interface.upper()}</text>')
+        value = us[rung.name]
+        if value:
+            w = max(room * value / us_max, 1)
+            out.append(f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row - 10}" fill="{colour}">'
+                       f"<title>{esc(rung.name)}: {value:,.1f} µs per request</title></rect>")
+            out.append(f'<text class="value" x="{left + w + 6:.1f}" y="{y + 15}">{value:,.1f} µs</text>')
+        else:
+            out.append(f'<text class="none" x="{left}" y="{y + 15}">not measured</text>')
+        t = rps[rung.name]
+        if t:
+            w = max(room * t.rps / rps_max, 1)
+            out.append(f'<rect x="{x2}" y="{y + 3}" width="{w:.1f}" height="{row - 10}" fill="{colour}">'
+                       f"<title>{esc(rung.name)} on {esc(t.server)}: {t.rps:,.0f} req/s ({esc(t.endpoint)}, "
+                       f"c{t.concurrency or '?'})</title></rect>")
+            if t.rps_min is not None and t.rps_max is not None:  # the spread of the repeated runs
+                a, b = x2 + room * t.rps_min / rps_max, x2 + room * t.rps_max / rps_max
+                out.append(f'<line class="spread" x1="{a:.1f}" y1="{y + row / 2 - 1}" x2="{b:.1f}" '
+                           f'y2="{y + row / 2 - 1}"/>')
+            end = x2 + room * (t.rps_max or t.rps) / rps_max
+            out.append(f'<text class="value" x="{end + 6:.1f}" y="{y + 15}">{_short_rate(t.rps)} · '
+                       f"{esc(t.server)}</text>")
+        else:
+            out.append(f'<text class="none" x="{x2}" y="{y + 15}">not measured</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def ladder_caption(figures: Figures) -> str:
+    """What the chart shows and where its figures come from: file, time, machine."""
+    machine = _machine(figures.environment)
+    endpoints = sorted({c.endpoint for c in figures.costs.values()})
+    parts = []
+    if figures.costs:
+        parts.append(f"Left: microseconds per request for GET /{'/'.join(endpoints) or 'json'}, each rung called "
+                     f"in-process with no socket (<code>{esc(figures.origin)}</code>, measured "
+                     f"{esc(figures.measured_at or 'at an unrecorded time')}{', on ' + esc(machine) if machine else ''}).")
+    else:
+        parts.append("Left: " + missing("µs per request not measured yet", HOW_TO_MEASURE["in_process"]))
+    if figures.throughput:
+        t0 = figures.throughput[0]
+        parts.append(f"Right: median requests per second over loopback at the best concurrency, each rung on its "
+                     f"reference server, the thin line the spread of the repeated runs (<code>"
+                     f"{esc(figures.ladder_origin)}</code>, measured {esc(figures.ladder_measured_at or t0.measured_at or 'at an unrecorded time')}).")
+    else:
+        parts.append("Right: " + missing("req/s not measured yet", HOW_TO_MEASURE["ladder"]))
+    return " ".join(parts)
 
 
 def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[str, str, Path, Path]]) -> None:
@@ -555,6 +677,8 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
         "<h1>The ladder</h1>\n<p class=\"lede\">One contract, six layers. Each rung is built on the one below it; "
         "the columns say what it costs in code you read and in work done per request. Click a rung to read its "
         "annotated source, or <em>beside</em> to see it next to the rung below.</p>\n"
+        f'<figure class="chart lead">{ladder_chart(figures)}<figcaption>{ladder_caption(figures)}</figcaption>'
+        "</figure>\n"
         + "\n".join(sections)
         + "\n<div class=\"note\">" + "<br>".join(provenance) + "</div>"
     )
@@ -562,6 +686,62 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
 
 
 # --- Benchmarks, grid, traces ---
+
+
+#: What each chart ``layercake bench --charts`` draws shows, and which table of which report
+#: (docs/bench/<report>.md; tables counted from 0) it summarises -- so it is put beside that table.
+CHARTS: dict[str, tuple[str, int, str]] = {
+    "inprocess-us": ("inprocess", 0, "Microseconds per request for each layer and endpoint, called in-process "
+                     "with no socket: what the layer alone costs."),
+    "inprocess-calls": ("inprocess", 0, "Python calls per request, stacked by the package that made them: "
+                        "counted, not timed, so the same on every run."),
+    "ladder-rps": ("ladder", 0, "Requests per second for each layer on its reference server, median of the "
+                   "repeated runs: the table's figures as bars."),
+    "ladder-latency": ("ladder", 1, "Latency percentiles (p50, p90 and p99) of every target on one endpoint, at "
+                       "the table's concurrency: the tail the medians above leave out."),
+    "slow-concurrency": ("slow", 0, "GET /slow?ms=50 at rising concurrency: the thread pool's ceiling against "
+                         "the event loop's, in requests per second and latency."),
+    "concurrency": ("ladder", 1, "Requests per second and latency as concurrency rises."),
+}
+
+
+def chart_caption(stem: str) -> tuple[str, int, str]:
+    """(report stem, table index, caption) for a chart; an unknown chart goes with the report its
+    name starts with, described by that name in words."""
+    if stem in CHARTS:
+        return CHARTS[stem]
+    report, _, what = stem.partition("-")
+    return report, 0, f"From the {report} report: its {what.replace('-', ' ') or 'figures'}, drawn."
+
+
+_TABLE = re.compile(r"<table>.*?</table>", re.DOTALL)
+
+
+def beside_tables(body: str, figures: dict[int, list[str]]) -> str:
+    """Put each table's charts beside it: ``figures`` maps a table's index in ``body`` to its
+    ``<figure>``s; a chart whose table is not there goes beside the last one."""
+    if not figures:
+        return body
+    tables = list(_TABLE.finditer(body))
+    if not tables:
+        return body + '<div class="with-chart"><div class="charts">' + "".join(
+            f for fs in figures.values() for f in fs) + "</div></div>"
+    wanted: dict[int, list[str]] = {}
+    for index, figs in figures.items():
+        wanted.setdefault(min(index, len(tables) - 1), []).extend(figs)
+    out, at = [], 0
+    for i, match in enumerate(tables):
+        out.append(body[at:match.start()])
+        if i in wanted:
+            head = match.group(0).split("</tr>", 1)[0]
+            wide = " wide" if head.count("<th") >= 8 else ""  # a wide table takes more of the row
+            out.append(f'<div class="with-chart{wide}"><div class="charts">{"".join(wanted[i])}</div>'
+                       f'<div class="table">{match.group(0)}</div></div>')
+        else:
+            out.append(match.group(0))
+        at = match.end()
+    out.append(body[at:])
+    return "".join(out)
 
 
 def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Path | None = None) -> None:
@@ -591,14 +771,26 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
     for report in reports:
         text = report.read_text(encoding="utf-8")
         shown.update(re.findall(r"!\[[^\]]*\]\(([^)\s]+)", text))
-        body = relink(prose_html(text), report, "bench/index.html", project, site.out)
+    placed: dict[str, dict[int, list[str]]] = {}  # report stem -> table index -> figures
+    rest = []
+    stems = {r.stem for r in reports}
+    for img in images:
+        src = img.relative_to(bench_dir).as_posix()
+        if src in shown:
+            continue  # the report shows it where it wants it
+        report_stem, table, caption = chart_caption(img.stem)
+        figure = (f'<figure><img src="{esc(src)}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption>'
+                  "</figure>")
+        if report_stem in stems:
+            placed.setdefault(report_stem, {}).setdefault(table, []).append(figure)
+        else:
+            rest.append(figure)
+    for report in reports:
+        body = relink(prose_html(report.read_text(encoding="utf-8")), report, "bench/index.html", project, site.out)
+        body = beside_tables(body, placed.get(report.stem, {}))
         parts.append(f'<div class="report" id="{esc(report.stem)}">{body}</div>')
-    rest = [img for img in images if img.relative_to(bench_dir).as_posix() not in shown]
     if rest:
-        parts.append("<h2>Charts</h2>\n<div class=\"report\">")
-        parts.extend(f'<figure><img src="{esc(img.relative_to(bench_dir).as_posix())}" alt="{esc(img.stem)}">'
-                     f"<figcaption>{esc(img.stem)}</figcaption></figure>" for img in rest)
-        parts.append("</div>")
+        parts.append("<h2>Other charts</h2>\n<div class=\"report\">" + "".join(rest) + "</div>")
     if data:
         links = ", ".join(f'<a href="{esc(p.name)}">{esc(p.name)}</a>' for p in data)
         parts.append(f"<p class=\"note\">Raw results (JSON, with the machine and versions recorded): {links}</p>")
@@ -617,16 +809,17 @@ GRID_CLASS = {"pass": "ok", "partial": "partial", "fail": "fail", "n/a": "skip"}
 
 
 def grid_matrix(data: dict[str, Any]) -> str:
-    """The grid as ``layercake grid --json`` writes it: layers down, servers across, then
-    every failed case with the registry's explanation (or "unexplained")."""
+    """The grid as ``layercake grid --json`` writes it: servers down, layers across (six
+    columns fit 1280 px where thirteen servers across did not), then every failed case
+    with the registry's explanation (or "unexplained")."""
     cells = {(c["layer"], c["server"]): c for c in data["cells"]}
     servers = data.get("servers") or sorted({c["server"] for c in data["cells"]})
     layers = data.get("layers") or sorted({c["layer"] for c in data["cells"]})
-    head = "".join(f"<th>{esc(s)}</th>" for s in servers)
+    head = "".join(f"<th>{esc(la)}</th>" for la in layers)
     rows = []
-    for layer in layers:
+    for server in servers:
         tds = []
-        for server in servers:
+        for layer in layers:
             cell = cells.get((layer, server))
             if cell is None:
                 tds.append('<td class="skip">—</td>')
@@ -638,7 +831,7 @@ def grid_matrix(data: dict[str, Any]) -> str:
             bridge = f'<br><span class="note">via {esc(cell["bridge"])}</span>' if cell.get("bridge") else ""
             title = esc(cell.get("reason") or cell.get("native_command") or "")
             tds.append(f'<td class="{GRID_CLASS.get(status, "")}" title="{title}">{esc(text)}{bridge}</td>')
-        rows.append(f'<tr><th>{esc(layer)}</th>{"".join(tds)}</tr>')
+        rows.append(f'<tr><th>{esc(server)}</th>{"".join(tds)}</tr>')
     failures = []
     for cell in data["cells"]:
         for failure in cell.get("failures") or []:
@@ -650,11 +843,12 @@ def grid_matrix(data: dict[str, Any]) -> str:
         if cell.get("status") in ("fail", "n/a") and cell.get("reason") and not cell.get("failures"):
             failures.append(f"<tr><td>{esc(cell['layer'])}</td><td>{esc(cell['server'])}</td><td>—</td>"
                             f"<td>{esc(str(cell['reason']).splitlines()[0])}</td><td></td></tr>")
-    out = (f'<table class="grid"><thead><tr><th></th>{head}</tr></thead><tbody>' + "\n".join(rows)
+    out = (f'<table class="grid matrix"><thead><tr><th>server ↓ · layer →</th>{head}</tr></thead><tbody>'
+           + "\n".join(rows)
            + "</tbody></table>\n<p class=\"note\">✓ the whole contract · ◐ part of it · ✗ failed or did not start · "
            "n/a not installed. Hover a cell for the command or the reason.</p>")
     if failures:
-        out += ("<h2>What fails where, and why</h2>\n<table class=\"grid\"><thead><tr><th>layer</th><th>server</th>"
+        out += ("<h2>What fails where, and why</h2>\n<table class=\"grid why\"><thead><tr><th>layer</th><th>server</th>"
                 "<th>case</th><th>what the contract saw</th><th>why (from the registry)</th></tr></thead><tbody>"
                 + "\n".join(failures) + "</tbody></table>")
     return out
@@ -728,21 +922,35 @@ def trace_name(layer: str, method: str, path: str) -> str:
 TraceRecorder = Callable[[str, str, str, str | None, Path], None]
 
 
-def _recorder() -> TraceRecorder | None:
+def trace_page(site: Site, trace: Any, out: Path) -> None:
+    """One trace as a page of the site: its navigation and stylesheet around the trace's body
+    (the timeline, the flame chart, then every step), and a way back to the other traces."""
+    from layercake.trace.flame import chrome_trace
+    from layercake.trace.render import trace_body, trace_title
+
+    # The same call tree for the viewer people already know: Perfetto or chrome://tracing.
+    events = out.with_suffix(".trace.json")
+    events.parent.mkdir(parents=True, exist_ok=True)
+    events.write_text(json.dumps(chrome_trace(trace)), encoding="utf-8")
+    site.report.written.append(events)
+    back = ('<p class="note"><a href="index.html">← all traces</a> · the same request on every rung, or '
+            f"<code>layercake trace {esc(trace.layer)} {esc(trace.method)} {esc(trace.path)}</code> in a terminal"
+            f' · <a href="{esc(events.name)}">the call tree as a Trace Event file</a> (open it at ui.perfetto.dev '
+            "or in chrome://tracing)</p>")
+    site.write(f"traces/{out.name}", trace_title(trace), f"<h1>{esc(trace_title(trace))}</h1>{back}{trace_body(trace)}",
+               "traces/index.html")
+
+
+def _recorder(site: Site) -> TraceRecorder | None:
     """The trace package's recorder, when it exists: run the layer on its default server
-    (ours), send the request, and write the trace's self-contained HTML page."""
+    (ours), send the request, and write the trace as a page of the site."""
     try:
-        from layercake.trace.render import trace_html
         from layercake.trace.run import trace
     except ImportError:
         return None
 
     def record(layer: str, method: str, path: str, body: str | None, out: Path) -> None:
-        page = trace_html(trace(layer, None, method, path, body=(body or "").encode()))
-        # A way back to the site, added after <body>; the page is otherwise the trace's own.
-        back = ('<p style="font-family: sans-serif"><a href="index.html">← all traces</a> · '
-                '<a href="../index.html">the ladder</a></p>')
-        out.write_text(page.replace("<body>", "<body>" + back, 1), encoding="utf-8")
+        trace_page(site, trace(layer, None, method, path, body=(body or "").encode()), out)
 
     return record
 
@@ -754,7 +962,7 @@ def write_traces(site: Site, project: Path, enabled: bool, budget: float = TRACE
 
     out = site.out / "traces"
     out.mkdir(parents=True, exist_ok=True)
-    recorder = recorder if recorder is not None else (_recorder() if enabled else None)
+    recorder = recorder if recorder is not None else (_recorder(site) if enabled else None)
     saved = project / "docs" / "traces"
     deadline = time.monotonic() + budget
     rows = []
@@ -774,14 +982,20 @@ def write_traces(site: Site, project: Path, enabled: bool, budget: float = TRACE
                     have = target.exists()
                 except Exception as exc:  # a failed trace is a note on the page, not a failed build
                     site.report.notes.append(f"trace {name} failed: {exc}")
+            if not have and (saved / f"{name}.json").is_file():  # `layercake trace ... --json`: drawn here
+                from layercake.trace.model import Trace
+
+                trace_page(site, Trace.load(saved / f"{name}.json"), target)
+                have = True
             if not have and (saved / f"{name}.html").is_file():
                 shutil.copyfile(saved / f"{name}.html", target)
                 have = True
             if have:
-                site.report.written.append(target)
+                if target not in site.report.written:
+                    site.report.written.append(target)
                 cells.append(f'<td><a href="{esc(name)}.html">{esc(method)} {esc(path)}</a></td>')
             else:
-                cells.append(f"<td>{missing('not traced yet', f'layercake trace {layer.name} {method} {path} --html docs/traces/{name}.html')}</td>")
+                cells.append(f"<td>{missing('not traced yet', f'layercake trace {layer.name} {method} {path} --json docs/traces/{name}.json')}</td>")
         rows.append(f'<tr><td class="name">{esc(layer.name)}</td>' + "".join(cells) + "</tr>")
     if not any("href" in row for row in rows):
         site.report.notes.append("no traces: skipped (--no-traces) and none saved in docs/traces/" if not enabled
@@ -813,6 +1027,15 @@ def write_docs(site: Site, project: Path) -> None:
 # --- Putting it together ---
 
 
+def _trace_css() -> str:
+    """The trace pages' styles and the package colours (one palette, trace/packages.py), if the trace package exists."""
+    try:
+        from layercake.trace.render import TRACE_CSS, package_css
+    except ImportError:
+        return ""
+    return "\n/* --- trace pages (layercake/trace/render.py) --- */\n" + TRACE_CSS + package_css()
+
+
 def _commit(project: Path) -> str:
     try:
         done = subprocess.run(["git", "-C", str(project), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -837,6 +1060,7 @@ def build_site(out: Path | str = "site", *, project: Path = PROJECT, figures: Fi
     css = STYLESHEET.read_text(encoding="utf-8")
     css += "\n/* --- pygments (" + PYGMENTS_STYLE + ") --- */\n"
     css += HtmlFormatter(style=PYGMENTS_STYLE).get_style_defs(".highlight") + "\n"
+    css += _trace_css()
     (out / "style.css").write_text(css, encoding="utf-8")
     report.written.append(out / "style.css")
 

@@ -21,6 +21,7 @@ being blank.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -33,10 +34,21 @@ CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 )
-# The pages the README shows: the ladder, and one layer's annotated source.
+# The pages the README and docs/screenshots/ show: the ladder (its chart first), one layer's
+# annotated source, a trace (its timeline and flame chart), the benchmarks (charts beside tables)
+# and a rung beside the one below it (the lines that differ marked).
 README_PAGES: dict[str, str] = {
     "site-index.png": "index.html",
     "site-source-flask.png": "source/layers/flask/app.py.html",
+    "site-trace-flask.png": "traces/flask-get-json.html",
+    "site-bench.png": "bench/index.html",
+    "site-diff-flask.png": "diff/werkzeug--flask.html",
+}
+# Taller windows where the picture worth showing is further down: the trace page's flame
+# chart comes after its timeline, the benchmarks' second chart after the first table.
+WINDOWS: dict[str, tuple[int, int]] = {
+    "site-trace-flask.png": (1280, 1600),
+    "site-bench.png": (1280, 1300),
 }
 
 
@@ -77,14 +89,75 @@ def is_blank(png: Path) -> bool:
 
 
 def take_screenshots(out: Path, dest: Path, pages: dict[str, str] | None = None) -> list[Path]:
-    """Serve the site in ``out`` on scratch-wsgi and write a PNG of each page into ``dest``."""
+    """Serve the site in ``out`` on scratch-wsgi and write a PNG of each page into ``dest``.
+
+    A page the build did not write (a trace, with ``--no-traces``) is skipped: the PNGs
+    returned are the ones made.
+    """
     from layercake.site import start_site_server
 
     written = []
     with start_site_server(out) as server:
         for name, page in (pages or README_PAGES).items():
-            png = screenshot(f"{server.url}/{page}", dest / name)
+            if not (Path(out) / page).is_file():
+                continue
+            png = screenshot(f"{server.url}/{page}", dest / name, WINDOWS.get(name, WINDOW))
             if is_blank(png):
                 raise LayercakeError(f"the screenshot of {page} is blank: the page did not render")
             written.append(png)
     return written
+
+
+_MEASURE = "_layercake-measure.html"
+_HARNESS = (
+    "<!doctype html><html><body style='margin:0'><iframe id='f' src='/{page}' width='{width}' height='900' "
+    "style='border:0'></iframe><pre id='out'>not loaded</pre><script>"
+    "document.getElementById('f').onload = function () {{ var d = this.contentDocument.documentElement;"
+    " document.getElementById('out').textContent = 'width=' + d.scrollWidth + '/' + d.clientWidth; }};"
+    "</script></body></html>"
+)
+_MEASURED = re.compile(r"width=(\d+)/(\d+)")
+
+
+def page_widths(out: Path, pages: list[str], width: int = WINDOW[0]) -> dict[str, tuple[int, int]]:
+    """(content width, window width) of each page loaded ``width`` pixels wide in Chromium.
+
+    A page fits when the two are equal: nothing sticks out sideways.  The site has no
+    script, so the measuring is done from outside it: a throw-away page next to the site
+    (same origin, so it may look inside) loads each page in an iframe of that width and
+    writes ``scrollWidth`` into its own DOM, which ``--dump-dom`` prints.
+    """
+    from layercake.site import start_site_server
+
+    browser = chromium()
+    if browser is None:
+        raise LayercakeError("measuring pages needs Chromium: apt-get install chromium")
+    harness = Path(out) / _MEASURE
+    found: dict[str, tuple[int, int]] = {}
+    profile = Path(tempfile.mkdtemp(prefix="layercake-chromium-"))
+    try:
+        with start_site_server(out) as server:
+            for page in pages:
+                harness.write_text(_HARNESS.format(page=page, width=width), encoding="utf-8")
+                done = subprocess.run(
+                    [
+                        browser,
+                        *CHROMIUM_FLAGS,
+                        f"--user-data-dir={profile}",
+                        "--virtual-time-budget=5000",
+                        "--dump-dom",
+                        f"{server.url}/{_MEASURE}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=90,
+                    check=False,
+                )
+                match = _MEASURED.search(done.stdout)
+                if match is None:
+                    raise LayercakeError(f"chromium could not measure {page}")
+                found[page] = (int(match.group(1)), int(match.group(2)))
+    finally:
+        harness.unlink(missing_ok=True)
+        shutil.rmtree(profile, ignore_errors=True)
+    return found

@@ -32,6 +32,7 @@ later (bridge pools, anyio's workers), and the parser observers.
 from __future__ import annotations
 
 import atexit
+import importlib
 import json
 import os
 import threading
@@ -50,13 +51,15 @@ from layercake.trace.observers import (
     observe_wsproto,
 )
 from layercake.trace.recorder import RecordingASGI, RecordingWSGI
-from layers import get_layer
+from layers import Layer, get_layer
 
 LAYER_ENV = "LAYERCAKE_TRACE_LAYER"  # the layer to serve
 DIR_ENV = "LAYERCAKE_TRACE_DIR"  # where records are written
 SERVE_ENV = "LAYERCAKE_TRACE_SERVE"  # the interface the server speaks: "wsgi" | "asgi"
 LIFESPAN_ENV = "LAYERCAKE_TRACE_LIFESPAN"  # "pass" | "unsupported" | "fail-startup"
 PROFILE_ENV = "LAYERCAKE_TRACE_PROFILE"  # "0": no call tree, undisturbed timings
+APP_ENV = "LAYERCAKE_TRACE_APP"  # "module:attr" of a user's own app (--app), served instead of a layer
+APP_INTERFACE_ENV = "LAYERCAKE_TRACE_APP_INTERFACE"  # that app's interface: "wsgi" | "asgi"
 TARGET = "layercake.trace.target:app"
 
 
@@ -90,10 +93,26 @@ class FileSink:
         self._append("lifespan.jsonl", event)
 
 
-def build(layer_name: str, serve: str, sink: FileSink, lifespan_mode: str = "pass") -> Any:
-    """The layer's app wrapped in recorders, bridged to ``serve`` if its interface differs."""
-    layer = get_layer(layer_name)
-    inner = layer.load()
+def _app_from_environment() -> Layer | None:
+    """The user's own app (``--app``), when run.py named one: a Layer in all but the contract."""
+    target = os.environ.get(APP_ENV)
+    if not target:
+        return None
+    return Layer(target, os.environ.get(APP_INTERFACE_ENV, "asgi"), target, None, "your application")  # type: ignore[arg-type]
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):  # "pkg.web:factory.app", as uvicorn allows
+        obj = getattr(obj, part)
+    return obj
+
+
+def build(layer_name: str, serve: str, sink: FileSink, lifespan_mode: str = "pass", app: Layer | None = None) -> Any:
+    """The layer's app (or ``app``, a user's) wrapped in recorders, bridged to ``serve`` if its interface differs."""
+    layer = app if app is not None else get_layer(layer_name)
+    inner = _load(layer.target)
     if layer.interface == serve:
         if serve == "wsgi":
             return RecordingWSGI(inner, sink.request)
@@ -138,11 +157,13 @@ def from_environment() -> Any:
         )
 
     mark("loading app", layer=layer_name)
+    user_app = _app_from_environment()
     app = build(
         layer_name,
-        os.environ.get(SERVE_ENV) or get_layer(layer_name).interface,
+        os.environ.get(SERVE_ENV) or (user_app or get_layer(layer_name)).interface,
         sink,
         os.environ.get(LIFESPAN_ENV) or "pass",
+        user_app,
     )
     mark("app loaded", layer=layer_name)
     atexit.register(mark, "process exit")

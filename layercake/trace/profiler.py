@@ -87,6 +87,7 @@ class Node:
         "total_ns",
         "lines",
         "outer",
+        "first_ns",
     )
 
     def __init__(
@@ -97,11 +98,15 @@ class Node:
         self.children: dict[Any, Node] = {}
         self.calls = self.resumes = self.total_ns = 0
         self.lines: set[int] = set()
+        self.first_ns: int | None = None  # when this call path was first entered (vs the profiler's t0)
 
     def to_dict(self) -> dict[str, Any]:
         children = [c.to_dict() for c in self.children.values()]
         child_ns = sum(c["total_ns"] for c in children)
         total = child_ns if self.outer or self.kind == "thread" else max(self.total_ns, child_ns)
+        starts = [c["first_ns"] for c in children if c["first_ns"] is not None]
+        # An outer frame (or a thread) was never entered while we watched: it starts with its first child.
+        first = self.first_ns if self.first_ns is not None and not self.outer else min(starts, default=None)
         return {
             "label": self.label,
             "package": self.package,
@@ -115,6 +120,7 @@ class Node:
             "total_ns": total,
             "self_ns": max(total - child_ns, 0),
             "lines": len(self.lines),
+            "first_ns": first,
             "children": children,
         }
 
@@ -203,6 +209,8 @@ class Profiler:
         self._switch(tid, stack, now)
 
     def _count(self, node: Node, now: int) -> None:
+        if node.first_ns is None:
+            node.first_ns = now - self.t0_ns
         calls = self.pkg_calls.get(node.package, 0)
         if not calls:  # the first time the request reaches this package: a milestone of the timeline
             self.pkg_first[node.package] = {

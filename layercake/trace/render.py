@@ -22,7 +22,10 @@ Making a tree of thousands of nodes readable:
 * a node with many children shows the costliest :data:`MAX_CHILDREN` and a count of the rest.
 
 The HTML page has no JavaScript and no external asset: ``<details>``/``<summary>`` do
-the collapsing, one ``<style>`` block does the colours.
+the collapsing, one ``<style>`` block does the colours.  It shows before it tells: the
+request as a timeline (a waterfall of its milestones) and the call tree as a flame chart
+(SVG, laid out by :mod:`layercake.trace.flame`) come first, the tables after them.  Its
+body (:func:`trace_body`) is also what the site puts inside its own layout.
 """
 
 from __future__ import annotations
@@ -39,29 +42,12 @@ from rich.text import Text
 from rich.tree import Tree
 
 from layercake.trace.model import LifespanRecord, ScopeDiff, Trace
-from layercake.trace.packages import COLOURS, PACKAGES
+from layercake.trace.packages import COLOURS, PACKAGES, WEB_COLOURS, web_colour
 
 DEFAULT_DEPTH = 6
 MAX_CHILDREN = 30
 C_CALL_MIN_SHARE = 0.01  # a builtin call is shown if it takes at least 1% of its thread's time
 RAW_LIMIT = 4096  # bytes of a raw request/response shown in the terminal
-
-# rich colour names -> CSS, for the HTML page (same names, same meaning)
-CSS_COLOURS = {
-    "bright_blue": "#4f8ff7",
-    "blue": "#2b5fb8",
-    "magenta": "#b03bb0",
-    "bright_magenta": "#e066e0",
-    "cyan": "#17a2b8",
-    "green": "#2e9e44",
-    "bright_green": "#66cc66",
-    "yellow": "#b8a000",
-    "bright_yellow": "#e0c000",
-    "bright_red": "#e04848",
-    "white": "#888888",
-    "bright_black": "#aaaaaa",
-    "grey50": "#7f7f7f",
-}
 
 
 # ---------------------------------------------------------------------------------------
@@ -365,7 +351,7 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
     status = trace.response.get("status")
     head = Table.grid(padding=(0, 2))
     head.add_row("request", f"{trace.method} {trace.path}")
-    head.add_row("layer", f"{trace.layer} ({trace.interface.upper()})")
+    head.add_row("app" if ":" in trace.layer else "layer", f"{trace.layer} ({trace.interface.upper()})")
     head.add_row("server", f"{trace.server} ({trace.server_interface.upper()}, parser: {trace.parser.get('name')})")
     if trace.bridge:
         head.add_row("bridge", f"{trace.bridge}: a2wsgi (servers/bridges.py); recorded on both sides")
@@ -466,7 +452,8 @@ def _ws_summary(frames: list[dict[str, Any]]) -> list[str]:
 
 def render_scope_diff(diff: ScopeDiff, only_differences: bool = False) -> RenderableType:
     table = Table(
-        title=f"{diff.method} {diff.path} on {diff.layer}: what each server handed the layer (differences in bold)",
+        title=f"{diff.method} {diff.path} on {diff.layer}: what each server handed the "
+        f"{'app' if ':' in diff.layer else 'layer'} (differences in bold)",
         title_justify="left",
     )
     table.add_column("key", style="bold")
@@ -577,36 +564,77 @@ def lifespan_findings(record: LifespanRecord) -> list[str]:
 # ---------------------------------------------------------------------------------------
 # HTML
 # ---------------------------------------------------------------------------------------
+# One body, two frames: :func:`trace_body` is the page's content, classes only; the site
+# puts it in its own layout (navigation, stylesheet), :func:`trace_html` in a standalone
+# page with :data:`TRACE_CSS` inlined.  Pictures first -- the timeline and the flame
+# chart -- then the tables they summarise, folded or below.
 
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
-h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ddd}
-pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font:12px/1.4 ui-monospace,monospace}
-table{border-collapse:collapse;font-size:12.5px}td,th{border:1px solid #ddd;padding:2px 6px;vertical-align:top;
-text-align:left}td.v{font-family:ui-monospace,monospace;word-break:break-all}
-td.k{font-family:ui-monospace,monospace;white-space:nowrap}
-details{margin-left:1.1em}summary{font-family:ui-monospace,monospace;font-size:12.5px;cursor:pointer;
-white-space:nowrap}summary.leaf{list-style:none}.outer{opacity:.55}.task{font-style:italic;color:#777}
-.pkg{display:inline-block;min-width:6.5em;font-weight:bold}.legend span{margin-right:1em;font-weight:bold}
-.dim{color:#888}.diff{background:#fff3c4;font-weight:bold}
+#: The trace's own styles, scoped under ``.trace`` so they sit inside the site's stylesheet.
+TRACE_CSS = """
+.trace pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font:12px/1.4 ui-monospace,monospace}
+.trace table.t{border-collapse:collapse;font-size:12.5px;margin:.4em 0 1em}
+.trace table.t td,.trace table.t th{border:1px solid #d8dee4;padding:2px 6px;vertical-align:top;text-align:left}
+.trace td.v{font-family:ui-monospace,monospace;word-break:break-all}
+.trace td.k{font-family:ui-monospace,monospace;white-space:nowrap}
+.trace .tree details{margin-left:1.1em}
+.trace .tree summary{font-family:ui-monospace,monospace;font-size:12.5px;cursor:pointer;white-space:nowrap}
+.trace .tree summary.leaf{list-style:none}.trace .outer{opacity:.7}.trace .task{font-style:italic;color:#59636e}
+.trace .pkg{display:inline-block;min-width:6.5em;font-weight:bold}
+.trace .legend span{display:inline-block;margin:0 .3em .3em 0;padding:0 .45em;border-radius:3px;color:#fff;
+font-size:12px;font-weight:600}
+.trace .dim{color:#59636e}.trace .diff{background:#fff3c4;font-weight:bold}
+.trace .summary td:first-child{color:#59636e;white-space:nowrap}
+.trace .wf{font-size:12px;margin:.5em 0 1em;max-width:100%}
+.trace .wf-row{display:grid;grid-template-columns:24rem 1fr;align-items:center;min-height:18px;
+border-bottom:1px solid #eef1f4}
+.trace .wf-row.head{border-bottom:1px solid #8c959f;color:#59636e}
+.trace .wf-label{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;padding-right:.6em;
+font-family:ui-monospace,monospace}
+.trace .wf-label .src{display:inline-block;min-width:5.5em;color:#59636e;font-family:system-ui,sans-serif}
+.trace .wf-track{position:relative;height:16px;background:repeating-linear-gradient(90deg,transparent 0,
+transparent calc(25% - 1px),#eef1f4 calc(25% - 1px),#eef1f4 25%)}
+.trace .wf-bar{position:absolute;top:3px;height:10px;min-width:3px;border-radius:2px}
+.trace .wf-tick{position:absolute;top:0;height:16px;width:2px}
+.trace .wf-t{position:absolute;top:0;font-size:11px;color:#1f2328;white-space:nowrap;padding-left:5px}
+.trace .wf-t.left{padding:0 5px 0 0}
+.trace .wf-t.in{margin-left:6px;padding:0 4px;background:rgba(31,35,40,.8);color:#fff;border-radius:2px;top:1px;
+line-height:14px}
+.trace .wf-axis{position:relative;height:16px}
+.trace .wf-axis span{position:absolute;top:0;font-size:11px;color:#59636e;transform:translateX(-50%);white-space:nowrap}
+.trace .wf-axis span:first-child{transform:none}.trace .wf-axis span:last-child{transform:translateX(-100%)}
+.trace figure.flame{margin:.4em 0 1.2em}.trace figure.flame svg{display:block;width:100%;height:auto}
+.trace figure.flame figcaption,.trace .caption{color:#59636e;font-size:13px;margin:.2em 0 .6em}
+.trace svg text{font:11px ui-monospace,"DejaVu Sans Mono",monospace;fill:#fff;pointer-events:none}
+.trace svg text.axis{fill:#59636e;font-family:system-ui,sans-serif}
+.trace svg rect.box{stroke:#fff;stroke-width:.6}
+.trace svg rect.outer{opacity:.55}
+"""
+
+_STANDALONE_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1240px;padding:0 1em;color:#1f2328}
+h1{font-size:1.4em}.trace h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #d8dee4}
 """
 
 
-def _pkg_css() -> str:
-    return "".join(f".p-{p.name}{{color:{CSS_COLOURS.get(p.colour, '#444')}}}" for p in PACKAGES)
+def package_css() -> str:
+    """One text class (``.p-NAME``) and one fill class (``.f-NAME``) per package, from WEB_COLOURS."""
+    names = [p.name for p in PACKAGES] + [n for n in WEB_COLOURS if n not in {p.name for p in PACKAGES}]
+    text = "".join(f".p-{n}{{color:{web_colour(n)}}}" for n in names)
+    fill = "".join(f".f-{n}{{background:{web_colour(n)};fill:{web_colour(n)}}}" for n in names)
+    return text + fill + "\n"
 
 
 def _page(title: str, body: Iterable[str]) -> str:
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}{_pkg_css()}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STANDALONE_CSS}{TRACE_CSS}{package_css()}</style></head><body><h1>{html.escape(title)}</h1>"
         + "".join(body)
         + "</body></html>\n"
     )
 
 
-def _table(headers: list[str], rows: Iterable[list[str]], raw: bool = False) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+def _table(headers: list[str], rows: Iterable[list[str]], raw: bool = False, cls: str = "t") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers) if any(headers) else ""
     body = "".join(
         "<tr>"
         + "".join(
@@ -615,7 +643,7 @@ def _table(headers: list[str], rows: Iterable[list[str]], raw: bool = False) -> 
         + "</tr>"
         for row in rows
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table class='{cls}'>{f'<tr>{head}</tr>' if head else ''}{body}</table>"
 
 
 def _html_node(
@@ -642,24 +670,210 @@ def _html_node(
     return f"{prefix}<details{' open' if opened else ''}><summary>{label}</summary>{inner}</details>"
 
 
-def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
-    """The whole trace as one HTML page (no JavaScript, no external files)."""
+def legend_html() -> str:
+    return (
+        "<p class='legend'>"
+        + "".join(
+            f"<span class='f-{p.name}' title='{html.escape(p.description)}'>{html.escape(p.name)}</span>"
+            for p in PACKAGES
+        )
+        + "</p>"
+    )
+
+
+# -- the timeline: the request's path as a waterfall ----------------------------------
+
+_SOURCE_PACKAGE = {"parser": "server", "interface": "trace", "threads": "stdlib"}
+
+
+def _pct(t: int, lo: int, span: int) -> float:
+    return round(100 * (t - lo) / span, 3)
+
+
+def _stamp(text: str, after: float, before: float) -> str:
+    """The time beside a mark: right of it, or left of it when it is near the right edge."""
+    if after > 70 and before < 25:  # a bar across the track: the time goes on it, as a label
+        return f"<span class='wf-t in' style='left:{before}%'>{html.escape(text)}</span>"
+    if after > 70:
+        return f"<span class='wf-t left' style='right:{round(100 - before, 3)}%'>{html.escape(text)}</span>"
+    return f"<span class='wf-t' style='left:{after}%'>{html.escape(text)}</span>"
+
+
+def timeline_html(trace: Trace) -> str:
+    """The request's path in one clock, drawn: one row per milestone, a bar where it took time.
+
+    Rows are the timeline's (parser events, interface calls, the first call into each
+    package, the first work in each thread) plus each thread's span of activity; a bar's
+    left edge is when it happened, its width how long it lasted (an interface call until
+    it returned, a thread from its first to its last profiled event).
+    """
+    rows: list[tuple[str, str, str, int, int | None, str]] = []  # source, what, package, t, end, title
+    for tree in trace.profile.get("threads", []):
+        info = tree["thread"]
+        kind = "event loop" if info.get("event_loop") else "thread"
+        rows.append(
+            (
+                "thread",
+                f"{kind} {info['name']}",
+                "stdlib",
+                int(info["first_ns"]),
+                int(info["last_ns"]),
+                f"{kind} {info['name']}: first event {fmt_ns(info['first_ns'])}, last {fmt_ns(info['last_ns'])}",
+            )
+        )
+    for row in trace.timeline():
+        if row["source"] == "parser" and row.get("event") in ("NEED_DATA", "need more bytes"):
+            continue
+        if row["source"] == "call tree":
+            package = row.get("package", "other")
+            what = f"{row['call']}: {row.get('label', '')}"
+        else:
+            package = _SOURCE_PACKAGE.get(row["source"], "other")
+            what = _event_name(row) if row["source"] in ("parser", "interface") else row["call"]
+        end = row.get("returned_ns") if row["source"] == "interface" else None
+        detail = _event_detail(row) if row["source"] in ("parser", "interface") else ""
+        title = f"t={fmt_ns(row['t_ns'])}  {row['source']}: {what}  {_where(row)}  {detail}".strip()
+        rows.append((row["source"], what, package, int(row["t_ns"]), int(end) if end is not None else None, title))
+    if not rows:
+        return "<p class='dim'>Nothing was timed.</p>"
+    lo = min(r[3] for r in rows)
+    hi = max(max(r[3], r[4] or r[3]) for r in rows)
+    span = max(hi - lo, 1)
+    axis = "".join(f"<span style='left:{q}%'>{fmt_ns(lo + span * q // 100)}</span>" for q in (0, 25, 50, 75, 100))
+    out = [
+        "<div class='wf' role='img' aria-label='the request in time'>",
+        f"<div class='wf-row head'><div class='wf-label'>t = 0 is the app call</div><div class='wf-axis'>{axis}"
+        "</div></div>",
+    ]
+    for source, what, package, t, end, title in rows:
+        left = _pct(t, lo, span)
+        if end is not None and end > t:
+            mark = f"<span class='wf-bar f-{package}' style='left:{left}%;width:{max(_pct(end, lo, span) - left, 0.3)}%'></span>"
+            stamp_at = _pct(end, lo, span)
+            stamp = f"{fmt_ns(t)} (+{fmt_ns(end - t)})"
+        else:
+            mark = f"<span class='wf-tick f-{package}' style='left:{left}%'></span>"
+            stamp_at, stamp = left, fmt_ns(t)
+        out.append(
+            f"<div class='wf-row' title='{html.escape(title)}'><div class='wf-label'><span class='src'>"
+            f"{html.escape(source)}</span><span class='p-{package}'>{html.escape(what)}</span></div>"
+            f"<div class='wf-track'>{mark}{_stamp(stamp, stamp_at, left)}"
+            "</div></div>"
+        )
+    out.append("</div>")
+    return "".join(out)
+
+
+# -- the flame chart: the call tree laid out in time --------------------------------------
+
+FLAME_WIDTH = 1200  # SVG user units; the chart is scaled to the page's width
+FLAME_ROW = 17
+FLAME_MAX_DEPTH = 60
+_CHAR_W = 6.7  # a monospace character at 11px
+
+
+def flame_html(trace: Trace) -> str:
+    """One SVG per thread: a box per call, x = time (shared by all threads), y = depth."""
+    from layercake.trace.flame import spans
+
+    everything = spans(trace, skip_outer=True)
+    if not everything:
+        return "<p class='dim'>No call tree was recorded (--no-profile).</p>"
+    lo = min(s.start_ns for s in everything)
+    hi = max(s.end_ns for s in everything)
+    span = max(hi - lo, 1)
+    scale = FLAME_WIDTH / span
+    min_ns = span / FLAME_WIDTH / 2  # half a unit: narrower boxes would not show
+    out = []
+    for thread in dict.fromkeys(s.thread for s in everything):
+        boxes = [s for s in everything if s.thread == thread and s.dur_ns >= min_ns and s.depth < FLAME_MAX_DEPTH]
+        if not boxes:
+            continue
+        depth = max(s.depth for s in boxes) + 1
+        height = 18 + depth * FLAME_ROW
+        parts = [
+            f"<svg viewBox='0 0 {FLAME_WIDTH} {height}' xmlns='http://www.w3.org/2000/svg' role='img' "
+            f"aria-label='flame chart of thread {html.escape(thread)}'>"
+        ]
+        for q in (0, 25, 50, 75, 100):
+            x = FLAME_WIDTH * q / 100
+            anchor = "start" if q == 0 else "end" if q == 100 else "middle"
+            parts.append(f"<line x1='{x}' y1='14' x2='{x}' y2='{height}' stroke='#eef1f4'/>")
+            parts.append(
+                f"<text class='axis' x='{x}' y='11' text-anchor='{anchor}'>{fmt_ns(int(lo + span * q / 100))}</text>"
+            )
+        for s in boxes:
+            x = (s.start_ns - lo) * scale
+            w = max(s.dur_ns * scale, 0.5)
+            y = 18 + s.depth * FLAME_ROW
+            counts = f" ×{s.calls}" if s.calls > 1 else ""
+            tip = f"{s.label}{counts} — {s.package}, {fmt_ns(s.dur_ns)} from t={fmt_ns(s.start_ns)}; {s.where()}" + (
+                f"; task {s.task}" if s.task else ""
+            )
+            parts.append(
+                f"<g><title>{html.escape(tip)}</title><rect class='box f-{s.package}' x='{x:.2f}' y='{y}' "
+                f"width='{w:.2f}' height='{FLAME_ROW - 1}'/>"
+            )
+            room = int((w - 6) / _CHAR_W)
+            if room >= 3:
+                text = s.label + counts
+                text = text if len(text) <= room else text[: room - 1] + "…"
+                parts.append(f"<text x='{x + 3:.2f}' y='{y + 12}'>{html.escape(text)}</text>")
+            parts.append("</g>")
+        parts.append("</svg>")
+        info = next(t["thread"] for t in trace.profile["threads"] if t["thread"]["name"] == thread)
+        kind = "event loop" if info.get("event_loop") else "thread"
+        out.append(
+            f"<figure class='flame'><figcaption><b>{kind} {html.escape(thread)}</b> — {len(boxes)} calls drawn, "
+            f"{depth} deep</figcaption>{''.join(parts)}</figure>"
+        )
+    return "".join(out)
+
+
+def trace_body(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
+    """The trace page's content (no frame): summary, pictures, then each step's detail."""
     r = trace.response
     body = [
+        "<div class='trace'>",
         _table(
             ["", ""],
             [
                 ["request", f"{trace.method} {trace.path}"],
-                ["layer", f"{trace.layer} ({trace.interface.upper()})"],
+                ["app" if ":" in trace.layer else "layer", f"{trace.layer} ({trace.interface.upper()})"],
                 ["server", f"{trace.server} ({trace.server_interface.upper()}, parser: {trace.parser.get('name')})"],
                 ["bridge", trace.bridge or "none"],
                 ["untraced command", trace.native_command],
                 ["answer", f"{r.get('status')} {r.get('reason', '')}, {len(r.get('body', ''))} B, {r.get('framing')}"],
                 ["warm-up requests", str(trace.warmup)],
+                [
+                    "recorded",
+                    f"{trace.meta.get('created', '')} on {trace.meta.get('host', '')}, "
+                    f"Python {trace.meta.get('python', '')}",
+                ],
             ],
+            cls="t summary",
         ),
         "<h2>0. The request's path, in time</h2>",
+        "<p class='caption'>Each row is one milestone on the server process's clock, with the app call at "
+        "t = 0: the parser's events, the interface calls (a bar lasts until the call returned), the first call "
+        "into each package and each thread's span of work. Hover a row for its detail.</p>",
+        timeline_html(trace),
+        "<details><summary>the same, as a table</summary>",
         _table(["t (vs app call)", "seen by", "what", "thread / task", "first function"], _timeline_rows(trace)),
+        "</details>",
+    ]
+    if trace.profile.get("threads"):
+        body += [
+            "<h2>The call tree as a flame chart</h2>",
+            legend_html(),
+            "<p class='caption'>Time runs left to right on the same clock as above, in every thread; each box is a "
+            "call, the boxes under it the calls it made, coloured by package. A call path taken more than once "
+            "(×N) is one box: its total time, from its first call. Frames already running when the request began "
+            "(the server's loop) are left out; the tree in step 5 has them. Times include the profiler's overhead. "
+            "Hover a box for its file and line.</p>",
+            flame_html(trace),
+        ]
+    body += [
         "<h2>1. Request bytes, as sent</h2>",
         f"<pre>{html.escape(show_bytes(trace.request_bytes, None))}</pre>",
         f"<h2>2. Parser ({html.escape(str(trace.parser.get('name')))})</h2>",
@@ -684,9 +898,9 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
         body.append(
             "<h2>3-5. The application: never called</h2><p>The server answered without calling the "
             "application; the parser's events above say why.</p><h2>6. Response bytes, as received</h2>"
-            f"<pre>{html.escape(show_bytes(trace.response_bytes, None))}</pre>"
+            f"<pre>{html.escape(show_bytes(trace.response_bytes, None))}</pre></div>"
         )
-        return _page(f"layercake trace: {trace.method} {trace.path} — {trace.layer} on {trace.server}", body)
+        return "".join(body)
     for name, view in (("scope", trace.scope), ("environ", trace.environ)):
         if view is not None:
             body.append(f"<h2>3. The {name}</h2>")
@@ -710,13 +924,10 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
             ],
         )
     )
-    body.append(
-        "<h2>5. Call tree, by thread (times include profiler overhead)</h2><p class='legend'>"
-        + "".join(f"<span class='p-{p.name}' title='{html.escape(p.description)}'>{p.name}</span>" for p in PACKAGES)
-        + "</p>"
-    )
+    body.append("<h2>5. Call tree, by thread (times include profiler overhead)</h2>" + legend_html())
     if not trace.profile.get("threads"):
         body.append("<p>Not recorded (--no-profile): the timestamps above are undisturbed.</p>")
+    body.append("<div class='tree'>")
     for thread in trace.profile.get("threads", []):
         info = thread["thread"]
         kind = "event loop" if info.get("event_loop") else "thread"
@@ -726,6 +937,7 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
             f"<details open><summary><b>{kind} {html.escape(info['name'])}</b> "
             f"{fmt_ns(thread['total_ns'])} profiled</summary>{inner}</details>"
         )
+    body.append("</div>")
     packages = trace.packages()
     total = sum(p["self_ns"] for p in packages.values()) or 1
     body.append(
@@ -754,7 +966,17 @@ def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
             + html.escape(", ".join(_ws_summary(trace.response["websocket"])))
             + "</p>"
         )
-    return _page(f"layercake trace: {trace.method} {trace.path} — {trace.layer} on {trace.server}", body)
+    body.append("</div>")
+    return "".join(body)
+
+
+def trace_title(trace: Trace) -> str:
+    return f"layercake trace: {trace.method} {trace.path} — {trace.layer} on {trace.server}"
+
+
+def trace_html(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
+    """The whole trace as one standalone HTML page (no JavaScript, no external files)."""
+    return _page(trace_title(trace), [trace_body(trace, depth)])
 
 
 def scope_diff_html(diff: ScopeDiff) -> str:
@@ -769,5 +991,5 @@ def scope_diff_html(diff: ScopeDiff) -> str:
     head = "".join(f"<th>{html.escape(s)} ({diff.interfaces[s]})</th>" for s in diff.servers)
     return _page(
         f"layercake scope-diff: {diff.method} {diff.path} on {diff.layer}",
-        [f"<table><tr><th>key</th>{head}</tr>{''.join(rows)}</table>"],
+        [f"<div class='trace'><table class='t'><tr><th>key</th>{head}</tr>{''.join(rows)}</table></div>"],
     )

@@ -45,8 +45,18 @@ from typing import Any
 import h11
 
 from layercake import __version__
+from layercake.apps import is_user_app
 from layercake.errors import LayercakeError
-from layercake.trace.instrumented import DIR_ENV, LAYER_ENV, LIFESPAN_ENV, PROFILE_ENV, SERVE_ENV, TARGET
+from layercake.trace.instrumented import (
+    APP_ENV,
+    APP_INTERFACE_ENV,
+    DIR_ENV,
+    LAYER_ENV,
+    LIFESPAN_ENV,
+    PROFILE_ENV,
+    SERVE_ENV,
+    TARGET,
+)
 from layercake.trace.model import LifespanRecord, ScopeDiff, Trace
 from layers import Layer, get_layer
 
@@ -328,6 +338,8 @@ def traced_server(
         LIFESPAN_ENV: lifespan_mode,
         PROFILE_ENV: "1" if profile else "0",
     }
+    if is_user_app(layer):  # --app: the server imports the user's module, from the user's directory
+        env |= {APP_ENV: layer.target, APP_INTERFACE_ENV: layer.interface, **layer.env()}  # type: ignore[attr-defined]
     # The registry sees a layer of the server's own interface: the target does the bridging.
     as_served = replace(layer, interface=spec.interface, target=TARGET)
     opts = ServerOptions(app_target=TARGET, env=env, http=http)
@@ -477,8 +489,13 @@ def _request_line(raw: bytes) -> tuple[str, str]:
     return (parts[0], parts[1]) if len(parts) >= 2 else (line, "")
 
 
+def _layer(layer: str | Layer) -> Layer:
+    """A ladder layer by name, or a Layer given whole (a user's app from ``--app``)."""
+    return layer if isinstance(layer, Layer) else get_layer(layer)
+
+
 def trace(
-    layer_name: str,
+    layer_name: str | Layer,
     server: str | None = None,
     method: str = "GET",
     path: str = "/",
@@ -500,7 +517,7 @@ def trace(
     """
     if websocket is not None and method.upper() != "GET":
         raise LayercakeError("a WebSocket opens with GET (RFC 6455 §4.1)", 2)
-    layer = get_layer(layer_name)
+    layer = _layer(layer_name)
     method = method.upper()
     with traced_server(layer, server, http, profile=profile) as (srv, records, spec):
         host = f"{srv.host}:{srv.port}"
@@ -681,7 +698,7 @@ def _normalise(key: str, value: Any, server_port: int) -> Any:
 
 
 def scope_diff(
-    layer_name: str,
+    layer_name: str | Layer,
     servers: Sequence[str],
     method: str = "GET",
     path: str = "/",
@@ -695,7 +712,7 @@ def scope_diff(
     """
     if len(servers) < 2:
         raise LayercakeError("scope-diff needs at least two servers, e.g. --servers scratch-asgi,uvicorn", 2)
-    layer = get_layer(layer_name)
+    layer = _layer(layer_name)
     views: dict[str, dict[str, Any]] = {}
     interfaces: dict[str, str] = {}
     order: dict[str, list[str]] = {}

@@ -163,7 +163,7 @@ def content_length(scope: Scope) -> int | None:
     return int(raw) if raw is not None and raw.isdigit() else None
 
 
-class ClientDisconnected(Exception):
+class Disconnect(Exception):
     """``http.disconnect`` arrived before the body ended: nobody is left to answer."""
 
 
@@ -182,7 +182,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientDisconnected
+            raise Disconnect
         body += message.get("body", b"")
         if len(body) > limit:
             raise HTTPError(413, "Content Too Large")
@@ -282,7 +282,7 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientDisconnected
+            raise Disconnect
         chunk = message.get("body", b"")
         received += len(chunk)
         if received > MAX_ECHO_BODY:
@@ -394,7 +394,7 @@ async def handle_errors(handler: ASGIApp, scope: Scope, receive: Receive, send: 
 
     try:
         await handler(scope, receive, tracking_send)
-    except ClientDisconnected:
+    except Disconnect:
         return  # nobody to answer
     except HTTPError as exc:
         if started:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 SEED_COUNT = 100
@@ -98,12 +99,12 @@ class Store:
             (total,) = self.conn.execute("SELECT COUNT(*) FROM items").fetchone()
         return [_row_to_item(r) for r in rows], total
 
-    def create(self, name: str, price: float, tags: list[str]) -> dict[str, Any]:
+    def create(self, name: str, price: float, tags: Sequence[str]) -> dict[str, Any]:
         """Insert an already validated item and return it as stored."""
         with self._lock:
             cur = self.conn.execute(
                 "INSERT INTO items (name, price, tags) VALUES (?, ?, ?)",
-                (name, float(price), json.dumps(tags)),
+                (name, float(price), json.dumps(list(tags))),
             )
             self.conn.commit()
             item_id = cur.lastrowid

@@ -44,6 +44,7 @@ import email.message
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +122,7 @@ def parse_item_id(raw: str) -> int:
     return value
 
 
-def _query_int(params: dict[str, str], name: str, default: int, ge: int, le: int | None, errors: list[Error]) -> int:
+def _query_int(params: Mapping[str, str], name: str, default: int, ge: int, le: int | None, errors: list[Error]) -> int:
     raw = params.get(name)
     if raw is None:
         return default
@@ -140,7 +141,7 @@ def _query_int(params: dict[str, str], name: str, default: int, ge: int, le: int
     return default
 
 
-def parse_page(params: dict[str, str]) -> tuple[int, int]:
+def parse_page(params: Mapping[str, str]) -> tuple[int, int]:
     """``GET /items?limit=&offset=``: (limit, offset).  ``params`` maps name -> last value."""
     errors: list[Error] = []
     limit = _query_int(params, "limit", LIMIT_DEFAULT, LIMIT_MIN, LIMIT_MAX, errors)
@@ -150,7 +151,7 @@ def parse_page(params: dict[str, str]) -> tuple[int, int]:
     return limit, offset
 
 
-def parse_stream_n(params: dict[str, str]) -> int:
+def parse_stream_n(params: Mapping[str, str]) -> int:
     """``GET /stream?n=``."""
     errors: list[Error] = []
     n = _query_int(params, "n", STREAM_DEFAULT, STREAM_MIN, STREAM_MAX, errors)
@@ -159,7 +160,7 @@ def parse_stream_n(params: dict[str, str]) -> int:
     return n
 
 
-def parse_slow_ms(params: dict[str, str]) -> int:
+def parse_slow_ms(params: Mapping[str, str]) -> int:
     """``GET /slow?ms=``."""
     errors: list[Error] = []
     ms = _query_int(params, "ms", SLOW_DEFAULT, SLOW_MIN, SLOW_MAX, errors)
@@ -274,4 +275,5 @@ def parse_new_item(body: bytes, content_type: str | None) -> dict[str, Any]:
 
     if errors:
         raise ValidationFailed(errors)
+    assert price is not None  # checked above: a missing or non-numeric price is an error already raised
     return {"name": name, "price": float(price), "tags": list(tags)}

@@ -179,7 +179,7 @@ class HTTPSend:
             if not isinstance(body, (bytes, bytearray, memoryview)):
                 raise ASGIProtocolError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
             last = not message.get("more_body", False)
-            data = self.writer.body(body, last)  # ResponseError (Content-Length disagrees) aborts the connection
+            data = self.writer.body(bytes(body), last)  # ResponseError (Content-Length disagrees) aborts the connection
             if last:
                 self.state = SendState.DONE
             return data

@@ -52,6 +52,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
+from typing import Any
 
 from servers.core.events import (
     CLOSED,
@@ -88,9 +89,8 @@ class State(enum.Enum):
     UPGRADED = "upgraded"  # a WebSocket took the connection over; HTTP is finished with it
     CLOSED = "closed"  # the server should close the socket
 
-    # Speed (issue 12's profile): Enum's own __hash__ is Python code (hash(self._name_)), and _to() looks up
-    # (state, why) in TRANSITIONS, and TIMERS by state, about four times per request.  Members are singletons
-    # compared by identity, so identity hashing is equivalent -- and runs in C.
+    # Members are singletons, so identity is equality; the default Enum hash is a Python-level call, and the
+    # state is hashed on every transition (TRANSITIONS, TIMERS) -- several times per request.
     __hash__ = object.__hash__
 
 
@@ -116,6 +116,7 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     (S.DONE, "the response completes, a pipelined head is waiting"): S.HEAD,
     (S.DONE, "the response completes with Connection: close"): S.CLOSED,
     (S.DONE, "the response completes with Connection: close, input is unread"): S.LINGER,
+    (S.DONE, "the request is refused (503, bad handshake)"): S.LINGER,
     (S.DONE, "the response completes after the client closed its side"): S.CLOSED,
     (S.DONE, "a WebSocket is accepted"): S.UPGRADED,
     (S.DONE, "the response is aborted"): S.CLOSED,
@@ -203,7 +204,7 @@ class ServerConnection:
         self.state = State.IDLE
         self.head: RequestHead | None = None  # the current request cycle's head
         self.writer: ResponseWriter | None = None  # the current request cycle's response
-        self._parser_class = parser_class(parser)
+        self._parser_class: Callable[[Limits], RequestParser] = parser_class(parser)
         self._parser: RequestParser | None = None
         self._reader = HeadReader(limits)
         self._ready: tuple[bytes, bytes] | Rejection | None = None  # what the head reader found, not yet acted on
@@ -227,7 +228,7 @@ class ServerConnection:
         if TRANSITIONS.get((self.state, why)) is not state:
             raise RuntimeError(f"no transition from {self.state.value!r} on {why!r} to {state.value!r}")
         self.state = state
-        if state in TIMERS:
+        if state in TIMERS and state is not S.BODY:  # BODY's timer starts when the app asks (want_body)
             self._since = self.clock()
 
     # -- input ---------------------------------------------------------------------------------------------------
@@ -255,8 +256,8 @@ class ServerConnection:
                 self._input_after_end = True
             elif self._waiting_for_continue:
                 self._waiting_for_continue = False  # RFC 9110 §10.1.1: the client chose not to wait for 100
-            if not self._body_failed:
-                self._parser.receive_data(data)  # type: ignore[union-attr]
+            if not self._body_failed and self._parser is not None:
+                self._parser.receive_data(data)
             if state is not S.DONE:
                 self._since = self.clock()  # progress on the body restarts body_timeout
         # LINGER: discarded.  UPGRADED, CLOSED: the server no longer feeds us.
@@ -332,14 +333,15 @@ class ServerConnection:
     def _next_body_event(self) -> Event:
         if self._body_failed:
             return NEED_DATA  # the body is being ignored; the response will end the connection
+        assert self._parser is not None  # BODY always has its cycle's parser
         try:
-            event = self._parser.next_event()  # type: ignore[union-attr]
+            event = self._parser.next_event()
         except ParseError as exc:  # a malformed chunk
             self._body_failed = True
             return BodyError(exc.status, exc.reason)
-        if type(event) is Data:
+        if isinstance(event, Data):
             self._body_wanted = False
-            self._body_received += len(event.data)  # type: ignore[union-attr]
+            self._body_received += len(event.data)
             limit = self.limits.max_body_bytes
             if limit and self._body_received > limit:
                 self._body_failed = True
@@ -347,7 +349,7 @@ class ServerConnection:
             return event
         if type(event) is EndOfMessage:
             self._body_wanted = False
-            self._to(S.DONE, "the body ends")
+            self._end_of_body()
             if self.writer is not None and self.writer.finished:  # the response was complete before the body
                 self._response_complete()
             return event
@@ -356,16 +358,23 @@ class ServerConnection:
             return BodyError(400, "the client closed the connection before the request body was complete")
         return event  # NEED_DATA
 
+    def _end_of_body(self) -> None:
+        self._to(S.DONE, "the body ends")
+        if not self._input_after_end and self._parser is not None and self._parser.trailing_data:
+            self._input_after_end = True  # a pipelined request came in the same read as this one's end
+
     def _drain(self) -> Event:
         """Discard the unread rest of a body, so the next request starts at the right byte."""
+        assert self._parser is not None  # DRAIN always has its cycle's parser
         try:
             while True:
-                event = self._parser.next_event()  # type: ignore[union-attr]
-                if type(event) is Data:
-                    self._body_received += len(event.data)  # type: ignore[union-attr]
+                event = self._parser.next_event()
+                if isinstance(event, Data):
+                    self._body_received += len(event.data)
                     if self._body_received - self._drain_start > self.limits.max_drain_bytes:
                         break
                 elif type(event) is EndOfMessage:
+                    self._input_after_end = True  # whatever came after the drained body is the next request
                     self._next_cycle("the body ends")
                     return self.next_event()
                 else:
@@ -406,13 +415,21 @@ class ServerConnection:
         connection (no terminating chunk, or fewer bytes than the Content-Length)."""
         self._to(S.CLOSED, "the response is aborted")
 
-    def accept_websocket(self, message: dict[str, object]) -> tuple[bytes, bytes]:
+    def accept_websocket(self, message: dict[str, Any]) -> tuple[bytes, bytes]:
         """The application accepted the handshake: ``(the 101 response, the bytes already received after the head)``
         -- the first frames, if the client was quick."""
         assert self.head is not None and self._parser is not None
-        response = accept_response(self.head, message)  # type: ignore[arg-type]
+        response = accept_response(self.head, message)
+        if self.writer is not None:
+            self.writer.status = 101  # for the access log: the response this cycle ended with (RFC 9110 §15.2.2)
         self._to(S.UPGRADED, "a WebSocket is accepted")
         return response, self._parser.trailing_data
+
+    def deny_websocket(self) -> bytes:
+        """The application closed before accepting.  ASGI WebSocket spec, "Close": "If this is sent before the socket
+        is accepted, the server must close the connection with a HTTP 403 error code (Forbidden), and not complete
+        the WebSocket handshake."  (An upgrade request never persists, so the connection then ends.)"""
+        return self.send_error(403, "Forbidden")
 
     def shutdown(self) -> bool:
         """The server is stopping.  Returns True if the connection can close now (nothing is owed on it); else the
@@ -493,15 +510,15 @@ class ServerConnection:
         """The application is done with the request: count what the parser already holds of the body without
         reading further.  True if that completes it (a body that all arrived, or none) -- then there is nothing to
         drain."""
-        if self._body_failed:
+        if self._body_failed or self._parser is None:
             return False
         try:
             while True:
-                event = self._parser.next_event()  # type: ignore[union-attr]
-                if type(event) is Data:
-                    self._body_received += len(event.data)  # type: ignore[union-attr]
+                event = self._parser.next_event()
+                if isinstance(event, Data):
+                    self._body_received += len(event.data)
                 elif type(event) is EndOfMessage:
-                    self._to(S.DONE, "the body ends")
+                    self._end_of_body()
                     return True
                 else:
                     return False
@@ -512,11 +529,11 @@ class ServerConnection:
     def _next_cycle(self, why: str) -> None:
         """Start over with the bytes the parser did not use: the next, pipelined, request if any (``next_event``
         acts on it: this may run inside the writer, whose last bytes are not written yet)."""
-        leftover = self._parser.trailing_data if self._parser is not None else b""  # type: ignore[union-attr]
+        # Only ask the parser when bytes did come after the request (asking copies its buffer).
+        leftover = self._parser.trailing_data if self._parser is not None and self._input_after_end else b""
         self._parser = None
         self.head = self.writer = None
-        self._reader = HeadReader(self.limits)
-        self._ready = self._reader.feed(leftover) if leftover else None
+        self._ready = self._reader.feed(leftover) if leftover else None  # the reader reset itself after its last head
         if leftover and (self._ready is not None or self._reader.started):
             self._to(S.HEAD, why.replace(", keep-alive", "") + ", a pipelined head is waiting")
         else:
@@ -528,3 +545,7 @@ class ServerConnection:
             rejection.status, rejection.reason, self.server_header, self.date.value(), headers or []
         )
         return Rejected(rejection.status, rejection.reason, rejection.rule, data)
+
+
+if __name__ == "__main__":  # python -m servers.core.connection: the tables, as servers/README.md shows them
+    print(state_table(), end="")

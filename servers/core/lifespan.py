@@ -82,12 +82,12 @@ class LifespanProtocol:
     def app_sent(self, message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
         expected = _REPLIES[self.phase]
-        if kind not in expected or self.answered:
+        if not isinstance(kind, str) or kind not in expected or self.answered:
             raise ASGIProtocolError(
                 f"Expected ASGI message {' or '.join(map(repr, expected))} during lifespan {self.phase}, "
                 f"but got {kind!r}."
             )
-        if kind.endswith(".failed"):  # type: ignore[union-attr]
+        if kind.endswith(".failed"):
             self.failed = message.get("message") or "(no message)"
         self.answered = True
 

@@ -210,6 +210,8 @@ class WebSocketSession:
                 raise ASGIProtocolError("websocket.send needs exactly one of 'bytes' and 'text' (ASGI WebSocket spec)")
             if text is not None:
                 return self.ws.send(TextMessage(data=text))
+            if not isinstance(data, (bytes, bytearray)):
+                raise ASGIProtocolError(f"websocket.send 'bytes' must be bytes, got {type(data).__name__}")
             return self.ws.send(BytesMessage(data=data))
         if kind == "websocket.close":
             code = message.get("code") or 1000

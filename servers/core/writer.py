@@ -33,7 +33,7 @@ What this module deliberately does not do: trailers, ``Transfer-Encoding`` other
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from servers.core.http import DateHeader, status_phrase
 
@@ -97,7 +97,7 @@ class ResponseWriter:
         self,
         method: bytes,
         http_version: bytes,
-        request_headers: list[tuple[bytes, bytes]] | object,
+        request_headers: Iterable[tuple[bytes, bytes]],
         *,
         date: DateHeader,
         server_header: bytes,
@@ -113,7 +113,7 @@ class ResponseWriter:
         self.http_10 = http_version == b"1.0"
         tokens = b""
         upgrade = False
-        for name, value in request_headers:  # type: ignore[attr-defined]
+        for name, value in request_headers:
             if name == b"connection":
                 tokens += b"," + value.lower()
             elif name == b"upgrade":

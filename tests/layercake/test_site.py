@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -152,6 +154,96 @@ def test_measured_figures_are_quoted_with_their_origin(tmp_path: Path):
     assert "docs/bench/a.json" in html and "docs/bench/b.json" in html and "2026-11-29 01:05 UTC" in html
 
 
+def test_the_index_shows_the_ladder_as_a_chart_before_any_table(tmp_path: Path):
+    figures = Figures(
+        costs={
+            "bare_asgi": Cost("bare_asgi", "json", 4.5, 18, 77, {}, "2026-11-29T02:38:22Z", "docs/bench/a.json"),
+            "fastapi": Cost("fastapi", "json", 35.0, 166, 480, {}, "2026-11-29T02:38:22Z", "docs/bench/a.json"),
+        },
+        throughput=[Throughput("fastapi", "uvicorn", "json", 64, 14289.0, 13644.0, 14352.0, origin="b.json")],
+        origin="docs/bench/a.json",
+        measured_at="2026-11-29T02:38:22Z",
+        ladder_origin="docs/bench/b.json",
+        ladder_measured_at="2026-11-29T02:39:13Z",
+        environment={"cpu_model": "AMD EPYC", "usable_cpus": [0, 1]},
+    )
+    build_site(tmp_path, figures=figures, traces=False)
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    chart = html[html.index("<svg") : html.index("</svg>")]
+    assert html.index("<svg") < html.index("<table")  # shows before it tells
+    bars = re.findall(r"<rect [^>]*width=\"([\d.]+)\"[^>]*><title>([^<]*)</title>", chart)
+    widths = {title.split(":")[0].split(" on ")[0]: float(w) for w, title in bars}
+    assert widths["fastapi"] > widths["bare_asgi"]  # bars in proportion to the figures
+    assert widths["fastapi"] / widths["bare_asgi"] == pytest.approx(35.0 / 4.5, rel=0.01)
+    assert "35.0 µs" in chart and "14.3k · uvicorn" in chart
+    assert chart.count("not measured") == 4 + 5  # four rungs without µs, five without req/s: no bar invented
+    caption = html[html.index("<figcaption>") : html.index("</figcaption>")]
+    assert "docs/bench/a.json" in caption and "2026-11-29T02:39:13Z" in caption and "AMD EPYC, 2 CPUs" in caption
+    from layercake.site.build import INTERFACE_COLOURS
+    from layercake.trace.packages import contrast_ratio
+
+    assert all(contrast_ratio(c) >= 4.5 for c in INTERFACE_COLOURS.values())  # bars and labels readable on white
+
+
+def test_bench_charts_sit_beside_their_tables_with_captions(tmp_path: Path):
+    bench = tmp_path / "bench-results"
+    bench.mkdir()
+    (bench / "ladder.md").write_text(
+        "# Ladder\n\n## At a glance\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## Every cell\n\n| c |\n|---|\n| 3 |\n"
+    )
+    for name in ("ladder-rps.png", "ladder-latency.png", "ladder-mystery-chart.png"):
+        (bench / name).write_bytes(b"\x89PNG fake")
+    site = _site(tmp_path / "out")
+    write_bench(site, bench)
+    html = (tmp_path / "out" / "bench" / "index.html").read_text(encoding="utf-8")
+    pairs = re.findall(
+        r'<div class="with-chart[^"]*"><div class="charts">(.*?)</div><div class="table">(.*?)</div></div>',
+        html,
+        re.DOTALL,
+    )
+    assert len(pairs) == 2
+    (charts_a, table_a), (charts_b, table_b) = pairs
+    assert 'src="ladder-rps.png"' in charts_a and "<td>1</td>" in table_a  # the glance table's chart
+    assert 'src="ladder-mystery-chart.png"' in charts_a  # unknown: with its report's first table
+    assert 'src="ladder-latency.png"' in charts_b and "<td>3</td>" in table_b
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", html)
+    assert len(captions) == 3 and not any(c.endswith(".png") or c in ("ladder-rps", "ladder-latency") for c in captions)
+    assert any("Requests per second" in c for c in captions) and any("mystery chart" in c for c in captions)
+
+
+def test_grid_rows_are_servers_so_six_layer_columns_fit(tmp_path: Path):
+    project = tmp_path / "project"
+    (project / "docs").mkdir(parents=True)
+    shutil.copyfile(Path(__file__).parent / "fixtures" / "grid.json", project / "docs" / "grid.json")
+    write_grid(_site(tmp_path / "out"), project)
+    html = (tmp_path / "out" / "grid.html").read_text(encoding="utf-8")
+    head = html[html.index("<thead>") : html.index("</thead>")]
+    assert "<th>bare_wsgi</th>" in head and "scratch-asgi" not in head
+    assert "<tr><th>scratch-asgi</th>" in html
+
+
+def test_side_by_side_marks_the_lines_that_differ(tmp_path: Path):
+    from layercake.site.build import differing_lines
+    from layercake.source import Block, Line, Section
+
+    def block(*texts: str) -> Block:
+        lines = [Line(i + 1, t) for i, t in enumerate(texts)]
+        return Block("k", [Section(prose="", code=lines, heading=None)])
+
+    left, right = block("x = 1", "", "    y = 2", "return x"), block("x = 1", "y = 2", "z = 3", "return x")
+    assert differing_lines(left, right) == (set(), {3})  # indentation is not a difference; blank lines never are
+    assert differing_lines(None, right) == (set(), {1, 2, 3, 4})
+    site = _site(tmp_path)
+    from layercake.site.build import write_diff_page
+
+    write_diff_page(
+        site, "werkzeug", "flask", PROJECT / "layers/werkzeug/app.py", PROJECT / "layers/flask/app.py", PROJECT
+    )
+    html = (tmp_path / "diff" / "werkzeug--flask.html").read_text(encoding="utf-8")
+    assert html.count('class="hll"') > 10 and "lines differ" in html
+    assert "from flask import" in re.sub(r"<[^>]+>", "", "".join(re.findall(r'<span class="hll">.*?\n', html)))
+
+
 def _scratch_wsgi_reason() -> str | None:
     if not (PROJECT / "servers" / "scratch_wsgi.py").exists():
         return "servers/scratch_wsgi.py is not written yet"
@@ -268,7 +360,25 @@ def test_real_trace_pages_for_one_layer(tmp_path: Path):
     for name in ("bare_wsgi-get-json", "bare_wsgi-post-items"):
         html = (tmp_path / "traces" / f"{name}.html").read_text(encoding="utf-8")
         assert "Request bytes" in html and "Response bytes" in html and "← all traces" in html
+        # the site's own frame: its navigation and stylesheet, no page-private styles
+        assert '<header class="top">' in html and 'href="../style.css"' in html and "<style" not in html
+        assert html.index("class='wf'") < html.index("<svg") < html.index("Request bytes")  # pictures first
     assert "201 Created" in (tmp_path / "traces" / "bare_wsgi-post-items.html").read_text(encoding="utf-8")
+
+
+def test_a_saved_trace_is_drawn_in_the_site_layout(tmp_path: Path):
+    from layercake.trace.model import Trace
+
+    sample = Path(__file__).parent / "fixtures" / "trace-bare_wsgi-get-json.json"
+    project = tmp_path / "project"
+    (project / "docs" / "traces").mkdir(parents=True)
+    shutil.copyfile(sample, project / "docs" / "traces" / "bare_wsgi-get-json.json")
+    (project / "layers").mkdir()
+    write_traces(_site(tmp_path / "out"), project, False)
+    html = (tmp_path / "out" / "traces" / "bare_wsgi-get-json.html").read_text(encoding="utf-8")
+    assert '<header class="top">' in html and "<svg" in html and Trace.load(sample).path in html
+    events = json.loads((tmp_path / "out" / "traces" / "bare_wsgi-get-json.trace.json").read_text(encoding="utf-8"))
+    assert 'href="bare_wsgi-get-json.trace.json"' in html and any(e["ph"] == "X" for e in events["traceEvents"])
 
 
 # --- The static-file app ---
@@ -331,6 +441,24 @@ def test_chromium_renders_the_index_and_a_source_page(site: tuple[Path, BuildRep
         pixels = mpimg.imread(str(png))
         assert pixels.shape[:2] == (900, 1280)
         assert not is_blank(png), f"{png.name} is blank"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package `chromium`)")
+@pytest.mark.skipif(_scratch_wsgi_reason() is not None, reason=str(_scratch_wsgi_reason()))
+def test_pages_fit_1280_pixels(site: tuple[Path, BuildReport], tmp_path: Path):
+    from layercake.site.screenshots import page_widths
+
+    out, _ = site
+    pages = ["index.html", "grid.html", "bench/index.html", "diff/werkzeug--flask.html"]
+    widths = page_widths(out, pages)
+    assert all(content == window for content, window in widths.values()), widths
+    # the measure can fail: a page wider than the window is reported wider
+    (out / "wide.html").write_text('<div style="width:2000px">wide</div>')
+    try:
+        content, window = page_widths(out, ["wide.html"])["wide.html"]
+    finally:
+        (out / "wide.html").unlink()
+    assert content >= 2000 > window
 
 
 def test_a_blank_picture_is_called_blank(tmp_path: Path):

@@ -8,15 +8,14 @@ import io
 import sys
 from pathlib import Path
 
-import h11
 import pytest
 
 from servers.core.asgi import ASGIProtocolError, HTTPSend, http_scope, websocket_scope
-from servers.core.head import HeadReader, Rejection
 from servers.core.events import NEED_DATA, Data, EndOfMessage, RequestHead
+from servers.core.head import HeadReader, Rejection
 from servers.core.http import ClientDisconnected, DateHeader, split_target
-from servers.core.parsers import H11Parser
 from servers.core.limits import Limits
+from servers.core.parsers import H11Parser
 from servers.core.websocket import WebSocketSession, accept_response, handshake_problem, is_websocket_upgrade
 from servers.core.writer import ResponseError, ResponseWriter, error_response
 from servers.core.wsgi import StartResponse, WSGIInput, build_environ, iterate_body
