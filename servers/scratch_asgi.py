@@ -54,7 +54,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from servers.core.asgi import HTTPSend, SendState, http_scope
 from servers.core.connection import OVERLOADED, ServerConnection, State
@@ -257,8 +257,9 @@ class Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol callbacks ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # create_server makes TCP transports
-        self.transport: asyncio.Transport = transport
+        # create_server makes TCP transports.  A cast, not an isinstance assert: uvloop's TCPTransport (--loop
+        # uvloop) has asyncio.Transport's methods without subclassing it.
+        self.transport: asyncio.Transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(self.transport)
         peer = transport.get_extra_info("peername")
         self.client = tuple(peer[:2]) if peer else None
