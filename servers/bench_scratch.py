@@ -2,26 +2,36 @@
 
 Theory of operation
 -------------------
-Two pairs, each measured side by side in one run, on the contract's ``GET /plaintext`` of the raw layers (no
-framework in the way, so what differs is the server):
+A matrix, measured side by side in one run, on the contract's ``GET /plaintext`` of the raw layers (no framework in
+the way, so what differs is the server): each parser x event loop of ours beside uvicorn's same pairs, the threaded
+WSGI server beside waitress and gunicorn, granian and the socket floor as the far references.  ``ROWS`` is the
+matrix; ``GOALS`` the ratios the issues ask for (ours / theirs, with the minimum and the aim):
 
 =====================================================  =========================================================
 ours                                                   reference
 =====================================================  =========================================================
-``scratch-asgi`` serving ``bare_asgi``                 ``uvicorn --http h11 --loop asyncio`` serving ``bare_asgi``
-``scratch-wsgi --threads 8`` serving ``bare_wsgi``     ``gunicorn -k gthread -w 1 --threads 8`` serving ``bare_wsgi``
+``scratch-asgi --http httptools --loop uvloop``        ``uvicorn --http httptools --loop uvloop``   (>= 1.0, aim 1.2)
+``scratch-wsgi --http httptools --threads 8``          ``waitress --threads=8``                     (>= 1.0, aim 1.3)
+``scratch-wsgi --http httptools --threads 8``          ``gunicorn -k gthread -w 1 --threads 8``     (>= 2.0)
+``scratch-asgi --http h11 --loop asyncio``             ``uvicorn --http h11 --loop asyncio``        (>= 1.3)
+``scratch-wsgi --http h11 --threads 8``                ``gunicorn -k gthread -w 1 --threads 8``     (>= 1.3)
 =====================================================  =========================================================
 
-Same parser (h11) on the ASGI side, same concurrency model (a selector thread and a pool of 8) on the WSGI side,
-so the ratios measure the code around them.  Method:
+Every server is started through the registry (``servers/registry.py``), so the command it runs is the one
+``layercake serve`` prints.  Method:
 
 * the server is pinned to CPU 0 and wrk to CPU 1 (``taskset``), so they do not compete for a core;
 * wrk: one thread, 64 connections (``-t1 -c64``), ``--latency`` off, keep-alive;
-* every server is started fresh, warmed up for one second, then measured; the rounds are **interleaved**
-  (ours, theirs, ours, theirs ...) so a background load spike hits both sides alike;
-* each side's result is the **median** requests/second over the rounds; the ratio is ours / theirs.  A second
-  figure, the median of the *per-round* ratios, pairs each measurement with its neighbour run seconds apart, so a
-  load spike from another process that hits one round spoils one ratio instead of shifting a whole side.
+* every server is started fresh, warmed up for one second, then measured; the rounds are **interleaved** (every row
+  once, then again in the reverse order ...) so a background load spike hits every row alike;
+* each row's result is the **median** requests/second over the rounds; a ratio is ours / theirs of the medians.  A
+  second figure, the median of the *per-round* ratios, pairs each measurement with its neighbour run seconds apart, so
+  a load spike from another process that hits one round spoils one ratio instead of shifting a whole side;
+* the floor (``layercake.bench.floor``: an asyncio protocol answering fixed bytes, no parsing) gives each row's
+  fraction of what this socket can do at all.
+
+Then, in process, what the parser costs (``layercake/bench/parsers.py``): µs and Python calls to parse one request
+and to answer it, per parser backend.
 
 The access logs are off on every server (uvicorn's is on by default; writing a log line per request would
 dominate).  The environment (CPU, package versions, load average) is printed with the result, because numbers from
@@ -29,8 +39,10 @@ a busy machine are only good as ratios.
 
 Usage::
 
-    python -m servers.bench_scratch                  # 5 rounds of 5 s per side (about 2 minutes)
-    python -m servers.bench_scratch --rounds 3 --duration 3 --pair asgi
+    python -m servers.bench_scratch                          # every row, 3 rounds of 3 s (about 4 minutes)
+    python -m servers.bench_scratch --rows goals             # only the rows the goals need (about 2 minutes)
+    python -m servers.bench_scratch --rows scratch-asgi/httptools+uvloop,uvicorn/httptools+uvloop --rounds 5
+    python -m servers.bench_scratch --parsers                # only the in-process parser table
 """
 
 from __future__ import annotations
@@ -47,71 +59,62 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+LAYERS = {"asgi": "layers.bare_asgi.app:app", "wsgi": "layers.bare_wsgi.app:app"}
 
-# name -> command template ({port} filled in); the server CPU pin is added in front.
-SERVERS = {
-    "scratch-asgi": [
-        PY,
-        "-m",
-        "servers.scratch_asgi",
-        "layers.bare_asgi.app:app",
-        "--port",
-        "{port}",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ],
-    "uvicorn-h11": [
-        PY,
-        "-m",
-        "uvicorn",
-        "layers.bare_asgi.app:app",
-        "--http",
-        "h11",
-        "--loop",
-        "asyncio",
-        "--port",
-        "{port}",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ],
-    "scratch-wsgi": [
-        PY,
-        "-m",
-        "servers.scratch_wsgi",
-        "layers.bare_wsgi.app:app",
-        "--threads",
-        "8",
-        "--port",
-        "{port}",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ],
-    "gunicorn-gthread": [
-        PY,
-        "-m",
-        "gunicorn",
-        "-k",
-        "gthread",
-        "-w",
-        "1",
-        "--threads",
-        "8",
-        "-b",
-        "127.0.0.1:{port}",
-        "--log-level",
-        "warning",
-        "layers.bare_wsgi.app:app",
-    ],
-}
-PAIRS = {"asgi": ("scratch-asgi", "uvicorn-h11"), "wsgi": ("scratch-wsgi", "gunicorn-gthread")}
+
+@dataclass(frozen=True)
+class Row:
+    """One server configuration: a registry name and the ServerOptions fields it runs with."""
+
+    label: str
+    server: str  # a registry name, or "floor"
+    options: dict[str, object] = field(default_factory=dict)
+
+    def command(self, port: int) -> list[str]:
+        if self.server == "floor":
+            return [PY, "-m", "layercake.bench.floor", "--port", str(port)]
+        from servers.registry import ServerOptions, get_server
+
+        spec = get_server(self.server)
+        log_level = None if spec.program == "waitress-serve" else "warning"  # waitress has no --log-level
+        opts = ServerOptions(port=port, log_level=log_level, **self.options)  # type: ignore[arg-type]  # the row's fields
+        return spec.argv(LAYERS[spec.interface], opts)
+
+
+def _matrix() -> list[Row]:
+    rows = []
+    for http in ("h11", "httptools"):
+        for loop in ("asyncio", "uvloop"):
+            rows.append(Row(f"scratch-asgi/{http}+{loop}", "scratch-asgi", {"http": http, "loop": loop}))
+            rows.append(Row(f"uvicorn/{http}+{loop}", "uvicorn", {"http": http, "loop": loop}))
+    for http in ("h11", "httptools"):
+        rows.append(Row(f"scratch-wsgi/{http}", "scratch-wsgi", {"http": http, "threads": 8}))
+    rows += [
+        Row("waitress/8-threads", "waitress", {"threads": 8}),
+        Row("gunicorn-gthread/8-threads", "gunicorn-gthread", {"threads": 8, "workers": 1}),
+        Row("granian-asgi", "granian-asgi", {"workers": 1}),
+        Row("granian-wsgi", "granian-wsgi", {"workers": 1}),
+        Row("floor", "floor"),
+    ]
+    return rows
+
+
+ROWS = {row.label: row for row in _matrix()}
+#: (ours, theirs, minimum, aim): the ratios the issues ask for.
+GOALS = [
+    ("scratch-asgi/httptools+uvloop", "uvicorn/httptools+uvloop", 1.0, 1.2),
+    ("scratch-wsgi/httptools", "waitress/8-threads", 1.0, 1.3),
+    ("scratch-wsgi/httptools", "gunicorn-gthread/8-threads", 2.0, 2.0),
+    ("scratch-asgi/h11+asyncio", "uvicorn/h11+asyncio", 1.3, 1.3),
+    ("scratch-wsgi/h11", "gunicorn-gthread/8-threads", 1.3, 1.3),
+]
+GOAL_ROWS = list(dict.fromkeys([r for ours, theirs, _, _ in GOALS for r in (ours, theirs)] + ["floor"]))
 
 
 def free_port() -> int:
@@ -120,9 +123,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(name: str, cpu: str) -> tuple[subprocess.Popen[bytes], str]:
+def start(row: Row, cpu: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    command = [part.format(port=port) for part in SERVERS[name]]
+    command = row.command(port)
     if shutil.which("taskset"):
         command = ["taskset", "-c", cpu, *command]
     proc = subprocess.Popen(
@@ -135,10 +138,10 @@ def start(name: str, cpu: str) -> tuple[subprocess.Popen[bytes], str]:
                 return proc, f"http://127.0.0.1:{port}/plaintext"
         except OSError:
             if proc.poll() is not None:
-                raise SystemExit(f"{name} exited during startup: {' '.join(command)}") from None
+                raise SystemExit(f"{row.label} exited during startup: {' '.join(command)}") from None
             time.sleep(0.1)
     stop(proc)
-    raise SystemExit(f"{name} did not listen within 20 s")
+    raise SystemExit(f"{row.label} did not listen within 20 s")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -152,26 +155,46 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def wrk(url: str, duration: float, connections: int, cpu: str) -> tuple[float, int]:
-    """Requests/second and the number of socket errors + non-2xx answers wrk saw."""
+def wrk(url: str, duration: float, connections: int, cpu: str) -> tuple[float, int, int]:
+    """Requests/second, the number of socket errors + non-2xx answers wrk saw, and the requests completed."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", url]  # wrk wants whole seconds
     if shutil.which("taskset"):
         command = ["taskset", "-c", cpu, *command]
     out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 30).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
+    count = re.search(r"(\d+) requests in", out)
+    if match is None or count is None:
         raise SystemExit(f"could not read wrk's output:\n{out}")
     rps = float(match.group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, errors + (int(bad.group(1)) if bad else 0)
+    return rps, errors + (int(bad.group(1)) if bad else 0), int(count.group(1))
 
 
-def measure(name: str, duration: float, connections: int) -> tuple[float, int]:
-    proc, url = start(name, "0")
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and every process below it, from /proc (0 elsewhere)."""
+    total, pending, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (man 5 proc: fields 14, 15)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return total
+
+
+def measure(row: Row, duration: float, connections: int) -> tuple[float, int, float]:
+    """(req/s, errors, server CPU µs per request).  The last is the steadier figure on a shared machine: another
+    process that takes the server's CPU lowers its req/s, not the CPU each request costs."""
+    proc, url = start(row, "0")
     try:
         wrk(url, 1, connections, "1")  # warm-up: imports done, caches filled, connections established once
-        return wrk(url, duration, connections, "1")
+        before = cpu_seconds(proc.pid)
+        rps, errors, count = wrk(url, duration, connections, "1")
+        return rps, errors, (cpu_seconds(proc.pid) - before) / max(count, 1) * 1e6
     finally:
         stop(proc)
 
@@ -190,51 +213,118 @@ def environment() -> dict[str, object]:
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
         "wrk": wrk_version.strip(),
-        **{pkg: ver(pkg) for pkg in ("h11", "wsproto", "uvicorn", "gunicorn")},
+        **{
+            pkg: ver(pkg)
+            for pkg in ("h11", "h11-mypyc", "httptools", "uvloop", "uvicorn", "gunicorn", "waitress", "granian")
+        },
     }
+
+
+def _rows(spec: str) -> list[Row]:
+    if spec == "all":
+        return list(ROWS.values())
+    names = GOAL_ROWS if spec == "goals" else [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        raise SystemExit(f"unknown row {', '.join(unknown)}; rows: {', '.join(ROWS)} (or all, goals)")
+    return [ROWS[n] for n in names]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
     p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--pair", choices=["asgi", "wsgi", "both"], default="both")
+    p.add_argument("--rows", default="all", help="all (default), goals, or comma-separated row labels")
+    p.add_argument("--parsers", action="store_true", help="only the in-process parser table")
     p.add_argument("--json", metavar="FILE", help="also write the results here")
     args = p.parse_args(argv)
+    from layercake.bench.parsers import parser_costs, render
+
+    if args.parsers:
+        print(render(parser_costs()))
+        return 0
     if not shutil.which("wrk"):
         print("wrk is not installed (apt install wrk)", file=sys.stderr)
         return 2
-    pairs = [PAIRS[args.pair]] if args.pair != "both" else list(PAIRS.values())
+    rows = _rows(args.rows)
+    from servers.registry import get_server
+
+    missing = [
+        f"{r.label} ({req.package})"
+        for r in rows
+        if r.server != "floor" and (req := get_server(r.server).missing) is not None
+    ]
+    if missing:
+        print(f"not installed, skipped: {', '.join(missing)} -- pip install 'layercake[servers]'", file=sys.stderr)
+        rows = [r for r in rows if r.server == "floor" or get_server(r.server).available]
     env = environment()
     print(f"environment: {json.dumps(env)}")
-    results: dict[str, list[float]] = {name: [] for pair in pairs for name in pair}
+    results: dict[str, list[float]] = {r.label: [] for r in rows}
+    cpu_us: dict[str, list[float]] = {r.label: [] for r in rows}
     errors: dict[str, int] = dict.fromkeys(results, 0)
-    for round_number in range(args.rounds):
-        for pair in pairs:
-            order = pair if round_number % 2 == 0 else pair[::-1]  # alternate who goes first
-            for name in order:
-                rps, errs = measure(name, args.duration, args.connections)
-                results[name].append(rps)
-                errors[name] += errs
-                print(f"round {round_number + 1}: {name:17} {rps:9.0f} req/s  errors {errs}", flush=True)
+    try:
+        for round_number in range(args.rounds):
+            order = rows if round_number % 2 == 0 else rows[::-1]  # alternate who goes first
+            for row in order:
+                rps, errs, cpu = measure(row, args.duration, args.connections)
+                results[row.label].append(rps)
+                cpu_us[row.label].append(cpu)
+                errors[row.label] += errs
+                print(
+                    f"round {round_number + 1}: {row.label:28} {rps:9.0f} req/s  {cpu:6.1f} CPU µs/request  "
+                    f"errors {errs}",
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        print("interrupted: the rounds measured so far are summarised", file=sys.stderr)
+        results = {k: v for k, v in results.items() if v}
+    medians = {label: statistics.median(v) for label, v in results.items() if v}
+    floor = medians.get("floor")
+    print()
+    print(f"{'row':28} {'median req/s':>13} {'min-max':>17} {'of floor':>9} {'CPU µs/req':>11}")
+    for label, rps in sorted(medians.items(), key=lambda kv: -kv[1]):
+        spread = f"{min(results[label]):.0f}-{max(results[label]):.0f}"
+        fraction = f"{rps / floor:8.2f}x" if floor else ""
+        print(f"{label:28} {rps:13.0f} {spread:>17} {fraction:>9} {statistics.median(cpu_us[label]):11.1f}")
     summary = {}
     print()
-    for ours, theirs in pairs:
-        a, b = statistics.median(results[ours]), statistics.median(results[theirs])
-        paired = statistics.median(x / y for x, y in zip(results[ours], results[theirs], strict=True))
+    for ours, theirs, minimum, aim in GOALS:
+        if ours not in medians or theirs not in medians:
+            continue
+        n = min(len(results[ours]), len(results[theirs]))
+        a, b = medians[ours], medians[theirs]
+        paired = statistics.median(x / y for x, y in zip(results[ours][:n], results[theirs][:n], strict=True))
+        verdict = "aim met" if a / b >= aim else "goal met" if a / b >= minimum else "BELOW the goal"
+        # CPU per request, theirs / ours: the same comparison from the figure a busy machine disturbs least.
+        by_cpu = statistics.median(cpu_us[theirs]) / statistics.median(cpu_us[ours])
         summary[f"{ours} / {theirs}"] = {
             "ratio_of_medians": round(a / b, 3),
             "median_of_round_ratios": round(paired, 3),
+            "cpu_per_request_ratio": round(by_cpu, 3),
+            "goal": minimum,
+            "aim": aim,
         }
         print(
-            f"{ours:13} median {a:8.0f} req/s   {theirs:17} median {b:8.0f} req/s   "
-            f"ratio {a / b:.2f}x   (median of per-round ratios {paired:.2f}x)"
+            f"{ours:28} / {theirs:28} {a / b:5.2f}x  (per-round {paired:.2f}x, by CPU/request {by_cpu:.2f}x; "
+            f"goal >= {minimum}, aim {aim}: {verdict})"
         )
+    costs = parser_costs()
+    print()
+    print(render(costs))
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"environment": env, "args": vars(args), "rps": results, "errors": errors, "ratios": summary}, indent=2
+                {
+                    "environment": env,
+                    "args": vars(args),
+                    "rps": results,
+                    "cpu_us_per_request": cpu_us,
+                    "errors": errors,
+                    "ratios": summary,
+                    "parser_costs": [c.to_dict() for c in costs],
+                },
+                indent=2,
             )
         )
     return 0

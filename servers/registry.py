@@ -196,6 +196,8 @@ def _scratch_wsgi(target: str, o: ServerOptions) -> list[str]:
     args = [target, "--host", o.host, "--port", str(o.port)]
     if o.threads:
         args += ["--threads", str(o.threads)]
+    if o.http:
+        args += ["--http", o.http]
     if o.workers:
         args += ["--workers", str(o.workers)]
     if not o.access_log:
@@ -207,6 +209,10 @@ def _scratch_wsgi(target: str, o: ServerOptions) -> list[str]:
 
 def _scratch_asgi(target: str, o: ServerOptions) -> list[str]:
     args = [target, "--host", o.host, "--port", str(o.port)]
+    if o.http:
+        args += ["--http", o.http]
+    if o.loop:
+        args += ["--loop", o.loop]
     if o.workers:
         args += ["--workers", str(o.workers)]
     if not o.access_log:
@@ -322,9 +328,12 @@ def _waitress(target: str, o: ServerOptions) -> list[str]:
 OPTION_REQUIRES: dict[tuple[str, str], Requirement] = {
     ("http", "httptools"): Requirement("httptools", "httptools"),
     ("loop", "uvloop"): Requirement("uvloop", "uvloop"),
+    ("http", "h11-mypyc"): Requirement("h11_mypyc", "h11-mypyc"),  # our scratch servers' compiled h11
     ("http", "fast"): Requirement("gunicorn_h1c", "gunicorn-h1c", in_extra=False),  # see gunicorn-asgi's notes
 }
 
+#: The parsers behind our servers' --http (servers/core/parsers.py PARSERS; the registry imports nothing).
+SCRATCH_PARSERS = ("h11", "httptools", "h11-mypyc")
 _GUNICORN = Requirement("gunicorn", "gunicorn")
 _UVICORN = Requirement("uvicorn", "uvicorn")
 
@@ -340,9 +349,15 @@ SERVERS: dict[str, ServerSpec] = {
             module="servers.scratch_wsgi",
             requires=(Requirement("h11", "h11"),),
             capabilities=Capabilities(
-                keep_alive=True, websockets=False, lifespan=False, workers=True, threads=True, chunked_uploads=True
+                keep_alive=True,
+                websockets=False,
+                lifespan=False,
+                workers=True,
+                threads=True,
+                chunked_uploads=True,
+                http_parsers=SCRATCH_PARSERS,
             ),
-            parser="h11 (pure Python)",
+            parser="h11 (pure Python) unless --http says otherwise",
             concurrency="a thread pool per process, pre-forked workers",
             arguments=_scratch_wsgi,
             extra="all",
@@ -484,10 +499,17 @@ SERVERS: dict[str, ServerSpec] = {
             module="servers.scratch_asgi",
             requires=(Requirement("h11", "h11"), Requirement("wsproto", "wsproto")),
             capabilities=Capabilities(
-                keep_alive=True, websockets=True, lifespan=True, workers=True, threads=False, chunked_uploads=True
+                keep_alive=True,
+                websockets=True,
+                lifespan=True,
+                workers=True,
+                threads=False,
+                chunked_uploads=True,
+                http_parsers=SCRATCH_PARSERS,
+                loops=("asyncio", "uvloop"),
             ),
-            parser="h11 (pure Python)",
-            concurrency="one asyncio event loop per process, pre-forked workers",
+            parser="h11 (pure Python) unless --http says otherwise",
+            concurrency="one asyncio (or uvloop) event loop per process, pre-forked workers",
             arguments=_scratch_asgi,
             extra="all",
             notes=("Written to be read: servers/scratch_asgi.py and the sans-I/O core in servers/core/.",),

@@ -54,7 +54,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from servers.core.asgi import HTTPSend, SendState, http_scope
 from servers.core.connection import OVERLOADED, ServerConnection, State
@@ -81,6 +81,7 @@ from servers.scratch_common import (
     configure_logging,
     limits_from,
     load_app,
+    loop_factory,
     parser,
     run_workers,
     url_of,
@@ -256,8 +257,9 @@ class Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol callbacks ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # create_server makes TCP transports
-        self.transport: asyncio.Transport = transport
+        # create_server makes TCP transports.  A cast, not an isinstance assert: uvloop's TCPTransport (--loop
+        # uvloop) has asyncio.Transport's methods without subclassing it.
+        self.transport: asyncio.Transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(self.transport)
         peer = transport.get_extra_info("peername")
         self.client = tuple(peer[:2]) if peer else None
@@ -582,6 +584,7 @@ def serve(
     access_log: bool = True,
     lifespan: str = "auto",
     http: str = "h11",
+    loop: str = "asyncio",
 ) -> int:
     """Serve ``app`` until SIGTERM/SIGINT; returns the exit code.  Prints the serving line once listening (and
     after the lifespan startup)."""
@@ -589,20 +592,29 @@ def serve(
     sock = bind(host, port, config.limits.backlog)
 
     def child(ready: Callable[[], None]) -> int:
-        return asyncio.run(Server(config).serve(sock, ready))
+        # asyncio.run(main, loop_factory=...) from Python 3.12; asyncio.Runner is the same thing on 3.11.
+        # --loop uvloop: the same code on libuv's loop (scratch_common.loop_factory).
+        with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+            return runner.run(Server(config).serve(sock, ready))
 
     return run_workers(workers, sock, child)
 
 
 @contextmanager
 def running(
-    app: Any, *, limits: Limits | None = None, access_log: bool = False, lifespan: str = "auto", http: str = "h11"
+    app: Any,
+    *,
+    limits: Limits | None = None,
+    access_log: bool = False,
+    lifespan: str = "auto",
+    http: str = "h11",
+    loop_name: str = "asyncio",
 ) -> Iterator[str]:
     """For tests: serve ``app`` on a free loopback port in a background thread; yields the base URL."""
     config = Config(app, "127.0.0.1", 0, 1, limits or Limits(), access_log, lifespan, http)
     sock = bind("127.0.0.1", 0, config.limits.backlog)
     server = Server(config)
-    loop = asyncio.new_event_loop()
+    loop = (loop_factory(loop_name) or asyncio.new_event_loop)()
     started = threading.Event()
     thread = threading.Thread(target=lambda: loop.run_until_complete(server.serve(sock, started.set)), daemon=True)
     thread.start()
@@ -616,7 +628,7 @@ def running(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("python -m servers.scratch_asgi", "scratch-asgi: an asyncio ASGI server", threads=False)
+    p = parser("python -m servers.scratch_asgi", "scratch-asgi: an asyncio ASGI server", threads=False, loop=True)
     p.add_argument(
         "--lifespan",
         default="auto",
@@ -635,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
             limits=limits_from(args),
             access_log=args.access_log,
             lifespan=args.lifespan,
-            http=getattr(args, "http", "h11"),
+            http=args.http,
+            loop=args.loop,
         )
     except StartupFailed as exc:
         print(f"layercake: {exc}", file=sys.stderr)

@@ -4,9 +4,11 @@ and the pre-fork arbiter behind ``--workers N``.
 Theory of operation
 -------------------
 ``python -m servers.scratch_wsgi MODULE:ATTR`` and ``python -m servers.scratch_asgi MODULE:ATTR`` share their
-flags (``--host --port --workers --no-access-log --log-level`` and one flag per :class:`Limits` field, e.g.
-``--max-body-bytes``, ``--header-timeout``), so :func:`parser` builds both and :func:`limits_from` turns the
-parsed flags into a ``Limits``.  Once the server accepts connections it prints exactly one line to stderr,
+flags (``--host --port --workers --no-access-log --log-level``, ``--http`` for the request parser, and one flag per
+:class:`Limits` field, e.g. ``--max-body-bytes``, ``--header-timeout``), so :func:`parser` builds both and
+:func:`limits_from` turns the parsed flags into a ``Limits``.  scratch-asgi adds ``--loop asyncio|uvloop``
+(:func:`loop_factory`).  A choice whose package is missing (httptools, h11-mypyc, uvloop: the ``servers`` extra) is
+refused while parsing the command line, with the pip command, before anything starts.  Once the server accepts connections it prints exactly one line to stderr,
 ``layercake: serving on http://HOST:PORT`` (with the real port when ``--port 0``): scripts and the registry wait
 for it.
 
@@ -40,8 +42,10 @@ SIGTERM and SIGINT only.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import importlib
+import importlib.util
 import logging
 import os
 import signal
@@ -52,6 +56,7 @@ from collections.abc import Callable
 from typing import Any
 
 from servers.core.limits import Limits
+from servers.core.parsers import PARSERS, MissingParserPackage, parser_class
 
 log = logging.getLogger("layercake.server")
 
@@ -66,13 +71,64 @@ class StartupFailed(Exception):
 # --- the command line ---------------------------------------------------------------------------------------------
 
 
-def parser(prog: str, description: str, *, threads: bool) -> argparse.ArgumentParser:
+#: ``--loop`` name -> the event loop's package (None: the standard library's).
+LOOPS: dict[str, str | None] = {"asyncio": None, "uvloop": "uvloop"}
+_EXTRA = "pip install 'layercake[servers]'"
+
+
+def _http_choice(name: str) -> str:
+    """``--http``: a parser name from ``servers/core/parsers.py`` whose package is installed."""
+    try:
+        parser_class(name)
+    except (ValueError, MissingParserPackage) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
+
+
+def _loop_choice(name: str) -> str:
+    if name not in LOOPS:
+        raise argparse.ArgumentTypeError(f"unknown event loop {name!r}; choices: {', '.join(LOOPS)}")
+    package = LOOPS[name]
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise argparse.ArgumentTypeError(f"--loop {name} needs the {package} package: {_EXTRA}")
+    return name
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What ``asyncio.Runner(loop_factory=...)`` takes for ``--loop NAME`` (None: asyncio's default loop).
+
+    uvloop is libuv's event loop behind asyncio's interface, written in Cython: the same coroutines and protocols run
+    on it unchanged, and the loop's own work (polling, scheduling callbacks, transports) costs less.
+    """
+    if name == "asyncio":
+        return None
+    import uvloop  # imported only when asked for: it is optional
+
+    return uvloop.new_event_loop
+
+
+def parser(prog: str, description: str, *, threads: bool, loop: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("app", metavar="MODULE:ATTR", help="the application object, e.g. layers.bare_wsgi.app:app")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default 8000)")
     if threads:
         p.add_argument("--threads", type=int, default=8, help="worker threads per process (default 8)")
+    p.add_argument(
+        "--http",
+        default="h11",
+        type=_http_choice,
+        metavar="|".join(PARSERS),
+        help="the request parser (default h11, the readable one; httptools is llhttp in C, as uvicorn's)",
+    )
+    if loop:
+        p.add_argument(
+            "--loop",
+            default="asyncio",
+            type=_loop_choice,
+            metavar="|".join(LOOPS),
+            help="the event loop (default asyncio; uvloop is libuv's, as uvicorn's --loop uvloop)",
+        )
     p.add_argument("--workers", type=int, default=1, help="processes sharing the listener (default 1)")
     p.add_argument("--no-access-log", dest="access_log", action="store_false", help="no line per request")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             limits=limits_from(args),
             access_log=args.access_log,
-            http=getattr(args, "http", "h11"),
+            http=args.http,
         )
     except StartupFailed as exc:
         print(f"layercake: {exc}", file=sys.stderr)

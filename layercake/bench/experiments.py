@@ -15,6 +15,15 @@ throughput and p99 against concurrency.
 ``ceiling(…)`` records the expected thread-pool ceiling next to the measurement, so
 the chart's reader can check the theory against the numbers.
 
+``parsers`` -- *what does the parser cost, and the event loop?*  ``GET /plaintext`` of
+the bare layers on every parser x event loop pair of our servers and of uvicorn (h11
+or httptools, asyncio or uvloop), beside waitress (8 threads), gunicorn's gthread
+worker and granian as the reference rows, and the floor; then, in process, µs and
+Python calls per request for each of our parser backends (``parsers.py``).  The same
+matrix as ``python -m servers.bench_scratch``, run by the ladder's runner (contract
+verified first, results in the ladder's JSON schema, ``kind: "ladder"`` with
+``settings.experiment: "parsers"`` and a ``parser_costs`` list).
+
 The Node.js peer (``--peers``) is not an experiment of its own: it joins the ladder
 as one more target (``runner.py``).
 """
@@ -24,7 +33,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from layercake.bench.runner import REFERENCE, BenchConfig, Progress, run_bench
+from layercake.bench.runner import REFERENCE, BenchConfig, Progress, Target, run_bench
 
 SLOW_MS = 50
 SLOW_CONCURRENCY = [1, 8, 32, 128, 256]
@@ -68,4 +77,58 @@ def run_slow(config: BenchConfig, progress: Progress | None = None, command: str
             "the CPU saturates"
         ),
     }
+    return doc
+
+
+#: The servers whose parser and loop choices form the matrix (only h11 and httptools: the pair uvicorn offers).
+PARSER_SERVERS = ("scratch-asgi", "uvicorn", "scratch-wsgi")
+PARSER_CHOICES = ("h11", "httptools")
+#: The reference rows, each with the flags that make it comparable (8 threads where there is a pool).
+PARSER_REFERENCES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("waitress", {"threads": 8}),
+    ("gunicorn-gthread", {"workers": 1, "threads": 8}),
+    ("granian-asgi", {"workers": 1}),
+    ("granian-wsgi", {"workers": 1}),
+)
+
+
+def parser_matrix() -> list[Target]:
+    """Every (server, --http, --loop) of the matrix whose server is installed, then the reference rows."""
+    from layers import get_layer
+    from servers.registry import get_server
+
+    targets = []
+    for name in PARSER_SERVERS:
+        spec = get_server(name)
+        if not spec.available:
+            continue
+        layer = get_layer({"asgi": "bare_asgi", "wsgi": "bare_wsgi"}[spec.interface])
+        loops: tuple[str | None, ...] = spec.capabilities.loops or (None,)
+        for http in (h for h in PARSER_CHOICES if h in spec.capabilities.http_parsers):
+            for loop in loops:
+                flags: dict[str, Any] = {"http": http, **({"loop": loop} if loop else {})}
+                if spec.capabilities.threads:
+                    flags["threads"] = 8
+                label = http + (f"+{loop}" if loop else "")
+                targets.append(Target(name, layer.name, layer.interface, tuple(sorted(flags.items())), label))
+    for name, flags in PARSER_REFERENCES:
+        spec = get_server(name)
+        if spec.available:
+            layer = get_layer({"asgi": "bare_asgi", "wsgi": "bare_wsgi"}[spec.interface])
+            targets.append(Target(name, layer.name, layer.interface, tuple(sorted(flags.items()))))
+    return targets
+
+
+def parsers_config(config: BenchConfig) -> BenchConfig:
+    """``config`` made into the parsers experiment: plaintext only, the matrix, the floor as the baseline."""
+    return replace(config, endpoints=["plaintext"], peers=False, floor=True, targets=parser_matrix())
+
+
+def run_parsers(config: BenchConfig, progress: Progress | None = None, command: str = "") -> dict[str, Any]:
+    """The parser x loop experiment and the in-process parser table; a ladder document with both."""
+    from layercake.bench.parsers import parser_costs
+
+    doc = run_bench(parsers_config(config), progress, command)
+    doc["settings"]["experiment"] = "parsers"
+    doc["parser_costs"] = [cost.to_dict() for cost in parser_costs()]
     return doc

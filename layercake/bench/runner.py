@@ -102,10 +102,13 @@ class Target:
     layer: str  # a layer name, "floor" or "node"
     interface: str  # "asgi" | "wsgi" | "http" (floor, peer)
     flags: tuple[tuple[str, Any], ...] = ()  # ServerOptions fields set for this server
+    label: str = ""  # names the configuration when one server runs in several (the parsers experiment)
 
     @property
     def id(self) -> str:
-        return self.layer if self.server in (FLOOR, NODE) else f"{self.server}/{self.layer}"
+        if self.server in (FLOOR, NODE):
+            return self.layer
+        return f"{self.server}({self.label})/{self.layer}" if self.label else f"{self.server}/{self.layer}"
 
     @property
     def kind(self) -> str:
@@ -134,6 +137,7 @@ class BenchConfig:
     pin: bool = True
     warmup_requests: int = 300
     timeout: float = 10.0  # per-request timeout of the generator
+    targets: list[Target] | None = None  # an experiment's own plan (the parsers matrix), after the floor
 
     def validate(self) -> None:
         if self.duration < 1:
@@ -185,6 +189,8 @@ def plan_targets(config: BenchConfig) -> list[Target]:
         if not shutil.which("node"):
             raise LayercakeError("--peers needs node (Node.js) on the PATH; install it (apt install nodejs)")
         targets.append(Target(NODE, NODE, "http"))
+    if config.targets is not None:
+        return targets + list(config.targets)
     if config.full:
         servers = [s for s in SERVERS.values() if s.available]
     elif config.servers:

@@ -159,7 +159,10 @@ def _write_outputs(
     help="--app: a request to measure (repeatable; default GET /).",
 )
 @click.option(
-    "--experiment", type=click.Choice(["slow"]), help="slow: /slow?ms=50 at rising concurrency, WSGI threads vs ASGI."
+    "--experiment",
+    type=click.Choice(["slow", "parsers"]),
+    help="slow: /slow?ms=50 at rising concurrency, WSGI threads vs ASGI; parsers: h11 | httptools x asyncio | "
+    "uvloop on our servers and uvicorn, beside waitress, gunicorn and granian, plus what each parser costs in process.",
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the results document (schema: docs/bench.md).")
 @click.option("--markdown", "markdown_path", metavar="FILE", help="Write a markdown report.")
@@ -280,11 +283,13 @@ def bench(
                 baseline=baseline,
                 pin=not no_pin,
             )
-            if experiment == "slow":
-                from layercake.bench import experiments
+            from layercake.bench import experiments
 
+            if experiment == "slow":
                 # --concurrency not given: the experiment's own sweep.
                 config = experiments.slow_config(config, sweep=concurrency is not None)
+            elif experiment == "parsers":
+                config = experiments.parsers_config(config)
             config.validate()
             targets = runner.plan_targets(config)
             check_server_flags(targets, http, loop, workers)
@@ -298,6 +303,8 @@ def bench(
             )
             if experiment == "slow":
                 doc = experiments.run_slow(config, progress, command)
+            elif experiment == "parsers":
+                doc = experiments.run_parsers(config, progress, command)
             else:
                 doc = runner.run_bench(config, progress, command)
     if doc is None:  # Ctrl-C before the library had anything to keep (starting, planning)
@@ -312,6 +319,10 @@ def bench(
         if doc["kind"] == "ladder" and len(doc["settings"]["endpoints"]) > 1 and doc["results"]:
             console.print(terminal.fit(report.glance_table(doc), console.width))
         console.print(escape(report.generator_line(doc)))
+        if doc.get("parser_costs"):
+            from layercake.bench.parsers import ParserCost, render
+
+            console.print(escape(render([ParserCost(**c) for c in doc["parser_costs"]])))
         for note in report.verification_notes(doc):
             console.print(f"[yellow]{escape(note)}[/]")
         flagged = [r for r in doc["results"] if r["flagged"]]

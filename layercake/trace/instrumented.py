@@ -46,6 +46,7 @@ from layercake.trace.observers import (
     observe_head_reader,
     observe_http_server,
     observe_response_writer,
+    observe_scratch_httptools,
     observe_uvicorn_httptools,
     observe_wsproto,
 )
@@ -139,6 +140,7 @@ def from_environment() -> Any:
     observe_h11(sink.parser)
     observe_wsproto(sink.parser)
     observe_uvicorn_httptools(sink.parser)
+    observe_scratch_httptools(sink.parser)
     observe_http_server(sink.parser)
 
     def mark(kind: str, **data: Any) -> None:

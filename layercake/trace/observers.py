@@ -19,12 +19,15 @@ observer                          shows
 :func:`observe_response_writer`   our servers' hand-written response framing (``writer.py``)
 :func:`observe_uvicorn_httptools` httptools is C (llhttp), but calls back into uvicorn's
                                   protocol: ``on_url``, ``on_header`` (names as sent), ...
+:func:`observe_scratch_httptools` the same callbacks into our servers' ``HttptoolsParser``
+                                  (``--http httptools``, ``servers/core/parsers.py``)
 :func:`observe_wsproto`           WebSocket frames after an upgrade (ours, hypercorn)
 :func:`observe_http_server`       ``http.server``'s ``parse_request``: wsgiref, Werkzeug's
 ================================  ===========================================================
 
 Opaque from Python, and said so in the trace: gunicorn's parser, waitress's, granian's
-(hyper, in Rust) and the ``websockets`` library's.
+(hyper, in Rust), the ``websockets`` library's, and h11-mypyc (our ``--http h11-mypyc``:
+its classes are compiled, and a compiled class cannot be wrapped).
 
 Wrapping a class is a compromise, taken because it needs nothing from the servers:
 no hook to maintain, and the same observer serves every server that uses the parser.
@@ -348,6 +351,69 @@ def observe_uvicorn_httptools(emit: Emit) -> None:
     wrap("on_url", lambda self, url: {"url": url.decode("latin-1")})
     wrap("on_header", lambda self, name, value: {"header": f"{name.decode('latin-1')}: {value.decode('latin-1')}"})
     wrap("on_headers_complete", request_of)
+    wrap("on_body", lambda self, body: {"data": lambda: preview(body)})
+    wrap("on_message_complete", lambda self: {})
+
+
+def observe_scratch_httptools(emit: Emit) -> None:
+    """Report llhttp's callbacks into our servers' ``HttptoolsParser``, as :func:`observe_uvicorn_httptools` does
+    for uvicorn's protocol: the same op names (``httptools.on_url``, ...), so a trace reads the same on both.
+
+    httptools looks the callbacks up on the parser object when it creates its llhttp (one per request cycle), so
+    wrapping them on the class before any connection shows every parse.  ``httptools.receive_data`` is the bytes
+    the connection handed over, reported before the callbacks they cause.
+    """
+    if "scratch-httptools" in _observed:
+        return
+    _observed.add("scratch-httptools")
+    try:
+        from servers.core.parsers import HttptoolsParser as cls
+    except ImportError:  # not our server's process, or the module moved
+        return
+
+    @profiling.hidden
+    def report(parser: Any, op: str, **fields: Any) -> None:
+        emit(
+            {
+                "t_ns": now_ns(),
+                "pid": os.getpid(),
+                "conn": id(parser),
+                "role": "SERVER",
+                "op": f"httptools.{op}",
+                "event": op,
+                **where(),
+                **{k: v() if callable(v) else v for k, v in fields.items()},
+            }
+        )
+
+    def head_of(parser: Any) -> dict[str, Any]:
+        head = parser._events[-1]  # on_headers_complete has just queued the RequestHead
+        return {
+            "method": head.method.decode("latin-1"),
+            "target": head.target.decode("latin-1"),
+            "http_version": head.http_version.decode("latin-1"),
+            "headers": lambda: [[k.decode("latin-1"), v.decode("latin-1")] for k, v in head.headers],
+        }
+
+    def wrap(name: str, fields: Callable[..., dict[str, Any]], before: bool = False) -> None:
+        original = getattr(cls, name)
+
+        @functools.wraps(original)
+        def method(self: Any, *args: Any) -> Any:
+            if before:
+                report(self, name, **fields(self, *args))
+                return original(self, *args)
+            result = original(self, *args)
+            report(self, name, **fields(self, *args))
+            return result
+
+        setattr(cls, name, method)
+
+    wrap("receive_data", lambda self, data: {"data": lambda: preview(data)}, before=True)
+    wrap("on_message_begin", lambda self: {})
+    wrap("on_url", lambda self, url: {"url": url.decode("latin-1")})
+    wrap("on_header", lambda self, name, value: {"header": f"{name.decode('latin-1')}: {value.decode('latin-1')}"})
+    wrap("on_headers_complete", head_of)
     wrap("on_body", lambda self, body: {"data": lambda: preview(body)})
     wrap("on_message_complete", lambda self: {})
 

@@ -379,6 +379,11 @@ PARSER_NOTES = {
     "frames after the upgrade, observed by wrapping their classes",
     "h11 + wsproto": "h11 for the handshake, then wsproto's frames after the upgrade, observed by wrapping "
     "their classes inside the server process",
+    "head reader + httptools + writer": "our head reader finds the end of the head and runs the strict checks "
+    "(servers/core/head.py, strict.py), then httptools (llhttp, in C) parses it: what shows is llhttp's callbacks "
+    "into our HttptoolsParser (servers/core/parsers.py); our ResponseWriter frames the answer",
+    "head reader + httptools + writer + wsproto": "our head reader, httptools' callbacks and our writer for the "
+    "handshake, then wsproto's frames after the upgrade",
     "http.server": "what http.server's parse_request made of the head (its parser is a readline loop)",
     None: "opaque: this server parses HTTP outside Python's reach (or in code we do not hook); "
     "what it produced is the environ/scope below",
@@ -455,7 +460,7 @@ def _parser_events(events: list[dict[str, Any]], method: str, path: str, t0_ns: 
         reader = [e for e in heads if e["conn"] == last["conn"] and e["t_ns"] <= last["t_ns"]]
         earlier = [i for i, e in enumerate(reader[:-1]) if e.get("event", "").startswith("head complete")]
         chosen = reader[earlier[-1] + 1 if earlier else 0 :] + chosen
-        observed = "head reader + h11"
+        observed = f"head reader + {observed}"  # h11, or httptools (--http httptools)
     # Our servers write the response by hand (servers/core/writer.py): its events after our request.
     if chosen:
         written = [e for e in mine if e.get("op", "").startswith("ResponseWriter.") and e["t_ns"] >= chosen[0]["t_ns"]]

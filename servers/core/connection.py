@@ -318,6 +318,7 @@ class ServerConnection:
         assert isinstance(head, RequestHead), head  # a complete head always yields one
         self._parser, self.head = parser, head
         self._new_cycle_state()
+        upgrade = False
         for name, value in head.headers:
             if name == b"content-length":
                 self._content_length = int(value)  # the gate made sure it is one valid 1*DIGIT
@@ -327,6 +328,8 @@ class ServerConnection:
                 self._chunks = ChunkedBody(self.limits)
             elif name == b"expect" and head.http_version == b"1.1":
                 self._waiting_for_continue = True  # the gate refused any other expectation (417)
+            elif name == b"upgrade":
+                upgrade = True  # speed (issue 12): only then is the full handshake check below worth its cost
         if rest:
             self._waiting_for_continue = False
             if self._chunks is not None:
@@ -342,7 +345,7 @@ class ServerConnection:
             on_end=self._response_complete,
         )
         self._to(S.BODY, "the head is complete and passes the gate")
-        if self.websockets and is_websocket_upgrade(head):
+        if self.websockets and upgrade and is_websocket_upgrade(head):
             problem = handshake_problem(head)
             if problem is not None:
                 status, reason, headers = problem

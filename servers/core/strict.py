@@ -260,6 +260,15 @@ _VALUE_CRLF_NUL = re.compile(rb"[\r\n\x00]")
 _VALUE_CTL = re.compile(rb"[\x01-\x08\x0a-\x1f\x7f]")
 
 _CR = 0x0D
+# Speed (issue 12's profile): the usual head in one regex, run in C.  It matches only heads that every
+# request-line and field-line rule below accepts -- token method, SP, an origin-form target of allowed bytes,
+# SP, HTTP/1.0 or 1.1, then ``token ":" value`` lines whose values hold only HTAB, SP, VCHAR and obs-text -- so
+# for those, check_head can go straight to the rules about the message as a whole.  Anything else (CONNECT,
+# ``*``, absolute-form, a control byte, obs-fold, ...) takes the line-by-line path, which names the rule broken.
+_PLAIN_HEAD = re.compile(
+    rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+ /[\x21\x22\x24-\x7e]* HTTP/1\.[01]\r\n"
+    rb"(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*\r\n"
+)
 # The first empty line, however its line breaks are spelled: "\r\n\r\n", "\n\n", "\r\n\n", "\n\r\n".
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
 _SP_HTAB = b" \t"
@@ -337,8 +346,9 @@ def _may_violate(buf: bytes, limits: Limits) -> bool:
     lines = buf.split(b"\n")
     if max(map(len, lines)) > min(limits.max_request_line, limits.max_header_line):
         return True
-    # Every complete line must end in CR (no bare LF).
-    return not all(line.endswith(b"\r") for line in lines[:-1])
+    # Every complete line must end in CR (no bare LF): every LF is the end of a CRLF.  (Counted in C rather than
+    # tested line by line in a generator: this runs on every head -- speed, issue 12.)
+    return buf.count(b"\n") != buf.count(b"\r\n")
 
 
 def _skip_empty_lines(buf: bytes) -> bytes:
@@ -386,12 +396,18 @@ def check_head(head: bytes, limits: Limits) -> Rejection | None:
     end = _EMPTY_LINE.search(head)
     if not head or end is None or end.end() != len(head):
         raise ValueError("check_head() needs a head that ends with its first empty line")
-    rejection = _framing(head, limits)
+    # Speed (issue 12's profile): _may_violate's C-speed over-approximation clears the usual head, so the
+    # line-by-line walk in _framing runs only for a head that may break a size or line-terminator rule.
+    rejection = _framing(head, limits) if _may_violate(head, limits) else None
     if rejection is not None:
         return rejection
     # No bare LF survived _framing, so the head ends in CRLF CRLF and CRLF is the only
     # line terminator left.
     request_line, *field_lines = head[:-4].split(b"\r\n")
+    if _PLAIN_HEAD.fullmatch(head) and not request_line.startswith(b"CONNECT "):
+        plain = [line.partition(b":") for line in field_lines]
+        version = (1, 1) if request_line.endswith(b"1") else (1, 0)
+        return _check_message(version, [(name.lower(), value.strip(_SP_HTAB)) for name, _, value in plain], limits)
     method, version, rejection = _check_request_line(request_line)
     if rejection is not None:
         return rejection
@@ -492,7 +508,14 @@ def _list_members(values: list[bytes]) -> list[bytes]:
 
 
 def _check_message(version: tuple[int, int], fields: list[tuple[bytes, bytes]], limits: Limits) -> Rejection | None:
-    hosts = _values(fields, b"host")
+    # One pass over the fields for the four this function reads (speed, issue 12: a scan per name was a
+    # twentieth of a request's time in the profile).
+    wanted: dict[bytes, list[bytes]] = {b"host": [], b"content-length": [], b"transfer-encoding": [], b"expect": []}
+    for field, value in fields:
+        bucket = wanted.get(field)
+        if bucket is not None:
+            bucket.append(value)
+    hosts = wanted[b"host"]
     if len(hosts) > 1:
         return RULES["host-repeated"]
     if not hosts and version == (1, 1):
@@ -500,8 +523,8 @@ def _check_message(version: tuple[int, int], fields: list[tuple[bytes, bytes]], 
     if hosts and not _HOST_PORT.fullmatch(hosts[0]):
         return RULES["host-invalid"]
 
-    lengths = _values(fields, b"content-length")
-    encodings = _values(fields, b"transfer-encoding")
+    lengths = wanted[b"content-length"]
+    encodings = wanted[b"transfer-encoding"]
     if encodings and version == (1, 0):
         return RULES["te-in-http10"]
     if encodings and lengths:
@@ -535,7 +558,7 @@ def _check_message(version: tuple[int, int], fields: list[tuple[bytes, bytes]], 
         if names != [b"chunked"]:
             return RULES["te-unsupported"]
 
-    for expectation in _list_members(_values(fields, b"expect")):
+    for expectation in _list_members(wanted[b"expect"]):
         if expectation.lower() != b"100-continue":
             return RULES["expect-unsupported"]
     return None

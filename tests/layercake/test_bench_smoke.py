@@ -118,12 +118,18 @@ def test_the_plan_is_the_ladder_and_fits_the_budget() -> None:
 
 def test_parser_and_loop_choices_reach_only_the_servers_that_have_them() -> None:
     config = BenchConfig(
-        layers=["bare_asgi"], servers=["uvicorn", "scratch-asgi", "hypercorn"], http="h11", loop="asyncio", floor=False
+        layers=["bare_asgi"],
+        servers=["uvicorn", "scratch-asgi", "scratch-wsgi", "hypercorn", "waitress"],
+        http="h11",
+        loop="asyncio",
+        floor=False,
     )
     flags = {t.server: dict(t.flags) for t in plan_targets(config)}
     assert flags["uvicorn"] == {"http": "h11", "loop": "asyncio"}
-    assert flags["scratch-asgi"] == {}
+    assert flags["scratch-asgi"] == {"http": "h11", "loop": "asyncio"}
+    assert flags["scratch-wsgi"] == {"http": "h11"}  # a thread pool, no event loop to choose
     assert flags["hypercorn"] == {"loop": "asyncio"}
+    assert flags["waitress"] == {}
 
 
 def test_a_one_second_bench_over_real_servers() -> None:

@@ -160,6 +160,21 @@ def test_uvicorn_default_parser_shows_httptools_callbacks() -> None:
     assert [b"content-length", b"5"] in [[k.encode(), v.encode()] for k, v in t.scope["headers"]]
 
 
+@pytest.mark.parametrize("layer", ["bare_asgi", "bare_wsgi"])
+def test_our_servers_on_httptools_show_llhttps_callbacks_after_the_gate(layer: str) -> None:
+    pytest.importorskip("httptools")
+    server = "scratch-asgi" if layer == "bare_asgi" else "scratch-wsgi"
+    t = trace(layer, server=server, method="GET", path="/plaintext", http="httptools")
+    assert t.parser["observed"] == "head reader + httptools + writer"
+    ops = [e["op"] for e in t.parser["events"]]
+    assert ops[0] == "HeadReader.feed"  # the gate sees the head before llhttp does
+    callbacks = [op.removeprefix("httptools.") for op in ops if op.startswith("httptools.")]
+    assert callbacks[:3] == ["receive_data", "on_message_begin", "on_url"]
+    assert "on_headers_complete" in callbacks and callbacks[-1] == "on_message_complete"
+    complete = next(e for e in t.parser["events"] if e["op"] == "httptools.on_headers_complete")
+    assert (complete["method"], complete["target"]) == ("GET", "/plaintext")
+
+
 def test_websocket_trace_shows_the_handshake_then_wsproto_frames() -> None:
     t = trace("bare_asgi", "scratch-asgi", "GET", "/ws", websocket="hello")
     assert t.response["status"] == 101

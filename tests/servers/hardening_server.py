@@ -49,6 +49,12 @@ def require(server: str) -> None:
 
 @contextmanager
 def scratch(server: str, *flags: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """``server`` is a SCRATCH name, or ``NAME+httptools``: the same server on the C parser (and scratch-asgi on
+    uvloop too: the fast pair)."""
+    server, _, fast = server.partition("+")
+    if fast:
+        pytest.importorskip("httptools", reason="--http httptools needs the servers extra")
+        flags = ("--http", fast, *(("--loop", "uvloop") if server == "scratch-asgi" else ()), *flags)
     require(server)
     module, app = SCRATCH[server]
     proc = subprocess.Popen(

@@ -20,9 +20,24 @@ from tests.servers.hardening_server import SCRATCH, Served, scratch
 CORPUS = load_corpus()
 
 
-@pytest.fixture(scope="module", params=sorted(SCRATCH))
+#: Each scratch server with each parser (and scratch-asgi's fast pair on uvloop): the corpus must hold for all.
+MODES = [
+    (name, flags)
+    for name in sorted(SCRATCH)
+    for flags in [(), ("--http", "httptools"), ("--http", "h11-mypyc")]
+    + ([("--http", "httptools", "--loop", "uvloop")] if name == "scratch-asgi" else [])
+]
+
+
+@pytest.fixture(scope="module", params=MODES, ids=[" ".join((n, *f)) for n, f in MODES])
 def server(request: pytest.FixtureRequest) -> Iterator[Served]:
-    with scratch(request.param) as served:
+    name, flags = request.param
+    for flag, value in zip(flags[::2], flags[1::2], strict=True):
+        if flag == "--http" and value != "h11":
+            pytest.importorskip(value.replace("-", "_"), reason=f"--http {value} needs the servers extra")
+        if flag == "--loop":
+            pytest.importorskip(value, reason=f"--loop {value} needs the servers extra")
+    with scratch(name, *flags) as served:
         yield served
 
 

@@ -121,3 +121,26 @@ def test_grid_output_names_every_failure_and_its_reason(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
     console.print(render(grid))
     assert "UNEXPLAINED" in console.export_text()
+
+
+FAST = {"scratch-asgi": {"http": "httptools", "loop": "uvloop"}, "scratch-wsgi": {"http": "httptools"}}
+#: The bare layers and the top framework of each interface in the default run; the other layers with -m full.
+FAST_DEFAULT = {"bare_wsgi", "bare_asgi", "flask", "fastapi"}
+FAST_PAIRS = [
+    pytest.param(lay, srv, id=f"{lay}-on-{srv}-fast", marks=() if lay in FAST_DEFAULT else pytest.mark.full)
+    for srv in FAST
+    for lay in LAYERS
+]
+
+
+@pytest.mark.parametrize(("layer", "server"), FAST_PAIRS)
+def test_contract_on_our_servers_fast_pair(layer: str, server: str) -> None:
+    """Every layer on our servers with the C parser (and uvloop): the same contract as on h11."""
+    from servers.registry import ServerOptions
+
+    pytest.importorskip("httptools", reason="--http httptools needs the servers extra")
+    pytest.importorskip("uvloop", reason="--loop uvloop needs the servers extra")
+    cell = run_pair(get_layer(layer), get_server(server), ServerOptions(**FAST[server]))  # type: ignore[arg-type]
+    assert cell.groups, f"{layer} on {server} never served: {cell.reason}"
+    assert "--http httptools" in cell.native_command, cell.native_command
+    assert not cell.unexplained, "\n".join(f"{f.group}/{f.case}: {f.detail}" for f in cell.unexplained)

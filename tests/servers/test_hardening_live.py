@@ -25,7 +25,7 @@ from layercake.probe import Response, parse_response
 from tests.servers.hardening_server import SCRATCH, Served, scratch
 
 GET = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"
-SERVERS = sorted(SCRATCH)
+SERVERS = sorted(SCRATCH) + [f"{name}+httptools" for name in sorted(SCRATCH)]  # each on h11, then on llhttp
 
 
 def connect(served: Served) -> socket.socket:

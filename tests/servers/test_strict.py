@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import random
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -310,6 +311,41 @@ def test_fast_path_never_hides_a_violation(data: bytes, limits: Limits) -> None:
     data = strict._EMPTY_LINE.split(strict._skip_empty_lines(data))[0]
     if not strict._may_violate(data, limits):
         assert strict._framing(data, limits) is None
+
+
+# Heads built from plausible pieces, so that many of them are plain enough for the one-regex path.
+plain_pieces = st.sampled_from(
+    [
+        b"GET /plaintext HTTP/1.1\r\n",
+        b"POST /echo HTTP/1.0\r\n",
+        b"CONNECT /x HTTP/1.1\r\n",
+        b"get /a?b=|{} HTTP/1.1\r\n",
+        b"Host: a\r\n",
+        b"Host: a:80\r\n",
+        b"Host:\r\n",
+        b"X: \t v \xe9\r\n",
+        b"X:\x01\r\n",
+        b" folded\r\n",
+        b"Content-Length: 5\r\n",
+        b"Content-Length: 5, 5\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Expect: 100-continue\r\n",
+        b"Expect: nope\r\n",
+    ]
+)
+plain_heads = st.lists(plain_pieces, min_size=1, max_size=6).map(lambda parts: b"".join(parts) + b"\r\n")
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=plain_heads, limits=st.one_of(st.just(LIMITS), small_limits))
+def test_the_one_regex_path_gives_the_line_by_line_answer(data: bytes, limits: Limits) -> None:
+    fast = check_head(data, limits)
+    original = strict._PLAIN_HEAD
+    strict._PLAIN_HEAD = re.compile(rb"(?!)")  # matches nothing: every head takes the line-by-line path
+    try:
+        assert check_head(data, limits) == fast
+    finally:
+        strict._PLAIN_HEAD = original
 
 
 def test_core_imports_no_io() -> None:
