@@ -716,7 +716,7 @@ def anatomy_document(
         from servers.registry import get_server
 
         spec = get_server(server)  # an unknown name lists the choices, before anything runs
-        if spec.bridge_for(ladder.interface) is not None:
+        if spec.bridge_for(ladder.interface) is not None:  # type: ignore[arg-type]  # a ladder's interface is "wsgi" or "asgi"
             raise LayercakeError(
                 f"{server} is not a{'n' if ladder.interface == 'asgi' else ''} {ladder.interface.upper()} server; "
                 f"the {layer} anatomy needs one (a bridge would add its own cost to every step)",
@@ -971,7 +971,7 @@ def chart(doc: dict[str, Any], path: Path | str) -> Path:
     before = 0.0
     labels = []
     for i, r in enumerate(rows):
-        us = figure(r)
+        us = figure(r) or 0.0  # the chart is drawn only from timed rows; an untimed one is a zero bar
         delta = us - before if i else us
         left = before if i else 0.0
         colour = "#8c8c8c" if i == 0 else ("#d9534f" if delta >= 0 else "#5cb85c")
@@ -983,7 +983,7 @@ def chart(doc: dict[str, Any], path: Path | str) -> Path:
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("CPU µs per request, in-process (each bar: what the step adds over the one above)")
-    ax.set_xlim(0, max(figure(r) for r in rows) * 1.15)
+    ax.set_xlim(0, max(figure(r) or 0.0 for r in rows) * 1.15)
     ax.set_title(f"Anatomy of {doc['layer']}: {doc['request']['method']} {doc['request']['path']}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

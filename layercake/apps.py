@@ -151,7 +151,7 @@ def load_app(target: str, interface: str | None = None, app_dir: str | Path = ".
     else:
         if not callable(obj):
             raise _fail(f"{target} is {_kind(obj)}, not a WSGI or ASGI application (nothing to call)")
-        chosen, why = interface, "given with --interface"  # type: ignore[assignment]
+        chosen, why = interface, "given with --interface"
     return UserApp(
         name=target,  # always module:attr, so it can never be mistaken for a layer's name
         interface=chosen,

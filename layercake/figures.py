@@ -251,7 +251,7 @@ def _costs(data: dict[str, Any], origin: str) -> tuple[dict[str, Cost], str | No
         if not isinstance(row, dict) or "layer" not in row:
             continue
         endpoint = str(row.get("endpoint") or row.get("path") or "")
-        counters = row.get("counters") if isinstance(row.get("counters"), dict) else row
+        counters: dict[str, Any] = row["counters"] if isinstance(row.get("counters"), dict) else row
         us = _number(row.get("us_per_request", row.get("us")))
         calls = _number(counters.get("calls"))
         lines = _number(counters.get("lines"))
@@ -291,7 +291,7 @@ def _throughput(data: dict[str, Any], origin: str) -> tuple[list[Throughput], st
         rps = _number(row.get("rps", row.get("requests_per_second")))
         if rps is None:
             continue
-        summary = row.get("rps") if isinstance(row.get("rps"), dict) else {}
+        summary: dict[str, Any] = row["rps"] if isinstance(row.get("rps"), dict) else {}
         found.append(
             Throughput(
                 str(row.get("layer") or row.get("kind")),
@@ -347,7 +347,7 @@ def _server_pairs(data: dict[str, Any], path: Path) -> list[Throughput]:
     when = _committed(path) or datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime(
         "file dated %Y-%m-%d %H:%M UTC"
     )
-    errors = data.get("errors") if isinstance(data.get("errors"), dict) else {}
+    errors: dict[str, Any] = data["errors"] if isinstance(data.get("errors"), dict) else {}
     found = []
     for server, rounds in rps.items():
         values = [float(v) for v in rounds if isinstance(v, int | float) and not isinstance(v, bool)]

@@ -165,7 +165,7 @@ class Grid:
 def environment() -> dict[str, Any]:
     """What the grid ran on: Python and every server package's version (or None: missing)."""
     packages = sorted({req.package.split(">")[0] for spec in SERVERS.values() for req in spec.requires} | {"a2wsgi"})
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in packages:
         try:
             versions[name] = importlib.metadata.version(name)

@@ -37,6 +37,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from layercake.probe import GOOD_REQUEST
 from layercake.soak import process_rss
@@ -279,7 +280,7 @@ def table_markdown(summaries: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chart(summaries: list[dict[str, object]], path: str) -> None:
+def chart(summaries: list[dict[str, Any]], path: str) -> None:
     """Bystander p99 unloaded and loaded per server (log scale), and how many slow clients each cut."""
     import matplotlib  # noqa: PLC0415
 

@@ -176,7 +176,7 @@ def chrome_trace(trace: Trace) -> dict[str, Any]:
             }
         )
     for call in trace.conversation:
-        thread = call.get("thread")
+        thread = str(call.get("thread"))
         if thread not in tids:
             tids[thread] = len(tids) + 1
             events.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tids[thread], "args": {"name": thread}})

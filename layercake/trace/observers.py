@@ -116,7 +116,8 @@ def observe_h11(emit: Emit) -> None:
         report(self, "send", event, data)
         return data
 
-    conn_cls.receive_data, conn_cls.next_event, conn_cls.send = receive_data, next_event, send
+    # Replacing the class's methods is the point: every connection the server makes is observed.
+    conn_cls.receive_data, conn_cls.next_event, conn_cls.send = receive_data, next_event, send  # type: ignore[method-assign]
 
 
 def observe_head_reader(emit: Emit) -> None:
@@ -287,7 +288,7 @@ def observe_wsproto(emit: Emit) -> None:
         report(self, "ws.send", event, data)
         return data
 
-    Connection.receive_data, Connection.events, Connection.send = receive_data, events, send
+    Connection.receive_data, Connection.events, Connection.send = receive_data, events, send  # type: ignore[method-assign, assignment]  # observed, as above
 
 
 def observe_uvicorn_httptools(emit: Emit) -> None:

@@ -274,6 +274,7 @@ class Profiler:
                 module = owner_type.__module__
             elif inspect.ismodule(owner):
                 module = owner.__name__
+        module, label = module or "", str(label)
         key = ("c", module, label)
         node = parent.children.get(key)
         if node is None:

@@ -82,7 +82,7 @@ def get_store() -> Store:
     """This request's store, taken from ``g`` (put there on first use)."""
     if "store" not in g:
         g.store = STORE
-    return g.store  # type: ignore[no-any-return]
+    return g.store
 
 
 @app.teardown_appcontext
