@@ -1,0 +1,492 @@
+"""What every experiment of the sync-vs-async lab shares: the envelope, servers, loads, a bystander.
+
+Theory of operation
+-------------------
+An experiment asks one question and answers it with *points*: one measured situation each (a
+server, an app, a load, a number of connections).  Every experiment document has the envelope of
+the bench results (``schema``, ``kind`` = ``experiment:NAME``, ``command``, ``measured_at``,
+``elapsed_s``, ``environment``, ``settings``) plus ``partial`` (true when Ctrl-C stopped it: what
+was measured is kept), ``notes`` (what the reader must know to trust the numbers) and ``points``.
+Its schema is data (:class:`~layercake.bench.report.Field` rows), checked by :func:`validate`.
+
+The pieces:
+
+- :func:`serve` starts an app on a registry server (``servers.supervise.start_server``, the very
+  command a user would type), pins it to the server CPU and verifies it answers the experiment's
+  routes exactly (:func:`verify`) before anything is measured.  Experiment endpoints live in the
+  per-layer experiment apps (``layers/<layer>/experiments.py``), never in the contract apps.
+- :func:`load` is one closed-loop load (wrk, or the built-in generator) reduced to a small dict.
+- :class:`Bystander` is a second, *paced* client on its own keep-alive connection: it asks for
+  ``GET /plaintext`` every few milliseconds while a load runs and times each answer.  It asks the
+  question a user of the site asks -- "is it still answering me?" -- rather than saturating anything.
+- :class:`Steps` turns a fixed plan into progress calls, so the bar knows its total up front.
+
+Every loop here is bounded in count and time, every socket is loopback, and everything opened is
+closed in ``finally`` blocks: an interrupted run leaves no server and no descriptor behind.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from layercake.bench.environment import describe, now_utc
+from layercake.bench.loadgen import Request, choose_generator, run_load
+from layercake.bench.report import SCHEMA_ID, Field
+from layercake.errors import LayercakeError
+
+Progress = Callable[[str, int, int], None]  # (what is happening, done, total)
+
+
+@dataclass
+class LabConfig:
+    """The options an experiment takes from ``layercake bench``."""
+
+    duration: float | None = None  # seconds per point (None: the experiment's own)
+    concurrency: list[int] | None = None  # the sweep (capacity: held connections); None: the experiment's
+    servers: list[str] | None = None  # a subset of the experiment's servers
+    smoke: bool = False  # a few points in seconds: checks the harness, measures nothing worth quoting
+    pin: bool = True
+    generator: str = "auto"
+
+
+# --- the document -----------------------------------------------------------------------------------------------------
+
+_NUM = (int, float)
+
+#: The envelope every experiment document has (``kinds`` is filled in per experiment).
+ENVELOPE: tuple[tuple[str, tuple[type, ...], str], ...] = (
+    ("schema", (str,), f'always "{SCHEMA_ID}"'),
+    ("kind", (str,), '"experiment:NAME"'),
+    ("command", (str,), "the command line that produced the document"),
+    ("measured_at", (str,), "UTC start time, ISO 8601"),
+    ("elapsed_s", _NUM, "wall-clock seconds the measurement took"),
+    ("environment", (dict,), "the machine, Python and packages (layercake/bench/environment.py)"),
+    ("settings", (dict,), "the options of the run"),
+    ("partial", (bool,), "true: interrupted (Ctrl-C); the points measured so far are kept"),
+    ("notes", (list,), "what a reader needs to trust the numbers (pinning, limits raised, servers skipped)"),
+    ("points", (list,), "one measured situation each"),
+)
+
+
+def schema(kind: str, fields: tuple[Field, ...]) -> tuple[Field, ...]:
+    """The envelope plus an experiment's own fields, as :class:`Field` rows of one kind."""
+    return tuple(Field(path, types, (kind,), meaning) for path, types, meaning in ENVELOPE) + fields
+
+
+def _values(doc: Any, parts: list[str]) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = [("", doc)]
+    for part in parts:
+        key, many = part.removesuffix("[]"), part.endswith("[]")
+        nxt: list[tuple[str, Any]] = []
+        for where, value in found:
+            here = f"{where}.{key}".lstrip(".")
+            if not isinstance(value, dict) or key not in value:
+                nxt.append((here, _MISSING))
+            elif many:
+                nxt.extend((f"{here}[{i}]", x) for i, x in enumerate(value[key] or []))
+            else:
+                nxt.append((here, value[key]))
+        found = nxt
+    return found
+
+
+_MISSING = object()
+
+
+def validate(doc: Any, fields: tuple[Field, ...]) -> list[str]:
+    """Problems with an experiment document (empty: it follows ``fields``)."""
+    if not isinstance(doc, dict):
+        return ["an experiment document is a JSON object"]
+    problems = []
+    if doc.get("schema") != SCHEMA_ID:
+        problems.append(f"schema is {doc.get('schema')!r}, expected {SCHEMA_ID!r}")
+    for f in fields:
+        for where, value in _values(doc, f.path.split(".")):
+            if value is _MISSING:
+                if not f.optional:
+                    problems.append(f"{where}: missing ({f.meaning})")
+            elif not isinstance(value, f.types) or isinstance(value, bool) and bool not in f.types:
+                problems.append(f"{where}: {type(value).__name__}, expected {' or '.join(t.__name__ for t in f.types)}")
+    return problems
+
+
+def envelope(name: str, command: str, settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_ID,
+        "kind": f"experiment:{name}",
+        "command": command,
+        "measured_at": now_utc(),
+        "elapsed_s": 0.0,
+        "environment": describe(),
+        "settings": settings,
+        "partial": False,
+        "notes": [],
+        "points": [],
+    }
+
+
+class Steps:
+    """A plan of ``total`` steps reported to a progress callback as they are done."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total, self.done = total, 0
+        self._progress = progress or (lambda what, done, total: None)
+
+    def note(self, what: str) -> None:
+        self._progress(what, self.done, self.total)
+
+    def advance(self, n: int = 1) -> None:
+        self.done = min(self.total, self.done + n)
+        self._progress("", self.done, self.total)
+
+
+@contextmanager
+def interruptible(doc: dict[str, Any], t0: float) -> Iterator[None]:
+    """Ctrl-C inside the block keeps the points measured so far and marks the document partial."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        doc["partial"] = True
+        doc["notes"].append(f"interrupted (Ctrl-C) after {len(doc['points'])} point(s): the rest was not measured")
+    finally:
+        doc["elapsed_s"] = round(time.monotonic() - t0, 1)
+
+
+# --- servers ----------------------------------------------------------------------------------------------------------
+
+
+def cpus(pin: bool) -> tuple[int | None, int | None]:
+    """(server CPU, load-generator CPU), or Nones when not pinning (or fewer than two CPUs)."""
+    from layercake.bench.runner import can_pin
+
+    pins = can_pin() if pin else None
+    return pins if pins else (None, None)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One request a verifier sends, and what the answer must be."""
+
+    path: str
+    status: int = 200
+    body: bytes | None = None  # exact body
+    json: dict[str, Any] | None = None  # these keys with these values
+
+
+def verify(url: str, checks: list[Check], timeout: float = 10.0) -> list[str]:
+    """Send each check's request once over a real socket; the problems found (empty: all good)."""
+    import httpx
+
+    problems = []
+    with httpx.Client(base_url=url, timeout=timeout) as client:
+        for check in checks:
+            try:
+                resp = client.get(check.path)
+            except httpx.HTTPError as exc:
+                problems.append(f"GET {check.path}: {type(exc).__name__}: {exc}")
+                continue
+            if resp.status_code != check.status:
+                problems.append(f"GET {check.path}: status {resp.status_code}, expected {check.status}")
+            elif check.body is not None and resp.content != check.body:
+                problems.append(f"GET {check.path}: body {resp.content[:80]!r}, expected {check.body!r}")
+            elif check.json is not None:
+                try:
+                    data = resp.json()
+                except ValueError:
+                    problems.append(f"GET {check.path}: body is not JSON: {resp.content[:80]!r}")
+                    continue
+                wrong = {k: data.get(k) for k, v in check.json.items() if not isinstance(data, dict) or data.get(k) != v}
+                if wrong:
+                    problems.append(f"GET {check.path}: got {wrong}, expected {check.json}")
+    return problems
+
+
+@contextmanager
+def serve(
+    server: str,
+    layer: str,
+    app: str | None = None,
+    checks: list[Check] | None = None,
+    cpu: int | None = None,
+    **flags: Any,
+) -> Iterator[Any]:
+    """``app`` (``module:attr``; default the layer's contract app) on ``server``, pinned, verified.
+
+    The server runs with the ladder's flags for it (``runner.SERVER_FLAGS``: uvicorn with httptools
+    and uvloop, gunicorn gthread with 8 threads), then ``flags``.
+
+    Raises :class:`LayercakeError` when the server does not start or fails a check, naming which.
+    """
+    from layercake.bench.runner import SERVER_FLAGS, _affinity, pin_process_tree
+    from servers.registry import ServerOptions
+    from servers.supervise import start_server
+
+    options = ServerOptions(app_target=app, **{**SERVER_FLAGS.get(server, {}), **flags})
+    with _affinity(cpu):
+        running = start_server(server, layer, options)
+    with running:
+        if cpu is not None and running.pid:
+            pin_process_tree(running.pid, cpu)
+        problems = verify(running.url, checks or [])
+        if problems:
+            raise LayercakeError(f"{server} serving {app or layer} failed verification: {'; '.join(problems)}")
+        yield running
+
+
+def group_usage(pgid: int) -> dict[str, int]:
+    """Resident memory (KiB), threads and open descriptors summed over a process group (Linux /proc).
+
+    RSS is summed per process, so pages shared between a pre-fork master and its workers count
+    once per process -- what ``ps`` shows and what an OOM killer weighs; PSS would split them.
+    """
+    from servers.supervise import process_group_members
+
+    rss = threads = fds = 0
+    members = process_group_members(pgid)
+    for pid in members:
+        try:
+            for line in open(f"/proc/{pid}/status", encoding="utf-8"):
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Threads:"):
+                    threads += int(line.split()[1])
+            fds += len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            continue  # a worker exited between listing and reading
+    return {"rss_kib": rss, "threads": threads, "fds": fds, "processes": len(members)}
+
+
+# --- load ---------------------------------------------------------------------------------------------------------------
+
+
+def load(url: str, path: str, concurrency: int, duration: float, cpu: int | None, generator: str) -> dict[str, Any]:
+    """One closed-loop load of ``GET path``: throughput, latency percentiles (ms) and errors."""
+    gen = choose_generator(generator)
+    result = run_load(url, Request("GET", path), concurrency, duration, generator=gen, cpu=cpu, timeout=10.0)
+    lat = result.latency_us
+    return {
+        "generator": gen,
+        "requests": result.requests,
+        "duration_s": round(result.duration_s, 3),
+        "rps": round(result.rps, 1),
+        "p50_ms": round(lat.get("p50", 0.0) / 1000, 2),
+        "p90_ms": round(lat.get("p90", 0.0) / 1000, 2),
+        "p99_ms": round(lat.get("p99", 0.0) / 1000, 2),
+        "errors": result.socket_errors + result.non_2xx,
+    }
+
+
+def http_get(
+    host: str, port: int, path: str, timeout: float, sock: socket.socket | None = None
+) -> tuple[int, bytes, socket.socket | None]:
+    """One ``GET`` over ``sock`` (or a new connection): (status, body, the socket if it stays open).
+
+    Raises ``OSError`` (``TimeoutError`` included) when the server does not answer in time; the
+    socket is closed then.  Understands ``Content-Length`` bodies, which is all /plaintext sends.
+    """
+    if sock is None:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.settimeout(timeout)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("closed before a response")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("closed mid-body")
+            body += chunk
+        keep = headers.get("connection", "").lower() != "close"
+        if not keep:
+            sock.close()
+        return status, body[:length], sock if keep else None
+    except BaseException:
+        sock.close()
+        raise
+
+
+def percentiles_ms(samples: list[float]) -> dict[str, float | None]:
+    """p50, p99 and max of latencies in seconds, as milliseconds (None without samples)."""
+    if not samples:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p99_ms": round(p99 * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
+
+
+@dataclass
+class Bystander:
+    """A paced client: ``GET path`` every ``interval`` s on one keep-alive connection, each answer timed.
+
+    A request that gets no answer within ``timeout`` counts as a timeout and the connection is
+    opened anew.  Runs in a thread between :meth:`start` and :meth:`stop`; never more than
+    ``max_requests`` requests.
+    """
+
+    host: str
+    port: int
+    path: str = "/plaintext"
+    interval: float = 0.01
+    timeout: float = 5.0
+    max_requests: int = 2000
+    latencies: list[float] = field(default_factory=list)
+    timeouts: int = 0
+    errors: int = 0
+    wrong: int = 0
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bystander", daemon=True)
+
+    def start(self) -> Bystander:
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(self.timeout + 1)
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requests": len(self.latencies) + self.timeouts + self.errors,
+            "answered": len(self.latencies),
+            "timeouts": self.timeouts,
+            "errors": self.errors + self.wrong,
+            **percentiles_ms(self.latencies),
+        }
+
+    def _run(self) -> None:
+        sock: socket.socket | None = None
+        try:
+            for _ in range(self.max_requests):
+                if self._stop.is_set():
+                    break
+                t0 = time.perf_counter()
+                try:
+                    status, body, sock = http_get(self.host, self.port, self.path, self.timeout, sock)
+                except TimeoutError:
+                    self.timeouts += 1
+                    sock = None
+                    continue
+                except OSError:
+                    self.errors += 1
+                    sock = None
+                    self._stop.wait(self.interval)
+                    continue
+                self.latencies.append(time.perf_counter() - t0)
+                if status != 200 or body != b"Hello, World!":
+                    self.wrong += 1
+                self._stop.wait(max(0.0, self.interval - (time.perf_counter() - t0)))
+        finally:
+            if sock is not None:
+                sock.close()
+
+
+def load_with_bystander(
+    url: str,
+    host: str,
+    port: int,
+    path: str,
+    concurrency: int,
+    duration: float,
+    cpu: int | None,
+    generator: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``concurrency`` clients on ``path`` for ``duration`` s, a :class:`Bystander` timing /plaintext meanwhile.
+
+    The bystander starts a quarter of the way in (the load's connections are open and busy by
+    then) and stops before the load ends, so it only ever sees the server under load.
+    """
+    result: dict[str, Any] = {}
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.update(load(url, path, concurrency, duration, cpu, generator))
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread below
+            failure.append(exc)
+
+    loader = threading.Thread(target=run, name="load", daemon=True)
+    loader.start()
+    bystander = Bystander(host, port)
+    try:
+        time.sleep(min(0.5, duration / 4))
+        bystander.start()
+        time.sleep(max(0.2, duration * 0.6))
+    finally:
+        seen = bystander.stop()
+        loader.join(duration + 45)
+    if failure:
+        raise failure[0]
+    return result, seen
+
+
+# --- charts ---------------------------------------------------------------------------------------------------------------
+
+
+def figure_stamp(doc: dict[str, Any]) -> str:
+    env = doc["environment"]
+    partial = " · PARTIAL (interrupted)" if doc.get("partial") else ""
+    return f"{doc['command']} · {env.get('cpu_model', '')} · {env.get('python', '')} · {doc['measured_at']}{partial}"
+
+
+def save_figure(fig: Any, doc: dict[str, Any], path: Any) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig.text(0.01, 0.01, figure_stamp(doc), fontsize=7, color="grey")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def md_header(doc: dict[str, Any], title: str, question: str) -> list[str]:
+    """The opening of every experiment's markdown report."""
+    from layercake.bench.report import environment_line
+
+    out = [f"# {title}", "", question, "", f"Produced by `{doc['command']}` ({doc['elapsed_s']} s).", ""]
+    out += [environment_line(doc) + ".", ""]
+    if doc.get("partial"):
+        out += ["**PARTIAL: interrupted with Ctrl-C; only the points below were measured.**", ""]
+    for note in doc.get("notes", []):
+        out.append(f"- {note}")
+    if doc.get("notes"):
+        out.append("")
+    return out
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f} ms" if value >= 100 else f"{value:.1f} ms"
