@@ -108,7 +108,15 @@ def _write_outputs(
     "--seconds", type=float, default=0.5, show_default=True, help="--in-process: timing per layer and endpoint."
 )
 @click.option(
-    "--experiment", type=click.Choice(["slow"]), help="slow: /slow?ms=50 at rising concurrency, WSGI threads vs ASGI."
+    "--experiment",
+    type=click.Choice(["slow", "blocking", "threadpool", "cpu", "capacity"]),
+    help="slow: /slow?ms=50 at rising concurrency, WSGI threads vs ASGI; blocking: time.sleep in async def vs the "
+    "right ways, timed by a bystander; threadpool: a def endpoint from 1 to 128 in flight (anyio's 40 tokens); "
+    "cpu: CPU-bound work on threads, the loop, 2 processes; capacity: N idle connections held per server "
+    "(--concurrency: the Ns). See docs/bench/experiment-*.md.",
+)
+@click.option(
+    "--smoke", is_flag=True, help="--experiment blocking|threadpool|cpu|capacity: a few points in seconds (a check)."
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the results document (schema: docs/bench.md).")
 @click.option("--markdown", "markdown_path", metavar="FILE", help="Write a markdown report.")
@@ -134,6 +142,7 @@ def bench(
     bridged: bool,
     seconds: float,
     experiment: str | None,
+    smoke: bool,
     json_path: str | None,
     markdown_path: str | None,
     charts_dir: str | None,
@@ -145,6 +154,7 @@ def bench(
     layercake bench                              # the ladder: each layer on its reference server + the floor
     layercake bench --in-process                 # µs and calls per request, by package, no socket
     layercake bench --experiment slow            # sync vs async: /slow?ms=50 at rising concurrency
+    layercake bench --experiment threadpool      # also blocking, cpu, capacity: the sync-vs-async lab
     layercake bench --peers --endpoints plaintext,json
     layercake bench --compare old.json new.json
     """
@@ -158,6 +168,25 @@ def bench(
             console.print(f"[yellow]warning:[/] {escape(w)}")
         console.print(table)
         return
+    if experiment in ("blocking", "threadpool", "cpu", "capacity"):
+        if in_process:
+            raise LayercakeError(f"--experiment {experiment} measures over sockets and takes no --in-process", 2)
+        _run_lab(
+            console,
+            experiment,
+            servers,
+            concurrency,
+            duration,
+            smoke,
+            no_pin,
+            generator,
+            json_path,
+            markdown_path,
+            charts_dir,
+        )
+        return
+    if smoke:
+        raise LayercakeError("--smoke goes with --experiment blocking, threadpool, cpu or capacity", 2)
     if in_process:
         # Options that belong to the socket benchmarks would be silently ignored here.
         ignored = [
@@ -276,6 +305,68 @@ def bench(
         measured = any(r["target"] in layer_ids for r in doc["results"]) if layer_ids else bool(doc["results"])
     if not measured:
         raise LayercakeError("no layer was measured (see why above)", 1)
+
+
+def _run_lab(
+    console: Console,
+    name: str,
+    servers: str | None,
+    concurrency: str | None,
+    duration: int,
+    smoke: bool,
+    no_pin: bool,
+    generator: str,
+    json_path: str | None,
+    markdown_path: str | None,
+    charts_dir: str | None,
+) -> None:
+    """One experiment of the sync-vs-async lab (layercake/bench/experiments/): bar, table, files; Ctrl-C keeps."""
+    from layercake.bench import experiments
+
+    # --duration's default (1) is the ladder's: an experiment uses its own unless one is given.
+    given = click.get_current_context().get_parameter_source("duration") != click.core.ParameterSource.DEFAULT
+    config = experiments.LabConfig(
+        duration=float(duration) if given else None,
+        concurrency=_ints(concurrency) if concurrency else None,
+        servers=_names(servers),
+        smoke=smoke,
+        pin=not no_pin,
+        generator=generator,
+    )
+    if config.concurrency is not None and min(config.concurrency) < 1:
+        raise LayercakeError("--concurrency takes positive numbers", 2)
+    mod = experiments.module(name)
+    mod.plan(config)  # bad --servers fail here, before the bar
+    console.print(
+        f"experiment {name}: {experiments.LAB[name][1]}" + (" (smoke: a check, not a measurement)" if smoke else "")
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None, **({"description": what} if what else {}))
+
+        doc = experiments.run_lab(name, config, progress, _command_line())
+    console.print(mod.table(doc))
+    for note in doc["notes"]:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    for skipped in doc.get("skipped", []):
+        console.print(f"[yellow]not tried:[/] {escape(skipped)}")
+    from layercake.bench import report
+
+    console.print(escape(report.environment_line(doc)))
+    experiments.write_outputs(doc, json_path, markdown_path, charts_dir, lambda line: console.print(escape(line)))
+    if doc["partial"]:
+        raise LayercakeError(f"interrupted: kept the {len(doc['points'])} point(s) measured (marked partial)", 130)
+    if not doc["points"]:
+        raise LayercakeError("nothing was measured (see the notes above)", 1)
 
 
 COMMANDS = [bench]

@@ -63,10 +63,18 @@ SCHEMA = common.schema(
         Field("points[].layer", (str,), (KIND,), "fastapi | starlette (their experiment apps)"),
         Field("points[].variant", (str,), (KIND,), "idle | async-sleep | async-time-sleep | def-sleep"),
         Field("points[].in_flight", (int,), (KIND,), "blocking requests kept in flight by wrk (0 when idle)"),
-        Field("points[].bystander", (dict,), (KIND,), "GET /plaintext every 10 ms: requests, answered, timeouts, "
-              "errors, p50_ms, p99_ms, max_ms"),
-        Field("points[].blockers", (dict, type(None)), (KIND,), "the load: rps, p50_ms, p90_ms, p99_ms, errors "
-              "(null when idle)"),
+        Field(
+            "points[].bystander",
+            (dict,),
+            (KIND,),
+            "GET /plaintext every 10 ms: requests, answered, timeouts, errors, p50_ms, p99_ms, max_ms",
+        ),
+        Field(
+            "points[].blockers",
+            (dict, type(None)),
+            (KIND,),
+            "the load: rps, p50_ms, p90_ms, p99_ms, errors (null when idle)",
+        ),
     ),
 )
 
@@ -104,8 +112,14 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     doc = common.envelope(
         NAME,
         command,
-        {"wait_ms": WAIT_MS, "in_flight": in_flight, "duration_s": duration, "bystander_interval_ms": 10,
-         "targets": [f"{s}/{la}" for s, la in targets], "smoke": config.smoke},
+        {
+            "wait_ms": WAIT_MS,
+            "in_flight": in_flight,
+            "duration_s": duration,
+            "bystander_interval_ms": 10,
+            "targets": [f"{s}/{la}" for s, la in targets],
+            "smoke": config.smoke,
+        },
     )
     doc["environment"]["pinning"] = {"server_cpu": server_cpu, "loadgen_cpu": loadgen_cpu}
     doc["notes"].append(
@@ -134,8 +148,14 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
                 for variant in VARIANTS:
                     steps.note(f"{server}/{layer}: {in_flight} × {variant} in flight, bystander timing /plaintext")
                     blockers, seen = common.load_with_bystander(
-                        srv.url, srv.host, srv.port, f"/block/{variant}?ms={WAIT_MS}", in_flight, duration,
-                        loadgen_cpu, config.generator,
+                        srv.url,
+                        srv.host,
+                        srv.port,
+                        f"/block/{variant}?ms={WAIT_MS}",
+                        in_flight,
+                        duration,
+                        loadgen_cpu,
+                        config.generator,
                     )
                     doc["points"].append(_point(server, layer, variant, in_flight, seen, blockers))
                     steps.advance()
@@ -145,18 +165,33 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
 
 
 def _point(server: str, layer: str, variant: str, in_flight: int, seen: dict, blockers: dict | None) -> dict:
-    return {"server": server, "layer": layer, "variant": variant, "in_flight": in_flight, "bystander": seen,
-            "blockers": blockers}
+    return {
+        "server": server,
+        "layer": layer,
+        "variant": variant,
+        "in_flight": in_flight,
+        "bystander": seen,
+        "blockers": blockers,
+    }
 
 
 # --- output ---------------------------------------------------------------------------------------------------------------
 
 
 def table(doc: dict[str, Any]) -> Table:
-    t = Table(title=f"blocking: GET /plaintext while {doc['settings']['in_flight']} requests wait "
-              f"{doc['settings']['wait_ms']} ms", title_justify="left")
-    for col, just in (("server/app", "left"), ("handler in flight", "left"), ("bystander p50", "right"),
-                      ("p99", "right"), ("timeouts", "right"), ("blockers req/s", "right")):
+    t = Table(
+        title=f"blocking: GET /plaintext while {doc['settings']['in_flight']} requests wait "
+        f"{doc['settings']['wait_ms']} ms",
+        title_justify="left",
+    )
+    for col, just in (
+        ("server/app", "left"),
+        ("handler in flight", "left"),
+        ("bystander p50", "right"),
+        ("p99", "right"),
+        ("timeouts", "right"),
+        ("blockers req/s", "right"),
+    ):
         t.add_column(col, justify=just)
     for p in doc["points"]:
         b = p["bystander"]
@@ -222,8 +257,9 @@ def charts(doc: dict[str, Any], directory: Any) -> list[Any]:
         bars = ax.bar(xs, p99, width, label=LABELS[v], color=COLOURS[v])
         ax.scatter(xs, p50, color="black", marker="_", s=120, zorder=3)
         for bar, value in zip(bars, p99, strict=True):
-            ax.annotate(common.ms(value), (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom",
-                        fontsize=7)
+            ax.annotate(
+                common.ms(value), (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7
+            )
     ax.scatter([], [], color="black", marker="_", s=120, label="bystander p50")
     ax.set_xticks([x + width * (len(variants) - 1) / 2 for x in range(len(targets))], targets)
     ax.set_yscale("log")

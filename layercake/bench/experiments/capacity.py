@@ -91,23 +91,43 @@ WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3's example nonce: any 16 by
 SCHEMA = common.schema(
     KIND,
     (
-        Field("fd_limit", (dict,), (KIND,), "{before, during, hard}: this process's soft RLIMIT_NOFILE, raised for "
-              "the run (the servers inherit it)"),
+        Field(
+            "fd_limit",
+            (dict,),
+            (KIND,),
+            "{before, during, hard}: this process's soft RLIMIT_NOFILE, raised for the run (the servers inherit it)",
+        ),
         Field("points[].server", (str,), (KIND,), "registry name"),
         Field("points[].interface", (str,), (KIND,), "wsgi | asgi"),
-        Field("points[].mode", (str,), (KIND,), "http (idle keep-alive after one GET /plaintext) | ws (open "
-              "WebSocket on /ws)"),
+        Field(
+            "points[].mode",
+            (str,),
+            (KIND,),
+            "http (idle keep-alive after one GET /plaintext) | ws (open WebSocket on /ws)",
+        ),
         Field("points[].held_target", (int,), (KIND,), "N: connections asked for"),
         Field("points[].connected", (int,), (KIND,), "TCP connections established"),
         Field("points[].answered", (int,), (KIND,), "of those, answered (200 /plaintext, or 101 for ws)"),
-        Field("points[].closed_by_server", (int,), (KIND,), "held connections the server had closed by the end "
-              "of the point"),
+        Field(
+            "points[].closed_by_server",
+            (int,),
+            (KIND,),
+            "held connections the server had closed by the end of the point",
+        ),
         Field("points[].open_s", (int, float), (KIND,), "seconds opening took"),
-        Field("points[].baseline", (dict,), (KIND,), "{rss_kib, threads, fds, processes} of the server's process "
-              "group before opening"),
+        Field(
+            "points[].baseline",
+            (dict,),
+            (KIND,),
+            "{rss_kib, threads, fds, processes} of the server's process group before opening",
+        ),
         Field("points[].held", (dict,), (KIND,), "the same with the connections held"),
-        Field("points[].kib_per_connection", (int, float, type(None)), (KIND,), "(held.rss_kib - "
-              "baseline.rss_kib) / connected"),
+        Field(
+            "points[].kib_per_connection",
+            (int, float, type(None)),
+            (KIND,),
+            "(held.rss_kib - baseline.rss_kib) / connected",
+        ),
         Field("points[].bystander", (dict,), (KIND,), "a new client: requests, answered, p50_ms, p99_ms, max_ms"),
         Field("points[].serves_new_clients", (bool,), (KIND,), "the bystander got every answer"),
         Field("skipped", (list,), (KIND,), "server/mode/N not tried, with why"),
@@ -335,9 +355,17 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     pairs = plan(config)
     held = config.concurrency or (SMOKE_HELD if config.smoke else HELD)
     open_timeout = SMOKE_OPEN_TIMEOUT if config.smoke else OPEN_TIMEOUT
-    doc = common.envelope(NAME, command, {"held": held, "open_timeout_s": open_timeout,
-                                          "bystander_requests": BYSTANDER_REQUESTS,
-                                          "bystander_timeout_s": BYSTANDER_TIMEOUT, "smoke": config.smoke})
+    doc = common.envelope(
+        NAME,
+        command,
+        {
+            "held": held,
+            "open_timeout_s": open_timeout,
+            "bystander_requests": BYSTANDER_REQUESTS,
+            "bystander_timeout_s": BYSTANDER_TIMEOUT,
+            "smoke": config.smoke,
+        },
+    )
     doc["skipped"] = []
     doc["environment"]["pinning"] = {"server_cpu": None, "loadgen_cpu": None}
     steps = Steps(len(pairs) * len(held), progress)
@@ -434,19 +462,32 @@ def _verdict(p: dict[str, Any]) -> str:
 
 
 def table(doc: dict[str, Any]) -> Table:
-    t = Table(title="capacity: N idle connections held -- what they cost, and is a new client served?",
-              title_justify="left")
-    for col, just in (("server (mode)", "left"), ("N", "right"), ("held", "right"), ("closed", "right"),
-                      ("RSS", "right"), ("KiB/conn", "right"), ("threads", "right"), ("fds", "right"),
-                      ("new client", "right")):
+    t = Table(
+        title="capacity: N idle connections held -- what they cost, and is a new client served?", title_justify="left"
+    )
+    for col, just in (
+        ("server (mode)", "left"),
+        ("N", "right"),
+        ("held", "right"),
+        ("closed", "right"),
+        ("RSS", "right"),
+        ("KiB/conn", "right"),
+        ("threads", "right"),
+        ("fds", "right"),
+        ("new client", "right"),
+    ):
         t.add_column(col, justify=just)
     for p in doc["points"]:
         verdict = _verdict(p)
         t.add_row(
-            _row_id(p), f"{p['held_target']:,}", f"{p['answered']:,}", f"{p['closed_by_server']:,}",
+            _row_id(p),
+            f"{p['held_target']:,}",
+            f"{p['answered']:,}",
+            f"{p['closed_by_server']:,}",
             f"{p['held']['rss_kib'] / 1024:,.1f} MiB",
             "–" if p["kib_per_connection"] is None else f"{p['kib_per_connection']:.1f}",
-            str(p["held"]["threads"]), f"{p['held']['fds']:,}",
+            str(p["held"]["threads"]),
+            f"{p['held']['fds']:,}",
             verdict if p["serves_new_clients"] else f"[bold red]{verdict}[/]",
         )
     return t
@@ -461,8 +502,10 @@ def markdown(doc: dict[str, Any]) -> str:
         "still gets `GET /plaintext`.",
     )
     out += ["![memory per connection and who stops answering](capacity.png)", ""]
-    out += ["| server (mode) | N | answered | closed by server | RSS | KiB/conn | threads | fds | new client |",
-            "|---|--:|--:|--:|--:|--:|--:|--:|---|"]
+    out += [
+        "| server (mode) | N | answered | closed by server | RSS | KiB/conn | threads | fds | new client |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
     for p in doc["points"]:
         kib = "–" if p["kib_per_connection"] is None else f"{p['kib_per_connection']:.1f}"
         verdict = _verdict(p)
@@ -492,8 +535,7 @@ def charts(doc: dict[str, Any], directory: Any) -> list[Any]:
     rows = list(dict.fromkeys(_row_id(p) for p in points))
     held = doc["settings"]["held"]
     cells = {(_row_id(p), p["held_target"]): p for p in points}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 0.45 * len(rows) + 2.5),
-                                   gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 0.45 * len(rows) + 2.5), gridspec_kw={"width_ratios": [3, 2]})
     height = 0.8 / len(held)
     colours = ["#9ecae1", "#4292c6", "#08519c", "#08306b"]
     for j, n in enumerate(held):

@@ -203,7 +203,9 @@ def verify(url: str, checks: list[Check], timeout: float = 10.0) -> list[str]:
                 except ValueError:
                     problems.append(f"GET {check.path}: body is not JSON: {resp.content[:80]!r}")
                     continue
-                wrong = {k: data.get(k) for k, v in check.json.items() if not isinstance(data, dict) or data.get(k) != v}
+                wrong = {
+                    k: data.get(k) for k, v in check.json.items() if not isinstance(data, dict) or data.get(k) != v
+                }
                 if wrong:
                     problems.append(f"GET {check.path}: got {wrong}, expected {check.json}")
     return problems

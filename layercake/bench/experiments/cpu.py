@@ -73,10 +73,12 @@ TARGETS = (
 SCHEMA = common.schema(
     KIND,
     (
-        Field("work", (dict,), (KIND,), "{n, single_core_ms, single_core_rps}: the handler's work measured in the "
-              "harness"),
-        Field("targets", (list,), (KIND,), "every target: id, server, layer, workers, threads, native_command or "
-              "error"),
+        Field(
+            "work", (dict,), (KIND,), "{n, single_core_ms, single_core_rps}: the handler's work measured in the harness"
+        ),
+        Field(
+            "targets", (list,), (KIND,), "every target: id, server, layer, workers, threads, native_command or error"
+        ),
         Field("points[].target", (str,), (KIND,), "a targets[].id"),
         Field("points[].concurrency", (int,), (KIND,), "requests in flight (wrk connections)"),
         Field("points[].rps", (int, float), (KIND,), "requests per second"),
@@ -116,8 +118,9 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     duration = config.duration or (SMOKE_DURATION if config.smoke else DURATION)
     n = SMOKE_N if config.smoke else WORK_N
     path = f"/cpu?n={n}"
-    doc = common.envelope(NAME, command, {"concurrency": sweep, "duration_s": duration, "path": path,
-                                          "smoke": config.smoke})
+    doc = common.envelope(
+        NAME, command, {"concurrency": sweep, "duration_s": duration, "path": path, "smoke": config.smoke}
+    )
     doc["environment"]["pinning"] = {"server_cpu": None, "loadgen_cpu": None}
     doc["notes"].append("not pinned: two worker processes need both CPUs (wrk's share at ~100 req/s is negligible)")
     work_ms = single_core_ms(n)
@@ -128,16 +131,22 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     t0 = time.monotonic()
     with common.interruptible(doc, t0):
         for target in targets:
-            tdoc: dict[str, Any] = {"id": target.id, "server": target.server, "layer": target.layer,
-                                    "workers": target.workers, "threads": target.threads}
+            tdoc: dict[str, Any] = {
+                "id": target.id,
+                "server": target.server,
+                "layer": target.layer,
+                "workers": target.workers,
+                "threads": target.threads,
+            }
             doc["targets"].append(tdoc)
             steps.note(f"starting {target.id}")
             flags: dict[str, Any] = {"workers": target.workers}
             if target.threads:
                 flags["threads"] = target.threads
             try:
-                cm = common.serve(target.server, target.layer, f"layers.{target.layer}.experiments:app", checks,
-                                  **flags)
+                cm = common.serve(
+                    target.server, target.layer, f"layers.{target.layer}.experiments:app", checks, **flags
+                )
                 srv = cm.__enter__()
             except LayercakeError as exc:
                 tdoc["error"] = exc.message.splitlines()[0]
@@ -170,8 +179,11 @@ def _grid(doc: dict[str, Any]) -> tuple[list[str], list[int], dict[tuple[str, in
 def table(doc: dict[str, Any]) -> Table:
     targets, sweep, cells = _grid(doc)
     w = doc["work"]
-    t = Table(title=f"cpu: GET /cpu ({w['single_core_ms']:.1f} ms of pure Python each; one core: "
-              f"{w['single_core_rps']:,.0f} req/s) -- req/s and p50", title_justify="left")
+    t = Table(
+        title=f"cpu: GET /cpu ({w['single_core_ms']:.1f} ms of pure Python each; one core: "
+        f"{w['single_core_rps']:,.0f} req/s) -- req/s and p50",
+        title_justify="left",
+    )
     t.add_column("target")
     for c in sweep:
         t.add_column(f"c={c}", justify="right")
@@ -195,8 +207,12 @@ def markdown(doc: dict[str, Any]) -> str:
         "event loop, or a second process?",
     )
     out += ["![throughput by requests in flight](cpu.png)", ""]
-    out += ["req/s (p50 / p99):", "", "| target | " + " | ".join(f"c={c}" for c in sweep) + " |",
-            "|---|" + "--:|" * len(sweep)]
+    out += [
+        "req/s (p50 / p99):",
+        "",
+        "| target | " + " | ".join(f"c={c}" for c in sweep) + " |",
+        "|---|" + "--:|" * len(sweep),
+    ]
     for target in targets:
         row = []
         for c in sweep:

@@ -76,26 +76,76 @@ SLOW = f"/slow?ms={WAIT_MS}"
 DEF = f"/block/def-sleep?ms={WAIT_MS}"
 ASYNC = f"/block/async-sleep?ms={WAIT_MS}"
 TARGETS: tuple[Target, ...] = (
-    Target("fastapi def (40 tokens)", "uvicorn", "fastapi", "layers.fastapi.experiments:app", DEF,
-           _fastapi("app", DEF, ANYIO_DEFAULT_TOKENS), ANYIO_DEFAULT_TOKENS, "#d62728"),
-    Target("fastapi def (256 tokens)", "uvicorn", "fastapi", "layers.fastapi.experiments:app_raised", DEF,
-           _fastapi("app_raised", DEF, RAISED_TOKENS), RAISED_TOKENS, "#1f77b4"),
-    Target("fastapi async def", "uvicorn", "fastapi", "layers.fastapi.experiments:app", ASYNC,
-           _fastapi("app", ASYNC, ANYIO_DEFAULT_TOKENS), None, "#2ca02c"),
-    Target("gunicorn-gthread (8 threads)", "gunicorn-gthread", "bare_wsgi", None, SLOW,
-           (Check(SLOW, json={"slept_ms": WAIT_MS}),), 8, "#ff7f0e", (("threads", 8), ("workers", 1))),
-    Target("scratch-wsgi (8 threads)", "scratch-wsgi", "bare_wsgi", None, SLOW,
-           (Check(SLOW, json={"slept_ms": WAIT_MS}),), 8, "#8c564b", (("threads", 8), ("workers", 1))),
+    Target(
+        "fastapi def (40 tokens)",
+        "uvicorn",
+        "fastapi",
+        "layers.fastapi.experiments:app",
+        DEF,
+        _fastapi("app", DEF, ANYIO_DEFAULT_TOKENS),
+        ANYIO_DEFAULT_TOKENS,
+        "#d62728",
+    ),
+    Target(
+        "fastapi def (256 tokens)",
+        "uvicorn",
+        "fastapi",
+        "layers.fastapi.experiments:app_raised",
+        DEF,
+        _fastapi("app_raised", DEF, RAISED_TOKENS),
+        RAISED_TOKENS,
+        "#1f77b4",
+    ),
+    Target(
+        "fastapi async def",
+        "uvicorn",
+        "fastapi",
+        "layers.fastapi.experiments:app",
+        ASYNC,
+        _fastapi("app", ASYNC, ANYIO_DEFAULT_TOKENS),
+        None,
+        "#2ca02c",
+    ),
+    Target(
+        "gunicorn-gthread (8 threads)",
+        "gunicorn-gthread",
+        "bare_wsgi",
+        None,
+        SLOW,
+        (Check(SLOW, json={"slept_ms": WAIT_MS}),),
+        8,
+        "#ff7f0e",
+        (("threads", 8), ("workers", 1)),
+    ),
+    Target(
+        "scratch-wsgi (8 threads)",
+        "scratch-wsgi",
+        "bare_wsgi",
+        None,
+        SLOW,
+        (Check(SLOW, json={"slept_ms": WAIT_MS}),),
+        8,
+        "#8c564b",
+        (("threads", 8), ("workers", 1)),
+    ),
 )
 
 SCHEMA = common.schema(
     KIND,
     (
-        Field("targets", (list,), (KIND,), "every target: id, server, layer, app, path, ceiling_rps, native_command "
-              "or error"),
+        Field(
+            "targets",
+            (list,),
+            (KIND,),
+            "every target: id, server, layer, app, path, ceiling_rps, native_command or error",
+        ),
         Field("targets[].id", (str,), (KIND,), "what the chart calls it"),
-        Field("targets[].ceiling_rps", (int, float, type(None)), (KIND,), "threads / wait: the most a thread-bound "
-              "target can complete per second (null: not thread-bound)"),
+        Field(
+            "targets[].ceiling_rps",
+            (int, float, type(None)),
+            (KIND,),
+            "threads / wait: the most a thread-bound target can complete per second (null: not thread-bound)",
+        ),
         Field("points[].target", (str,), (KIND,), "a targets[].id"),
         Field("points[].concurrency", (int,), (KIND,), "requests in flight (wrk connections)"),
         Field("points[].rps", (int, float), (KIND,), "requests per second"),
@@ -144,13 +194,20 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     t0 = time.monotonic()
     with common.interruptible(doc, t0):
         for target in targets:
-            tdoc: dict[str, Any] = {"id": target.id, "server": target.server, "layer": target.layer,
-                                    "app": target.app, "path": target.path, "ceiling_rps": ceiling(target)}
+            tdoc: dict[str, Any] = {
+                "id": target.id,
+                "server": target.server,
+                "layer": target.layer,
+                "app": target.app,
+                "path": target.path,
+                "ceiling_rps": ceiling(target),
+            }
             doc["targets"].append(tdoc)
             steps.note(f"starting {target.id}")
             try:
-                cm = common.serve(target.server, target.layer, target.app, list(target.checks), cpu=server_cpu,
-                                  **dict(target.flags))
+                cm = common.serve(
+                    target.server, target.layer, target.app, list(target.checks), cpu=server_cpu, **dict(target.flags)
+                )
                 srv = cm.__enter__()
             except LayercakeError as exc:
                 tdoc["error"] = exc.message.splitlines()[0]
@@ -204,8 +261,12 @@ def markdown(doc: dict[str, Any]) -> str:
         "raising it change?",
     )
     out += ["![throughput and latency by requests in flight](threadpool.png)", ""]
-    out += ["req/s (p50 / p99):", "", "| target | ceiling | " + " | ".join(f"c={c}" for c in sweep) + " |",
-            "|---|--:|" + "--:|" * len(sweep)]
+    out += [
+        "req/s (p50 / p99):",
+        "",
+        "| target | ceiling | " + " | ".join(f"c={c}" for c in sweep) + " |",
+        "|---|--:|" + "--:|" * len(sweep),
+    ]
     ceilings = {t["id"]: t["ceiling_rps"] for t in doc["targets"]}
     for target in targets:
         row = []
@@ -254,8 +315,14 @@ def charts(doc: dict[str, Any], directory: Any) -> list[Any]:
         ax.set_xticks(sweep, [str(c) for c in sweep])
     top = ax1.get_ylim()[1]
     ax1.text(ANYIO_DEFAULT_TOKENS * 1.03, top * 0.95, "anyio default:\n40 tokens", fontsize=8, va="top", color="grey")
-    ax1.plot(sweep, [c / (WAIT_MS / 1000) for c in sweep], color="grey", linewidth=0.8, linestyle=":",
-             label=f"ideal: in flight ÷ {WAIT_MS} ms")
+    ax1.plot(
+        sweep,
+        [c / (WAIT_MS / 1000) for c in sweep],
+        color="grey",
+        linewidth=0.8,
+        linestyle=":",
+        label=f"ideal: in flight ÷ {WAIT_MS} ms",
+    )
     ax1.set_ylim(0, top)
     ax1.set_ylabel("requests/s")
     ax1.set_title("Throughput: a def endpoint plateaus at 40 ÷ 50 ms")
