@@ -89,7 +89,12 @@ def _write_outputs(
     help="wrk when installed; builtin is a Python generator with a measured ceiling.",
 )
 @click.option("--floor/--no-floor", default=True, show_default=True, help="Include the fixed-bytes asyncio floor.")
-@click.option("--peers", is_flag=True, help="Add a Node.js http server (plaintext, json) when node is installed.")
+@click.option(
+    "--peers",
+    is_flag=True,
+    help="Add the Node.js http and Go net/http peers (plaintext, json); one whose program is missing is skipped, "
+    "with the reason.",
+)
 @click.option("--full", is_flag=True, help="The whole layer × server matrix (states its duration first).")
 @click.option("--baseline", help="Target id for the second ratio column (default: floor), e.g. uvicorn/bare_asgi.")
 @click.option("--no-pin", is_flag=True, help="Do not pin the server and the load generator to separate CPUs.")
