@@ -133,13 +133,12 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
         for server, layer in targets:
             steps.note(f"starting {server}/{layer} (experiment app)")
             try:
-                srv_cm = common.serve(server, layer, app_target(layer), checks(), cpu=server_cpu)
-                srv = srv_cm.__enter__()
+                srv = common.start(server, layer, app_target(layer), checks(), cpu=server_cpu)
             except LayercakeError as exc:
                 doc["notes"].append(f"{server}/{layer} not measured: {exc.message.splitlines()[0]}")
                 steps.advance(1 + len(VARIANTS))
                 continue
-            try:
+            with srv:
                 steps.note(f"{server}/{layer}: bystander on an idle server")
                 bystander = common.Bystander(srv.host, srv.port).start()
                 time.sleep(duration * 0.6)
@@ -147,20 +146,23 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
                 steps.advance()
                 for variant in VARIANTS:
                     steps.note(f"{server}/{layer}: {in_flight} × {variant} in flight, bystander timing /plaintext")
-                    blockers, seen = common.load_with_bystander(
-                        srv.url,
-                        srv.host,
-                        srv.port,
-                        f"/block/{variant}?ms={WAIT_MS}",
-                        in_flight,
-                        duration,
-                        loadgen_cpu,
-                        config.generator,
-                    )
+                    try:
+                        blockers, seen = common.load_with_bystander(
+                            srv.url,
+                            srv.host,
+                            srv.port,
+                            f"/block/{variant}?ms={WAIT_MS}",
+                            in_flight,
+                            duration,
+                            loadgen_cpu,
+                            config.generator,
+                        )
+                    except LayercakeError as exc:  # the server died mid-run: a result too
+                        doc["notes"].append(f"{server}/{layer} stopped answering: {exc.message.splitlines()[0]}")
+                        steps.advance(len(VARIANTS) - VARIANTS.index(variant))
+                        break
                     doc["points"].append(_point(server, layer, variant, in_flight, seen, blockers))
                     steps.advance()
-            finally:
-                srv_cm.__exit__(None, None, None)
     return doc
 
 

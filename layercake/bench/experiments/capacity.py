@@ -410,11 +410,10 @@ def measure(server: str, mode: str, n: int, open_timeout: float) -> dict[str, An
 
     layer = SERVERS[server]
     try:
-        cm = common.serve(server, layer, None, [Check("/plaintext", body=b"Hello, World!")])
-        srv = cm.__enter__()
+        srv = common.start(server, layer, None, [Check("/plaintext", body=b"Hello, World!")])
     except LayercakeError as exc:
         return exc.message.splitlines()[0]
-    try:
+    with srv:
         bystander(srv.host, srv.port, requests=3)  # first-request paths warm, as in every point
         time.sleep(SETTLE)
         baseline = common.group_usage(srv.pid)
@@ -425,8 +424,6 @@ def measure(server: str, mode: str, n: int, open_timeout: float) -> dict[str, An
             seen = bystander(srv.host, srv.port)
             closed = holder.closed_by_server()
             connected, answered = holder.connected, holder.answered
-    finally:
-        cm.__exit__(None, None, None)
     grown = usage["rss_kib"] - baseline["rss_kib"]
     return {
         "server": server,

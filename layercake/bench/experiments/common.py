@@ -11,7 +11,7 @@ Its schema is data (:class:`~layercake.bench.report.Field` rows), checked by :fu
 
 The pieces:
 
-- :func:`serve` starts an app on a registry server (``servers.supervise.start_server``, the very
+- :func:`start` starts an app on a registry server (``servers.supervise.start_server``, the very
   command a user would type), pins it to the server CPU and verifies it answers the experiment's
   routes exactly (:func:`verify`) before anything is measured.  Experiment endpoints live in the
   per-layer experiment apps (``layers/<layer>/experiments.py``), never in the contract apps.
@@ -211,21 +211,21 @@ def verify(url: str, checks: list[Check], timeout: float = 10.0) -> list[str]:
     return problems
 
 
-@contextmanager
-def serve(
+def start(
     server: str,
     layer: str,
     app: str | None = None,
     checks: list[Check] | None = None,
     cpu: int | None = None,
     **flags: Any,
-) -> Iterator[Any]:
-    """``app`` (``module:attr``; default the layer's contract app) on ``server``, pinned, verified.
+) -> Any:
+    """``app`` (``module:attr``; default the layer's contract app) started on ``server``, pinned, verified.
 
     The server runs with the ladder's flags for it (``runner.SERVER_FLAGS``: uvicorn with httptools
-    and uvloop, gunicorn gthread with 8 threads), then ``flags``.
-
-    Raises :class:`LayercakeError` when the server does not start or fails a check, naming which.
+    and uvloop, gunicorn gthread with 8 threads), then ``flags``.  Returns the
+    :class:`~servers.supervise.RunningServer` -- a context manager that stops it with its whole
+    process group.  Raises :class:`LayercakeError` when it does not start or fails a check; it is
+    stopped then.
     """
     from layercake.bench.runner import SERVER_FLAGS, _affinity, pin_process_tree
     from servers.registry import ServerOptions
@@ -234,13 +234,17 @@ def serve(
     options = ServerOptions(app_target=app, **{**SERVER_FLAGS.get(server, {}), **flags})
     with _affinity(cpu):
         running = start_server(server, layer, options)
-    with running:
+    try:
         if cpu is not None and running.pid:
             pin_process_tree(running.pid, cpu)
         problems = verify(running.url, checks or [])
-        if problems:
-            raise LayercakeError(f"{server} serving {app or layer} failed verification: {'; '.join(problems)}")
-        yield running
+    except BaseException:
+        running.stop()
+        raise
+    if problems:
+        running.stop()
+        raise LayercakeError(f"{server} serving {app or layer} failed verification: {'; '.join(problems)}")
+    return running
 
 
 def group_usage(pgid: int) -> dict[str, int]:

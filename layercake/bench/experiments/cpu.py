@@ -144,26 +144,29 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
             if target.threads:
                 flags["threads"] = target.threads
             try:
-                cm = common.serve(
+                srv = common.start(
                     target.server, target.layer, f"layers.{target.layer}.experiments:app", checks, **flags
                 )
-                srv = cm.__enter__()
             except LayercakeError as exc:
                 tdoc["error"] = exc.message.splitlines()[0]
                 doc["notes"].append(f"{target.id} not measured: {tdoc['error']}")
                 steps.advance(len(sweep))
                 continue
-            try:
+            with srv:
                 tdoc["native_command"] = srv.native_command
                 # Every worker process answers a few before measuring (imports, first-call paths).
                 common.load(srv.url, path, max(sweep), 1, None, config.generator)
                 for c in sweep:
                     steps.note(f"{target.id}: {c} in flight")
-                    result = common.load(srv.url, path, c, duration, None, config.generator)
+                    try:
+                        result = common.load(srv.url, path, c, duration, None, config.generator)
+                    except LayercakeError as exc:  # the server died mid-sweep: a result too
+                        tdoc["error"] = f"stopped answering at c={c}: {exc.message.splitlines()[0]}"
+                        doc["notes"].append(f"{target.id}: {tdoc['error']}")
+                        steps.advance(len(sweep) - sweep.index(c))
+                        break
                     doc["points"].append({"target": target.id, "concurrency": c, **result})
                     steps.advance()
-            finally:
-                cm.__exit__(None, None, None)
     return doc
 
 

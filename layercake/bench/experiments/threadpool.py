@@ -205,25 +205,28 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
             doc["targets"].append(tdoc)
             steps.note(f"starting {target.id}")
             try:
-                cm = common.serve(
+                srv = common.start(
                     target.server, target.layer, target.app, list(target.checks), cpu=server_cpu, **dict(target.flags)
                 )
-                srv = cm.__enter__()
             except LayercakeError as exc:
                 tdoc["error"] = exc.message.splitlines()[0]
                 doc["notes"].append(f"{target.id} not measured: {tdoc['error']}")
                 steps.advance(len(sweep))
                 continue
-            try:
+            with srv:
                 tdoc["native_command"] = srv.native_command
                 common.load(srv.url, target.path, max(sweep), 1, loadgen_cpu, config.generator)  # warm the pool
                 for c in sweep:
                     steps.note(f"{target.id}: {c} in flight")
-                    result = common.load(srv.url, target.path, c, duration, loadgen_cpu, config.generator)
+                    try:
+                        result = common.load(srv.url, target.path, c, duration, loadgen_cpu, config.generator)
+                    except LayercakeError as exc:  # the server died mid-sweep: a result too
+                        tdoc["error"] = f"stopped answering at c={c}: {exc.message.splitlines()[0]}"
+                        doc["notes"].append(f"{target.id}: {tdoc['error']}")
+                        steps.advance(len(sweep) - sweep.index(c))
+                        break
                     doc["points"].append({"target": target.id, "concurrency": c, **result})
                     steps.advance()
-            finally:
-                cm.__exit__(None, None, None)
     return doc
 
 
