@@ -588,6 +588,14 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
         parts.append("<p>" + missing("not measured yet", HOW_TO_MEASURE["ladder"]) + "</p>")
         site.report.notes.append(f"no benchmark report in {bench_dir}: run `{HOW_TO_MEASURE['ladder']}`")
     shown: set[str] = set()
+    lab = [r for r in reports if r.match(LAB_REPORTS)]
+    reports = [r for r in reports if r not in lab]
+    if lab:
+        for report in lab:
+            shown.update(re.findall(r"!\[[^\]]*\]\(([^)\s]+)", report.read_text(encoding="utf-8")))
+        items = "".join(f'<li><a href="{esc(href)}">{esc(title)}</a></li>' for href, title in write_lab(site, lab, project))
+        parts.append(f'<h2>The sync-vs-async lab</h2>\n<p>One question per experiment '
+                     f'(<code>layercake bench --experiment NAME</code>), each with its chart:</p><ul>{items}</ul>')
     for report in reports:
         text = report.read_text(encoding="utf-8")
         shown.update(re.findall(r"!\[[^\]]*\]\(([^)\s]+)", text))
@@ -603,6 +611,24 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
         links = ", ".join(f'<a href="{esc(p.name)}">{esc(p.name)}</a>' for p in data)
         parts.append(f"<p class=\"note\">Raw results (JSON, with the machine and versions recorded): {links}</p>")
     site.write("bench/index.html", "Benchmarks", "\n".join(parts), "bench/index.html")
+
+
+#: The sync-vs-async lab's reports (``layercake bench --experiment NAME --markdown
+#: docs/bench/experiment-NAME.md``): a page each, linked from the benchmarks page.
+LAB_REPORTS = "experiment-*.md"
+
+
+def write_lab(site: Site, reports: list[Path], project: Path = PROJECT) -> list[tuple[str, str]]:
+    """One page per experiment report, ``bench/experiment-NAME.html``; (href, title) of each, by name."""
+    pages = []
+    for report in sorted(reports):
+        text = report.read_text(encoding="utf-8")
+        title = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), report.stem)
+        page = f"bench/{report.stem}.html"
+        body = relink(prose_html(text), report, page, project, site.out)
+        site.write(page, title.replace("`", ""), f'<div class="report">{body}</div>', "bench/index.html")
+        pages.append((f"{report.stem}.html", title.replace("`", "")))
+    return pages
 
 
 def _grid_source(project: Path) -> Path | None:

@@ -218,3 +218,10 @@ def test_without_go_the_peer_is_skipped_with_the_reason(monkeypatch: pytest.Monk
     assert "apt install golang-go" in (go_build.unavailable() or "")
     with pytest.raises(LayercakeError, match="Go net/http peer is skipped"):
         start_target(Target("go", "go", "http"))
+
+
+@pytest.mark.parametrize("name", LAB)
+def test_docs_bench_md_shows_each_experiments_schema(name: str) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "bench.md"
+    table = common.schema_markdown(experiments.module(name).SCHEMA)
+    assert table in docs.read_text(encoding="utf-8"), "regenerate the lab's schema tables in docs/bench.md"

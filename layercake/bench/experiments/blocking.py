@@ -14,8 +14,9 @@ Theory of operation
 -------------------
 For each app on each ASGI server (FastAPI and Starlette on uvicorn and scratch-asgi), wrk keeps
 :data:`IN_FLIGHT` requests to one variant in flight for the point's duration, and a *bystander*
-(``common.Bystander``) asks for ``GET /plaintext`` every 10 ms on its own connection and times each
-answer.  A first point per server, ``idle``, has no load at all: the bystander's latency on a quiet
+(``common.Bystander``) asks for ``GET /plaintext`` every 10 ms, each time on a new connection and on
+schedule whether or not earlier answers have come (open loop), and times each answer from when it was
+due.  A first point per server, ``idle``, has no load at all: the bystander's latency on a quiet
 server, the yardstick for the rest.
 
 Expected, and what the chart shows at a glance: with ``async-sleep`` and ``def-sleep`` the bystander
@@ -249,19 +250,20 @@ def charts(doc: dict[str, Any], directory: Any) -> list[Any]:
         return []
     targets = list(dict.fromkeys(f"{p['server']}/{p['layer']}" for p in points))
     variants = ["idle", *VARIANTS]
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = plt.subplots(figsize=(10, 6))
     width = 0.8 / len(variants)
     for i, v in enumerate(variants):
         cells = {f"{p['server']}/{p['layer']}": p for p in points if p["variant"] == v}
         xs = [x + i * width for x, t in enumerate(targets) if t in cells]
         p99 = [cells[t]["bystander"]["p99_ms"] or 0 for t in targets if t in cells]
         p50 = [cells[t]["bystander"]["p50_ms"] or 0 for t in targets if t in cells]
+        answered = [cells[t]["bystander"]["answered"] for t in targets if t in cells]
         bars = ax.bar(xs, p99, width, label=LABELS[v], color=COLOURS[v])
         ax.scatter(xs, p50, color="black", marker="_", s=120, zorder=3)
-        for bar, value in zip(bars, p99, strict=True):
-            ax.annotate(
-                common.ms(value), (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7
-            )
+        for bar, value, n in zip(bars, p99, answered, strict=True):
+            # A stalled bystander gets few answers in the window: say how few, next to the figure.
+            text = common.ms(value) + (f"\n({n} answered)" if n < 20 else "")
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7)
     ax.scatter([], [], color="black", marker="_", s=120, label="bystander p50")
     ax.set_xticks([x + width * (len(variants) - 1) / 2 for x in range(len(targets))], targets)
     ax.set_yscale("log")
@@ -270,5 +272,6 @@ def charts(doc: dict[str, Any], directory: Any) -> list[Any]:
         f"While {doc['settings']['in_flight']} requests wait {doc['settings']['wait_ms']} ms, "
         "how long does another client wait?"
     )
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_ylim(top=ax.get_ylim()[1] * 4)  # room for the labels above the tallest bar
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, frameon=False)
     return [common.save_figure(fig, doc, directory / "blocking.png")]

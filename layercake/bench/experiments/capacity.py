@@ -71,7 +71,7 @@ SERVERS: dict[str, str] = {
     "granian-asgi": "bare_asgi",
 }
 HELD = [100, 1000, 5000]
-SMOKE_HELD = [10, 40]
+SMOKE_HELD = [20]
 SMOKE_SERVERS = ("scratch-wsgi", "uvicorn")
 #: Handshakes in progress at once: under every server's listen backlog (gunicorn 2048, uvicorn 2048,
 #: waitress 1024, Python's socketserver 5 -- scratch servers use 1024), so what is measured is holding
@@ -538,12 +538,15 @@ def charts(doc: dict[str, Any], directory: Any) -> list[Any]:
     for j, n in enumerate(held):
         ys = [i + j * height for i, r in enumerate(rows) if (r, n) in cells]
         vals = [max(0.0, cells[(r, n)]["kib_per_connection"] or 0.0) for r in rows if (r, n) in cells]
-        ax1.barh(ys, vals, height, label=f"N = {n:,}", color=colours[j % len(colours)])
+        bars = ax1.barh(ys, vals, height, label=f"N = {n:,}", color=colours[j % len(colours)])
+        for bar, value in zip(bars, vals, strict=True):
+            ax1.text(bar.get_width(), bar.get_y() + height / 2, f" {value:.1f}", va="center", fontsize=6)
     ax1.set_yticks([i + height * (len(held) - 1) / 2 for i in range(len(rows))], rows)
     ax1.invert_yaxis()
     ax1.set_xlabel("resident memory per held connection, KiB (growth of the process group's RSS ÷ N)")
     ax1.set_title("What one idle connection costs")
-    ax1.legend(fontsize=8, loc="lower right")
+    ax1.set_xlim(0, ax1.get_xlim()[1] * 1.12)  # room for the value labels
+    ax1.legend(fontsize=8, loc="upper right")  # the top rows (WSGI, few KiB) leave that corner empty
     # Who answers a new client at which N: green with the p99, red where nobody answered, grey: not tried.
     for i, r in enumerate(rows):
         for j, n in enumerate(held):
@@ -556,6 +559,10 @@ def charts(doc: dict[str, Any], directory: Any) -> list[Any]:
                 colour, text = "#ff9896", f"{p['bystander']['answered']}/{p['bystander']['requests']}"
             else:
                 colour, text = "#98df8a", common.ms(p["bystander"]["p99_ms"])
+            if p is not None:
+                still = p["answered"] - p["closed_by_server"]
+                if still < n:  # the server did not hold all N: say how many it did
+                    text += f"\n{still:,} of {n:,} held"
             ax2.add_patch(plt.Rectangle((j, i), 0.96, 0.9, color=colour))
             ax2.text(j + 0.48, i + 0.45, text, ha="center", va="center", fontsize=8)
     ax2.set_xlim(0, len(held))

@@ -16,9 +16,9 @@ The pieces:
   routes exactly (:func:`verify`) before anything is measured.  Experiment endpoints live in the
   per-layer experiment apps (``layers/<layer>/experiments.py``), never in the contract apps.
 - :func:`load` is one closed-loop load (wrk, or the built-in generator) reduced to a small dict.
-- :class:`Bystander` is a second, *paced* client on its own keep-alive connection: it asks for
-  ``GET /plaintext`` every few milliseconds while a load runs and times each answer.  It asks the
-  question a user of the site asks -- "is it still answering me?" -- rather than saturating anything.
+- :class:`Bystander` is a second, *open-loop* client: a new connection asking for ``GET /plaintext``
+  every 10 ms while a load runs, each answer timed from when it was due.  It asks the question a user
+  of the site asks -- "is it still answering me?" -- rather than saturating anything.
 - :class:`Steps` turns a fixed plan into progress calls, so the bar knows its total up front.
 
 Every loop here is bounded in count and time, every socket is loopback, and everything opened is
@@ -27,7 +27,9 @@ closed in ``finally`` blocks: an interrupted run leaves no server and no descrip
 
 from __future__ import annotations
 
+import errno
 import os
+import selectors
 import socket
 import statistics
 import threading
@@ -342,12 +344,24 @@ def percentiles_ms(samples: list[float]) -> dict[str, float | None]:
 
 
 @dataclass
-class Bystander:
-    """A paced client: ``GET path`` every ``interval`` s on one keep-alive connection, each answer timed.
+class _Ask:
+    sock: socket.socket
+    due: float  # when this request was scheduled: latency counts from here (no coordinated omission)
+    sent: bool = False
+    buf: bytes = b""
 
-    A request that gets no answer within ``timeout`` counts as a timeout and the connection is
-    opened anew.  Runs in a thread between :meth:`start` and :meth:`stop`; never more than
-    ``max_requests`` requests.
+
+@dataclass
+class Bystander:
+    """An open-loop client: a new ``GET path`` every ``interval`` s, each on a new connection, each timed.
+
+    *Open loop* matters here.  A client that waits for one answer before asking again (closed loop,
+    as wrk does) asks only once while a server is stalled, and so reports one slow sample where a
+    real user population would have sent hundreds -- the "coordinated omission" Gil Tene named.  This
+    one keeps asking on schedule whatever happens, so a stall of 2 s shows as ~200 slow samples, and
+    each latency is measured from when the request was *due*.  At most ``max_outstanding`` requests
+    wait at once (a request that would exceed it is counted in ``skipped``); one that gets no answer
+    within ``timeout`` counts as a timeout.  Runs in a thread between :meth:`start` and :meth:`stop`.
     """
 
     host: str
@@ -355,11 +369,11 @@ class Bystander:
     path: str = "/plaintext"
     interval: float = 0.01
     timeout: float = 5.0
-    max_requests: int = 2000
+    max_outstanding: int = 200
     latencies: list[float] = field(default_factory=list)
     timeouts: int = 0
     errors: int = 0
-    wrong: int = 0
+    skipped: int = 0
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -370,8 +384,9 @@ class Bystander:
         return self
 
     def stop(self) -> dict[str, Any]:
+        """Stop asking; wait (at most ``timeout``) for the answers still due; the summary."""
         self._stop.set()
-        self._thread.join(self.timeout + 1)
+        self._thread.join(self.timeout + 2)
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
@@ -379,35 +394,83 @@ class Bystander:
             "requests": len(self.latencies) + self.timeouts + self.errors,
             "answered": len(self.latencies),
             "timeouts": self.timeouts,
-            "errors": self.errors + self.wrong,
+            "errors": self.errors,
+            "skipped": self.skipped,
             **percentiles_ms(self.latencies),
         }
 
     def _run(self) -> None:
-        sock: socket.socket | None = None
+        request = f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nConnection: close\r\n\r\n".encode()
+        sel = selectors.DefaultSelector()
+        asks: dict[socket.socket, _Ask] = {}
+        next_due = time.perf_counter()
+        drain_until: float | None = None
         try:
-            for _ in range(self.max_requests):
-                if self._stop.is_set():
+            while True:
+                now = time.perf_counter()
+                if self._stop.is_set() and drain_until is None:
+                    drain_until = now + self.timeout
+                if drain_until is not None and (not asks or now >= drain_until):
                     break
-                t0 = time.perf_counter()
-                try:
-                    status, body, sock = http_get(self.host, self.port, self.path, self.timeout, sock)
-                except TimeoutError:
+                while drain_until is None and now >= next_due:
+                    if len(asks) >= self.max_outstanding:
+                        self.skipped += 1
+                    else:
+                        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                        sock.setblocking(False)
+                        if sock.connect_ex((self.host, self.port)) not in (0, errno.EINPROGRESS):
+                            sock.close()
+                            self.errors += 1
+                        else:
+                            asks[sock] = _Ask(sock, next_due)
+                            sel.register(sock, selectors.EVENT_WRITE)
+                    next_due += self.interval
+                for sock in [s for s, a in asks.items() if now - a.due > self.timeout]:
                     self.timeouts += 1
-                    sock = None
-                    continue
-                except OSError:
-                    self.errors += 1
-                    sock = None
-                    self._stop.wait(self.interval)
-                    continue
-                self.latencies.append(time.perf_counter() - t0)
-                if status != 200 or body != b"Hello, World!":
-                    self.wrong += 1
-                self._stop.wait(max(0.0, self.interval - (time.perf_counter() - t0)))
+                    self._drop(sel, asks, sock)
+                wait = max(0.0, min(next_due - time.perf_counter(), 0.05))
+                for key, _ in sel.select(timeout=wait):
+                    self._step(sel, asks, key.fileobj, request)  # type: ignore[arg-type]
         finally:
-            if sock is not None:
-                sock.close()
+            for sock in list(asks):
+                self._drop(sel, asks, sock)
+            sel.close()
+
+    def _step(self, sel: selectors.BaseSelector, asks: dict, sock: socket.socket, request: bytes) -> None:
+        ask = asks[sock]
+        if not ask.sent:
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                self.errors += 1
+                self._drop(sel, asks, sock)
+                return
+            try:
+                sock.send(request)  # well under a socket buffer: one send on a fresh socket
+            except OSError:
+                self.errors += 1
+                self._drop(sel, asks, sock)
+                return
+            ask.sent = True
+            sel.modify(sock, selectors.EVENT_READ)
+            return
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
+        ask.buf += data
+        head, sep, body = ask.buf.partition(b"\r\n\r\n")
+        complete = sep and head.startswith(b"HTTP/1.1 200") and body == b"Hello, World!"
+        if complete:
+            self.latencies.append(time.perf_counter() - ask.due)
+            self._drop(sel, asks, sock)
+        elif not data:  # closed (or reset) without the whole answer
+            self.errors += 1
+            self._drop(sel, asks, sock)
+
+    @staticmethod
+    def _drop(sel: selectors.BaseSelector, asks: dict, sock: socket.socket) -> None:
+        sel.unregister(sock)
+        sock.close()
+        del asks[sock]
 
 
 def load_with_bystander(
@@ -452,17 +515,21 @@ def load_with_bystander(
 # --- charts ---------------------------------------------------------------------------------------------------------------
 
 
-def figure_stamp(doc: dict[str, Any]) -> str:
-    env = doc["environment"]
-    partial = " · PARTIAL (interrupted)" if doc.get("partial") else ""
-    return f"{doc['command']} · {env.get('cpu_model', '')} · {env.get('python', '')} · {doc['measured_at']}{partial}"
-
-
 def save_figure(fig: Any, doc: dict[str, Any], path: Any) -> Any:
     import matplotlib.pyplot as plt
 
-    fig.text(0.01, 0.01, figure_stamp(doc), fontsize=7, color="grey")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    env = doc["environment"]
+    partial = " · PARTIAL (interrupted)" if doc.get("partial") else ""
+    fig.text(0.01, 0.035, doc["command"], fontsize=7, color="grey")
+    fig.text(
+        0.01,
+        0.01,
+        f"{env.get('cpu_model', '')} · {env.get('cpu_count')} CPUs · load average at start "
+        f"{(env.get('loadavg_at_start') or ['?'])[0]} · {env.get('python', '')} · {doc['measured_at']}{partial}",
+        fontsize=7,
+        color="grey",
+    )
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -483,6 +550,14 @@ def md_header(doc: dict[str, Any], title: str, question: str) -> list[str]:
 
     out = [f"# {title}", "", question, "", f"Produced by `{doc['command']}` ({doc['elapsed_s']} s).", ""]
     out += [environment_line(doc) + ".", ""]
+    env = doc["environment"]
+    load1 = (env.get("loadavg_at_start") or [0.0])[0]
+    if load1 >= 0.5:
+        out += [
+            f"Measured on a {env.get('cpu_count')}-CPU machine shared with other work (load average {load1} at "
+            "start): the comparisons within this run are the result; absolute figures are this moment's.",
+            "",
+        ]
     if doc.get("partial"):
         out += ["**PARTIAL: interrupted with Ctrl-C; only the points below were measured.**", ""]
     for note in doc.get("notes", []):
@@ -496,3 +571,17 @@ def ms(value: float | None) -> str:
     if value is None:
         return "–"
     return f"{value:,.0f} ms" if value >= 100 else f"{value:.1f} ms"
+
+
+def schema_markdown(fields: tuple[Field, ...]) -> str:
+    """An experiment's own fields (the envelope left out) as a markdown table, for docs/bench.md."""
+    names = {str: "string", int: "integer", float: "number", dict: "object", list: "array", bool: "boolean"}
+    names[type(None)] = "null"
+    envelope = {path for path, _, _ in ENVELOPE}
+    lines = ["| field | type | meaning |", "|---|---|---|"]
+    for f in fields:
+        if f.path in envelope:
+            continue
+        types = " \\| ".join(dict.fromkeys(names[t] for t in f.types))
+        lines.append(f"| `{f.path}` | {types} | {f.meaning.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines) + "\n"
