@@ -590,10 +590,15 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
     shown: set[str] = set()
     lab = [r for r in reports if r.match(LAB_REPORTS)]
     reports = [r for r in reports if r not in lab]
-    if lab:
+    peers = bench_dir / PEERS_REPORT
+    if lab or peers.is_file():
         for report in lab:
             shown.update(re.findall(r"!\[[^\]]*\]\(([^)\s]+)", report.read_text(encoding="utf-8")))
-        items = "".join(f'<li><a href="{esc(href)}">{esc(title)}</a></li>' for href, title in write_lab(site, lab, project))
+        pages = write_lab(site, lab, project)
+        if peers.is_file():
+            pages.append(write_peers(site, peers, bench_dir, project))
+            shown.update(img.relative_to(bench_dir).as_posix() for img in peers.parent.glob("*.png"))
+        items = "".join(f'<li><a href="{esc(href)}">{esc(title)}</a></li>' for href, title in pages)
         parts.append(f'<h2>The sync-vs-async lab</h2>\n<p>One question per experiment '
                      f'(<code>layercake bench --experiment NAME</code>), each with its chart:</p><ul>{items}</ul>')
     for report in reports:
@@ -629,6 +634,22 @@ def write_lab(site: Site, reports: list[Path], project: Path = PROJECT) -> list[
         site.write(page, title.replace("`", ""), f'<div class="report">{body}</div>', "bench/index.html")
         pages.append((f"{report.stem}.html", title.replace("`", "")))
     return pages
+
+
+#: ``layercake bench --peers`` beside Node.js and Go, kept in its own folder so that
+#: layercake/figures.py (the newest ladder JSON in docs/bench/) keeps reading the full ladder.
+PEERS_REPORT = "peers/peers.md"
+
+
+def write_peers(site: Site, report: Path, bench_dir: Path, project: Path = PROJECT) -> tuple[str, str]:
+    """``bench/peers.html``: the peers run's report and its charts; (href, title)."""
+    title = "The seed's claim: Python beside Node.js and Go"
+    body = relink(prose_html(report.read_text(encoding="utf-8")), report, "bench/peers.html", project, site.out)
+    charts = "".join(f'<figure><img src="{esc(img.relative_to(bench_dir).as_posix())}" alt="{esc(img.stem)}">'
+                     f"<figcaption>{esc(img.stem)}</figcaption></figure>" for img in sorted(report.parent.glob("*.png")))
+    site.write("bench/peers.html", title, f'<h1>{esc(title)}</h1><div class="report">{body}{charts}</div>',
+               "bench/index.html")
+    return "peers.html", title
 
 
 def _grid_source(project: Path) -> Path | None:

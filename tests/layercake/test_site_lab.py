@@ -32,3 +32,18 @@ def test_each_experiment_report_gets_its_own_page_with_its_chart(tmp_path: Path)
     assert (out / "bench" / "blocking.png").exists()
     for src in re.findall(r'src="([^"]+)"', page):
         assert (out / "bench" / src).exists() or src.startswith(("http", "/", "..")), src
+
+
+def test_the_peers_run_gets_a_page_with_its_charts(tmp_path: Path) -> None:
+    bench = tmp_path / "bench-results"
+    (bench / "peers").mkdir(parents=True)
+    (bench / "peers" / "peers.md").write_text(
+        "# layercake bench: ladder\n\n| target | req/s |\n|---|---|\n| go | 9 |\n"
+    )
+    (bench / "peers" / "ladder-rps.png").write_bytes(b"\x89PNG fake")
+    out = tmp_path / "out"
+    write_bench(Site(out, BuildReport(out), "now", "abc1234"), bench)
+    index = (out / "bench" / "index.html").read_text(encoding="utf-8")
+    assert 'href="peers.html"' in index and 'src="peers/ladder-rps.png"' not in index
+    page = (out / "bench" / "peers.html").read_text(encoding="utf-8")
+    assert 'src="peers/ladder-rps.png"' in page and (out / "bench" / "peers" / "ladder-rps.png").exists()
