@@ -151,7 +151,7 @@ def test_ctrl_c_keeps_the_points_measured_and_stops_everything() -> None:
     procs = children()
 
     def interrupt_after_first_point(what: str, done: int, total: int) -> None:
-        if done >= 1:
+        if done >= 2:  # step 1: the server started; step 2: the first load
             raise KeyboardInterrupt
 
     doc = experiments.run_lab("threadpool", LabConfig(smoke=True), interrupt_after_first_point, "t")
@@ -167,7 +167,7 @@ def test_cli_writes_the_partial_results_and_exits_130(monkeypatch: pytest.Monkey
     def interrupted(name: str, config: LabConfig, progress: Any, command: str) -> dict[str, Any]:
         def stop(what: str, done: int, total: int) -> None:
             progress(what, done, total)
-            if done >= 1:
+            if done >= 2:  # after the first load
                 raise KeyboardInterrupt
 
         return experiments.module(name).run(config, stop, command)

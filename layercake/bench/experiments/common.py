@@ -157,7 +157,8 @@ def interruptible(doc: dict[str, Any], t0: float) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         doc["partial"] = True
-        doc["notes"].append(f"interrupted (Ctrl-C) after {len(doc['points'])} point(s): the rest was not measured")
+        done = f"{len(doc['runs'])} load(s)" if "runs" in doc else f"{len(doc['points'])} point(s)"
+        doc["notes"].append(f"interrupted (Ctrl-C) after {done}: the rest was not measured")
     finally:
         doc["elapsed_s"] = round(time.monotonic() - t0, 1)
 
@@ -290,6 +291,84 @@ def load(url: str, path: str, concurrency: int, duration: float, cpu: int | None
         "p99_ms": round(lat.get("p99", 0.0) / 1000, 2),
         "errors": result.socket_errors + result.non_2xx,
     }
+
+
+def sweep(
+    live: dict[str, tuple[str, str]],
+    concurrency: list[int],
+    rounds: int,
+    duration: float,
+    cpu: int | None,
+    generator: str,
+    steps: Steps,
+    runs: list[dict[str, Any]],
+    failed: dict[str, str],
+) -> None:
+    """Load every (target, concurrency) cell ``rounds`` times, interleaved; each run appended to ``runs``.
+
+    ``live`` maps a target id to (base URL, path).  As in the ladder (``stats.interleave``), round 1
+    runs every cell once, round 2 again in reverse order, and so on: on a shared machine a burst of
+    someone else's work lands on several targets alike instead of on one target's whole curve, and
+    :func:`summarise` takes the median.  A target whose load fails (the server died) is dropped,
+    with the reason in ``failed``.
+    """
+    from layercake.bench.stats import interleave
+
+    cells = [(t, c) for c in concurrency for t in live]
+    for rnd, (target, c) in interleave(cells, rounds):  # type: ignore[misc]
+        if target in failed:
+            steps.advance()
+            continue
+        url, path = live[target]
+        steps.note(f"{target}: {c} in flight (round {rnd + 1}/{rounds})")
+        try:
+            result = load(url, path, c, duration, cpu, generator)
+        except LayercakeError as exc:
+            failed[target] = f"stopped answering at c={c}: {exc.message.splitlines()[0]}"
+        else:
+            runs.append({"target": target, "concurrency": c, "round": rnd, **result})
+        steps.advance()
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One point per (target, concurrency): medians over its rounds, the rps range, summed errors."""
+    cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in runs:
+        cells.setdefault((r["target"], r["concurrency"]), []).append(r)
+    points = []
+    for (target, c), rs in cells.items():
+        rps = [r["rps"] for r in rs]
+        points.append(
+            {
+                "target": target,
+                "concurrency": c,
+                "rounds": len(rs),
+                "rps": round(statistics.median(rps), 1),
+                "rps_min": min(rps),
+                "rps_max": max(rps),
+                "p50_ms": round(statistics.median(r["p50_ms"] for r in rs), 2),
+                "p90_ms": round(statistics.median(r["p90_ms"] for r in rs), 2),
+                "p99_ms": round(statistics.median(r["p99_ms"] for r in rs), 2),
+                "requests": sum(r["requests"] for r in rs),
+                "errors": sum(r["errors"] for r in rs),
+            }
+        )
+    return points
+
+
+#: Fields a swept experiment's document adds (threadpool, cpu), for their SCHEMAs.
+SWEEP_FIELDS: tuple[tuple[str, tuple[type, ...], str], ...] = (
+    ("runs", (list,), "every load in the order run: target, concurrency, round, rps, p50_ms, p90_ms, p99_ms, errors"),
+    ("points[].target", (str,), "a targets[].id"),
+    ("points[].concurrency", (int,), "requests in flight (wrk connections)"),
+    ("points[].rounds", (int,), "interleaved runs summarised (fewer than settings.rounds: interrupted or failed)"),
+    ("points[].rps", (int, float), "requests per second, median over the rounds"),
+    ("points[].rps_min", (int, float), "the slowest round"),
+    ("points[].rps_max", (int, float), "the fastest round"),
+    ("points[].p50_ms", (int, float), "median latency, ms (median over the rounds)"),
+    ("points[].p99_ms", (int, float), "99th percentile latency, ms (median over the rounds)"),
+    ("points[].errors", (int,), "socket errors + non-2xx over the rounds; non-zero: do not trust the point"),
+)
 
 
 def http_get(

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +49,10 @@ KIND = f"experiment:{NAME}"
 WORK_N = 20_000
 CONCURRENCY = [1, 2, 4, 8]
 SMOKE_CONCURRENCY = [1, 2]
-DURATION = 2.0
+DURATION = 1.0  # seconds per run: wrk's resolution; the rounds give the spread
 SMOKE_DURATION = 1.0
+ROUNDS = 3
+SMOKE_ROUNDS = 1
 SMOKE_N = 2_000
 
 
@@ -79,12 +82,7 @@ SCHEMA = common.schema(
         Field(
             "targets", (list,), (KIND,), "every target: id, server, layer, workers, threads, native_command or error"
         ),
-        Field("points[].target", (str,), (KIND,), "a targets[].id"),
-        Field("points[].concurrency", (int,), (KIND,), "requests in flight (wrk connections)"),
-        Field("points[].rps", (int, float), (KIND,), "requests per second"),
-        Field("points[].p50_ms", (int, float), (KIND,), "median latency, ms"),
-        Field("points[].p99_ms", (int, float), (KIND,), "99th percentile latency, ms"),
-        Field("points[].errors", (int,), (KIND,), "socket errors + non-2xx; non-zero: do not trust the point"),
+        *(Field(path, types, (KIND,), meaning) for path, types, meaning in common.SWEEP_FIELDS),
     ),
 )
 
@@ -116,20 +114,28 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     targets = plan(config)
     sweep = config.concurrency or (SMOKE_CONCURRENCY if config.smoke else CONCURRENCY)
     duration = config.duration or (SMOKE_DURATION if config.smoke else DURATION)
+    rounds = SMOKE_ROUNDS if config.smoke else ROUNDS
     n = SMOKE_N if config.smoke else WORK_N
     path = f"/cpu?n={n}"
     doc = common.envelope(
-        NAME, command, {"concurrency": sweep, "duration_s": duration, "path": path, "smoke": config.smoke}
+        NAME,
+        command,
+        {"concurrency": sweep, "duration_s": duration, "rounds": rounds, "path": path, "smoke": config.smoke},
     )
     doc["environment"]["pinning"] = {"server_cpu": None, "loadgen_cpu": None}
-    doc["notes"].append("not pinned: two worker processes need both CPUs (wrk's share at ~100 req/s is negligible)")
+    doc["notes"].append(
+        "not pinned: two worker processes need both CPUs (wrk's share at ~100 req/s is negligible); every target "
+        f"is up for the whole run and the cells are interleaved over {rounds} rounds (medians shown)"
+    )
     work_ms = single_core_ms(n)
     doc["work"] = {"n": n, "single_core_ms": round(work_ms, 3), "single_core_rps": round(1000 / work_ms, 1)}
-    doc["targets"] = []
+    doc["targets"], doc["runs"] = [], []
     checks = [Check("/plaintext", body=b"Hello, World!"), Check(path, json=expected(n))]
-    steps = Steps(len(targets) * len(sweep), progress)
+    steps = Steps(len(targets) * (1 + len(sweep) * rounds), progress)
+    failed: dict[str, str] = {}
     t0 = time.monotonic()
-    with common.interruptible(doc, t0):
+    with ExitStack() as stack, common.interruptible(doc, t0):
+        live: dict[str, tuple[str, str]] = {}
         for target in targets:
             tdoc: dict[str, Any] = {
                 "id": target.id,
@@ -139,34 +145,27 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
                 "threads": target.threads,
             }
             doc["targets"].append(tdoc)
-            steps.note(f"starting {target.id}")
+            steps.note(f"starting and verifying {target.id}")
             flags: dict[str, Any] = {"workers": target.workers}
             if target.threads:
                 flags["threads"] = target.threads
             try:
-                srv = common.start(
-                    target.server, target.layer, f"layers.{target.layer}.experiments:app", checks, **flags
-                )
-            except LayercakeError as exc:
-                tdoc["error"] = exc.message.splitlines()[0]
-                doc["notes"].append(f"{target.id} not measured: {tdoc['error']}")
-                steps.advance(len(sweep))
-                continue
-            with srv:
+                app = f"layers.{target.layer}.experiments:app"
+                srv = stack.enter_context(common.start(target.server, target.layer, app, checks, **flags))
                 tdoc["native_command"] = srv.native_command
-                # Every worker process answers a few before measuring (imports, first-call paths).
+                # Every worker process answers some before measuring (imports, first-call paths).
                 common.load(srv.url, path, max(sweep), 1, None, config.generator)
-                for c in sweep:
-                    steps.note(f"{target.id}: {c} in flight")
-                    try:
-                        result = common.load(srv.url, path, c, duration, None, config.generator)
-                    except LayercakeError as exc:  # the server died mid-sweep: a result too
-                        tdoc["error"] = f"stopped answering at c={c}: {exc.message.splitlines()[0]}"
-                        doc["notes"].append(f"{target.id}: {tdoc['error']}")
-                        steps.advance(len(sweep) - sweep.index(c))
-                        break
-                    doc["points"].append({"target": target.id, "concurrency": c, **result})
-                    steps.advance()
+            except LayercakeError as exc:
+                failed[target.id] = exc.message.splitlines()[0]
+            else:
+                live[target.id] = (srv.url, path)
+            steps.advance()
+        common.sweep(live, sweep, rounds, duration, None, config.generator, steps, doc["runs"], failed)
+    for tdoc in doc["targets"]:
+        if tdoc["id"] in failed:
+            tdoc["error"] = failed[tdoc["id"]]
+            doc["notes"].append(f"{tdoc['id']} not measured further: {tdoc['error']}")
+    doc["points"] = common.summarise(doc["runs"])
     return doc
 
 
@@ -211,7 +210,8 @@ def markdown(doc: dict[str, Any]) -> str:
     )
     out += ["![throughput by requests in flight](cpu.png)", ""]
     out += [
-        "req/s (p50 / p99):",
+        f"req/s (p50 / p99), each the median of {doc['settings']['rounds']} interleaved runs of "
+        f"{doc['settings']['duration_s']:g} s (every run, with its round, is in the JSON):",
         "",
         "| target | " + " | ".join(f"c={c}" for c in sweep) + " |",
         "|---|" + "--:|" * len(sweep),

@@ -30,6 +30,7 @@ can draw the theory under the points.  Server pinned to one CPU, wrk to the othe
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,8 +48,10 @@ ANYIO_DEFAULT_TOKENS = 40
 RAISED_TOKENS = 256  # layers/fastapi/experiments.py RAISED_TOKENS, checked through GET /limiter
 CONCURRENCY = [1, 8, 16, 32, 40, 48, 64, 128]
 SMOKE_CONCURRENCY = [1, 4]
-DURATION = 2.0
+DURATION = 1.0  # seconds per run: wrk's resolution; the rounds give the spread
 SMOKE_DURATION = 1.0
+ROUNDS = 3
+SMOKE_ROUNDS = 1
 
 
 @dataclass(frozen=True)
@@ -146,12 +149,7 @@ SCHEMA = common.schema(
             (KIND,),
             "threads / wait: the most a thread-bound target can complete per second (null: not thread-bound)",
         ),
-        Field("points[].target", (str,), (KIND,), "a targets[].id"),
-        Field("points[].concurrency", (int,), (KIND,), "requests in flight (wrk connections)"),
-        Field("points[].rps", (int, float), (KIND,), "requests per second"),
-        Field("points[].p50_ms", (int, float), (KIND,), "median latency, ms"),
-        Field("points[].p99_ms", (int, float), (KIND,), "99th percentile latency, ms"),
-        Field("points[].errors", (int,), (KIND,), "socket errors + non-2xx; non-zero: do not trust the point"),
+        *(Field(path, types, (KIND,), meaning) for path, types, meaning in common.SWEEP_FIELDS),
     ),
 )
 
@@ -181,18 +179,26 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     targets = plan(config)
     sweep = config.concurrency or (SMOKE_CONCURRENCY if config.smoke else CONCURRENCY)
     duration = config.duration or (SMOKE_DURATION if config.smoke else DURATION)
+    rounds = SMOKE_ROUNDS if config.smoke else ROUNDS
     server_cpu, loadgen_cpu = common.cpus(config.pin)
     doc = common.envelope(
-        NAME, command, {"wait_ms": WAIT_MS, "concurrency": sweep, "duration_s": duration, "smoke": config.smoke}
+        NAME,
+        command,
+        {"wait_ms": WAIT_MS, "concurrency": sweep, "duration_s": duration, "rounds": rounds, "smoke": config.smoke},
     )
-    doc["targets"] = []
+    doc["targets"], doc["runs"] = [], []
     doc["environment"]["pinning"] = {"server_cpu": server_cpu, "loadgen_cpu": loadgen_cpu}
     doc["notes"].append(
-        f"server pinned to CPU {server_cpu}, wrk to CPU {loadgen_cpu}" if server_cpu is not None else "not pinned"
+        f"servers pinned to CPU {server_cpu}, wrk to CPU {loadgen_cpu}; every target is up for the whole run and "
+        f"the cells are interleaved over {rounds} rounds (medians shown)"
+        if server_cpu is not None
+        else "not pinned"
     )
-    steps = Steps(len(targets) * len(sweep), progress)
+    steps = Steps(len(targets) * (1 + len(sweep) * rounds), progress)
+    failed: dict[str, str] = {}
     t0 = time.monotonic()
-    with common.interruptible(doc, t0):
+    with ExitStack() as stack, common.interruptible(doc, t0):
+        live: dict[str, tuple[str, str]] = {}
         for target in targets:
             tdoc: dict[str, Any] = {
                 "id": target.id,
@@ -203,30 +209,31 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
                 "ceiling_rps": ceiling(target),
             }
             doc["targets"].append(tdoc)
-            steps.note(f"starting {target.id}")
+            steps.note(f"starting and verifying {target.id}")
             try:
-                srv = common.start(
-                    target.server, target.layer, target.app, list(target.checks), cpu=server_cpu, **dict(target.flags)
+                srv = stack.enter_context(
+                    common.start(
+                        target.server,
+                        target.layer,
+                        target.app,
+                        list(target.checks),
+                        cpu=server_cpu,
+                        **dict(target.flags),
+                    )
                 )
-            except LayercakeError as exc:
-                tdoc["error"] = exc.message.splitlines()[0]
-                doc["notes"].append(f"{target.id} not measured: {tdoc['error']}")
-                steps.advance(len(sweep))
-                continue
-            with srv:
                 tdoc["native_command"] = srv.native_command
                 common.load(srv.url, target.path, max(sweep), 1, loadgen_cpu, config.generator)  # warm the pool
-                for c in sweep:
-                    steps.note(f"{target.id}: {c} in flight")
-                    try:
-                        result = common.load(srv.url, target.path, c, duration, loadgen_cpu, config.generator)
-                    except LayercakeError as exc:  # the server died mid-sweep: a result too
-                        tdoc["error"] = f"stopped answering at c={c}: {exc.message.splitlines()[0]}"
-                        doc["notes"].append(f"{target.id}: {tdoc['error']}")
-                        steps.advance(len(sweep) - sweep.index(c))
-                        break
-                    doc["points"].append({"target": target.id, "concurrency": c, **result})
-                    steps.advance()
+            except LayercakeError as exc:
+                failed[target.id] = exc.message.splitlines()[0]
+            else:
+                live[target.id] = (srv.url, target.path)
+            steps.advance()
+        common.sweep(live, sweep, rounds, duration, loadgen_cpu, config.generator, steps, doc["runs"], failed)
+    for tdoc in doc["targets"]:
+        if tdoc["id"] in failed:
+            tdoc["error"] = failed[tdoc["id"]]
+            doc["notes"].append(f"{tdoc['id']} not measured further: {tdoc['error']}")
+    doc["points"] = common.summarise(doc["runs"])
     return doc
 
 
@@ -265,7 +272,8 @@ def markdown(doc: dict[str, Any]) -> str:
     )
     out += ["![throughput and latency by requests in flight](threadpool.png)", ""]
     out += [
-        "req/s (p50 / p99):",
+        f"req/s (p50 / p99), each the median of {doc['settings']['rounds']} interleaved runs of "
+        f"{doc['settings']['duration_s']:g} s (every run, with its round, is in the JSON):",
         "",
         "| target | ceiling | " + " | ".join(f"c={c}" for c in sweep) + " |",
         "|---|--:|" + "--:|" * len(sweep),
