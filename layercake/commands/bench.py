@@ -123,6 +123,11 @@ def _write_outputs(
 @click.option(
     "--smoke", is_flag=True, help="--experiment blocking|threadpool|cpu|capacity: a few points in seconds (a check)."
 )
+@click.option(
+    "--wait-ms",
+    type=click.IntRange(1, 10_000),
+    help="--experiment blocking|threadpool: how long each blocking request waits (default 50).",
+)
 @click.option("--json", "json_path", metavar="FILE", help="Write the results document (schema: docs/bench.md).")
 @click.option("--markdown", "markdown_path", metavar="FILE", help="Write a markdown report.")
 @click.option("--charts", "charts_dir", metavar="DIR", help="Write PNG charts into DIR.")
@@ -148,6 +153,7 @@ def bench(
     seconds: float,
     experiment: str | None,
     smoke: bool,
+    wait_ms: int | None,
     json_path: str | None,
     markdown_path: str | None,
     charts_dir: str | None,
@@ -183,6 +189,7 @@ def bench(
             concurrency,
             duration,
             smoke,
+            wait_ms,
             no_pin,
             generator,
             json_path,
@@ -190,8 +197,9 @@ def bench(
             charts_dir,
         )
         return
-    if smoke:
-        raise LayercakeError("--smoke goes with --experiment blocking, threadpool, cpu or capacity", 2)
+    if smoke or wait_ms:
+        flag = "--smoke" if smoke else "--wait-ms"
+        raise LayercakeError(f"{flag} goes with --experiment blocking, threadpool, cpu or capacity", 2)
     if in_process:
         # Options that belong to the socket benchmarks would be silently ignored here.
         ignored = [
@@ -319,6 +327,7 @@ def _run_lab(
     concurrency: str | None,
     duration: int,
     smoke: bool,
+    wait_ms: int | None,
     no_pin: bool,
     generator: str,
     json_path: str | None,
@@ -337,6 +346,7 @@ def _run_lab(
         smoke=smoke,
         pin=not no_pin,
         generator=generator,
+        wait_ms=wait_ms,
     )
     if config.concurrency is not None and min(config.concurrency) < 1:
         raise LayercakeError("--concurrency takes positive numbers", 2)

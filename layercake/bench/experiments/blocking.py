@@ -88,10 +88,10 @@ def app_target(layer: str) -> str:
     return f"layers.{layer}.experiments:app"
 
 
-def checks() -> list[Check]:
+def checks(wait_ms: int = WAIT_MS) -> list[Check]:
     """What the experiment app must answer before it is measured."""
     return [Check("/plaintext", body=b"Hello, World!")] + [
-        Check(f"/block/{v}?ms={WAIT_MS}", json={"slept_ms": WAIT_MS, "variant": v}) for v in VARIANTS
+        Check(f"/block/{v}?ms={wait_ms}", json={"slept_ms": wait_ms, "variant": v}) for v in VARIANTS
     ]
 
 
@@ -109,12 +109,13 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     targets = plan(config)
     duration = config.duration or (SMOKE_DURATION if config.smoke else DURATION)
     in_flight = (config.concurrency or [IN_FLIGHT])[0]
+    wait = config.wait_ms or WAIT_MS
     server_cpu, loadgen_cpu = common.cpus(config.pin)
     doc = common.envelope(
         NAME,
         command,
         {
-            "wait_ms": WAIT_MS,
+            "wait_ms": wait,
             "in_flight": in_flight,
             "duration_s": duration,
             "bystander_interval_ms": 10,
@@ -134,7 +135,7 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
         for server, layer in targets:
             steps.note(f"starting {server}/{layer} (experiment app)")
             try:
-                srv = common.start(server, layer, app_target(layer), checks(), cpu=server_cpu)
+                srv = common.start(server, layer, app_target(layer), checks(wait), cpu=server_cpu)
             except LayercakeError as exc:
                 doc["notes"].append(f"{server}/{layer} not measured: {exc.message.splitlines()[0]}")
                 steps.advance(1 + len(VARIANTS))
@@ -152,7 +153,7 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
                             srv.url,
                             srv.host,
                             srv.port,
-                            f"/block/{variant}?ms={WAIT_MS}",
+                            f"/block/{variant}?ms={wait}",
                             in_flight,
                             duration,
                             loadgen_cpu,

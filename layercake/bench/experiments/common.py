@@ -57,6 +57,7 @@ class LabConfig:
     smoke: bool = False  # a few points in seconds: checks the harness, measures nothing worth quoting
     pin: bool = True
     generator: str = "auto"
+    wait_ms: int | None = None  # blocking, threadpool: how long each blocking request waits (None: 50 ms)
 
 
 # --- the document -----------------------------------------------------------------------------------------------------

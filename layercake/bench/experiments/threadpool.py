@@ -60,32 +60,35 @@ class Target:
     server: str
     layer: str
     app: str | None  # module:attr; None: the layer's contract app
-    path: str
-    checks: tuple[Check, ...]
+    route: str  # the path without its ?ms=
+    tokens: int | None  # the limiter GET /limiter must report (FastAPI apps); None: a WSGI rung
     ceiling_threads: int | None  # threads that can wait at once (None: no thread bound)
     colour: str
     flags: tuple[tuple[str, Any], ...] = ()
 
+    def path(self, wait_ms: int) -> str:
+        return f"{self.route}?ms={wait_ms}"
 
-def _fastapi(app: str, path: str, tokens: int) -> tuple[Check, ...]:
-    variant = path.split("/")[-1].split("?")[0]
-    return (
-        Check("/limiter", json={"total_tokens": tokens}),
-        Check(path, json={"slept_ms": WAIT_MS, "variant": variant}),
-    )
+    def checks(self, wait_ms: int) -> list[Check]:
+        """What the app must answer before it is measured: the wait, and for FastAPI the limiter in force."""
+        if self.tokens is None:
+            return [Check(self.path(wait_ms), json={"slept_ms": wait_ms})]
+        variant = self.route.rsplit("/", 1)[-1]
+        return [
+            Check("/limiter", json={"total_tokens": self.tokens}),
+            Check(self.path(wait_ms), json={"slept_ms": wait_ms, "variant": variant}),
+        ]
 
 
-SLOW = f"/slow?ms={WAIT_MS}"
-DEF = f"/block/def-sleep?ms={WAIT_MS}"
-ASYNC = f"/block/async-sleep?ms={WAIT_MS}"
+APP = "layers.fastapi.experiments:app"
 TARGETS: tuple[Target, ...] = (
     Target(
         "fastapi def (40 tokens)",
         "uvicorn",
         "fastapi",
-        "layers.fastapi.experiments:app",
-        DEF,
-        _fastapi("app", DEF, ANYIO_DEFAULT_TOKENS),
+        APP,
+        "/block/def-sleep",
+        ANYIO_DEFAULT_TOKENS,
         ANYIO_DEFAULT_TOKENS,
         "#d62728",
     ),
@@ -94,28 +97,19 @@ TARGETS: tuple[Target, ...] = (
         "uvicorn",
         "fastapi",
         "layers.fastapi.experiments:app_raised",
-        DEF,
-        _fastapi("app_raised", DEF, RAISED_TOKENS),
+        "/block/def-sleep",
+        RAISED_TOKENS,
         RAISED_TOKENS,
         "#1f77b4",
     ),
-    Target(
-        "fastapi async def",
-        "uvicorn",
-        "fastapi",
-        "layers.fastapi.experiments:app",
-        ASYNC,
-        _fastapi("app", ASYNC, ANYIO_DEFAULT_TOKENS),
-        None,
-        "#2ca02c",
-    ),
+    Target("fastapi async def", "uvicorn", "fastapi", APP, "/block/async-sleep", ANYIO_DEFAULT_TOKENS, None, "#2ca02c"),
     Target(
         "gunicorn-gthread (8 threads)",
         "gunicorn-gthread",
         "bare_wsgi",
         None,
-        SLOW,
-        (Check(SLOW, json={"slept_ms": WAIT_MS}),),
+        "/slow",
+        None,
         8,
         "#ff7f0e",
         (("threads", 8), ("workers", 1)),
@@ -125,13 +119,14 @@ TARGETS: tuple[Target, ...] = (
         "scratch-wsgi",
         "bare_wsgi",
         None,
-        SLOW,
-        (Check(SLOW, json={"slept_ms": WAIT_MS}),),
+        "/slow",
+        None,
         8,
         "#8c564b",
         (("threads", 8), ("workers", 1)),
     ),
 )
+
 
 SCHEMA = common.schema(
     KIND,
@@ -171,8 +166,8 @@ def plan(config: LabConfig) -> list[Target]:
     return targets
 
 
-def ceiling(target: Target) -> float | None:
-    return None if target.ceiling_threads is None else target.ceiling_threads / (WAIT_MS / 1000)
+def ceiling(target: Target, wait_ms: int) -> float | None:
+    return None if target.ceiling_threads is None else target.ceiling_threads / (wait_ms / 1000)
 
 
 def run(config: LabConfig, progress: Progress | None = None, command: str = "") -> dict[str, Any]:
@@ -180,11 +175,12 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     sweep = config.concurrency or (SMOKE_CONCURRENCY if config.smoke else CONCURRENCY)
     duration = config.duration or (SMOKE_DURATION if config.smoke else DURATION)
     rounds = SMOKE_ROUNDS if config.smoke else ROUNDS
+    wait = config.wait_ms or WAIT_MS
     server_cpu, loadgen_cpu = common.cpus(config.pin)
     doc = common.envelope(
         NAME,
         command,
-        {"wait_ms": WAIT_MS, "concurrency": sweep, "duration_s": duration, "rounds": rounds, "smoke": config.smoke},
+        {"wait_ms": wait, "concurrency": sweep, "duration_s": duration, "rounds": rounds, "smoke": config.smoke},
     )
     doc["targets"], doc["runs"] = [], []
     doc["environment"]["pinning"] = {"server_cpu": server_cpu, "loadgen_cpu": loadgen_cpu}
@@ -205,8 +201,8 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
                 "server": target.server,
                 "layer": target.layer,
                 "app": target.app,
-                "path": target.path,
-                "ceiling_rps": ceiling(target),
+                "path": target.path(wait),
+                "ceiling_rps": ceiling(target, wait),
             }
             doc["targets"].append(tdoc)
             steps.note(f"starting and verifying {target.id}")
@@ -216,17 +212,17 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
                         target.server,
                         target.layer,
                         target.app,
-                        list(target.checks),
+                        target.checks(wait),
                         cpu=server_cpu,
                         **dict(target.flags),
                     )
                 )
                 tdoc["native_command"] = srv.native_command
-                common.load(srv.url, target.path, max(sweep), 1, loadgen_cpu, config.generator)  # warm the pool
+                common.load(srv.url, target.path(wait), max(sweep), 1, loadgen_cpu, config.generator)  # warm the pool
             except LayercakeError as exc:
                 failed[target.id] = exc.message.splitlines()[0]
             else:
-                live[target.id] = (srv.url, target.path)
+                live[target.id] = (srv.url, target.path(wait))
             steps.advance()
         common.sweep(live, sweep, rounds, duration, loadgen_cpu, config.generator, steps, doc["runs"], failed)
     for tdoc in doc["targets"]:
@@ -248,6 +244,7 @@ def _grid(doc: dict[str, Any]) -> tuple[list[str], list[int], dict[tuple[str, in
 
 def table(doc: dict[str, Any]) -> Table:
     targets, sweep, cells = _grid(doc)
+    WAIT_MS = doc["settings"]["wait_ms"]  # noqa: N806 -- the run's, which --wait-ms may have changed
     t = Table(title=f"threadpool: req/s and p50 of a {WAIT_MS} ms wait, by requests in flight", title_justify="left")
     t.add_column("target")
     for c in sweep:
@@ -263,6 +260,7 @@ def table(doc: dict[str, Any]) -> Table:
 
 def markdown(doc: dict[str, Any]) -> str:
     targets, sweep, cells = _grid(doc)
+    WAIT_MS = doc["settings"]["wait_ms"]  # noqa: N806 -- the run's, which --wait-ms may have changed
     out = common.md_header(
         doc,
         "Experiment: the thread pool behind a `def` endpoint",
@@ -308,6 +306,7 @@ def markdown(doc: dict[str, Any]) -> str:
 def charts(doc: dict[str, Any], directory: Any) -> list[Any]:
     plt = common.pyplot()
     targets, sweep, cells = _grid(doc)
+    WAIT_MS = doc["settings"]["wait_ms"]  # noqa: N806 -- the run's, which --wait-ms may have changed
     if not targets:
         return []
     colours = {t.id: t.colour for t in TARGETS}
@@ -336,7 +335,7 @@ def charts(doc: dict[str, Any], directory: Any) -> list[Any]:
     )
     ax1.set_ylim(0, top)
     ax1.set_ylabel("requests/s")
-    ax1.set_title("Throughput: a def endpoint plateaus at 40 ÷ 50 ms")
+    ax1.set_title(f"Throughput: a def endpoint plateaus at 40 ÷ {WAIT_MS} ms = {40 / (WAIT_MS / 1000):,.0f}/s")
     ax1.legend(fontsize=7, loc="upper left")
     ax2.set_yscale("log")
     ax2.set_ylabel("latency, ms (solid: p50, dotted: p99)")
