@@ -349,7 +349,9 @@ def start_target(target: Target) -> Any:
         )
     if target.server == NODE:
         if not shutil.which("node"):
-            raise LayercakeError("node is not on the PATH: the Node.js peer is skipped (install it: apt install nodejs)")
+            raise LayercakeError(
+                "node is not on the PATH: the Node.js peer is skipped (install it: apt install nodejs)"
+            )
         return ProcessTarget(["node", str(NODE_PEER), "{port}"], f"node {NODE_PEER.name} {{port}}")
     if target.server == GO:
         from layercake.bench import go_build

@@ -190,6 +190,7 @@ def bench(
             duration,
             smoke,
             wait_ms,
+            repeat,
             no_pin,
             generator,
             json_path,
@@ -328,6 +329,7 @@ def _run_lab(
     duration: int,
     smoke: bool,
     wait_ms: int | None,
+    repeat: int,
     no_pin: bool,
     generator: str,
     json_path: str | None,
@@ -338,7 +340,9 @@ def _run_lab(
     from layercake.bench import experiments
 
     # --duration's default (1) is the ladder's: an experiment uses its own unless one is given.
-    given = click.get_current_context().get_parameter_source("duration") != click.core.ParameterSource.DEFAULT
+    ctx = click.get_current_context()
+    given = ctx.get_parameter_source("duration") != click.core.ParameterSource.DEFAULT
+    rounds = repeat if ctx.get_parameter_source("repeat") != click.core.ParameterSource.DEFAULT else None
     config = experiments.LabConfig(
         duration=float(duration) if given else None,
         concurrency=_ints(concurrency) if concurrency else None,
@@ -347,6 +351,7 @@ def _run_lab(
         pin=not no_pin,
         generator=generator,
         wait_ms=wait_ms,
+        rounds=rounds,
     )
     if config.concurrency is not None and min(config.concurrency) < 1:
         raise LayercakeError("--concurrency takes positive numbers", 2)

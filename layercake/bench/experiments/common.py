@@ -58,6 +58,7 @@ class LabConfig:
     pin: bool = True
     generator: str = "auto"
     wait_ms: int | None = None  # blocking, threadpool: how long each blocking request waits (None: 50 ms)
+    rounds: int | None = None  # threadpool, cpu: interleaved rounds (None: the experiment's, 3)
 
 
 # --- the document -----------------------------------------------------------------------------------------------------
@@ -304,6 +305,7 @@ def sweep(
     steps: Steps,
     runs: list[dict[str, Any]],
     failed: dict[str, str],
+    duration_for: Callable[[str, int], float] | None = None,
 ) -> None:
     """Load every (target, concurrency) cell ``rounds`` times, interleaved; each run appended to ``runs``.
 
@@ -312,6 +314,11 @@ def sweep(
     someone else's work lands on several targets alike instead of on one target's whole curve, and
     :func:`summarise` takes the median.  A target whose load fails (the server died) is dropped,
     with the reason in ``failed``.
+
+    ``duration_for(target, c)``, when given, may lengthen a cell's runs: wrk reports only the
+    requests that *complete* within ``-d``, so a run shorter than the latency it should measure sees
+    only the lucky requests (a queue of 128 behind 8 threads of 50 ms is 0.8 s deep: a 1-second run
+    would under-report its p50).  The experiment knows its expected queueing and asks for enough.
     """
     from layercake.bench.stats import interleave
 
@@ -323,7 +330,8 @@ def sweep(
         url, path = live[target]
         steps.note(f"{target}: {c} in flight (round {rnd + 1}/{rounds})")
         try:
-            result = load(url, path, c, duration, cpu, generator)
+            seconds = max(duration, duration_for(target, c)) if duration_for else duration
+            result = load(url, path, c, seconds, cpu, generator)
         except LayercakeError as exc:
             failed[target] = f"stopped answering at c={c}: {exc.message.splitlines()[0]}"
         else:

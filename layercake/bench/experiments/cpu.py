@@ -114,7 +114,7 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     targets = plan(config)
     sweep = config.concurrency or (SMOKE_CONCURRENCY if config.smoke else CONCURRENCY)
     duration = config.duration or (SMOKE_DURATION if config.smoke else DURATION)
-    rounds = SMOKE_ROUNDS if config.smoke else ROUNDS
+    rounds = config.rounds or (SMOKE_ROUNDS if config.smoke else ROUNDS)
     n = SMOKE_N if config.smoke else WORK_N
     path = f"/cpu?n={n}"
     doc = common.envelope(

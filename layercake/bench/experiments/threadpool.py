@@ -29,6 +29,7 @@ can draw the theory under the points.  Server pinned to one CPU, wrk to the othe
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -174,7 +175,7 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     targets = plan(config)
     sweep = config.concurrency or (SMOKE_CONCURRENCY if config.smoke else CONCURRENCY)
     duration = config.duration or (SMOKE_DURATION if config.smoke else DURATION)
-    rounds = SMOKE_ROUNDS if config.smoke else ROUNDS
+    rounds = config.rounds or (SMOKE_ROUNDS if config.smoke else ROUNDS)
     wait = config.wait_ms or WAIT_MS
     server_cpu, loadgen_cpu = common.cpus(config.pin)
     doc = common.envelope(
@@ -224,7 +225,17 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
             else:
                 live[target.id] = (srv.url, target.path(wait))
             steps.advance()
-        common.sweep(live, sweep, rounds, duration, loadgen_cpu, config.generator, steps, doc["runs"], failed)
+        by_id = {t.id: t for t in targets}
+
+        def long_enough(target_id: str, c: int) -> float:
+            # The expected wait in the queue: c requests over `threads` threads of `wait` each; 2.5x that,
+            # in whole seconds (wrk's resolution), capped at 10 s (wrk's timeout: longer is an error anyway).
+            threads = by_id[target_id].ceiling_threads or c
+            return min(10.0, math.ceil(2.5 * wait / 1000 * max(1.0, c / threads)))
+
+        common.sweep(
+            live, sweep, rounds, duration, loadgen_cpu, config.generator, steps, doc["runs"], failed, long_enough
+        )
     for tdoc in doc["targets"]:
         if tdoc["id"] in failed:
             tdoc["error"] = failed[tdoc["id"]]
