@@ -373,7 +373,19 @@ def _run_lab(
         def progress(what: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total or None, **({"description": what} if what else {}))
 
-        doc = experiments.run_lab(name, config, progress, _command_line())
+        # SIGTERM (a CI timeout, `kill`) ends the run as Ctrl-C does: the servers are stopped, what was
+        # measured is written and marked partial.  Without this, Python dies at once and the servers --
+        # each in its own session -- would outlive the command.
+        import signal
+
+        def terminated(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, terminated)
+        try:
+            doc = experiments.run_lab(name, config, progress, _command_line())
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     console.print(mod.table(doc))
     for note in doc["notes"]:
         console.print(f"[yellow]note:[/] {escape(note)}")
