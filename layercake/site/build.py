@@ -590,10 +590,12 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
     shown: set[str] = set()
     lab = [r for r in reports if r.match(LAB_REPORTS)]
     reports = [r for r in reports if r not in lab]
+    lab += sorted(bench_dir.glob(f"*/{LAB_REPORTS}")) if bench_dir.is_dir() else []  # e.g. threadpool-1s/
     peers = bench_dir / PEERS_REPORT
     if lab or peers.is_file():
         for report in lab:
-            shown.update(re.findall(r"!\[[^\]]*\]\(([^)\s]+)", report.read_text(encoding="utf-8")))
+            for link in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", report.read_text(encoding="utf-8")):
+                shown.add((report.parent / link).relative_to(bench_dir).as_posix())
         pages = write_lab(site, lab, project)
         if peers.is_file():
             pages.append(write_peers(site, peers, bench_dir, project))

@@ -346,11 +346,11 @@ def charts(doc: dict[str, Any], directory: Any) -> list[Any]:
     )
     ax1.set_ylim(0, top)
     ax1.set_ylabel("requests/s")
-    ax1.set_title(f"Throughput: a def endpoint plateaus at 40 ÷ {WAIT_MS} ms = {40 / (WAIT_MS / 1000):,.0f}/s")
+    ax1.set_title(f"Throughput (40 tokens allow at most 40 ÷ {WAIT_MS} ms = {40 / (WAIT_MS / 1000):,.0f}/s)")
     ax1.legend(fontsize=7, loc="upper left")
     ax2.set_yscale("log")
     ax2.set_ylabel("latency, ms (solid: p50, dotted: p99)")
-    ax2.set_title("Latency: past 40 in flight, requests queue for a token")
+    ax2.set_title("Latency: a request that finds no free thread or token queues")
     ax2.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"FastAPI def vs async def vs WSGI threads, each request waiting {WAIT_MS} ms")
     return [common.save_figure(fig, doc, directory / "threadpool.png")]
