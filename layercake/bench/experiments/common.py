@@ -32,6 +32,7 @@ import os
 import selectors
 import socket
 import statistics
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -608,7 +609,8 @@ def save_figure(fig: Any, doc: dict[str, Any], path: Any) -> Any:
 
     env = doc["environment"]
     partial = " · PARTIAL (interrupted)" if doc.get("partial") else ""
-    fig.text(0.01, 0.035, doc["command"], fontsize=7, color="grey")
+    width = int(fig.get_figwidth() * 17)  # characters of 7-point text across the figure
+    fig.text(0.01, 0.03, textwrap.fill(doc["command"], width), fontsize=7, color="grey", va="bottom")
     fig.text(
         0.01,
         0.01,
@@ -617,7 +619,7 @@ def save_figure(fig: Any, doc: dict[str, Any], path: Any) -> Any:
         fontsize=7,
         color="grey",
     )
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.03 + 0.025 * (1 + len(doc["command"]) // width), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
