@@ -274,7 +274,7 @@ def markdown(doc: dict[str, Any]) -> str:
     WAIT_MS = doc["settings"]["wait_ms"]  # noqa: N806 -- the run's, which --wait-ms may have changed
     out = common.md_header(
         doc,
-        "Experiment: the thread pool behind a `def` endpoint",
+        f"Experiment: the thread pool behind a `def` endpoint ({WAIT_MS} ms wait)",
         f"A handler that blocks {WAIT_MS} ms, from 1 to {max(sweep) if sweep else '?'} requests in flight: where "
         f"does anyio's default of {ANYIO_DEFAULT_TOKENS} thread tokens turn into a latency cliff, and what does "
         "raising it change?",
