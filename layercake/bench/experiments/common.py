@@ -366,6 +366,12 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return points
 
 
+def run_lengths(doc: dict[str, Any]) -> str:
+    """How long the runs really were ("1 s", "3–8 s"): :func:`sweep` may lengthen a cell's runs."""
+    seconds = sorted({round(r["duration_s"]) for r in doc.get("runs", [])}) or [doc["settings"]["duration_s"]]
+    return f"{seconds[0]:g} s" if len(seconds) == 1 else f"{seconds[0]:g}–{seconds[-1]:g} s"
+
+
 #: Fields a swept experiment's document adds (threadpool, cpu), for their SCHEMAs.
 SWEEP_FIELDS: tuple[tuple[str, tuple[type, ...], str], ...] = (
     ("runs", (list,), "every load in the order run: target, concurrency, round, rps, p50_ms, p90_ms, p99_ms, errors"),

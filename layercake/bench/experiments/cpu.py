@@ -211,7 +211,7 @@ def markdown(doc: dict[str, Any]) -> str:
     out += ["![throughput by requests in flight](cpu.png)", ""]
     out += [
         f"req/s (p50 / p99), each the median of {doc['settings']['rounds']} interleaved runs of "
-        f"{doc['settings']['duration_s']:g} s (every run, with its round, is in the JSON):",
+        f"{common.run_lengths(doc)} (every run, with its round, is in the JSON):",
         "",
         "| target | " + " | ".join(f"c={c}" for c in sweep) + " |",
         "|---|" + "--:|" * len(sweep),
