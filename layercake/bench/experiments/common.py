@@ -307,6 +307,7 @@ def sweep(
     runs: list[dict[str, Any]],
     failed: dict[str, str],
     duration_for: Callable[[str, int], float] | None = None,
+    workers: dict[str, int] | None = None,
 ) -> None:
     """Load every (target, concurrency) cell ``rounds`` times, interleaved; each run appended to ``runs``.
 
@@ -320,6 +321,11 @@ def sweep(
     requests that *complete* within ``-d``, so a run shorter than the latency it should measure sees
     only the lucky requests (a queue of 128 behind 8 threads of 50 ms is 0.8 s deep: a 1-second run
     would under-report its p50).  The experiment knows its expected queueing and asks for enough.
+
+    ``workers`` maps a multi-process target to its process-group id: for those, each run also
+    records ``connections_by_worker`` -- how many of the load's connections each worker process held
+    halfway through (:func:`connections_by_worker`), because a keep-alive connection stays with the
+    worker that accepted it, and two workers help only as far as the connections spread.
     """
     from layercake.bench.stats import interleave
 
@@ -332,12 +338,51 @@ def sweep(
         steps.note(f"{target}: {c} in flight (round {rnd + 1}/{rounds})")
         try:
             seconds = max(duration, duration_for(target, c)) if duration_for else duration
-            result = load(url, path, c, seconds, cpu, generator)
+            pgid = (workers or {}).get(target)
+            spread: list[int] = []
+            sampler = None
+            if pgid:
+                before = socket_counts(pgid)
+                sampler = threading.Timer(seconds / 2, _sample_spread, (spread, pgid, before))
+                sampler.start()
+            try:
+                result = load(url, path, c, seconds, cpu, generator)
+            finally:
+                if sampler is not None:
+                    sampler.cancel()
+                    sampler.join()
         except LayercakeError as exc:
             failed[target] = f"stopped answering at c={c}: {exc.message.splitlines()[0]}"
         else:
-            runs.append({"target": target, "concurrency": c, "round": rnd, **result})
+            extra = {"connections_by_worker": spread} if pgid else {}
+            runs.append({"target": target, "concurrency": c, "round": rnd, **result, **extra})
         steps.advance()
+
+
+def socket_counts(pgid: int) -> dict[int, int]:
+    """Open sockets of each process in a group but its leader (the pre-fork master), from /proc."""
+    from servers.supervise import process_group_members
+
+    counts = {}
+    for pid in process_group_members(pgid):
+        if pid == pgid:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            counts[pid] = sum(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:") for fd in fds)
+        except OSError:
+            continue  # exited, or a descriptor closed while listing
+    return counts
+
+
+def connections_by_worker(pgid: int, before: dict[int, int]) -> list[int]:
+    """New sockets per worker since ``before``, most first; processes without sockets (helpers) left out."""
+    now = socket_counts(pgid)
+    return sorted((max(0, n - before.get(pid, 0)) for pid, n in now.items() if before.get(pid, 0) or n), reverse=True)
+
+
+def _sample_spread(into: list[int], pgid: int, before: dict[int, int]) -> None:
+    into.extend(connections_by_worker(pgid, before))
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -361,6 +406,11 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "p99_ms": round(statistics.median(r["p99_ms"] for r in rs), 2),
                 "requests": sum(r["requests"] for r in rs),
                 "errors": sum(r["errors"] for r in rs),
+                **(
+                    {"connections_by_worker": [r["connections_by_worker"] for r in rs]}
+                    if any("connections_by_worker" in r for r in rs)
+                    else {}
+                ),
             }
         )
     return points
@@ -679,5 +729,6 @@ def schema_markdown(fields: tuple[Field, ...]) -> str:
         if f.path in envelope:
             continue
         types = " \\| ".join(dict.fromkeys(names[t] for t in f.types))
-        lines.append(f"| `{f.path}` | {types} | {f.meaning.replace('|', chr(92) + '|')} |")
+        optional = " (optional)" if f.optional else ""
+        lines.append(f"| `{f.path}`{optional} | {types} | {f.meaning.replace('|', chr(92) + '|')} |")
     return "\n".join(lines) + "\n"

@@ -83,6 +83,13 @@ SCHEMA = common.schema(
             "targets", (list,), (KIND,), "every target: id, server, layer, workers, threads, native_command or error"
         ),
         *(Field(path, types, (KIND,), meaning) for path, types, meaning in common.SWEEP_FIELDS),
+        Field(
+            "points[].connections_by_worker",
+            (list,),
+            (KIND,),
+            "multi-process targets: per round, the load's connections each worker held halfway through, most first",
+            optional=True,
+        ),
     ),
 )
 
@@ -136,6 +143,7 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
     t0 = time.monotonic()
     with ExitStack() as stack, common.interruptible(doc, t0):
         live: dict[str, tuple[str, str]] = {}
+        pgids: dict[str, int] = {}
         for target in targets:
             tdoc: dict[str, Any] = {
                 "id": target.id,
@@ -159,8 +167,10 @@ def run(config: LabConfig, progress: Progress | None = None, command: str = "") 
                 failed[target.id] = exc.message.splitlines()[0]
             else:
                 live[target.id] = (srv.url, path)
+                if target.workers > 1:
+                    pgids[target.id] = srv.pid
             steps.advance()
-        common.sweep(live, sweep, rounds, duration, None, config.generator, steps, doc["runs"], failed)
+        common.sweep(live, sweep, rounds, duration, None, config.generator, steps, doc["runs"], failed, workers=pgids)
     for tdoc in doc["targets"]:
         if tdoc["id"] in failed:
             tdoc["error"] = failed[tdoc["id"]]
@@ -222,11 +232,32 @@ def markdown(doc: dict[str, Any]) -> str:
             p = cells.get((target, c))
             row.append(f"{p['rps']:,.0f} ({common.ms(p['p50_ms'])} / {common.ms(p['p99_ms'])})" if p else "–")
         out.append(f"| {target} | " + " | ".join(row) + " |")
+    spread = [
+        (t, c, cells[(t, c)]["connections_by_worker"])
+        for t in targets
+        for c in sweep
+        if (t, c) in cells and cells[(t, c)].get("connections_by_worker")
+    ]
+    if spread:
+        out += [
+            "",
+            "How wrk's connections were spread over the worker processes, halfway through each round "
+            "(a keep-alive connection stays with the worker that accepted it):",
+            "",
+            "| target | c | connections per worker, each round |",
+            "|---|--:|---|",
+        ]
+        out += [
+            f"| {t} | {c} | " + "; ".join(" + ".join(map(str, r)) or "–" for r in rounds_) + " |"
+            for t, c, rounds_ in spread
+        ]
     out += [
         "",
         "How to read it: a thread pool and an event loop are both one process, so both stay near the one-core "
         "line whatever the concurrency (more in flight only means a longer queue); only a second worker process "
-        "adds a second GIL. On a shared machine the second core is the one other work takes first.",
+        "adds a second GIL -- for the requests that reach it: wrk's keep-alive connections are accepted once, and a "
+        "worker that accepts both of two connections serves both while the other idles. On a shared machine the "
+        "second core is also the one other work takes first.",
         "",
         "## Servers",
         "",
