@@ -8,9 +8,9 @@ can measure a route the contract does not have without adding it to the contract
 
 - ``GET /plaintext`` -- ``Hello, World!``, as in the contract (row 2);
 - ``GET /cpu?n=20000`` -- :func:`layers.shared.work.burn` ``n`` times *on the event loop*, about
-  10 ms of pure Python, answered as ``{"n": n, "fnv1a": hash}``; ``n`` outside 0..2,000,000: 422.
+  5 ms of pure Python, answered as ``{"n": n, "fnv1a": hash}``; ``n`` outside 0..2,000,000: 422.
 
-The handler is ``async def`` but never awaits during the work, so for those 10 ms the loop runs
+The handler is ``async def`` but never awaits during the work, so for those 5 ms the loop runs
 nothing else: no other request is parsed, no other response is written.  That is the point --
 async is cooperative, and CPU work does not cooperate.  Only more processes (``--workers 2``) add
 throughput.

@@ -10,7 +10,7 @@ contract:
 
 - ``GET /plaintext`` -- ``Hello, World!``, as in the contract (row 2), so the harness can
   check the server is alive the same way everywhere;
-- ``GET /cpu?n=20000`` -- :func:`layers.shared.work.burn` ``n`` times, about 10 ms of pure
+- ``GET /cpu?n=20000`` -- :func:`layers.shared.work.burn` ``n`` times, about 5 ms of pure
   Python, answered as ``{"n": n, "fnv1a": hash}``; ``n`` outside 0..2,000,000: 422.
 
 A WSGI server calls this from one of its threads (PEP 3333 says nothing about how many; gunicorn's

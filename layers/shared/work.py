@@ -10,8 +10,8 @@ I/O, so a thread running it holds the GIL for the whole call and an event loop r
 The result is deterministic, so the experiment's verifier can check that the server really did the work
 (:func:`expected` computes the same number in the harness).
 
-About 0.5 µs per iteration on CPython 3.11 on this project's development machine: ``n = 20_000`` is
-roughly 10 ms of one core.
+About 0.25 µs per iteration on CPython 3.11 on this project's development machine: ``n = 20_000`` is
+roughly 5 ms of one core (the fastest of repeated timings; a busy machine makes it longer).
 """
 
 from __future__ import annotations
