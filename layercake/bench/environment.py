@@ -93,6 +93,13 @@ def node_version() -> str | None:
     return done.stdout.strip() or None
 
 
+def go_version() -> str | None:
+    """``go version``'s output (the Go peer's toolchain), None when go is not installed."""
+    from layercake.bench.go_build import go_version as version
+
+    return version()
+
+
 def now_utc() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -117,4 +124,5 @@ def describe() -> dict[str, Any]:
         "packages": package_versions(),
         "wrk": wrk_version(),
         "node": node_version(),
+        "go": go_version(),
     }

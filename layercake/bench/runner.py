@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A **target** is something listening on a port: a layer on a server (through the
 servers registry, ``servers.supervise.start_server``), the *floor* (``floor.py``), or
-the Node.js *peer* (``node_peer.js``).  A **cell** is a target x endpoint x
+the *peers* (Node.js's ``http``, ``node_peer.js``; Go's ``net/http``, ``go_peer.go``).  A **cell** is a target x endpoint x
 concurrency; a **run** is one load of one cell (``loadgen.run_load``).
 
 1. *Plan.*  The default is the ladder: every layer on the reference server of its
@@ -67,6 +67,8 @@ from layercake.errors import LayercakeError
 NODE_PEER = Path(__file__).resolve().parent / "node_peer.js"
 FLOOR = "floor"
 NODE = "node"
+GO = "go"  # Go's net/http: go_peer.go, built on first use (go_build.py)
+PEERS = (NODE, GO)
 
 #: The reference server of each interface, and the flags it runs with.
 REFERENCE: dict[str, tuple[str, dict[str, Any]]] = {
@@ -98,21 +100,21 @@ DEFAULT_BUDGET = 180.0
 
 @dataclass(frozen=True)
 class Target:
-    server: str  # a registry name, "floor" or "node"
-    layer: str  # a layer name, "floor" or "node"
+    server: str  # a registry name, "floor", "node" or "go"
+    layer: str  # a layer name, "floor", "node" or "go"
     interface: str  # "asgi" | "wsgi" | "http" (floor, peer)
     flags: tuple[tuple[str, Any], ...] = ()  # ServerOptions fields set for this server
     label: str = ""  # names the configuration when one server runs in several (the parsers experiment)
 
     @property
     def id(self) -> str:
-        if self.server in (FLOOR, NODE):
+        if self.server in (FLOOR, *PEERS):
             return self.layer
         return f"{self.server}({self.label})/{self.layer}" if self.label else f"{self.server}/{self.layer}"
 
     @property
     def kind(self) -> str:
-        return {FLOOR: "floor", NODE: "peer"}.get(self.server, "layer")
+        return {FLOOR: "floor", NODE: "peer", GO: "peer"}.get(self.server, "layer")
 
     def supports(self, endpoint: str) -> bool:
         return self.kind == "layer" or self.kind == "floor" and endpoint != "slow" or endpoint in ep.PEER_ENDPOINTS
@@ -186,9 +188,14 @@ def plan_targets(config: BenchConfig) -> list[Target]:
     if config.floor:
         targets.append(Target(FLOOR, FLOOR, "http"))
     if config.peers:
-        if not shutil.which("node"):
-            raise LayercakeError("--peers needs node (Node.js) on the PATH; install it (apt install nodejs)")
+        if not shutil.which("node") and not shutil.which("go"):
+            raise LayercakeError(
+                "--peers needs node (Node.js) or go on the PATH; install them (apt install nodejs golang-go)"
+            )
+        # A peer whose program is missing is still planned: starting it fails with the reason, which the
+        # results record (targets[].error) and the report prints -- skipped, said why, not silently absent.
         targets.append(Target(NODE, NODE, "http"))
+        targets.append(Target(GO, GO, "http"))
     if config.targets is not None:
         return targets + list(config.targets)
     if config.full:
@@ -347,7 +354,16 @@ def start_target(target: Target) -> Any:
             "python -m layercake.bench.floor --port {port}",
         )
     if target.server == NODE:
+        if not shutil.which("node"):
+            raise LayercakeError(
+                "node is not on the PATH: the Node.js peer is skipped (install it: apt install nodejs)"
+            )
         return ProcessTarget(["node", str(NODE_PEER), "{port}"], f"node {NODE_PEER.name} {{port}}")
+    if target.server == GO:
+        from layercake.bench import go_build
+
+        binary = go_build.build()  # cached after the first build; raises with the reason when go is absent
+        return ProcessTarget([str(binary), "{port}"], "go build -o go-peer go_peer.go && ./go-peer {port}")
     from servers.registry import ServerOptions
     from servers.supervise import start_server
 
@@ -449,7 +465,7 @@ def batches(targets: list[Target], config: BenchConfig) -> list[list[Target]]:
     for t in targets:
         groups.setdefault(t.server, []).append(t)
     fixed = [t for t in targets if t.kind != "layer"]
-    layered = [g for server, g in groups.items() if server not in (FLOOR, NODE)]
+    layered = [g for server, g in groups.items() if server not in (FLOOR, *PEERS)]
     if not layered:
         return [fixed]
     return [fixed + layered[0], *layered[1:]]
@@ -541,7 +557,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
                 live = _start_batch(batch, config, stack, target_docs, server_cpu, starting)
                 loaded.update(live)
                 for target in batch:
-                    if target.kind == "peer" and target.id in live:
+                    if target.server == NODE and target.id in live:
                         # V8 compiles hot functions only after thousands of calls: give the peer one unrecorded
                         # load per endpoint so its JIT warm-up is not measured as Node's speed.
                         for e in config.endpoints:

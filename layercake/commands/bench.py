@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from layercake import outputs, terminal
 from layercake.errors import LayercakeError
@@ -126,7 +127,12 @@ def _write_outputs(
     help="wrk when installed; builtin is a Python generator with a measured ceiling.",
 )
 @click.option("--floor/--no-floor", default=True, show_default=True, help="Include the fixed-bytes asyncio floor.")
-@click.option("--peers", is_flag=True, help="Add a Node.js http server (plaintext, json) when node is installed.")
+@click.option(
+    "--peers",
+    is_flag=True,
+    help="Add the Node.js http and Go net/http peers (plaintext, json); one whose program is missing is skipped, "
+    "with the reason.",
+)
 @click.option("--full", is_flag=True, help="The whole layer × server matrix (states its duration first).")
 @click.option("--baseline", help="Target id for the second ratio column (default: floor), e.g. uvicorn/bare_asgi.")
 @click.option("--no-pin", is_flag=True, help="Do not pin the server and the load generator to separate CPUs.")
@@ -160,9 +166,20 @@ def _write_outputs(
 )
 @click.option(
     "--experiment",
-    type=click.Choice(["slow", "parsers"]),
+    type=click.Choice(["slow", "parsers", "blocking", "threadpool", "cpu", "capacity"]),
     help="slow: /slow?ms=50 at rising concurrency, WSGI threads vs ASGI; parsers: h11 | httptools x asyncio | "
-    "uvloop on our servers and uvicorn, beside waitress, gunicorn and granian, plus what each parser costs in process.",
+    "uvloop on our servers and uvicorn, beside waitress, gunicorn and granian, plus what each parser costs in "
+    "process; blocking: time.sleep in async def vs the right ways, timed by a bystander; threadpool: a def "
+    "endpoint from 1 to 128 in flight (anyio's 40 tokens); cpu: CPU-bound work on threads, the loop, 2 processes; "
+    "capacity: N idle connections held per server (--concurrency: the Ns). See docs/bench/experiment-*.md.",
+)
+@click.option(
+    "--smoke", is_flag=True, help="--experiment blocking|threadpool|cpu|capacity: a few points in seconds (a check)."
+)
+@click.option(
+    "--wait-ms",
+    type=click.IntRange(1, 10_000),
+    help="--experiment blocking|threadpool: how long each blocking request waits (default 50).",
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the results document (schema: docs/bench.md).")
 @click.option("--markdown", "markdown_path", metavar="FILE", help="Write a markdown report.")
@@ -191,6 +208,8 @@ def bench(
     interface: str | None,
     paths: tuple[str, ...],
     experiment: str | None,
+    smoke: bool,
+    wait_ms: int | None,
     json_path: str | None,
     markdown_path: str | None,
     charts_dir: str | None,
@@ -202,6 +221,7 @@ def bench(
     layercake bench                              # the ladder: each layer on its reference server + the floor
     layercake bench --in-process                 # µs and calls per request, by package, no socket
     layercake bench --experiment slow            # sync vs async: /slow?ms=50 at rising concurrency
+    layercake bench --experiment threadpool      # also blocking, cpu, capacity: the sync-vs-async lab
     layercake bench --peers --endpoints plaintext,json
     layercake bench --compare old.json new.json
     """
@@ -218,6 +238,28 @@ def bench(
             console.print(f"[yellow]warning:[/] {escape(w)}")
         console.print(terminal.fit(table, console.width))
         return
+    if experiment in ("blocking", "threadpool", "cpu", "capacity"):
+        if in_process:
+            raise LayercakeError(f"--experiment {experiment} measures over sockets and takes no --in-process", 2)
+        _run_lab(
+            console,
+            experiment,
+            servers,
+            concurrency,
+            duration,
+            smoke,
+            wait_ms,
+            repeat,
+            no_pin,
+            generator,
+            json_path,
+            markdown_path,
+            charts_dir,
+        )
+        return
+    if smoke or wait_ms:
+        flag = "--smoke" if smoke else "--wait-ms"
+        raise LayercakeError(f"{flag} goes with --experiment blocking, threadpool, cpu or capacity", 2)
     if in_process:
         # Options that belong to the socket benchmarks would be silently ignored here.
         ignored = [
@@ -395,6 +437,86 @@ def _bench_app(
     _write_outputs(console, doc, json_path, markdown_path, charts_dir)
     if not doc["in_process"]:
         raise LayercakeError("the app was not measured (see why above)", 1)
+
+
+def _run_lab(
+    console: Console,
+    name: str,
+    servers: str | None,
+    concurrency: str | None,
+    duration: int,
+    smoke: bool,
+    wait_ms: int | None,
+    repeat: int,
+    no_pin: bool,
+    generator: str,
+    json_path: str | None,
+    markdown_path: str | None,
+    charts_dir: str | None,
+) -> None:
+    """One experiment of the sync-vs-async lab (layercake/bench/experiments/): bar, table, files; Ctrl-C keeps."""
+    from layercake.bench import experiments
+
+    # --duration's default (1) is the ladder's: an experiment uses its own unless one is given.
+    ctx = click.get_current_context()
+    given = ctx.get_parameter_source("duration") != click.core.ParameterSource.DEFAULT
+    rounds = repeat if ctx.get_parameter_source("repeat") != click.core.ParameterSource.DEFAULT else None
+    config = experiments.LabConfig(
+        duration=float(duration) if given else None,
+        concurrency=_ints(concurrency) if concurrency else None,
+        servers=_names(servers),
+        smoke=smoke,
+        pin=not no_pin,
+        generator=generator,
+        wait_ms=wait_ms,
+        rounds=rounds,
+    )
+    if config.concurrency is not None and min(config.concurrency) < 1:
+        raise LayercakeError("--concurrency takes positive numbers", 2)
+    mod = experiments.module(name)
+    mod.plan(config)  # bad --servers fail here, before the bar
+    console.print(
+        f"experiment {name}: {experiments.LAB[name][1]}" + (" (smoke: a check, not a measurement)" if smoke else "")
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None, **({"description": what} if what else {}))
+
+        # SIGTERM (a CI timeout, `kill`) ends the run as Ctrl-C does: the servers are stopped, what was
+        # measured is written and marked partial.  Without this, Python dies at once and the servers --
+        # each in its own session -- would outlive the command.
+        import signal
+
+        def terminated(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, terminated)
+        try:
+            doc = experiments.run_lab(name, config, progress, _command_line())
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    console.print(mod.table(doc))
+    for note in doc["notes"]:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    for skipped in doc.get("skipped", []):
+        console.print(f"[yellow]not tried:[/] {escape(skipped)}")
+    from layercake.bench import report
+
+    console.print(escape(report.environment_line(doc)))
+    experiments.write_outputs(doc, json_path, markdown_path, charts_dir, lambda line: console.print(escape(line)))
+    if doc["partial"]:
+        raise LayercakeError(f"interrupted: kept the {len(doc['points'])} point(s) measured (marked partial)", 130)
+    if not doc["points"]:
+        raise LayercakeError("nothing was measured (see the notes above)", 1)
 
 
 COMMANDS = [bench]

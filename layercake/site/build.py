@@ -773,6 +773,21 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
         parts.append("<p>" + missing("not measured yet", HOW_TO_MEASURE["ladder"]) + "</p>")
         site.report.notes.append(f"no benchmark report in {bench_dir}: run `{HOW_TO_MEASURE['ladder']}`")
     shown: set[str] = set()
+    lab = [r for r in reports if r.match(LAB_REPORTS)]
+    reports = [r for r in reports if r not in lab]
+    lab += sorted(bench_dir.glob(f"*/{LAB_REPORTS}")) if bench_dir.is_dir() else []  # e.g. threadpool-1s/
+    peers = bench_dir / PEERS_REPORT
+    if lab or peers.is_file():
+        for report in lab:
+            for link in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", report.read_text(encoding="utf-8")):
+                shown.add((report.parent / link).relative_to(bench_dir).as_posix())
+        pages = write_lab(site, lab, project)
+        if peers.is_file():
+            pages.append(write_peers(site, peers, bench_dir, project))
+            shown.update(img.relative_to(bench_dir).as_posix() for img in peers.parent.glob("*.png"))
+        items = "".join(f'<li><a href="{esc(href)}">{esc(title)}</a></li>' for href, title in pages)
+        parts.append(f'<h2>The sync-vs-async lab</h2>\n<p>One question per experiment '
+                     f'(<code>layercake bench --experiment NAME</code>), each with its chart:</p><ul>{items}</ul>')
     for report in reports:
         text = report.read_text(encoding="utf-8")
         shown.update(re.findall(r"!\[[^\]]*\]\(([^)\s]+)", text))
@@ -818,6 +833,40 @@ def write_autobahn(site: Site, project: Path) -> None:
 
 
 _EXTERNAL_IMG = re.compile(r'<img\b(?=[^>]*\bsrc="https?://)(?:[^>]*\balt="([^"]*)")?[^>]*>')
+
+
+#: The sync-vs-async lab's reports (``layercake bench --experiment NAME --markdown
+#: docs/bench/experiment-NAME.md``): a page each, linked from the benchmarks page.
+LAB_REPORTS = "experiment-*.md"
+
+
+def write_lab(site: Site, reports: list[Path], project: Path = PROJECT) -> list[tuple[str, str]]:
+    """One page per experiment report, ``bench/experiment-NAME.html``; (href, title) of each, by name."""
+    pages = []
+    for report in sorted(reports):
+        text = report.read_text(encoding="utf-8")
+        title = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), report.stem)
+        page = f"bench/{report.stem}.html"
+        body = relink(prose_html(text), report, page, project, site.out)
+        site.write(page, title.replace("`", ""), f'<div class="report">{body}</div>', "bench/index.html")
+        pages.append((f"{report.stem}.html", title.replace("`", "")))
+    return pages
+
+
+#: ``layercake bench --peers`` beside Node.js and Go, kept in its own folder so that
+#: layercake/figures.py (the newest ladder JSON in docs/bench/) keeps reading the full ladder.
+PEERS_REPORT = "peers/peers.md"
+
+
+def write_peers(site: Site, report: Path, bench_dir: Path, project: Path = PROJECT) -> tuple[str, str]:
+    """``bench/peers.html``: the peers run's report and its charts; (href, title)."""
+    title = "The seed's claim: Python beside Node.js and Go"
+    body = relink(prose_html(report.read_text(encoding="utf-8")), report, "bench/peers.html", project, site.out)
+    charts = "".join(f'<figure><img src="{esc(img.relative_to(bench_dir).as_posix())}" alt="{esc(img.stem)}">'
+                     f"<figcaption>{esc(img.stem)}</figcaption></figure>" for img in sorted(report.parent.glob("*.png")))
+    site.write("bench/peers.html", title, f'<h1>{esc(title)}</h1><div class="report">{body}{charts}</div>',
+               "bench/index.html")
+    return "peers.html", title
 
 
 def _grid_source(project: Path) -> Path | None:
