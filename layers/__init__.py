@@ -32,7 +32,8 @@ class Layer:
     below: str | None  # the rung this one is built on (None: the interface itself)
     description: str
     docs: bool = False  # serves /docs and /openapi.json
-    # contract case id -> why this layer cannot pass it (its framework's design, not a bug)
+    # contract case id (or a layer test's name for behaviour beyond the contract, like "head")
+    # -> why this layer cannot pass it: its framework's design, not a bug
     gaps: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     # where the layer logs an unhandled exception (Django logs it itself, on django.request)
     log_name: str = ""
@@ -65,6 +66,12 @@ _WHOLE_BODY = (
     "Django's ASGIHandler reads the whole request body (read_body, into a temporary file) before "
     "the view runs, so a body over the limit is refused only after it all arrived"
 )
+# Beyond the contract, what the layer tests check of every layer and Django leaves to the server.
+_HEAD = (
+    "Django's handlers send a HEAD response's body and leave dropping it to the server (runserver, gunicorn "
+    "and uvicorn do; wsgiref does not)"
+)
+DJANGO_GAPS = {"head": _HEAD}
 DJANGO_ASGI_GAPS = {
     "lifespan_startup": "Django's ASGIHandler serves only 'http' scopes and raises on 'lifespan', so no server "
     "runs lifespan: the store opens on the first request (startup_complete false)",
@@ -72,6 +79,7 @@ DJANGO_ASGI_GAPS = {
     "offers the denial-response extension, else 403",
     "create_too_large": _WHOLE_BODY,
     "echo_too_large": _WHOLE_BODY,
+    "head": _HEAD,
 }
 
 LAYERS: dict[str, Layer] = {
@@ -126,6 +134,7 @@ LAYERS: dict[str, Layer] = {
             "layers.django.app:app",
             "flask",  # the rung below on the ladder, not a dependency: Django is WSGI all its own
             "Django on WSGI: WSGIHandler, the URLconf, class-based views, JsonResponse; middleware optional.",
+            gaps=DJANGO_GAPS,
             log_name="django.request",
         ),
         Layer(

@@ -97,10 +97,19 @@ INDEX_PAGE = index_page(LAYER, get_layer(LAYER).description)
 JSON_DUMPS = {"ensure_ascii": False, "allow_nan": False, "separators": (",", ":")}
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JsonResponse:
+def sized(response: HttpResponse) -> HttpResponse:
+    """``response`` with its ``Content-Length``.  Django's HttpResponse has none of its own:
+    CommonMiddleware adds it (and runserver), so without middleware every answer would be
+    sent chunked (RFC 9112 §7.1) or closed at its end -- the other layers' response
+    classes set it, so the helpers here do."""
+    response["Content-Length"] = str(len(response.content))
+    return response
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
     # safe=False: JsonResponse refuses anything but a dict unless told (a pre-ES5 JSON
     # hijacking guard); every answer here is a dict anyway.
-    return JsonResponse(data, status=status, headers=headers, safe=False, json_dumps_params=JSON_DUMPS)
+    return sized(JsonResponse(data, status=status, headers=headers, safe=False, json_dumps_params=JSON_DUMPS))
 
 
 class BodyTooLarge(Exception):
@@ -142,11 +151,11 @@ def _read_chunks(stream: IO[bytes] | HttpRequest, limit: int) -> Iterator[bytes]
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(INDEX_PAGE, content_type="text/html; charset=utf-8")
+    return sized(HttpResponse(INDEX_PAGE, content_type="text/html; charset=utf-8"))
 
 
 def plaintext(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("Hello, World!", content_type="text/plain; charset=utf-8")
+    return sized(HttpResponse("Hello, World!", content_type="text/plain; charset=utf-8"))
 
 
 def json_hello(request: HttpRequest) -> HttpResponse:
