@@ -54,6 +54,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("pydantic", "bright_green", "pydantic and pydantic-core"),
     Package("werkzeug", "yellow", "Werkzeug"),
     Package("flask", "bright_yellow", "Flask (and jinja2, itsdangerous, markupsafe, blinker)"),
+    Package("django", "dark_green", "Django (and sqlparse)"),
+    Package("asgiref", "orchid", "asgiref: Django's sync_to_async / async_to_sync thread hops"),
     Package("layer", "bright_red", "the layer's own code: layers/<name>/ and layers/shared/"),
     Package("stdlib", "white", "the Python standard library"),
     Package("trace", "bright_black", "the tracer itself: recording middleware and profiler"),
@@ -89,6 +91,9 @@ SITE_PACKAGES: dict[str, str] = {
     "itsdangerous": "flask",
     "markupsafe": "flask",
     "blinker": "flask",
+    "django": "django",
+    "sqlparse": "django",
+    "asgiref": "asgiref",
 }
 
 _STDLIB_DIRS = tuple(
