@@ -37,6 +37,16 @@ class Layer:
     gaps: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     # where the layer logs an unhandled exception (Django logs it itself, on django.request)
     log_name: str = ""
+    # True: ``below`` is the rung it is read beside, not code it is built on (Django is a
+    # framework of its own on WSGI/ASGI; its rung below on the ladder is Flask / FastAPI)
+    standalone: bool = False
+
+    @property
+    def relation(self) -> str:
+        """How the layer stands to the rung below: "built on flask", "beside flask", "the WSGI interface itself"."""
+        if self.below is None:
+            return f"the {self.interface.upper()} interface itself"
+        return f"beside {self.below}" if self.standalone else f"built on {self.below}"
 
     @property
     def logger(self) -> str:
@@ -136,6 +146,7 @@ LAYERS: dict[str, Layer] = {
             "Django on WSGI: WSGIHandler, the URLconf, class-based views, JsonResponse; middleware optional.",
             gaps=DJANGO_GAPS,
             log_name="django.request",
+            standalone=True,
         ),
         Layer(
             "django_asgi",
@@ -145,6 +156,7 @@ LAYERS: dict[str, Layer] = {
             "Django on ASGI: ASGIHandler, async views; its sync parts hop to threads via sync_to_async.",
             gaps=DJANGO_ASGI_GAPS,
             log_name="django.request",
+            standalone=True,
         ),
     )
 }

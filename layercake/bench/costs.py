@@ -833,6 +833,8 @@ def inprocess_document(
             "warmup_requests": WARMUP,
             "counted_requests": 1,
             "event_loop": "asyncio (stdlib)",
+            # the Django layers' middleware (layercake --django-middleware), inherited by every subprocess
+            "django_middleware": os.environ.get("LAYERCAKE_DJANGO_MIDDLEWARE") or "none",
         },
         "in_process": rows,
         "failures": failures,

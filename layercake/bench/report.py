@@ -149,7 +149,7 @@ SCHEMA: tuple[Field, ...] = (
         (dict,),
         ("in_process",),
         "per request, deterministic: calls, c_calls, lines (distinct), line_events, peak_bytes, net_bytes, "
-        "by_package: {package: {calls, c_calls, lines, line_events}}",
+        "thread_hops (work handed to another thread), by_package: {package: {calls, c_calls, lines, line_events}}",
     ),
     Field(
         "in_process[].ratio_to_bare",
@@ -362,6 +362,7 @@ def inprocess_table(doc: dict[str, Any]) -> Table:
         "Python calls",
         "C calls",
         "lines",
+        "thread hops",
         "peak alloc",
         "calls by package",
     ):
@@ -379,6 +380,7 @@ def inprocess_table(doc: dict[str, Any]) -> Table:
             approx + str(c["calls"]),
             approx + str(c["c_calls"]),
             approx + str(c["lines"]),
+            str(c.get("thread_hops", "-")),
             f"{c['peak_bytes'] / 1024:.1f} KiB",
             packages,
         )
@@ -416,8 +418,12 @@ def markdown(doc: dict[str, Any]) -> str:
             "Per request, in-process (no socket, no server): median µs over batches; Python calls, C calls and "
             "distinct source lines executed are deterministic counters (layercake/bench/costs.py).",
             "",
-            "| layer | endpoint | µs | × bare | Python calls | C calls | lines | peak alloc | calls by package |",
-            "|---|---|--:|--:|--:|--:|--:|--:|---|",
+            f"Django layers' middleware: {doc['settings'].get('django_middleware', 'none')} "
+            "(`layercake --django-middleware`).",
+            "",
+            "| layer | endpoint | µs | × bare | Python calls | C calls | lines | thread hops | peak alloc "
+            "| calls by package |",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
         ]
         for r in doc["in_process"]:
             c = r["counters"]
@@ -426,7 +432,7 @@ def markdown(doc: dict[str, Any]) -> str:
             out.append(
                 f"| {r['layer']} | {r['endpoint']} | {r['us_per_request']['median']:.1f} | "
                 f"{_ratio(r['ratio_to_bare']['us'])} | {approx}{c['calls']} | {approx}{c['c_calls']} | "
-                f"{approx}{c['lines']} | "
+                f"{approx}{c['lines']} | {c.get('thread_hops', '-')} | "
                 f"{c['peak_bytes'] / 1024:.1f} KiB | {packages} |"
             )
         if doc.get("failures"):

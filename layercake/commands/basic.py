@@ -61,13 +61,14 @@ def layers_cmd() -> None:
         table.add_row(
             layer.name,
             layer.interface,
-            layer.below or f"({layer.interface.upper()} itself)",
+            (f"({layer.below})" if layer.standalone else layer.below) or f"({layer.interface.upper()} itself)",
             str(own_lines(layer)),
             "yes" if layer.docs else "-",
             ", ".join(layer.gaps) or "-",
             layer.description,
         )
     console.print(table)
+    console.print("[dim](name): the rung below on the ladder, read beside it; not code the layer is built on[/]")
     for layer in LAYERS.values():
         for case_id, why in layer.gaps.items():
             console.print(f"  [yellow]{layer.name}: {case_id}[/]: {why}", highlight=False)
