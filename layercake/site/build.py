@@ -65,6 +65,7 @@ PYGMENTS_STYLE = "friendly"
 ANNOTATED: tuple[str, ...] = (
     "layers/bare_wsgi", "layers/werkzeug", "layers/flask",
     "layers/bare_asgi", "layers/starlette", "layers/fastapi",
+    "layers/django", "layers/django_asgi",
     "layers/shared",
     "servers/core",
     "servers/scratch_common.py",
