@@ -557,6 +557,8 @@ PACKAGE_COLOURS = {
     "pydantic": "#8c564b",
     "werkzeug": "#e377c2",
     "flask": "#2ca02c",
+    "django": "#0c4b33",  # Django's own green
+    "asgiref": "#ff9896",
     "a2wsgi": "#bcbd22",
     "stdlib": "#17becf",
     "other": "#7f7f7f",
