@@ -17,6 +17,7 @@ The middleware switch runs in subprocesses: Django's settings are configured onc
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import subprocess
 import sys
@@ -48,11 +49,15 @@ def test_the_registry_names_the_gaps() -> None:
 # --- lifespan ---------------------------------------------------------------------
 
 
-def test_no_lifespan_the_store_opens_on_the_first_request() -> None:
+def test_no_lifespan_the_store_opens_on_the_first_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module(DJANGO_ASGI.module)
+    monkeypatch.setattr(module, "STORE", None)  # as in a fresh process (other tests created items)
     driver = ASGIDriver(DJANGO_ASGI.load())
     try:
         assert driver.lifespan_supported is False
+        assert module.STORE is None, "nothing may be opened before the first request"
         assert driver.request("GET", "/health").json() == {"status": "ok", "startup_complete": False, "items": 100}
+        assert module.STORE is not None
     finally:
         driver.close()
 
