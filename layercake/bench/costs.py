@@ -31,7 +31,9 @@ one, two runs give identical numbers:
   another thread -- counted from the profile events, as each stretch of events on a
   thread other than the one that started the request and that calls into code outside
   the stdlib (a pool worker going back to sleep after its job is stdlib only, and not
-  a hop), and a thread starting is not one either (the job it is then given is).  0 for a
+  a hop), a thread starting is not one either (the job it is then given is), nor is a job
+  resumed after its thread waited for another (the frame that began the hop is still on
+  its stack) -- the trace profiler's rules exactly.  0 for a
   layer that never leaves the calling thread; 1 for a FastAPI plain ``def`` endpoint
   without a response model (anyio's worker thread), 2 with one (FastAPI validates the
   return value in the pool too); one per ``sync_to_async`` for Django on ASGI.
@@ -251,10 +253,12 @@ class _Hooks:
         self.origin = 0
         self._segment_thread = 0
         self._segment_counted = True
+        self._jobs: dict[int, Any] = {}  # thread -> the frame its current hop began with
 
     def start_profiling(self) -> None:
         self.origin = self._segment_thread = threading.get_ident()
         self._segment_counted = True
+        self._jobs = {}
         self.profiling = True
 
     def _package(self, filename: str) -> str:
@@ -278,8 +282,13 @@ class _Hooks:
                 self._segment_counted = True
                 # A Thread subclass's own run() starting (anyio's worker: it sets itself up
                 # and waits for its first job) is not work handed over; the job is, later.
+                # Nor is the same job resumed after the thread waited (a bridge's worker
+                # waiting on the event loop): the frame that began the hop is still below.
                 if frame.f_back is None or frame.f_back.f_code is not _THREAD_START:
-                    self.counts.thread_hops += 1  # work handed over to this thread: one hop
+                    job = self._jobs.get(tid)
+                    if job is None or not _beneath(frame, job):
+                        self._jobs[tid] = frame
+                        self.counts.thread_hops += 1  # work handed over to this thread: one hop
         elif event == "c_call":
             self.counts.c_calls[package_of_c_function(arg, frame.f_code.co_filename)] += 1
 
@@ -300,6 +309,15 @@ class _Hooks:
 
     def lines_of(self, pkg: str) -> set[tuple[str, int]]:
         return self.counts.lines.setdefault(pkg, set())
+
+
+def _beneath(frame: Any, ancestor: Any, limit: int = 80) -> bool:
+    """Is ``ancestor`` on ``frame``'s stack (the frame itself or one of its callers)?"""
+    while frame is not None and limit:
+        if frame is ancestor:
+            return True
+        frame, limit = frame.f_back, limit - 1
+    return False
 
 
 # --- the minimal drivers ---------------------------------------------------------------------------------------------
@@ -802,8 +820,16 @@ def inprocess_document(
         # A bridge hands every request between threads that give up the GIL for I/O (the
         # loop's self-pipe, the bridge's queues), and where the OS scheduler then switches
         # varies: its counters are close across runs (within a few percent), not identical.
+        # So does a request that hops threads on its own (Django on ASGI starts a thread per
+        # request): its counts are close across runs, not identical.
         rows.extend(
-            {**cost.to_dict(), "interface": interface, "bridge": bridge, "exact": bridge is None} for cost in costs
+            {
+                **cost.to_dict(),
+                "interface": interface,
+                "bridge": bridge,
+                "exact": bridge is None and not cost.counters.get("thread_hops"),
+            }
+            for cost in costs
         )
     if progress:
         progress("done", len(names), len(names))

@@ -137,7 +137,8 @@ SCHEMA: tuple[Field, ...] = (
         "in_process[].exact",
         (bool,),
         ("in_process",),
-        "true: two runs give identical calls, C calls and lines; false (bridges): within a few percent",
+        "true: two runs give identical calls, C calls and lines; false (bridges, and requests that hop threads "
+        "like Django on ASGI): within a few percent",
     ),
     Field("in_process[].interface", (str,), ("in_process",), "wsgi | asgi: the interface the app was driven as"),
     Field("in_process[].endpoint", (str,), ("in_process",), "plaintext | json | item | create"),
