@@ -250,8 +250,10 @@ async def health(request: HttpRequest) -> HttpResponse:
 # Django turns an exception into a response in convert_exception_to_response, around
 # every middleware and the view: Http404 (and a path no route matches) goes to the
 # URLconf's handler404, anything unexpected is logged on "django.request" with its
-# traceback and goes to handler500.  Method dispatch and the contract's own errors
-# (422, 413) belong to the view, so they are the class-based View's business: Route.
+# traceback and goes to handler500.  On the async path that conversion is a sync
+# function run through sync_to_async(thread_sensitive=False): every 404 and 500 is one
+# more thread hop.  Method dispatch and the contract's own errors (422, 413) belong to
+# the view, so they are the class-based View's business: Route, awaited on the loop.
 
 
 def too_large() -> HttpResponse:
@@ -322,7 +324,7 @@ def handler500(request: HttpRequest) -> HttpResponse:
 # without the leading slash.  "<item_id>" is the default "str" converter (one
 # non-empty segment) on purpose: "<int:item_id>" would answer 404 for "/items/abc";
 # the contract says 422.  Print the resolved table with
-#   python -c "from layers.django.app import urlpatterns; print(*urlpatterns, sep='\n')"
+#   python -c "from layers.django_asgi.app import urlpatterns; print(*urlpatterns, sep='\n')"
 urlpatterns = [
     path("", route(get=index), name="index"),
     path("plaintext", route(get=plaintext), name="plaintext"),
