@@ -261,13 +261,14 @@ class Profiler:
                     "by": self._callers(frame.f_back),
                 }
             return
-        label = f"{info.label} ({info.package})"
         hop = self._seg_hop
         if hop is not None and len(hop["work"]) < MAX_HOP_WORK and info.package not in HOP_MACHINERY:
+            label = f"{info.label} ({info.package})"
             if label not in hop["work"]:
                 hop["work"].append(label)  # past the hand-off's own wrappers: the job itself
         if self._seg_counted or tid == self.origin:  # (the second test: a profile call preempted mid-way)
             return
+        label = f"{info.label} ({info.package})"
         self._seg_counted = True
         if frame.f_back is not None and frame.f_back.f_code is _THREAD_START:
             return  # a worker thread's own run() starting up: not a job yet
