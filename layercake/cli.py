@@ -12,6 +12,7 @@ it earlier themselves, to write what they measured first (:mod:`layercake.progre
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -19,6 +20,7 @@ import click
 
 from layercake import __version__, commands
 from layercake.errors import LayercakeError
+from layers.shared import django_project
 
 
 class _Group(click.Group):
@@ -45,13 +47,24 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="layercake")
-def cli() -> None:
+@click.option(
+    "--django-middleware",
+    type=click.Choice(list(django_project.MIDDLEWARE)),
+    default=None,
+    help="The Django layers' middleware, for every command and the servers it starts: none (the default, "
+    "equal work) or default (startproject's seven).  Sets $" + django_project.ENV + ".",
+)
+def cli(django_middleware: str | None) -> None:
     """layercake: the Python web stack, one layer at a time.
 
-    One contract (CONTRACT.md) built at six layers -- bare WSGI, Werkzeug, Flask, bare
-    ASGI, Starlette, FastAPI -- served by our own annotated servers and the real ones.
-    Start with `layercake tour`.
+    One contract (CONTRACT.md) built at eight layers -- bare WSGI, Werkzeug, Flask, Django,
+    bare ASGI, Starlette, FastAPI, Django on ASGI -- served by our own annotated servers
+    and the real ones.  Start with `layercake tour`.
     """
+    if django_middleware is not None:
+        # An environment variable, not a setting: the layer is imported in this process,
+        # in each bench subprocess and in every server process, and all of them inherit it.
+        os.environ[django_project.ENV] = django_middleware
 
 
 def _register() -> None:

@@ -8,8 +8,8 @@ when the interfaces differ -- runs the whole contract over HTTP
 (:func:`layercake.contract.run_contract`) and stops the server and all its workers.  The
 result is a :class:`Cell`: passed/total per case group (http, streaming, upload,
 websocket, lifespan), and each failed case with the contract's reason and, when the
-registry knows it, *why* this server or bridge cannot pass it (``ServerSpec.gaps``,
-``servers.bridges.GAPS``).  A failure nobody has explained is marked as such: that is a
+registry knows it, *why* this server or bridge -- or the layer itself, on any server --
+cannot pass it (``ServerSpec.gaps``, ``servers.bridges.GAPS``, ``Layer.gaps``).  A failure nobody has explained is marked as such: that is a
 bug to look at, in the server, the bridge, the layer or the contract.
 
 Pairs run concurrently (``jobs``, default 2: each pair is one server process and one
@@ -91,8 +91,11 @@ class Cell:
         return " ".join([text, *lacking])
 
 
-def known_gap(spec: ServerSpec, bridge: str | None, case_id: str) -> str | None:
-    """Why ``spec`` (through ``bridge``) cannot pass ``case_id``, if the registry says."""
+def known_gap(spec: ServerSpec, bridge: str | None, case_id: str, layer: Layer | None = None) -> str | None:
+    """Why ``spec`` (through ``bridge``) cannot pass ``case_id``, if the registry says -- or
+    why ``layer`` cannot, on any server (``Layer.gaps``: Django's ASGI handler has no lifespan)."""
+    if layer is not None and case_id in layer.gaps:
+        return f"{layer.name}: {layer.gaps[case_id]}"
     if bridge and case_id in bridges.GAPS.get(bridge, {}):
         return f"{bridge} bridge: {bridges.GAPS[bridge][case_id]}"
     if case_id in spec.gaps:
@@ -124,7 +127,7 @@ def run_pair(
         with start_server(spec, layer, opts or ServerOptions()) as srv:
             cell.native_command = srv.native_command
             results = run_contract(srv.url, layer, timeout=CONTRACT_TIMEOUT, on_result=on_result)
-            if any(not r.ok and known_gap(spec, bridge, r.case.id) is None for r in results):
+            if any(not r.ok and known_gap(spec, bridge, r.case.id, layer) is None for r in results):
                 cell.server_output = "\n".join(srv.output().splitlines()[-40:])
     except MissingPackage as exc:
         cell.reason = f"not installed: {exc.message}"
@@ -137,7 +140,9 @@ def run_pair(
     summary = summarize(results)
     cell.groups = {g: summary[g] for g in GROUP_ORDER if g in summary}
     cell.failures = [
-        Failure(r.case.id, r.case.group, r.detail, known_gap(spec, bridge, r.case.id)) for r in results if not r.ok
+        Failure(r.case.id, r.case.group, r.detail, known_gap(spec, bridge, r.case.id, layer))
+        for r in results
+        if not r.ok
     ]
     cell.status = "pass" if not cell.failures else ("fail" if cell.passed == 0 else "partial")
     return cell

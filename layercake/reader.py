@@ -113,7 +113,7 @@ def resolve(target: str, project: Path = PROJECT) -> Target:
         source = project / "layers" / layer.name / "app.py"
         if not source.exists():
             raise LayercakeError(f"layer {target!r} has no source yet ({source.relative_to(project)} is missing)")
-        adds = f"built on {layer.below}" if layer.below else f"the {layer.interface.upper()} interface itself"
+        adds = layer.relation
         return Target(
             layer.name, "layer", layer.description, [source], layer.below, [f"{layer.interface.upper()} layer, {adds}"]
         )

@@ -189,6 +189,27 @@ class LifespanDriver:
             pass
 
 
+def _ended_on_eof(receive: Any) -> Any:
+    """``receive`` that reports a client gone mid-body as ``http.disconnect``.
+
+    a2wsgi reads ``wsgi.input`` up to ``CONTENT_LENGTH``; when the client goes away first,
+    every read returns ``b""`` and a2wsgi hands the app an empty chunk with ``more_body:
+    True`` -- again at every ``receive()``, for ever.  An app that waits for the whole body
+    (Django's ASGIHandler) then spins, and on a one-worker sync server (wsgiref,
+    gunicorn's sync worker) nothing else is served.  A blocking read returns nothing only
+    at end of input, so that chunk means the client is gone: the ASGI HTTP spec's
+    ``http.disconnect``.  (Unsized bodies never get here: they are buffered first.)
+    """
+
+    async def guarded() -> dict[str, Any]:
+        message: dict[str, Any] = await receive()
+        if message["type"] == "http.request" and not message.get("body") and message.get("more_body"):
+            return {"type": "http.disconnect"}
+        return message
+
+    return guarded
+
+
 def asgi_to_wsgi(app: Any, lifespan: bool = True) -> Any:
     """A WSGI callable running the ASGI ``app``; with ``lifespan``, startup has run on return."""
     from a2wsgi import ASGIMiddleware
@@ -196,8 +217,23 @@ def asgi_to_wsgi(app: Any, lifespan: bool = True) -> Any:
     state: dict[str, Any] = {}
 
     async def with_state(scope: Any, receive: Any, send: Any) -> None:  # Any: a2wsgi's TypedDicts, as above
+        started = False
+
+        async def noting_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         # ASGI lifespan spec: each request scope gets a shallow copy of the lifespan state.
-        await app({**scope, "state": dict(state)}, receive, send)
+        await app({**scope, "state": dict(state)}, _ended_on_eof(receive), noting_send)
+        if scope["type"] == "http" and not started:
+            # The app returned without a response (Django does, for a client gone mid-body).
+            # a2wsgi would wait for one for ever, holding the WSGI worker; the ASGI HTTP spec
+            # has the server answer 500 instead, so the bridge does (nobody may read it).
+            body = b"Internal Server Error"
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
     asgi_middleware = ASGIMiddleware(with_state)
 

@@ -26,15 +26,26 @@ one, two runs give identical numbers:
   counts once per iteration);
 - *allocation*: with ``tracemalloc``, the peak of traced memory above the level
   before the request (``peak_bytes``) and what stays allocated after it
-  (``net_bytes``).
+  (``net_bytes``);
+- *thread hops* (``thread_hops``): how many times the request's work was handed to
+  another thread -- counted from the profile events, as each stretch of events on a
+  thread other than the one that started the request and that calls into code outside
+  the stdlib (a pool worker going back to sleep after its job is stdlib only, and not
+  a hop), a thread starting is not one either (the job it is then given is), nor is a job
+  resumed after its thread waited for another (the frame that began the hop is still on
+  its stack) -- the trace profiler's rules exactly.  0 for a
+  layer that never leaves the calling thread; 1 for a FastAPI plain ``def`` endpoint
+  without a response model (anyio's worker thread), 2 with one (FastAPI validates the
+  return value in the pool too); one per ``sync_to_async`` for Django on ASGI.
 
 Each is broken down by *package*, decided from the code's file (or, for a C call, the
 function's module): ``layer`` (``layers/``: our layer code and the shared store and
 validator), ``server`` (``servers/``; in-process this is empty, and the driver's own
 ``receive``/``send``/``start_response``, which stand in for a server, are counted as
 ``driver``), ``starlette``, ``fastapi``, ``pydantic`` (with pydantic-core), ``werkzeug``,
-``flask``, ``a2wsgi``, ``stdlib`` (including ``asyncio``, ``json``, ``sqlite3`` and
-builtins), and ``other`` (e.g. anyio, jinja2, itsdangerous).
+``flask``, ``django``, ``asgiref`` (Django's sync/async bridge), ``a2wsgi``, ``stdlib``
+(including ``asyncio``, ``json``, ``sqlite3`` and builtins), and ``other`` (e.g. anyio,
+jinja2, itsdangerous).
 
 How determinism is kept: each layer is measured in a fresh subprocess (``python -m
 layercake.bench.costs LAYER``), so no layer inherits another's imports or caches;
@@ -126,6 +137,8 @@ PACKAGES = (
     "pydantic",
     "werkzeug",
     "flask",
+    "django",
+    "asgiref",
     "a2wsgi",
     "stdlib",
     "other",
@@ -133,6 +146,9 @@ PACKAGES = (
 
 PROJECT = Path(__file__).resolve().parents[2]
 _THIS_FILE = str(Path(__file__).resolve())
+# Where threading calls a new thread's run(): a run() of code outside the stdlib called from
+# here is a worker thread starting, not a job handed to it (see _Hooks.profile).
+_THREAD_START = threading.Thread._bootstrap_inner.__code__  # type: ignore[attr-defined]
 _STDLIB = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
 _APP_ROOT = os.environ.get("LAYERCAKE_APP_ROOT", "")  # --app's own code: a directory ending in "/" or a file
 _SITE = ("site-packages", "dist-packages")
@@ -143,6 +159,8 @@ _TOP_LEVEL = {
     "pydantic_core": "pydantic",
     "werkzeug": "werkzeug",
     "flask": "flask",
+    "django": "django",
+    "asgiref": "asgiref",
     "a2wsgi": "a2wsgi",
     "layers": "layer",
     "servers": "server",
@@ -211,6 +229,7 @@ class Counts:
     line_events: Counter[str] = field(default_factory=Counter)
     peak_bytes: int = 0
     net_bytes: int = 0
+    thread_hops: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         packages = [p for p in PACKAGES if self.calls[p] or self.c_calls[p] or self.lines.get(p)]
@@ -221,6 +240,7 @@ class Counts:
             "line_events": sum(self.line_events.values()),
             "peak_bytes": self.peak_bytes,
             "net_bytes": self.net_bytes,
+            "thread_hops": self.thread_hops,
             "by_package": {
                 p: {
                     "calls": self.calls[p],
@@ -242,6 +262,18 @@ class _Hooks:
         self.tracing = False
         self.armed = True
         self._file_package: dict[str, str] = {}
+        # Thread hops: the thread that started the request, the thread of the last event,
+        # and whether the current stretch of events on that thread has been counted.
+        self.origin = 0
+        self._segment_thread = 0
+        self._segment_counted = True
+        self._jobs: dict[int, Any] = {}  # thread -> the frame its current hop began with
+
+    def start_profiling(self) -> None:
+        self.origin = self._segment_thread = threading.get_ident()
+        self._segment_counted = True
+        self._jobs = {}
+        self.profiling = True
 
     def _package(self, filename: str) -> str:
         pkg = self._file_package.get(filename)
@@ -254,8 +286,23 @@ class _Hooks:
             if not self.armed:
                 sys.setprofile(None)  # counting is over: unhook this thread for the timing loop
             return
+        tid = threading.get_ident()
+        if tid != self._segment_thread:  # another thread runs now: a new stretch begins
+            self._segment_thread, self._segment_counted = tid, tid == self.origin
         if event == "call":
-            self.counts.calls[self._package(frame.f_code.co_filename)] += 1
+            package = self._package(frame.f_code.co_filename)
+            self.counts.calls[package] += 1
+            if not self._segment_counted and package not in ("stdlib", "driver"):
+                self._segment_counted = True
+                # A Thread subclass's own run() starting (anyio's worker: it sets itself up
+                # and waits for its first job) is not work handed over; the job is, later.
+                # Nor is the same job resumed after the thread waited (a bridge's worker
+                # waiting on the event loop): the frame that began the hop is still below.
+                if frame.f_back is None or frame.f_back.f_code is not _THREAD_START:
+                    job = self._jobs.get(tid)
+                    if job is None or not _beneath(frame, job):
+                        self._jobs[tid] = frame
+                        self.counts.thread_hops += 1  # work handed over to this thread: one hop
         elif event == "c_call":
             self.counts.c_calls[package_of_c_function(arg, frame.f_code.co_filename)] += 1
 
@@ -276,6 +323,15 @@ class _Hooks:
 
     def lines_of(self, pkg: str) -> set[tuple[str, int]]:
         return self.counts.lines.setdefault(pkg, set())
+
+
+def _beneath(frame: Any, ancestor: Any, limit: int = 80) -> bool:
+    """Is ``ancestor`` on ``frame``'s stack (the frame itself or one of its callers)?"""
+    while frame is not None and limit:
+        if frame is ancestor:
+            return True
+        frame, limit = frame.f_back, limit - 1
+    return False
 
 
 # --- the minimal drivers ---------------------------------------------------------------------------------------------
@@ -501,7 +557,7 @@ class _Runner:
         sys.setswitchinterval(100.0)
         try:
             bracket.run(
-                lambda: (setattr(hooks, "profiling", True), sys.setprofile(hooks.profile)),
+                lambda: (hooks.start_profiling(), sys.setprofile(hooks.profile)),
                 lambda: (sys.setprofile(None), setattr(hooks, "profiling", False)),
             )
             bracket.run(
@@ -793,8 +849,16 @@ def inprocess_document(
             # A bridge hands every request between threads that give up the GIL for I/O (the
             # loop's self-pipe, the bridge's queues), and where the OS scheduler then switches
             # varies: its counters are close across runs (within a few percent), not identical.
+            # So does a request that hops threads on its own (Django on ASGI starts a thread per
+            # request): its counts are close across runs, not identical.
             rows.extend(
-                {**cost.to_dict(), "interface": interface, "bridge": bridge, "exact": bridge is None} for cost in costs
+                {
+                    **cost.to_dict(),
+                    "interface": interface,
+                    "bridge": bridge,
+                    "exact": bridge is None and not cost.counters.get("thread_hops"),
+                }
+                for cost in costs
             )
     except KeyboardInterrupt:
         partial = {
@@ -831,6 +895,8 @@ def inprocess_document(
             "warmup_requests": WARMUP,
             "counted_requests": 1,
             "event_loop": "asyncio (stdlib)",
+            # the Django layers' middleware (layercake --django-middleware), inherited by every subprocess
+            "django_middleware": os.environ.get("LAYERCAKE_DJANGO_MIDDLEWARE") or "none",
         },
         "in_process": rows,
         "failures": failures,

@@ -137,7 +137,8 @@ SCHEMA: tuple[Field, ...] = (
         "in_process[].exact",
         (bool,),
         ("in_process",),
-        "true: two runs give identical calls, C calls and lines; false (bridges): within a few percent",
+        "true: two runs give identical calls, C calls and lines; false (bridges, and requests that hop threads "
+        "like Django on ASGI): within a few percent",
     ),
     Field("in_process[].interface", (str,), ("in_process",), "wsgi | asgi: the interface the app was driven as"),
     Field("in_process[].endpoint", (str,), ("in_process",), "plaintext | json | item | create"),
@@ -149,7 +150,7 @@ SCHEMA: tuple[Field, ...] = (
         (dict,),
         ("in_process",),
         "per request, deterministic: calls, c_calls, lines (distinct), line_events, peak_bytes, net_bytes, "
-        "by_package: {package: {calls, c_calls, lines, line_events}}",
+        "thread_hops (work handed to another thread), by_package: {package: {calls, c_calls, lines, line_events}}",
     ),
     Field(
         "in_process[].ratio_to_bare",
@@ -364,6 +365,7 @@ def inprocess_table(doc: dict[str, Any]) -> Table:
         "Python calls",
         "C calls",
         "lines",
+        "thread hops",
         "peak alloc",
         "calls by package",
     ):
@@ -381,6 +383,7 @@ def inprocess_table(doc: dict[str, Any]) -> Table:
             approx + str(c["calls"]),
             approx + str(c["c_calls"]),
             approx + str(c["lines"]),
+            str(c.get("thread_hops", "-")),
             f"{c['peak_bytes'] / 1024:.1f} KiB",
             packages,
         )
@@ -418,8 +421,12 @@ def markdown(doc: dict[str, Any]) -> str:
             "Per request, in-process (no socket, no server): median µs over batches; Python calls, C calls and "
             "distinct source lines executed are deterministic counters (layercake/bench/costs.py).",
             "",
-            "| layer | endpoint | µs | × bare | Python calls | C calls | lines | peak alloc | calls by package |",
-            "|---|---|--:|--:|--:|--:|--:|--:|---|",
+            f"Django layers' middleware: {doc['settings'].get('django_middleware', 'none')} "
+            "(`layercake --django-middleware`).",
+            "",
+            "| layer | endpoint | µs | × bare | Python calls | C calls | lines | thread hops | peak alloc "
+            "| calls by package |",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
         ]
         for r in doc["in_process"]:
             c = r["counters"]
@@ -428,7 +435,7 @@ def markdown(doc: dict[str, Any]) -> str:
             out.append(
                 f"| {r['layer']} | {r['endpoint']} | {r['us_per_request']['median']:.1f} | "
                 f"{_ratio(r['ratio_to_bare']['us'])} | {approx}{c['calls']} | {approx}{c['c_calls']} | "
-                f"{approx}{c['lines']} | "
+                f"{approx}{c['lines']} | {c.get('thread_hops', '-')} | "
                 f"{c['peak_bytes'] / 1024:.1f} KiB | {packages} |"
             )
         if doc.get("failures"):
@@ -558,6 +565,8 @@ PACKAGE_COLOURS = {
     "pydantic": "#8c564b",
     "werkzeug": "#e377c2",
     "flask": "#2ca02c",
+    "django": "#0c4b33",  # Django's own green
+    "asgiref": "#ff9896",
     "a2wsgi": "#bcbd22",
     "stdlib": "#17becf",
     "other": "#7f7f7f",

@@ -94,7 +94,7 @@ def _write_outputs(
 
 
 @click.command()
-@click.option("--layers", help="Comma-separated layers (default: all six).")
+@click.option("--layers", help="Comma-separated layers (default: all of them).")
 @click.option(
     "--servers",
     help="Comma-separated servers instead of the reference ones (uvicorn httptools+uvloop for "

@@ -66,6 +66,7 @@ PYGMENTS_STYLE = "friendly"
 ANNOTATED: tuple[str, ...] = (
     "layers/bare_wsgi", "layers/werkzeug", "layers/flask",
     "layers/bare_asgi", "layers/starlette", "layers/fastapi",
+    "layers/django", "layers/django_asgi",
     "layers/shared",
     "servers/core",
     "servers/scratch_common.py",
@@ -679,7 +680,8 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
         "<code>layercake read --diff scratch-wsgi scratch-asgi</code> · <code>layercake loc</code> · "
         "<code>layercake trace fastapi GET /items/1</code></p>")
     body = (
-        "<h1>The ladder</h1>\n<p class=\"lede\">One contract, six layers. Each rung is built on the one below it; "
+        "<h1>The ladder</h1>\n<p class=\"lede\">One contract, eight layers. Each rung is built on the one below it "
+        "(Django stands beside Flask and FastAPI, a framework of its own); "
         "the columns say what it costs in code you read and in work done per request. Click a rung to read its "
         "annotated source, or <em>beside</em> to see it next to the rung below.</p>\n"
         f'<figure class="chart lead">{ladder_chart(figures)}<figcaption>{ladder_caption(figures)}</figcaption>'

@@ -65,6 +65,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("pydantic", "bright_green", "pydantic and pydantic-core"),
     Package("werkzeug", "dark_orange3", "Werkzeug"),
     Package("flask", "yellow", "Flask (and jinja2, itsdangerous, markupsafe, blinker)"),
+    Package("django", "dark_green", "Django (and sqlparse)"),
+    Package("asgiref", "orchid", "asgiref: Django's sync_to_async / async_to_sync thread hops"),
     Package("layer", "bright_red", "the layer's own code: layers/<name>/ and layers/shared/ (or your --app's)"),
     Package("stdlib", "white", "the Python standard library"),
     Package("trace", "bright_black", "the tracer itself: recording middleware and profiler"),
@@ -85,6 +87,7 @@ WEB_COLOURS: dict[str, str] = {
     "werkzeug": "#b34700",
     "flask": "#6b6b00",
     "django": "#0c4b33",
+    "asgiref": "#9c2780",
     "layer": "#c62828",
     "stdlib": "#4a6272",
     "trace": "#7a5c7a",
@@ -165,6 +168,9 @@ SITE_PACKAGES: dict[str, str] = {
     "itsdangerous": "flask",
     "markupsafe": "flask",
     "blinker": "flask",
+    "django": "django",
+    "sqlparse": "django",
+    "asgiref": "asgiref",
 }
 
 _STDLIB_DIRS = tuple(

@@ -29,6 +29,16 @@ Three things the raw event stream does not give, and how they are recovered:
 * **The recorder's own bookkeeping** (snapshots, timestamps) is left out: functions
   marked with :func:`hidden` drop their whole subtree.  The recorders' wrappers around
   ``send``/``receive``/``start_response`` stay in, as package ``trace``: they are on the path.
+* **Thread hops** -- work handed to another thread (``sync_to_async``, a thread pool,
+  a bridge's executor).  A hop is a stretch of events on a thread other than the one
+  that started the request, in which code outside the stdlib is called: a pool worker
+  going back to sleep after its job runs stdlib code only, and is not one, nor is a
+  worker thread starting up (its ``run()`` called by threading's bootstrap) before its
+  first job.  Each hop records the thread it went to, the first functions it ran, and
+  -- when the handing thread was seen calling a hand-off primitive (:data:`HANDOFFS`:
+  ``run_in_executor``, ``ThreadPoolExecutor.submit``, ``Queue.put``...) -- which
+  primitive, called from which non-stdlib functions.  ``layercake.bench.costs`` counts
+  hops by the same rule, so ``bench --in-process`` and ``trace`` agree.
 * **Distinct lines**: with no ``line`` events, the lines we see are the call sites
   (the caller's current line at each call) and the return points.  That is a lower
   bound on the lines executed -- honest, and ten times cheaper than ``sys.settrace``,
@@ -59,6 +69,23 @@ from layercake.trace.packages import classify_file, classify_module, short_path
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 MAX_OUTER_DEPTH = 80  # a server's stack under the app is ~10-30 frames; deeper is recursion
 MAX_SWITCHES = 400  # thread/task hand-overs kept in order; beyond that only counted
+
+#: Stdlib functions that hand work to another thread; a call to one is remembered as the
+#: origin of the next thread hop (outermost call only: submit() inside run_in_executor()).
+HANDOFFS = frozenset(
+    {
+        "BaseEventLoop.run_in_executor",
+        "ThreadPoolExecutor.submit",
+        "Thread.start",
+        "Queue.put",
+        "Queue.put_nowait",
+        "BaseEventLoop.call_soon_threadsafe",
+        "run_coroutine_threadsafe",
+    }
+)
+MAX_HOP_WORK = 3  # functions named per hop: the first it ran outside the stdlib, then the job's own
+HOP_MACHINERY = frozenset({"asgiref", "anyio", "bridge"})  # the hand-off's wrappers, named once per hop
+_THREAD_START = threading.Thread._bootstrap_inner.__code__  # type: ignore[attr-defined]
 
 #: Code objects whose calls (and everything they call) the profiler leaves out: the
 #: recorder's bookkeeping, which is not the request's work.  Added with :func:`hidden`.
@@ -159,6 +186,17 @@ class Profiler:
         self.pkg_first: dict[str, dict[str, Any]] = {}  # package -> its first call: t_ns, label, thread, task
         self.active = False
         self._hiding: dict[int, FrameType] = {}  # thread -> the hidden frame it is inside
+        # Thread hops (see the module docstring): the thread that started the request, the
+        # thread of the current stretch of events, whether that stretch is accounted for,
+        # the hop it is (to name its work), and the last hand-off call not yet matched.
+        self.origin: int | None = None
+        self.hops: list[dict[str, Any]] = []
+        self.hop_count = 0
+        self._seg_tid: int | None = None
+        self._seg_counted = True
+        self._seg_hop: dict[str, Any] | None = None
+        self._handoff: dict[str, Any] | None = None
+        self._jobs: dict[int, tuple[FrameType, dict[str, Any]]] = {}  # thread -> its current hop's first frame
 
     # -- the profile function -----------------------------------------------------------
 
@@ -180,9 +218,12 @@ class Profiler:
         if stack is None:
             stack = self._stacks[tid] = []
             self._new_thread(tid, now)
+        if tid != self._seg_tid:
+            self._new_segment(tid)
         if event == "call":
             parent = self._attach(stack, frame.f_back, tid)
             info = self._code(frame.f_code)
+            self._hop(tid, frame, info, now)
             task = self._task() if info.first_resume >= 0 else parent.task
             node = self._child(parent, (frame.f_code, task), info, task)
             if info.first_resume >= 0 and frame.f_lasti > info.first_resume:
@@ -207,6 +248,87 @@ class Profiler:
                 entry = stack.pop()
                 entry[1].total_ns += now - entry[2]
         self._switch(tid, stack, now)
+
+    # -- thread hops ----------------------------------------------------------------------
+
+    def _new_segment(self, tid: int) -> None:
+        self._seg_tid, self._seg_hop = tid, None
+        self._seg_counted = self.origin is None or tid == self.origin
+        if tid == self.origin and self._handoff is not None and self._handoff["ident"] != tid:
+            self._handoff = None  # a worker handing its result back: consumed by the return
+
+    def _hop(self, tid: int, frame: FrameType, info: _Code, now: int) -> None:
+        if info.package == "stdlib":
+            if frame.f_code.co_qualname in HANDOFFS and not self._inside_handoff(frame.f_back):
+                self._handoff = {
+                    "ident": tid,
+                    "thread": threading.current_thread().name,
+                    "via": frame.f_code.co_qualname,
+                    "by": self._callers(frame.f_back),
+                }
+            return
+        hop = self._seg_hop
+        if hop is not None and len(hop["work"]) < MAX_HOP_WORK and info.package not in HOP_MACHINERY:
+            label = f"{info.label} ({info.package})"
+            if label not in hop["work"]:
+                hop["work"].append(label)  # past the hand-off's own wrappers: the job itself
+        if self._seg_counted or tid == self.origin:  # (the second test: a profile call preempted mid-way)
+            return
+        label = f"{info.label} ({info.package})"
+        self._seg_counted = True
+        if frame.f_back is not None and frame.f_back.f_code is _THREAD_START:
+            return  # a worker thread's own run() starting up: not a job yet
+        job = self._jobs.get(tid)
+        if job is not None and self._beneath(frame, job[0]):
+            # The same job resumed: the interpreter switched threads in the middle of it
+            # (its 5 ms switch interval, or the job waited on a lock).  Not a new hop.
+            self._seg_hop = job[1]
+            return
+        handoff, self._handoff = self._handoff, None
+        self.hop_count += 1
+        hop = {
+            "t_ns": now - self.t0_ns,
+            "from": handoff["thread"] if handoff else None,
+            "to": threading.current_thread().name,
+            "ident": tid,
+            "via": handoff["via"] if handoff else None,
+            "handed_by": handoff["by"] if handoff else [],
+            "work": [label],
+        }
+        self._seg_hop = hop
+        self._jobs[tid] = (frame, hop)
+        if len(self.hops) < MAX_SWITCHES:
+            self.hops.append(hop)
+
+    @staticmethod
+    def _beneath(frame: FrameType | None, ancestor: FrameType) -> bool:
+        """Is ``ancestor`` on ``frame``'s stack (the frame itself or one of its callers)?"""
+        depth = 0
+        while frame is not None and depth < MAX_OUTER_DEPTH:
+            if frame is ancestor:
+                return True
+            frame, depth = frame.f_back, depth + 1
+        return False
+
+    @staticmethod
+    def _inside_handoff(frame: FrameType | None) -> bool:
+        depth = 0
+        while frame is not None and depth < 8:
+            if frame.f_code.co_qualname in HANDOFFS:
+                return True
+            frame, depth = frame.f_back, depth + 1
+        return False
+
+    def _callers(self, frame: FrameType | None) -> list[str]:
+        """The nearest callers outside the stdlib, innermost first: who asked for the hand-off."""
+        out: list[str] = []
+        depth = 0
+        while frame is not None and len(out) < MAX_HOP_WORK and depth < MAX_OUTER_DEPTH:
+            info = self._code(frame.f_code)
+            if info.package not in ("stdlib", "trace"):
+                out.append(f"{info.label} ({info.package})")
+            frame, depth = frame.f_back, depth + 1
+        return out
 
     def _count(self, node: Node, now: int) -> None:
         if node.first_ns is None:
@@ -364,6 +486,10 @@ class Profiler:
             "first_calls": self.pkg_first,
             "switches": self.switches,
             "switch_count": self.switch_count,
+            "hops": self.hops,
+            "hop_count": self.hop_count,
+            "origin_thread": self.threads.get(self.origin or 0, {}).get("name"),
+            "origin_ident": self.origin,
             "events": self.events,
         }
 
@@ -392,6 +518,7 @@ def start(profiler: Profiler) -> None:
     """Make ``profiler`` current and profile the calling thread."""
     global _current
     _current = profiler
+    profiler.origin = threading.get_ident()  # the thread whose request this is: hops leave it
     profiler.active = True
     sys.setprofile(_dispatch)
 

@@ -322,6 +322,18 @@ def _hops(trace: Trace) -> list[str]:
     return out
 
 
+def hop_lines(trace: Trace) -> list[str]:
+    """Every thread hop of the request, one line each: when, to which thread, handed by what, doing what."""
+    out = []
+    for hop in trace.profile.get("hops", []):
+        source = f"{hop['from']} → " if hop.get("from") else ""
+        handed = f" via {hop['via']}" if hop.get("via") else ""
+        if hop.get("handed_by"):
+            handed += " from " + " ← ".join(hop["handed_by"])
+        out.append(f"{fmt_ns(hop['t_ns'])}  {source}{hop['to']}{handed}: runs {', '.join(hop['work'])}")
+    return out
+
+
 def _timeline_rows(trace: Trace) -> list[list[str]]:
     rows = []
     for row in trace.timeline():
@@ -436,6 +448,9 @@ def render_trace(trace: Trace, depth: int = DEFAULT_DEPTH) -> RenderableType:
     hops = _hops(trace)
     if len(hops) > 1:
         parts.append(Text("thread hand-overs: " + ";  ".join(hops[:12]) + (" …" if len(hops) > 12 else "")))
+    if "hop_count" in trace.profile:
+        parts.append(Text(f"thread hops (work handed to another thread): {trace.profile['hop_count']}", style="bold"))
+        parts += [Text("  " + line) for line in hop_lines(trace)]
     parts.append(Panel(Text(show_bytes(trace.response_bytes)), title="6. response bytes, as received"))
     if trace.response.get("websocket") is not None:
         parts.append(Text("WebSocket, as the client saw it: " + ", ".join(_ws_summary(trace.response["websocket"]))))
@@ -968,6 +983,9 @@ def trace_body(trace: Trace, depth: int = DEFAULT_DEPTH) -> str:
         )
     )
     body.append("<h3>Thread hand-overs</h3><p>" + html.escape(";  ".join(_hops(trace)) or "none") + "</p>")
+    if "hop_count" in trace.profile:
+        body.append(f"<h3>Thread hops: {trace.profile['hop_count']}</h3>")
+        body.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in hop_lines(trace)) + "</ul>")
     body.append("<h2>6. Response bytes, as received</h2>")
     body.append(f"<pre>{html.escape(show_bytes(trace.response_bytes, None))}</pre>")
     if trace.response.get("websocket") is not None:

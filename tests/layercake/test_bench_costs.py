@@ -63,7 +63,18 @@ def test_two_runs_give_identical_counts(layer: str) -> None:
 
 def test_a_layer_that_does_more_counts_more() -> None:
     rows = {r.layer: r for r in quick_ladder(seconds_per_layer=0.01, endpoint="json")}
-    assert list(rows) == ["bare_wsgi", "werkzeug", "flask", "bare_asgi", "starlette", "fastapi"]
+    assert list(rows) == [
+        "bare_wsgi",
+        "werkzeug",
+        "flask",
+        "bare_asgi",
+        "starlette",
+        "fastapi",
+        "django",
+        "django_asgi",
+    ]
+    assert rows["bare_wsgi"].calls < rows["django"].calls < rows["django_asgi"].calls
+    assert rows["django"].by_package["django"]["calls"] > 0 and rows["django_asgi"].by_package["asgiref"]["calls"] > 0
     assert rows["bare_asgi"].calls < rows["starlette"].calls < rows["fastapi"].calls
     assert rows["bare_wsgi"].calls < rows["werkzeug"].calls < rows["flask"].calls
     assert rows["bare_asgi"].lines < rows["fastapi"].lines
@@ -98,3 +109,34 @@ def test_a_bridged_layer_counts_the_bridge(name: str, framework: str) -> None:
     assert packages[framework]["calls"] > 0
     (native,) = measure(name.partition("@")[0], ["json"], seconds=0.01)
     assert cost.counters["calls"] > native.counters["calls"]
+
+
+FASTAPI_DEF = """
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+app = FastAPI()
+
+
+@app.get("/json", response_model=None)
+def json_hello() -> JSONResponse:  # a plain def: run in anyio's worker thread
+    return JSONResponse({"message": "Hello, World!"})
+"""
+
+
+def test_a_fastapi_def_endpoint_is_exactly_one_thread_hop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "defapp.py").write_text(FASTAPI_DEF)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    (cost,) = measure("defapp:app", ["json"], seconds=0.01, interface="asgi")
+    assert cost.counters["thread_hops"] == 1
+
+
+@pytest.mark.parametrize("layer", ["bare_wsgi", "flask", "fastapi", "django"])
+def test_layers_that_stay_on_their_thread_make_no_hop(layer: str) -> None:
+    assert all(c["thread_hops"] == 0 for c in _counters(layer, ["json", "create"]))
+
+
+def test_django_on_asgi_hops_for_its_sync_parts() -> None:
+    # request_started's and request_finished's sync receivers (sync_to_async each), and the
+    # per-request executor's shutdown: several, whatever the view (an async one here).
+    assert all(c["thread_hops"] >= 2 for c in _counters("django_asgi", ["json", "create"]))

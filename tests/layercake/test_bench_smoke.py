@@ -110,6 +110,8 @@ def test_the_plan_is_the_ladder_and_fits_the_budget() -> None:
         "uvicorn/bare_asgi",
         "uvicorn/starlette",
         "uvicorn/fastapi",
+        "gunicorn-gthread/django",
+        "uvicorn/django_asgi",
     ]
     assert dict(targets[-1].flags) == {"http": "httptools", "loop": "uvloop"}
     assert dict(targets[1].flags) == {"workers": 1, "threads": 8}
@@ -217,9 +219,9 @@ def test_user_mistakes_are_one_line() -> None:
     for args, message in (
         (["--endpoints", "nope"], "unknown endpoint 'nope'"),
         (["--concurrency", "a,b"], "comma-separated integers"),
-        (["--layers", "django"], "unknown layer 'django'"),
+        (["--layers", "rails"], "unknown layer 'rails'"),
         (["--duration", "0"], "whole seconds"),
-        (["--baseline", "uvicorn/django"], "unknown baseline target 'uvicorn/django'"),
+        (["--baseline", "uvicorn/rails"], "unknown baseline target 'uvicorn/rails'"),
     ):
         result = CliRunner().invoke(cli, ["bench", *args])
         assert result.exit_code != 0 and message in result.output, result.output
@@ -232,7 +234,7 @@ def test_in_process_mistakes_are_one_line() -> None:
     # measured" with exit 0; the socket-only options were silently ignored.
     for args, message in (
         (["--in-process", "--endpoints", "nope"], "unknown endpoint 'nope'"),
-        (["--in-process", "--layers", "bare_asgi,django"], "unknown layer 'django'"),
+        (["--in-process", "--layers", "bare_asgi,rails"], "unknown layer 'rails'"),
         (["--in-process", "--experiment", "slow"], "takes no --experiment"),
         (["--in-process", "--servers", "uvicorn"], "takes no --servers"),
         (["--in-process", "--seconds", "0"], "--seconds must be positive"),

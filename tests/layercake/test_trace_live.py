@@ -80,6 +80,21 @@ def test_wsgi_layer_on_an_asgi_server_shows_the_bridge_and_the_thread_switch() -
     assert t.response["status"] == 200 and t.response["body"] == '{"message":"Hello, World!"}'
 
 
+def test_django_on_asgi_shows_its_thread_hops_and_django_on_wsgi_none() -> None:
+    t = trace("django_asgi", "scratch-asgi", "GET", "/json")
+    hops = t.profile["hops"]
+    assert t.profile["hop_count"] >= 2 and len(hops) == t.profile["hop_count"]
+    # each sync part: the event loop hands it to an executor thread through sync_to_async
+    first = hops[0]
+    assert first["from"] == t.profile["origin_thread"] and first["to"] != first["from"]
+    assert first["via"] == "BaseEventLoop.run_in_executor" and first["handed_by"][0].startswith("SyncToAsync.__call__")
+    assert any("(django)" in work for hop in hops for work in hop["work"])
+    console = Console(record=True, width=200)
+    console.print(render.render_trace(t))
+    assert f"thread hops (work handed to another thread): {t.profile['hop_count']}" in console.export_text()
+    assert trace("django", "scratch-wsgi", "GET", "/json").profile["hop_count"] == 0
+
+
 def test_scope_diff_finds_known_differences_between_wsgiref_and_scratch_wsgi() -> None:
     diff = scope_diff("bare_wsgi", ["scratch-wsgi", "wsgiref"], "GET", "/inspect?x=1")
     # wsgiref serves one request at a time and starts each environ from os.environ (as CGI did)

@@ -102,6 +102,28 @@ def test_work_handed_to_a_thread_pool_appears_under_that_thread(new_threads_prof
     assert any(s["thread"] == "pool_0" for s in summary["switches"])
 
 
+def test_a_job_handed_to_a_pool_is_one_thread_hop_with_its_origin(new_threads_profiled: None) -> None:
+    def request() -> int:
+        with ThreadPoolExecutor(1, thread_name_prefix="hop") as pool:
+            return pool.submit(_work).result()
+
+    _, prof = profiler.profile_call(request)
+    summary = prof.summary()
+    assert summary["hop_count"] == 1, summary["hops"]
+    (hop,) = summary["hops"]
+    assert hop["to"] == "hop_0" and hop["from"] == threading.current_thread().name
+    assert hop["via"] == "ThreadPoolExecutor.submit"
+    assert hop["handed_by"][0].startswith(
+        "test_a_job_handed_to_a_pool_is_one_thread_hop_with_its_origin.<locals>.request"
+    )
+    assert hop["work"][0].startswith("_work")
+
+
+def test_no_hop_without_another_thread() -> None:
+    _, prof = profiler.profile_call(_work)
+    assert prof.summary()["hop_count"] == 0
+
+
 async def _inner() -> None:
     await asyncio.sleep(0)
     await asyncio.sleep(0)
@@ -285,6 +307,59 @@ def test_a_sync_endpoint_runs_in_anyio_worker_thread(new_threads_profiled: None)
     assert worker, f"no second thread in {list(trees)}"
     assert _find(trees[worker[0]], "test_a_sync_endpoint_runs_in_anyio_worker_thread.<locals>.hello") is not None
     assert "anyio" in records[0]["profile"]["packages"]
+
+
+def test_a_sync_endpoint_is_exactly_one_hop(new_threads_profiled: None) -> None:
+    """The known case: a FastAPI plain ``def`` endpoint without a response model is one
+    hop (anyio's worker thread); with a response model FastAPI validates the return value
+    in the pool too, a second."""
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    app = FastAPI()
+
+    @app.get("/plain", response_model=None)
+    def plain() -> PlainTextResponse:
+        return PlainTextResponse("hi")
+
+    @app.get("/modelled")
+    def modelled() -> dict[str, str]:
+        return {"message": "hi"}
+
+    def hops(path: str) -> dict[str, Any]:
+        records: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [],
+            "scheme": "http",
+            "server": ("t", 80),
+            "client": ("c", 1),
+            "http_version": "1.1",
+        }
+
+        async def twice() -> None:  # one root task, as under a server: the worker thread is reused
+            await RecordingASGI(app, lambda r: None)(scope, receive, send)
+            await RecordingASGI(app, records.append)(scope, receive, send)
+
+        asyncio.run(twice())
+        return records[0]["profile"]
+
+    plain_profile = hops("/plain")
+    assert plain_profile["hop_count"] == 1, plain_profile["hops"]
+    assert plain_profile["hops"][0]["work"][0] == "_run_sync_endpoint (fastapi)"  # FastAPI handing over the endpoint
+    assert hops("/modelled")["hop_count"] == 2
 
 
 @pytest.mark.parametrize(
