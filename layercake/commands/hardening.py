@@ -295,7 +295,9 @@ def probe_cmd(
         )
     if json_file is not None:
         by_server = {run.server: run.to_json() for run in runs}
-        doc: object = [p.to_json() | ({"websocket": by_server[p.server]} if p.server in by_server else {}) for p in probes]
+        doc: object = [
+            p.to_json() | ({"websocket": by_server[p.server]} if p.server in by_server else {}) for p in probes
+        ]
         if steps.interrupted:  # a list cannot carry the marker: wrap it
             doc = steps.mark({"probes": doc})
         json_file.write_text(json.dumps(doc, indent=2))

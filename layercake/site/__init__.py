@@ -24,8 +24,9 @@ SERVE_WITH = "scratch-wsgi"
 APP_TARGET = "layercake.site.serve:app"
 
 
-def start_site_server(out: Path | str, port: int = 0, host: str = "127.0.0.1",
-                      capture_output: bool = True) -> RunningServer:
+def start_site_server(
+    out: Path | str, port: int = 0, host: str = "127.0.0.1", capture_output: bool = True
+) -> RunningServer:
     """Start scratch-wsgi serving the built site in ``out``; a ``RunningServer`` (a context manager).
 
     The server is started through the registry like any layer, with ``app_target``
@@ -39,13 +40,13 @@ def start_site_server(out: Path | str, port: int = 0, host: str = "127.0.0.1",
         raise LayercakeError(f"no site in {out}: build it first with `layercake site --out {out}`")
     # The registry starts a layer; bare_wsgi is named only for its interface (WSGI):
     # app_target replaces the application it would serve.
-    opts = ServerOptions(host=host, port=port, app_target=APP_TARGET, env={"LAYERCAKE_SITE": str(root)},
-                         capture_output=capture_output)
+    opts = ServerOptions(
+        host=host, port=port, app_target=APP_TARGET, env={"LAYERCAKE_SITE": str(root)}, capture_output=capture_output
+    )
     return start_server(SERVE_WITH, "bare_wsgi", opts)
 
 
-def serve_site(out: Path | str, port: int = 8000, host: str = "127.0.0.1",
-               log: Callable[[str], None] = print) -> None:
+def serve_site(out: Path | str, port: int = 8000, host: str = "127.0.0.1", log: Callable[[str], None] = print) -> None:
     """Serve the site on scratch-wsgi until Ctrl-C, SIGTERM or SIGHUP (the terminal closing).
 
     The server runs in its own process group (the registry starts it so, to reach every
@@ -66,8 +67,10 @@ def serve_site(out: Path | str, port: int = 8000, host: str = "127.0.0.1",
         try:
             server = start_site_server(out, port, host, capture_output=False)
             # scratch-wsgi has printed its own "serving on URL" line: this one says what and how.
-            say(f"the site in {out} is at {server.url}/ (pid {server.pid}): "
-                f"LAYERCAKE_SITE={Path(out).resolve()} {server.native_command}; Ctrl-C stops it")
+            say(
+                f"the site in {out} is at {server.url}/ (pid {server.pid}): "
+                f"LAYERCAKE_SITE={Path(out).resolve()} {server.native_command}; Ctrl-C stops it"
+            )
             while server.alive():
                 time.sleep(0.5)
         except KeyboardInterrupt:

@@ -64,14 +64,21 @@ PYGMENTS_STYLE = "friendly"
 # What gets a pycco page: every .py file under these (an __init__.py with nothing in it
 # is skipped), in this order on the source index.
 ANNOTATED: tuple[str, ...] = (
-    "layers/bare_wsgi", "layers/werkzeug", "layers/flask",
-    "layers/bare_asgi", "layers/starlette", "layers/fastapi",
-    "layers/django", "layers/django_asgi",
+    "layers/bare_wsgi",
+    "layers/werkzeug",
+    "layers/flask",
+    "layers/bare_asgi",
+    "layers/starlette",
+    "layers/fastapi",
+    "layers/django",
+    "layers/django_asgi",
     "layers/shared",
     "servers/core",
     "servers/scratch_common.py",
-    "servers/scratch_wsgi.py", "servers/scratch_wsgi",
-    "servers/scratch_asgi.py", "servers/scratch_asgi",
+    "servers/scratch_wsgi.py",
+    "servers/scratch_wsgi",
+    "servers/scratch_asgi.py",
+    "servers/scratch_asgi",
 )
 SCRATCH_SERVERS: dict[str, tuple[str, str]] = {
     "scratch-wsgi": ("servers/scratch_wsgi.py", "servers/scratch_wsgi"),
@@ -84,9 +91,16 @@ TRACED: tuple[tuple[str, str, str | None], ...] = (
 )
 TRACE_BUDGET = 35.0  # seconds of the one-minute build that recording traces may take
 
-NAV = (("index.html", "Ladder"), ("source/index.html", "Source"), ("diff/index.html", "Side by side"),
-       ("bench/index.html", "Benchmarks"), ("grid.html", "Grid"), ("traces/index.html", "Traces"),
-       ("anatomy/index.html", "Anatomy"), ("docs/index.html", "Docs"))
+NAV = (
+    ("index.html", "Ladder"),
+    ("source/index.html", "Source"),
+    ("diff/index.html", "Side by side"),
+    ("bench/index.html", "Benchmarks"),
+    ("grid.html", "Grid"),
+    ("traces/index.html", "Traces"),
+    ("anatomy/index.html", "Anatomy"),
+    ("docs/index.html", "Docs"),
+)
 
 
 @dataclass
@@ -113,8 +127,11 @@ def missing(what: str, command: str) -> str:
 def prose_html(text: str) -> str:
     """Markdown to HTML; fenced code is highlighted by pygments with the source pages' colours."""
     return markdown.markdown(
-        text, extensions=["fenced_code", "tables", "sane_lists", "codehilite"], output_format="html",
-        extension_configs={"codehilite": {"css_class": "highlight", "guess_lang": False}})
+        text,
+        extensions=["fenced_code", "tables", "sane_lists", "codehilite"],
+        output_format="html",
+        extension_configs={"codehilite": {"css_class": "highlight", "guess_lang": False}},
+    )
 
 
 _ANCHOR = re.compile(r'<a href="([^"]*)"([^>]*)>(.*?)</a>', re.DOTALL)
@@ -126,8 +143,11 @@ def doc_pages(project: Path = PROJECT) -> dict[Path, str]:
     """The project's markdown documents that get a page: the README, the contract, the
     servers' README and everything in docs/ -- keyed by file, valued by site path."""
     found: dict[Path, str] = {}
-    for path, page in ((project / "README.md", "docs/README.html"), (project / "CONTRACT.md", "docs/CONTRACT.html"),
-                       (project / "servers" / "README.md", "docs/servers-README.html")):
+    for path, page in (
+        (project / "README.md", "docs/README.html"),
+        (project / "CONTRACT.md", "docs/CONTRACT.html"),
+        (project / "servers" / "README.md", "docs/servers-README.html"),
+    ):
         if path.is_file():
             found[path.resolve()] = page
     docs = project / "docs"
@@ -204,7 +224,7 @@ def relink(html_text: str, doc: Path, page: str, project: Path = PROJECT, out: P
             return match.group(0)
         where = _site_path(found[0], project) if found[0].exists() else None
         where = where if where and not where.endswith(".html") else copied(found[0])
-        return f'<img{attrs} src="{root}{esc(where)}"' if where else f"<img{attrs} src=\"\""
+        return f'<img{attrs} src="{root}{esc(where)}"' if where else f'<img{attrs} src=""'
 
     return _IMAGE.sub(fix_image, _ANCHOR.sub(fix_anchor, html_text))
 
@@ -229,11 +249,11 @@ class Site:
             f'<a href="{root}{href}"{" class=here" if href == here else ""}>{esc(label)}</a>' for href, label in NAV
         )
         text = (
-            "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{esc(title)} · layercake</title>\n"
-            f"<link rel=\"stylesheet\" href=\"{root}style.css\">\n</head>\n<body>\n"
-            f"<header class=\"top\"><a class=\"brand\" href=\"{root}index.html\">layercake</a><nav>{nav}</nav></header>\n"
+            f'<link rel="stylesheet" href="{root}style.css">\n</head>\n<body>\n'
+            f'<header class="top"><a class="brand" href="{root}index.html">layercake</a><nav>{nav}</nav></header>\n'
             f"<main>\n{body}\n</main>\n"
             f"<footer>Built {esc(self.built_at)} from commit <code>{esc(self.commit)}</code> by "
             "<code>layercake site</code>. Figures come from the result files named beside them.</footer>\n"
@@ -285,8 +305,15 @@ def code_html(lines: list[Line], marked: set[int] | None = None) -> str:
             parts.append('<div class="gap">⋮</div>')
         # hl_lines counts from the snippet's first line, whatever linenostart says
         hl = [k + 1 for k, ln in enumerate(run) if marked and ln.number in marked]
-        formatter = HtmlFormatter(linenos="inline", linenostart=run[0].number, lineanchors="L",
-                                  anchorlinenos=False, cssclass="highlight", wrapcode=True, hl_lines=hl)
+        formatter = HtmlFormatter(
+            linenos="inline",
+            linenostart=run[0].number,
+            lineanchors="L",
+            anchorlinenos=False,
+            cssclass="highlight",
+            wrapcode=True,
+            hl_lines=hl,
+        )
         parts.append(highlight("\n".join(ln.text for ln in run) + "\n", _LEXER, formatter))
     return "\n".join(parts)
 
@@ -296,8 +323,10 @@ def _readme(path: Path, page: str, project: Path, out: Path) -> str:
     if path.name != "app.py" or not readme.exists():
         return ""
     # Folded by default (a <details> element needs no script): the page is the source.
-    return (f'<details class="readme"><summary>README — what this layer adds, how a request flows through it'
-            f'</summary>{relink(prose_html(readme.read_text(encoding="utf-8")), readme, page, project, out)}</details>')
+    return (
+        f'<details class="readme"><summary>README — what this layer adds, how a request flows through it'
+        f"</summary>{relink(prose_html(readme.read_text(encoding='utf-8')), readme, page, project, out)}</details>"
+    )
 
 
 def write_source_page(site: Site, source: SourceFile, project: Path, figures: Figures) -> str:
@@ -312,17 +341,19 @@ def write_source_page(site: Site, source: SourceFile, project: Path, figures: Fi
         # the side-by-side pages and the README can link straight to a handler.
         anchor = next((n for n in section.names if n not in used), f"section-{i}")
         used.add(anchor)
-        sections.append(f'<section class="section" id="{esc(anchor)}">\n<div class="prose">{prose}</div>\n'
-                        f'<div class="code">{code}</div>\n</section>')
+        sections.append(
+            f'<section class="section" id="{esc(anchor)}">\n<div class="prose">{prose}</div>\n'
+            f'<div class="code">{code}</div>\n</section>'
+        )
     layer = _layer_of(source.path, project)
     cost = ""
     if layer is not None:
-        cost = f"<div class=\"stats\">Per request: {_cost_text(layer, figures)}</div>"
+        cost = f'<div class="stats">Per request: {_cost_text(layer, figures)}</div>'
     body = (
         f'<div class="doc-head"><h1><code>{esc(rel)}</code></h1>\n'
         f'<p class="stats">{source.code_lines:,} lines of code · {source.comment_lines:,} lines of comments and '
-        f'docstrings · {source.blank_lines:,} blank · {len(source.sections)} sections</p>{cost}</div>\n'
-        f"{_readme(source.path, page, project, site.out)}\n<div class=\"sections\">\n" + "\n".join(sections) + "\n</div>"
+        f"docstrings · {source.blank_lines:,} blank · {len(source.sections)} sections</p>{cost}</div>\n"
+        f'{_readme(source.path, page, project, site.out)}\n<div class="sections">\n' + "\n".join(sections) + "\n</div>"
     )
     site.write(page, rel, body, "source/index.html")
     return page
@@ -341,15 +372,17 @@ def _cost_text(layer: str, figures: Figures) -> str:
     cost = figures.cost(layer)
     if cost is None:
         return missing("not measured yet", HOW_TO_MEASURE["in_process"])
-    text = f"{esc(cost.summary())} <span class=\"note\">— {esc(cost.provenance)}</span>"
+    text = f'{esc(cost.summary())} <span class="note">— {esc(cost.provenance)}</span>'
     if cost.by_package:
         # Whose work one request is: the layer's own code, the framework, the stdlib...
         packages = list(cost.by_package)
         head = "".join(f"<th>{esc(p)}</th>" for p in packages)
-        calls = "".join(f"<td class=\"num\">{cost.by_package[p].get('calls', 0):,}</td>" for p in packages)
-        lines = "".join(f"<td class=\"num\">{cost.by_package[p].get('lines', 0):,}</td>" for p in packages)
-        text += (f"<table class=\"ladder packages\"><thead><tr><th>by package</th>{head}</tr></thead><tbody>"
-                 f"<tr><td>calls</td>{calls}</tr><tr><td>distinct lines</td>{lines}</tr></tbody></table>")
+        calls = "".join(f'<td class="num">{cost.by_package[p].get("calls", 0):,}</td>' for p in packages)
+        lines = "".join(f'<td class="num">{cost.by_package[p].get("lines", 0):,}</td>' for p in packages)
+        text += (
+            f'<table class="ladder packages"><thead><tr><th>by package</th>{head}</tr></thead><tbody>'
+            f"<tr><td>calls</td>{calls}</tr><tr><td>distinct lines</td>{lines}</tr></tbody></table>"
+        )
     return text
 
 
@@ -358,13 +391,17 @@ def write_source_index(site: Site, sources: list[SourceFile], project: Path) -> 
     for source in sources:
         rel = source.path.relative_to(project).as_posix()
         first = (source.docstring.split("\n\n", 1)[0].replace("\n", " ") or "")[:160]
-        rows.append(f'<tr><td class="name"><a href="{esc(source_page(source.path, project).removeprefix("source/"))}">'
-                    f"{esc(rel)}</a></td><td class=\"num\">{source.code_lines:,}</td>"
-                    f"<td class=\"num\">{source.comment_lines:,}</td><td>{esc(first)}</td></tr>")
-    body = ("<h1>Annotated source</h1>\n<p class=\"lede\">Every file of the layers, their shared code, the sans-I/O "
-            "core and our two servers, with its comments beside the code they explain.</p>\n"
-            "<table class=\"ladder\"><thead><tr><th>file</th><th>code</th><th>comments</th><th>what it is</th>"
-            "</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>")
+        rows.append(
+            f'<tr><td class="name"><a href="{esc(source_page(source.path, project).removeprefix("source/"))}">'
+            f'{esc(rel)}</a></td><td class="num">{source.code_lines:,}</td>'
+            f'<td class="num">{source.comment_lines:,}</td><td>{esc(first)}</td></tr>'
+        )
+    body = (
+        '<h1>Annotated source</h1>\n<p class="lede">Every file of the layers, their shared code, the sans-I/O '
+        "core and our two servers, with its comments beside the code they explain.</p>\n"
+        '<table class="ladder"><thead><tr><th>file</th><th>code</th><th>comments</th><th>what it is</th>'
+        "</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
+    )
     site.write("source/index.html", "Annotated source", body, "source/index.html")
 
 
@@ -418,8 +455,9 @@ def differing_lines(left: Block | None, right: Block | None) -> tuple[set[int], 
 
     a = [ln for ln in (left.code if left else []) if ln.text.strip()]
     b = [ln for ln in (right.code if right else []) if ln.text.strip()]
-    matcher = difflib.SequenceMatcher(None, [ln.text.strip() for ln in a], [ln.text.strip() for ln in b],
-                                      autojunk=False)
+    matcher = difflib.SequenceMatcher(
+        None, [ln.text.strip() for ln in a], [ln.text.strip() for ln in b], autojunk=False
+    )
     same_a: set[int] = set()
     same_b: set[int] = set()
     for block in matcher.get_matching_blocks():
@@ -434,29 +472,39 @@ def write_diff_page(site: Site, a: str, b: str, path_a: Path, path_b: Path, proj
     page_a, page_b = "../" + source_page(path_a, project), "../" + source_page(path_b, project)
     for left, right in align(blocks(source_a), blocks(source_b)):
         key = (left or right).key  # type: ignore[union-attr]
-        links = " ".join(f'<a class="note" href="{esc(page)}#{esc(key)}">{esc(name)} source</a>'
-                         for blk, page, name in ((left, page_a, a), (right, page_b, b))
-                         if blk is not None and key in {n for s in blk.sections for n in s.names})
+        links = " ".join(
+            f'<a class="note" href="{esc(page)}#{esc(key)}">{esc(name)} source</a>'
+            for blk, page, name in ((left, page_a, a), (right, page_b, b))
+            if blk is not None and key in {n for s in blk.sections for n in s.names}
+        )
         marked_a, marked_b = differing_lines(left, right)
         changed = len(marked_a) + len(marked_b)
-        count = f'<span class="note">{changed} line{"s" if changed != 1 else ""} differ</span>' if changed else \
-            '<span class="note">the same code</span>'
+        count = (
+            f'<span class="note">{changed} line{"s" if changed != 1 else ""} differ</span>'
+            if changed
+            else '<span class="note">the same code</span>'
+        )
         rows.append(f'<tr class="key"><td colspan="2" id="{esc(key)}">{esc(key)} {count} {links}</td></tr>')
         rows.append(f"<tr>{_block_cell(left, marked_a)}{_block_cell(right, marked_b)}</tr>")
     root = "../"
     if a in SCRATCH_SERVERS:
-        lede = ("Aligned by section: both servers share their headings in the same order (accept loop → connection → "
-                "event loop → request cycle), so each row shows how threads and an event loop do the same job.")
+        lede = (
+            "Aligned by section: both servers share their headings in the same order (accept loop → connection → "
+            "event loop → request cycle), so each row shows how threads and an event loop do the same job."
+        )
     else:
-        lede = ("Aligned by handler and section heading: each row is the same piece of the contract in both files, "
-                "so what differs is the framework, never the work.")
+        lede = (
+            "Aligned by handler and section heading: each row is the same piece of the contract in both files, "
+            "so what differs is the framework, never the work."
+        )
     body = (
-        f"<h1>{esc(a)} beside {esc(b)}</h1>\n<p class=\"lede\">{esc(lede)} Code only: each file's page has the "
-        "comments. <span class=\"diff-key\">Marked lines</span> are the ones the other side does not have.</p>\n"
-        f"<table class=\"diff\"><thead><tr><th><a href=\"{root}{esc(source_page(path_a, project))}\">{esc(a)}</a> — "
-        f"{source_a.code_lines:,} lines of code</th><th><a href=\"{root}{esc(source_page(path_b, project))}\">"
+        f'<h1>{esc(a)} beside {esc(b)}</h1>\n<p class="lede">{esc(lede)} Code only: each file\'s page has the '
+        'comments. <span class="diff-key">Marked lines</span> are the ones the other side does not have.</p>\n'
+        f'<table class="diff"><thead><tr><th><a href="{root}{esc(source_page(path_a, project))}">{esc(a)}</a> — '
+        f'{source_a.code_lines:,} lines of code</th><th><a href="{root}{esc(source_page(path_b, project))}">'
         f"{esc(b)}</a> — {source_b.code_lines:,} lines of code</th></tr></thead>\n<tbody>\n"
-        + "\n".join(rows) + "\n</tbody></table>"
+        + "\n".join(rows)
+        + "\n</tbody></table>"
     )
     page = diff_page(a, b)
     site.write(page, f"{a} beside {b}", body, "diff/index.html")
@@ -465,9 +513,11 @@ def write_diff_page(site: Site, a: str, b: str, path_a: Path, path_b: Path, proj
 
 def write_diff_index(site: Site, pairs: list[tuple[str, str, Path, Path]]) -> None:
     if pairs:
-        items = "\n".join(f'<li><a href="{esc(diff_page(a, b).removeprefix("diff/"))}">{esc(a)} → {esc(b)}</a></li>'
-                          for a, b, _, _ in pairs)
-        body = f"<h1>Side by side</h1>\n<p class=\"lede\">Each rung beside the one below it.</p>\n<ul>{items}</ul>"
+        items = "\n".join(
+            f'<li><a href="{esc(diff_page(a, b).removeprefix("diff/"))}">{esc(a)} → {esc(b)}</a></li>'
+            for a, b, _, _ in pairs
+        )
+        body = f'<h1>Side by side</h1>\n<p class="lede">Each rung beside the one below it.</p>\n<ul>{items}</ul>'
     else:
         body = "<h1>Side by side</h1>\n<p>No two layers have been written yet.</p>"
     site.write("diff/index.html", "Side by side", body, "diff/index.html")
@@ -484,7 +534,7 @@ INTERFACE_COLOURS = {"wsgi": "#0969da", "asgi": "#bf3989"}  # the badges' colour
 
 
 def _machine(env: dict[str, Any]) -> str:
-    """"AMD EPYC, 2 CPUs" from a result's recorded environment ("" when none was recorded)."""
+    """ "AMD EPYC, 2 CPUs" from a result's recorded environment ("" when none was recorded)."""
     if not env:
         return ""
     cpus = env.get("usable_cpus") or env.get("cpu_count")
@@ -529,24 +579,30 @@ def ladder_chart(figures: Figures) -> str:
         value = us[rung.name]
         if value:
             w = max(room * value / us_max, 1)
-            out.append(f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row - 10}" fill="{colour}">'
-                       f"<title>{esc(rung.name)}: {value:,.1f} µs per request</title></rect>")
+            out.append(
+                f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row - 10}" fill="{colour}">'
+                f"<title>{esc(rung.name)}: {value:,.1f} µs per request</title></rect>"
+            )
             out.append(f'<text class="value" x="{left + w + 6:.1f}" y="{y + 15}">{value:,.1f} µs</text>')
         else:
             out.append(f'<text class="none" x="{left}" y="{y + 15}">not measured</text>')
         t = rps[rung.name]
         if t:
             w = max(room * t.rps / rps_max, 1)
-            out.append(f'<rect x="{x2}" y="{y + 3}" width="{w:.1f}" height="{row - 10}" fill="{colour}">'
-                       f"<title>{esc(rung.name)} on {esc(t.server)}: {t.rps:,.0f} req/s ({esc(t.endpoint)}, "
-                       f"c{t.concurrency or '?'})</title></rect>")
+            out.append(
+                f'<rect x="{x2}" y="{y + 3}" width="{w:.1f}" height="{row - 10}" fill="{colour}">'
+                f"<title>{esc(rung.name)} on {esc(t.server)}: {t.rps:,.0f} req/s ({esc(t.endpoint)}, "
+                f"c{t.concurrency or '?'})</title></rect>"
+            )
             if t.rps_min is not None and t.rps_max is not None:  # the spread of the repeated runs
                 a, b = x2 + room * t.rps_min / rps_max, x2 + room * t.rps_max / rps_max
-                out.append(f'<line class="spread" x1="{a:.1f}" y1="{y + row / 2 - 1}" x2="{b:.1f}" '
-                           f'y2="{y + row / 2 - 1}"/>')
+                out.append(
+                    f'<line class="spread" x1="{a:.1f}" y1="{y + row / 2 - 1}" x2="{b:.1f}" y2="{y + row / 2 - 1}"/>'
+                )
             end = x2 + room * (t.rps_max or t.rps) / rps_max
-            out.append(f'<text class="value" x="{end + 6:.1f}" y="{y + 15}">{_short_rate(t.rps)} · '
-                       f"{esc(t.server)}</text>")
+            out.append(
+                f'<text class="value" x="{end + 6:.1f}" y="{y + 15}">{_short_rate(t.rps)} · {esc(t.server)}</text>'
+            )
         else:
             out.append(f'<text class="none" x="{x2}" y="{y + 15}">not measured</text>')
     out.append("</svg>")
@@ -559,16 +615,20 @@ def ladder_caption(figures: Figures) -> str:
     endpoints = sorted({c.endpoint for c in figures.costs.values()})
     parts = []
     if figures.costs:
-        parts.append(f"Left: microseconds per request for GET /{'/'.join(endpoints) or 'json'}, each rung called "
-                     f"in-process with no socket (<code>{esc(figures.origin)}</code>, measured "
-                     f"{esc(figures.measured_at or 'at an unrecorded time')}{', on ' + esc(machine) if machine else ''}).")
+        parts.append(
+            f"Left: microseconds per request for GET /{'/'.join(endpoints) or 'json'}, each rung called "
+            f"in-process with no socket (<code>{esc(figures.origin)}</code>, measured "
+            f"{esc(figures.measured_at or 'at an unrecorded time')}{', on ' + esc(machine) if machine else ''})."
+        )
     else:
         parts.append("Left: " + missing("µs per request not measured yet", HOW_TO_MEASURE["in_process"]))
     if figures.throughput:
         t0 = figures.throughput[0]
-        parts.append(f"Right: median requests per second over loopback at the best concurrency, each rung on its "
-                     f"reference server, the thin line the spread of the repeated runs (<code>"
-                     f"{esc(figures.ladder_origin)}</code>, measured {esc(figures.ladder_measured_at or t0.measured_at or 'at an unrecorded time')}).")
+        parts.append(
+            f"Right: median requests per second over loopback at the best concurrency, each rung on its "
+            f"reference server, the thin line the spread of the repeated runs (<code>"
+            f"{esc(figures.ladder_origin)}</code>, measured {esc(figures.ladder_measured_at or t0.measured_at or 'at an unrecorded time')})."
+        )
     else:
         parts.append("Right: " + missing("req/s not measured yet", HOW_TO_MEASURE["ladder"]))
     return " ".join(parts)
@@ -594,26 +654,33 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
             lines = _num(cost.lines if cost else None)
             us = _num(cost.us if cost else None, "{:,.1f}")
             rps = figures.rps(layer.name)
-            rps_text = (f"{rps.rps:,.0f}<br><span class=\"note\">{esc(rps.endpoint)}"
-                        f"{f', c{rps.concurrency}' if rps.concurrency else ''}<br>{esc(rps.server)}</span>"
-                        if rps else "—")
-            below = (f'<a href="{esc(diffs[layer.name])}">beside {esc(layer.below)}</a>'
-                     if layer.name in diffs else esc(layer.below or "—"))
+            rps_text = (
+                f'{rps.rps:,.0f}<br><span class="note">{esc(rps.endpoint)}'
+                f"{f', c{rps.concurrency}' if rps.concurrency else ''}<br>{esc(rps.server)}</span>"
+                if rps
+                else "—"
+            )
+            below = (
+                f'<a href="{esc(diffs[layer.name])}">beside {esc(layer.below)}</a>'
+                if layer.name in diffs
+                else esc(layer.below or "—")
+            )
             rows.append(
                 f'<tr><td class="name">{name}<span class="badge {interface}">{interface.upper()}</span></td>'
-                f"<td class=\"what\">{esc(layer.description)}</td><td>{below}</td><td class=\"num\">{code}</td>"
-                f"<td class=\"num\">{comments}</td><td class=\"num\">{calls}</td><td class=\"num\">{lines}</td>"
-                f"<td class=\"num\">{us}</td><td class=\"num\">{rps_text}</td></tr>"
+                f'<td class="what">{esc(layer.description)}</td><td>{below}</td><td class="num">{code}</td>'
+                f'<td class="num">{comments}</td><td class="num">{calls}</td><td class="num">{lines}</td>'
+                f'<td class="num">{us}</td><td class="num">{rps_text}</td></tr>'
             )
         rows.reverse()  # the framework on top, the interface at the bottom: a ladder you climb
         unmeasured = '<br><span class="missing">not measured yet</span>'
         rps_head = "req/s" + ("" if figures.throughput else unmeasured)
         us_head = "µs / request" + ("" if figures.costs else unmeasured)
         sections.append(
-            f"<h2>{interface.upper()} ladder</h2>\n<table class=\"ladder\"><thead><tr><th>rung</th><th>what it adds"
+            f'<h2>{interface.upper()} ladder</h2>\n<table class="ladder"><thead><tr><th>rung</th><th>what it adds'
             "</th><th>below</th><th>code lines</th><th>comment lines</th><th>calls / request</th>"
             f"<th>lines run / request</th><th>{us_head}</th><th>{rps_head}</th></tr></thead><tbody>\n"
-            + "\n".join(rows) + "\n</tbody></table>"
+            + "\n".join(rows)
+            + "\n</tbody></table>"
         )
     server_rows = []
     for name in SCRATCH_SERVERS:
@@ -627,17 +694,24 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
         measured = figures.server_rps(name)
         best = measured[0] if measured else None
         # The reference it was measured beside, in the same run (same layer, other server).
-        beside = [t for t in figures.servers if best is not None and t.origin == best.origin
-                  and t.layer == best.layer and t.server != name]
-        rps_text = (f"{best.rps:,.0f}<br><span class=\"note\">{esc(best.layer)} {esc(best.endpoint)}"
-                    f"{f', c{best.concurrency}' if best.concurrency else ''}<br>{esc(best.provenance)}"
-                    + "".join(f"<br>beside {esc(t.server)}: {t.rps:,.0f} ({best.rps / t.rps:.2f}×)" for t in beside)
-                    + "</span>" if best else "—")
+        beside = [
+            t
+            for t in figures.servers
+            if best is not None and t.origin == best.origin and t.layer == best.layer and t.server != name
+        ]
+        rps_text = (
+            f'{best.rps:,.0f}<br><span class="note">{esc(best.layer)} {esc(best.endpoint)}'
+            f"{f', c{best.concurrency}' if best.concurrency else ''}<br>{esc(best.provenance)}"
+            + "".join(f"<br>beside {esc(t.server)}: {t.rps:,.0f} ({best.rps / t.rps:.2f}×)" for t in beside)
+            + "</span>"
+            if best
+            else "—"
+        )
         server_rows.append(
             f'<tr><td class="name"><a href="{esc(link)}">{esc(name)}</a><span class="badge server">server</span></td>'
             f"<td>{esc(srcs[0].docstring.split(chr(10) * 2, 1)[0].replace(chr(10), ' ') if srcs else '')}</td>"
-            f"<td class=\"num\">{sum(s.code_lines for s in srcs):,}</td>"
-            f"<td class=\"num\">{sum(s.comment_lines for s in srcs):,}</td><td class=\"num\">{rps_text}</td></tr>"
+            f'<td class="num">{sum(s.code_lines for s in srcs):,}</td>'
+            f'<td class="num">{sum(s.comment_lines for s in srcs):,}</td><td class="num">{rps_text}</td></tr>'
         )
     core = [p for p in annotated_files(project) if "core" in p.relative_to(project).parts[:2]]
     if core:
@@ -645,49 +719,55 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
         server_rows.append(
             f'<tr><td class="name"><a href="{esc(source_page(core[0], project))}">servers/core</a>'
             '<span class="badge server">sans-I/O</span></td><td>The HTTP rules both scratch servers share, with no '
-            f"socket, thread or event loop.</td><td class=\"num\">{sum(s.code_lines for s in srcs):,}</td>"
-            f"<td class=\"num\">{sum(s.comment_lines for s in srcs):,}</td><td class=\"num\">—</td></tr>"
+            f'socket, thread or event loop.</td><td class="num">{sum(s.code_lines for s in srcs):,}</td>'
+            f'<td class="num">{sum(s.comment_lines for s in srcs):,}</td><td class="num">—</td></tr>'
         )
     sections.append(
-        "<h2>Our servers</h2>\n<table class=\"ladder\"><thead><tr><th>server</th><th>what it is</th><th>code lines</th>"
-        "<th>comment lines</th><th>best req/s</th></tr></thead><tbody>\n" + "\n".join(server_rows)
+        '<h2>Our servers</h2>\n<table class="ladder"><thead><tr><th>server</th><th>what it is</th><th>code lines</th>'
+        "<th>comment lines</th><th>best req/s</th></tr></thead><tbody>\n"
+        + "\n".join(server_rows)
         + "\n</tbody></table>"
     )
     floor = figures.rps("floor")
     if floor is not None:
         sections.append(
-            f"<p class=\"note\">The floor — an asyncio protocol answering fixed bytes, the most Python does on this "
+            f'<p class="note">The floor — an asyncio protocol answering fixed bytes, the most Python does on this '
             f"socket — measured {floor.rps:,.0f} req/s on {esc(floor.endpoint)}"
-            f"{f' at c{floor.concurrency}' if floor.concurrency else ''}: every req/s above is a fraction of it.</p>")
+            f"{f' at c{floor.concurrency}' if floor.concurrency else ''}: every req/s above is a fraction of it.</p>"
+        )
     provenance = []
     if figures.costs:
-        provenance.append(f"Calls, lines run and µs per request: in-process counters from <code>"
-                          f"{esc(figures.origin)}</code>, measured {esc(figures.measured_at or '(no time recorded)')}"
-                          f" on {esc(figures.machine or 'an unrecorded machine')}.")
+        provenance.append(
+            f"Calls, lines run and µs per request: in-process counters from <code>"
+            f"{esc(figures.origin)}</code>, measured {esc(figures.measured_at or '(no time recorded)')}"
+            f" on {esc(figures.machine or 'an unrecorded machine')}."
+        )
     else:
-        provenance.append("Calls, lines run and µs per request: "
-                          + missing("not measured yet", HOW_TO_MEASURE["in_process"]))
+        provenance.append(
+            "Calls, lines run and µs per request: " + missing("not measured yet", HOW_TO_MEASURE["in_process"])
+        )
     if figures.throughput:
-        provenance.append(f"Requests per second: <code>{esc(figures.ladder_origin)}</code>, measured "
-                          f"{esc(figures.ladder_measured_at or '(no time recorded)')}"
-                          f" on {esc(figures.machine or 'an unrecorded machine')} — median of the repeated runs; "
-                          "see the <a href=\"bench/index.html\">benchmark report</a>.")
+        provenance.append(
+            f"Requests per second: <code>{esc(figures.ladder_origin)}</code>, measured "
+            f"{esc(figures.ladder_measured_at or '(no time recorded)')}"
+            f" on {esc(figures.machine or 'an unrecorded machine')} — median of the repeated runs; "
+            'see the <a href="bench/index.html">benchmark report</a>.'
+        )
     else:
         provenance.append("Requests per second: " + missing("not measured yet", HOW_TO_MEASURE["ladder"]))
     sections.append(
-        "<h2>In the terminal</h2>\n<p class=\"note\">The same source, with the same figures: "
+        '<h2>In the terminal</h2>\n<p class="note">The same source, with the same figures: '
         "<code>layercake read flask</code> · <code>layercake read --diff bare_asgi starlette</code> · "
         "<code>layercake read --diff scratch-wsgi scratch-asgi</code> · <code>layercake loc</code> · "
-        "<code>layercake trace fastapi GET /items/1</code></p>")
+        "<code>layercake trace fastapi GET /items/1</code></p>"
+    )
     body = (
-        "<h1>The ladder</h1>\n<p class=\"lede\">One contract, eight layers. Each rung is built on the one below it "
+        '<h1>The ladder</h1>\n<p class="lede">One contract, eight layers. Each rung is built on the one below it '
         "(Django stands beside Flask and FastAPI, a framework of its own); "
         "the columns say what it costs in code you read and in work done per request. Click a rung to read its "
         "annotated source, or <em>beside</em> to see it next to the rung below.</p>\n"
         f'<figure class="chart lead">{ladder_chart(figures)}<figcaption>{ladder_caption(figures)}</figcaption>'
-        "</figure>\n"
-        + "\n".join(sections)
-        + "\n<div class=\"note\">" + "<br>".join(provenance) + "</div>"
+        "</figure>\n" + "\n".join(sections) + '\n<div class="note">' + "<br>".join(provenance) + "</div>"
     )
     site.write("index.html", "The ladder", body, "index.html")
 
@@ -698,16 +778,36 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
 #: What each chart ``layercake bench --charts`` draws shows, and which table of which report
 #: (docs/bench/<report>.md; tables counted from 0) it summarises -- so it is put beside that table.
 CHARTS: dict[str, tuple[str, int, str]] = {
-    "inprocess-us": ("inprocess", 0, "Microseconds per request for each layer and endpoint, called in-process "
-                     "with no socket: what the layer alone costs."),
-    "inprocess-calls": ("inprocess", 0, "Python calls per request, stacked by the package that made them: "
-                        "counted, not timed, so the same on every run."),
-    "ladder-rps": ("ladder", 0, "Requests per second for each layer on its reference server, median of the "
-                   "repeated runs: the table's figures as bars."),
-    "ladder-latency": ("ladder", 1, "Latency percentiles (p50, p90 and p99) of every target on one endpoint, at "
-                       "the table's concurrency: the tail the medians above leave out."),
-    "slow-concurrency": ("slow", 0, "GET /slow?ms=50 at rising concurrency: the thread pool's ceiling against "
-                         "the event loop's, in requests per second and latency."),
+    "inprocess-us": (
+        "inprocess",
+        0,
+        "Microseconds per request for each layer and endpoint, called in-process "
+        "with no socket: what the layer alone costs.",
+    ),
+    "inprocess-calls": (
+        "inprocess",
+        0,
+        "Python calls per request, stacked by the package that made them: "
+        "counted, not timed, so the same on every run.",
+    ),
+    "ladder-rps": (
+        "ladder",
+        0,
+        "Requests per second for each layer on its reference server, median of the "
+        "repeated runs: the table's figures as bars.",
+    ),
+    "ladder-latency": (
+        "ladder",
+        1,
+        "Latency percentiles (p50, p90 and p99) of every target on one endpoint, at "
+        "the table's concurrency: the tail the medians above leave out.",
+    ),
+    "slow-concurrency": (
+        "slow",
+        0,
+        "GET /slow?ms=50 at rising concurrency: the thread pool's ceiling against "
+        "the event loop's, in requests per second and latency.",
+    ),
     "concurrency": ("ladder", 1, "Requests per second and latency as concurrency rises."),
 }
 
@@ -731,19 +831,25 @@ def beside_tables(body: str, figures: dict[int, list[str]]) -> str:
         return body
     tables = list(_TABLE.finditer(body))
     if not tables:
-        return body + '<div class="with-chart"><div class="charts">' + "".join(
-            f for fs in figures.values() for f in fs) + "</div></div>"
+        return (
+            body
+            + '<div class="with-chart"><div class="charts">'
+            + "".join(f for fs in figures.values() for f in fs)
+            + "</div></div>"
+        )
     wanted: dict[int, list[str]] = {}
     for index, figs in figures.items():
         wanted.setdefault(min(index, len(tables) - 1), []).extend(figs)
     out, at = [], 0
     for i, match in enumerate(tables):
-        out.append(body[at:match.start()])
+        out.append(body[at : match.start()])
         if i in wanted:
             head = match.group(0).split("</tr>", 1)[0]
             wide = " wide" if head.count("<th") >= 8 else ""  # a wide table takes more of the row
-            out.append(f'<div class="with-chart{wide}"><div class="charts">{"".join(wanted[i])}</div>'
-                       f'<div class="table">{match.group(0)}</div></div>')
+            out.append(
+                f'<div class="with-chart{wide}"><div class="charts">{"".join(wanted[i])}</div>'
+                f'<div class="table">{match.group(0)}</div></div>'
+            )
         else:
             out.append(match.group(0))
         at = match.end()
@@ -756,8 +862,9 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
     document (docs/bench.md), becomes ``bench/method.html``."""
     out = site.out / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    reports = sorted(bench_dir.glob("*.md"), key=lambda p: p.stat().st_mtime, reverse=True) \
-        if bench_dir.is_dir() else []
+    reports = (
+        sorted(bench_dir.glob("*.md"), key=lambda p: p.stat().st_mtime, reverse=True) if bench_dir.is_dir() else []
+    )
     images = sorted(bench_dir.rglob("*.png")) if bench_dir.is_dir() else []
     data = sorted(bench_dir.glob("*.json")) if bench_dir.is_dir() else []
     for path in [*reports, *images, *data]:
@@ -767,10 +874,13 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
     parts = ["<h1>Benchmarks</h1>"]
     if method is not None and method.is_file():
         body = relink(prose_html(method.read_text(encoding="utf-8")), method, "bench/method.html", project, site.out)
-        site.write("bench/method.html", "How the benchmarks are made", f'<div class="report">{body}</div>',
-                   "bench/index.html")
-        parts.append('<p class="lede">What is measured, how, and how to check it by hand: '
-                     '<a href="method.html">how the benchmarks are made</a>.</p>')
+        site.write(
+            "bench/method.html", "How the benchmarks are made", f'<div class="report">{body}</div>', "bench/index.html"
+        )
+        parts.append(
+            '<p class="lede">What is measured, how, and how to check it by hand: '
+            '<a href="method.html">how the benchmarks are made</a>.</p>'
+        )
     if not reports and not images:
         parts.append("<p>" + missing("not measured yet", HOW_TO_MEASURE["ladder"]) + "</p>")
         site.report.notes.append(f"no benchmark report in {bench_dir}: run `{HOW_TO_MEASURE['ladder']}`")
@@ -788,8 +898,10 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
             pages.append(write_peers(site, peers, bench_dir, project))
             shown.update(img.relative_to(bench_dir).as_posix() for img in peers.parent.glob("*.png"))
         items = "".join(f'<li><a href="{esc(href)}">{esc(title)}</a></li>' for href, title in pages)
-        parts.append(f'<h2>The sync-vs-async lab</h2>\n<p>One question per experiment '
-                     f'(<code>layercake bench --experiment NAME</code>), each with its chart:</p><ul>{items}</ul>')
+        parts.append(
+            f"<h2>The sync-vs-async lab</h2>\n<p>One question per experiment "
+            f"(<code>layercake bench --experiment NAME</code>), each with its chart:</p><ul>{items}</ul>"
+        )
     for report in reports:
         text = report.read_text(encoding="utf-8")
         shown.update(re.findall(r"!\[[^\]]*\]\(([^)\s]+)", text))
@@ -801,8 +913,7 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
         if src in shown:
             continue  # the report shows it where it wants it
         report_stem, table, caption = chart_caption(img.stem)
-        figure = (f'<figure><img src="{esc(src)}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption>'
-                  "</figure>")
+        figure = f'<figure><img src="{esc(src)}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption></figure>'
         if report_stem in stems:
             placed.setdefault(report_stem, {}).setdefault(table, []).append(figure)
         else:
@@ -812,10 +923,10 @@ def write_bench(site: Site, bench_dir: Path, project: Path = PROJECT, method: Pa
         body = beside_tables(body, placed.get(report.stem, {}))
         parts.append(f'<div class="report" id="{esc(report.stem)}">{body}</div>')
     if rest:
-        parts.append("<h2>Other charts</h2>\n<div class=\"report\">" + "".join(rest) + "</div>")
+        parts.append('<h2>Other charts</h2>\n<div class="report">' + "".join(rest) + "</div>")
     if data:
         links = ", ".join(f'<a href="{esc(p.name)}">{esc(p.name)}</a>' for p in data)
-        parts.append(f"<p class=\"note\">Raw results (JSON, with the machine and versions recorded): {links}</p>")
+        parts.append(f'<p class="note">Raw results (JSON, with the machine and versions recorded): {links}</p>')
     site.write("bench/index.html", "Benchmarks", "\n".join(parts), "bench/index.html")
 
 
@@ -864,10 +975,14 @@ def write_peers(site: Site, report: Path, bench_dir: Path, project: Path = PROJE
     """``bench/peers.html``: the peers run's report and its charts; (href, title)."""
     title = "The seed's claim: Python beside Node.js and Go"
     body = relink(prose_html(report.read_text(encoding="utf-8")), report, "bench/peers.html", project, site.out)
-    charts = "".join(f'<figure><img src="{esc(img.relative_to(bench_dir).as_posix())}" alt="{esc(img.stem)}">'
-                     f"<figcaption>{esc(img.stem)}</figcaption></figure>" for img in sorted(report.parent.glob("*.png")))
-    site.write("bench/peers.html", title, f'<h1>{esc(title)}</h1><div class="report">{body}{charts}</div>',
-               "bench/index.html")
+    charts = "".join(
+        f'<figure><img src="{esc(img.relative_to(bench_dir).as_posix())}" alt="{esc(img.stem)}">'
+        f"<figcaption>{esc(img.stem)}</figcaption></figure>"
+        for img in sorted(report.parent.glob("*.png"))
+    )
+    site.write(
+        "bench/peers.html", title, f'<h1>{esc(title)}</h1><div class="report">{body}{charts}</div>', "bench/index.html"
+    )
     return "peers.html", title
 
 
@@ -905,26 +1020,35 @@ def grid_matrix(data: dict[str, Any]) -> str:
             bridge = f'<br><span class="note">via {esc(cell["bridge"])}</span>' if cell.get("bridge") else ""
             title = esc(cell.get("reason") or cell.get("native_command") or "")
             tds.append(f'<td class="{GRID_CLASS.get(status, "")}" title="{title}">{esc(text)}{bridge}</td>')
-        rows.append(f'<tr><th>{esc(server)}</th>{"".join(tds)}</tr>')
+        rows.append(f"<tr><th>{esc(server)}</th>{''.join(tds)}</tr>")
     failures = []
     for cell in data["cells"]:
         for failure in cell.get("failures") or []:
             known = failure.get("known")
             why = esc(known) if known else '<span class="missing">unexplained</span>'
-            failures.append(f"<tr><td>{esc(cell['layer'])}</td><td>{esc(cell['server'])}</td>"
-                            f"<td>{esc(failure.get('case', ''))}</td><td>{esc(failure.get('detail', ''))}</td>"
-                            f"<td>{why}</td></tr>")
+            failures.append(
+                f"<tr><td>{esc(cell['layer'])}</td><td>{esc(cell['server'])}</td>"
+                f"<td>{esc(failure.get('case', ''))}</td><td>{esc(failure.get('detail', ''))}</td>"
+                f"<td>{why}</td></tr>"
+            )
         if cell.get("status") in ("fail", "n/a") and cell.get("reason") and not cell.get("failures"):
-            failures.append(f"<tr><td>{esc(cell['layer'])}</td><td>{esc(cell['server'])}</td><td>—</td>"
-                            f"<td>{esc(str(cell['reason']).splitlines()[0])}</td><td></td></tr>")
-    out = (f'<table class="grid matrix"><thead><tr><th>server ↓ · layer →</th>{head}</tr></thead><tbody>'
-           + "\n".join(rows)
-           + "</tbody></table>\n<p class=\"note\">✓ the whole contract · ◐ part of it · ✗ failed or did not start · "
-           "n/a not installed. Hover a cell for the command or the reason.</p>")
+            failures.append(
+                f"<tr><td>{esc(cell['layer'])}</td><td>{esc(cell['server'])}</td><td>—</td>"
+                f"<td>{esc(str(cell['reason']).splitlines()[0])}</td><td></td></tr>"
+            )
+    out = (
+        f'<table class="grid matrix"><thead><tr><th>server ↓ · layer →</th>{head}</tr></thead><tbody>'
+        + "\n".join(rows)
+        + '</tbody></table>\n<p class="note">✓ the whole contract · ◐ part of it · ✗ failed or did not start · '
+        "n/a not installed. Hover a cell for the command or the reason.</p>"
+    )
     if failures:
-        out += ("<h2>What fails where, and why</h2>\n<table class=\"grid why\"><thead><tr><th>layer</th><th>server</th>"
-                "<th>case</th><th>what the contract saw</th><th>why (from the registry)</th></tr></thead><tbody>"
-                + "\n".join(failures) + "</tbody></table>")
+        out += (
+            '<h2>What fails where, and why</h2>\n<table class="grid why"><thead><tr><th>layer</th><th>server</th>'
+            "<th>case</th><th>what the contract saw</th><th>why (from the registry)</th></tr></thead><tbody>"
+            + "\n".join(failures)
+            + "</tbody></table>"
+        )
     return out
 
 
@@ -963,9 +1087,10 @@ def grid_table(data: Any) -> str:
 
 def write_grid(site: Site, project: Path) -> None:
     source = _grid_source(project)
-    parts = ["<h1>Compatibility grid</h1>",
-             "<p class=\"lede\">Every layer on every server: does the contract hold, natively or through a "
-             "bridge?</p>"]
+    parts = [
+        "<h1>Compatibility grid</h1>",
+        '<p class="lede">Every layer on every server: does the contract hold, natively or through a bridge?</p>',
+    ]
     if source is None:
         parts.append("<p>" + missing("not generated yet", "layercake grid --json > docs/grid.json") + "</p>")
         site.report.notes.append("no grid results: run `layercake grid --json > docs/grid.json`")
@@ -973,15 +1098,21 @@ def write_grid(site: Site, project: Path) -> None:
         try:
             data = json.loads(source.read_text(encoding="utf-8"))
         except ValueError as exc:
-            parts.append(f"<p class=\"missing\">{esc(source.name)} is not valid JSON: {esc(exc)}</p>")
+            parts.append(f'<p class="missing">{esc(source.name)} is not valid JSON: {esc(exc)}</p>')
         else:
             env = data.get("environment", {}) if isinstance(data, dict) else {}
             when = (env.get("when") if isinstance(env, dict) else None) or (
-                data.get("measured_at") if isinstance(data, dict) else None)
-            parts.append(f"<p class=\"note\">From <code>{esc(source.relative_to(project))}</code>"
-                         f"{', run ' + esc(when) if when else ''}.</p>")
-            if isinstance(data, dict) and isinstance(data.get("cells"), list) and all(
-                    isinstance(c, dict) and "layer" in c and "server" in c for c in data["cells"]):
+                data.get("measured_at") if isinstance(data, dict) else None
+            )
+            parts.append(
+                f'<p class="note">From <code>{esc(source.relative_to(project))}</code>'
+                f"{', run ' + esc(when) if when else ''}.</p>"
+            )
+            if (
+                isinstance(data, dict)
+                and isinstance(data.get("cells"), list)
+                and all(isinstance(c, dict) and "layer" in c and "server" in c for c in data["cells"])
+            ):
                 parts.append(grid_matrix(data))
             else:
                 parts.append(grid_table(data))
@@ -1007,12 +1138,18 @@ def trace_page(site: Site, trace: Any, out: Path) -> None:
     events.parent.mkdir(parents=True, exist_ok=True)
     events.write_text(json.dumps(chrome_trace(trace)), encoding="utf-8")
     site.report.written.append(events)
-    back = ('<p class="note"><a href="index.html">← all traces</a> · the same request on every rung, or '
-            f"<code>layercake trace {esc(trace.layer)} {esc(trace.method)} {esc(trace.path)}</code> in a terminal"
-            f' · <a href="{esc(events.name)}">the call tree as a Trace Event file</a> (open it at ui.perfetto.dev '
-            "or in chrome://tracing)</p>")
-    site.write(f"traces/{out.name}", trace_title(trace), f"<h1>{esc(trace_title(trace))}</h1>{back}{trace_body(trace)}",
-               "traces/index.html")
+    back = (
+        '<p class="note"><a href="index.html">← all traces</a> · the same request on every rung, or '
+        f"<code>layercake trace {esc(trace.layer)} {esc(trace.method)} {esc(trace.path)}</code> in a terminal"
+        f' · <a href="{esc(events.name)}">the call tree as a Trace Event file</a> (open it at ui.perfetto.dev '
+        "or in chrome://tracing)</p>"
+    )
+    site.write(
+        f"traces/{out.name}",
+        trace_title(trace),
+        f"<h1>{esc(trace_title(trace))}</h1>{back}{trace_body(trace)}",
+        "traces/index.html",
+    )
 
 
 def _recorder(site: Site) -> TraceRecorder | None:
@@ -1029,9 +1166,15 @@ def _recorder(site: Site) -> TraceRecorder | None:
     return record
 
 
-def write_traces(site: Site, project: Path, enabled: bool, budget: float = TRACE_BUDGET,
-                 recorder: TraceRecorder | None = None, log: Callable[[str], None] = lambda _m: None,
-                 layers: list[str] | None = None) -> None:
+def write_traces(
+    site: Site,
+    project: Path,
+    enabled: bool,
+    budget: float = TRACE_BUDGET,
+    recorder: TraceRecorder | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+    layers: list[str] | None = None,
+) -> None:
     from layers import LAYERS
 
     out = site.out / "traces"
@@ -1048,8 +1191,11 @@ def write_traces(site: Site, project: Path, enabled: bool, budget: float = TRACE
             name = trace_name(layer.name, method, path)
             target = out / f"{name}.html"
             have = False
-            if recorder is not None and (project / "layers" / layer.name / "app.py").exists() \
-                    and time.monotonic() < deadline:
+            if (
+                recorder is not None
+                and (project / "layers" / layer.name / "app.py").exists()
+                and time.monotonic() < deadline
+            ):
                 try:
                     log(f"tracing {method} {path} on {layer.name}")
                     recorder(layer.name, method, path, body, target)
@@ -1069,17 +1215,25 @@ def write_traces(site: Site, project: Path, enabled: bool, budget: float = TRACE
                     site.report.written.append(target)
                 cells.append(f'<td><a href="{esc(name)}.html">{esc(method)} {esc(path)}</a></td>')
             else:
-                cells.append(f"<td>{missing('not traced yet', f'layercake trace {layer.name} {method} {path} --json docs/traces/{name}.json')}</td>")
+                cells.append(
+                    f"<td>{missing('not traced yet', f'layercake trace {layer.name} {method} {path} --json docs/traces/{name}.json')}</td>"
+                )
         rows.append(f'<tr><td class="name">{esc(layer.name)}</td>' + "".join(cells) + "</tr>")
     if not any("href" in row for row in rows):
-        site.report.notes.append("no traces: skipped (--no-traces) and none saved in docs/traces/" if not enabled
-                                 else "no traces: the trace package or the layers are not there yet")
+        site.report.notes.append(
+            "no traces: skipped (--no-traces) and none saved in docs/traces/"
+            if not enabled
+            else "no traces: the trace package or the layers are not there yet"
+        )
     heads = "".join(f"<th>{esc(m)} {esc(p)}</th>" for m, p, _ in TRACED)
-    body = ("<h1>Traces</h1>\n<p class=\"lede\">One real request followed from the bytes on the socket through the "
-            "server, the interface and the framework to the handler and back, every step labelled by the layer that "
-            "did it.</p>\n"
-            f"<table class=\"ladder\"><thead><tr><th>layer</th>{heads}</tr></thead><tbody>\n" + "\n".join(rows)
-            + "\n</tbody></table>")
+    body = (
+        '<h1>Traces</h1>\n<p class="lede">One real request followed from the bytes on the socket through the '
+        "server, the interface and the framework to the handler and back, every step labelled by the layer that "
+        "did it.</p>\n"
+        f'<table class="ladder"><thead><tr><th>layer</th>{heads}</tr></thead><tbody>\n'
+        + "\n".join(rows)
+        + "\n</tbody></table>"
+    )
     site.write("traces/index.html", "Traces", body, "traces/index.html")
 
 
@@ -1091,10 +1245,14 @@ def write_docs(site: Site, project: Path) -> None:
         title = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("# ")), path.name)
         body = relink(prose_html(text), path, page, project, site.out)
         site.write(page, title, f'<div class="report">{body}</div>', "docs/index.html")
-        rows.append(f'<li><a href="{esc(page.removeprefix("docs/"))}">{esc(title)}</a> '
-                    f'<span class="note">{esc(path.relative_to(project).as_posix())}</span></li>')
-    body = ("<h1>Docs</h1>\n<p class=\"lede\">The project's own documents; each layer's README is folded on its "
-            "source page.</p>\n<ul>" + "\n".join(rows) + "</ul>")
+        rows.append(
+            f'<li><a href="{esc(page.removeprefix("docs/"))}">{esc(title)}</a> '
+            f'<span class="note">{esc(path.relative_to(project).as_posix())}</span></li>'
+        )
+    body = (
+        "<h1>Docs</h1>\n<p class=\"lede\">The project's own documents; each layer's README is folded on its "
+        "source page.</p>\n<ul>" + "\n".join(rows) + "</ul>"
+    )
     site.write("docs/index.html", "Docs", body, "docs/index.html")
 
 
@@ -1112,16 +1270,28 @@ def _trace_css() -> str:
 
 def _commit(project: Path) -> str:
     try:
-        done = subprocess.run(["git", "-C", str(project), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=5, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(project), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return done.stdout.strip() or "unknown"
 
 
-def build_site(out: Path | str = "site", *, project: Path = PROJECT, figures: Figures | None = None,
-               traces: bool = True, trace_budget: float = TRACE_BUDGET, recorder: TraceRecorder | None = None,
-               log: Callable[[str], None] = lambda _m: None) -> BuildReport:
+def build_site(
+    out: Path | str = "site",
+    *,
+    project: Path = PROJECT,
+    figures: Figures | None = None,
+    traces: bool = True,
+    trace_budget: float = TRACE_BUDGET,
+    recorder: TraceRecorder | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> BuildReport:
     """Write the whole site into ``out``; what was written and what is missing."""
     started = time.perf_counter()
     out = Path(out)
@@ -1151,8 +1321,9 @@ def build_site(out: Path | str = "site", *, project: Path = PROJECT, figures: Fi
     log("the ladder")
     write_index(site, project, figures, pairs)
     if figures.empty:
-        report.notes.append(f"no benchmark figures: run `{HOW_TO_MEASURE['in_process']}` and "
-                            f"`{HOW_TO_MEASURE['ladder']}`")
+        report.notes.append(
+            f"no benchmark figures: run `{HOW_TO_MEASURE['in_process']}` and `{HOW_TO_MEASURE['ladder']}`"
+        )
     log("benchmarks and grid")
     write_bench(site, project / "docs" / "bench", project, project / "docs" / "bench.md")
     write_grid(site, project)
@@ -1164,4 +1335,3 @@ def build_site(out: Path | str = "site", *, project: Path = PROJECT, figures: Fi
     write_traces(site, project, traces, trace_budget, recorder, log)
     report.seconds = time.perf_counter() - started
     return report
-

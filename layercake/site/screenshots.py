@@ -31,8 +31,14 @@ from layercake.errors import LayercakeError
 
 WINDOW = (1280, 900)
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 )
 # The pages the README and docs/screenshots/ show: the ladder (its chart first), one layer's
 # annotated source, a trace (its timeline and flame chart), the benchmarks (charts beside tables)
@@ -66,9 +72,18 @@ def screenshot(url: str, png: Path, window: tuple[int, int] = WINDOW, timeout: f
     profile = Path(tempfile.mkdtemp(prefix="layercake-chromium-"))
     try:
         done = subprocess.run(
-            [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}",
-             f"--window-size={window[0]},{window[1]}", url],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            [
+                browser,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--screenshot={png}",
+                f"--window-size={window[0]},{window[1]}",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     finally:
         shutil.rmtree(profile, ignore_errors=True)

@@ -44,8 +44,15 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 # Types the site uses that some systems' mime.types lacks.
-_TYPES = {".css": "text/css", ".html": "text/html", ".js": "text/javascript", ".json": "application/json",
-          ".png": "image/png", ".svg": "image/svg+xml", ".md": "text/markdown"}
+_TYPES = {
+    ".css": "text/css",
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".json": "application/json",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".md": "text/markdown",
+}
 
 
 def _content_type(path: Path) -> str:
@@ -53,11 +60,17 @@ def _content_type(path: Path) -> str:
     return f"{kind}; charset=utf-8" if kind.startswith("text/") or kind.endswith("json") else kind
 
 
-def _simple(start_response: StartResponse, status: str, message: str,
-            extra: list[tuple[str, str]] | None = None, head: bool = False) -> list[bytes]:
+def _simple(
+    start_response: StartResponse,
+    status: str,
+    message: str,
+    extra: list[tuple[str, str]] | None = None,
+    head: bool = False,
+) -> list[bytes]:
     body = message.encode("utf-8")
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(body))), *(extra or [])])
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *(extra or [])]
+    )
     return [] if head else [body]
 
 
@@ -69,8 +82,7 @@ def static_app(root: Path | str) -> WSGIApp:
         method = environ.get("REQUEST_METHOD", "GET")
         head = method == "HEAD"
         if method not in ("GET", "HEAD"):
-            return _simple(start_response, "405 Method Not Allowed", "Method Not Allowed\n",
-                           [("Allow", "GET, HEAD")])
+            return _simple(start_response, "405 Method Not Allowed", "Method Not Allowed\n", [("Allow", "GET, HEAD")])
         path_info = environ.get("PATH_INFO", "") or "/"
         parts = path_info.split("/")
         if any(p in ("..", ".") or "\\" in p or "\0" in p or ":" in p for p in parts):
@@ -84,14 +96,17 @@ def static_app(root: Path | str) -> WSGIApp:
         if target.is_dir():
             if not path_info.endswith("/"):
                 location = environ.get("SCRIPT_NAME", "") + path_info + "/"
-                return _simple(start_response, "301 Moved Permanently", f"See {location}\n",
-                               [("Location", location)], head=head)
+                return _simple(
+                    start_response, "301 Moved Permanently", f"See {location}\n", [("Location", location)], head=head
+                )
             target = target / "index.html"
         if not target.is_file():
             return _simple(start_response, "404 Not Found", "Not Found\n", head=head)
         size = target.stat().st_size
-        start_response("200 OK", [("Content-Type", _content_type(target)), ("Content-Length", str(size)),
-                                  ("Cache-Control", "no-cache")])
+        start_response(
+            "200 OK",
+            [("Content-Type", _content_type(target)), ("Content-Length", str(size)), ("Cache-Control", "no-cache")],
+        )
         if head:
             return []
         handle = target.open("rb")
@@ -117,8 +132,9 @@ def _app_from_environment() -> WSGIApp:
         return static_app(root)
 
     def missing(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        return _simple(start_response, "500 Internal Server Error",
-                       "LAYERCAKE_SITE is not set: run `layercake site --serve`\n")
+        return _simple(
+            start_response, "500 Internal Server Error", "LAYERCAKE_SITE is not set: run `layercake site --serve`\n"
+        )
 
     return missing
 

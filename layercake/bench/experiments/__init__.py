@@ -29,7 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from layercake.bench.experiments.common import LabConfig, Progress
-from layercake.bench.experiments.slow import SLOW_CONCURRENCY, SLOW_LAYERS, run_slow, slow_config, thread_pool_ceiling
+from layercake.bench.experiments.slow import (
+    PARSER_SERVERS,
+    SLOW_CONCURRENCY,
+    SLOW_LAYERS,
+    parser_matrix,
+    parsers_config,
+    run_parsers,
+    run_slow,
+    slow_config,
+    thread_pool_ceiling,
+)
 from layercake.errors import UnknownName
 
 #: The lab: name -> (module, one line for --help).  ``slow`` is run by the ladder's runner instead.
@@ -44,11 +54,15 @@ NAMES = ("slow", *LAB)
 __all__ = [
     "LAB",
     "NAMES",
+    "PARSER_SERVERS",
     "SLOW_CONCURRENCY",
     "SLOW_LAYERS",
     "LabConfig",
     "module",
+    "parser_matrix",
+    "parsers_config",
     "run_lab",
+    "run_parsers",
     "run_slow",
     "slow_config",
     "thread_pool_ceiling",
