@@ -140,7 +140,7 @@ def wstest(install: bool = True, log: Callable[[str], None] | None = None) -> Pa
     home = cache_dir()
     with _locked(home):
         if installed_wstest() is not None:  # built by someone else while we waited for the lock
-            return installed_wstest()  # type: ignore[return-value]
+            return installed_wstest()  # type: ignore[return-value]  # not None: checked on the line above, under the lock
         boot, venv = home / "bootstrap", home / "venv"
         quiet = ["-q", "--disable-pip-version-check"]
         _run_setup([str(python), "-m", "pip", "install", *quiet, "--target", str(boot), *BOOTSTRAP_PACKAGES], log=log)

@@ -149,7 +149,7 @@ WEBSOCKET_HANDSHAKE: Headers = [
 ]
 
 
-def request_head(method: str, target: str, headers: Headers = ()) -> RequestHead:  # type: ignore[assignment]
+def request_head(method: str, target: str, headers: Headers = ()) -> RequestHead:  # type: ignore[assignment]  # an immutable empty default for a list-typed parameter; never mutated
     """The head a parser would produce for this request: names lowercased, a ``Host`` added if the caller sent none
     (every HTTP/1.1 request has one, RFC 9112 §3.2), everything as latin-1 bytes."""
     fields = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
@@ -177,7 +177,7 @@ class WSGIDriver:
         self,
         method: str,
         target: str,
-        headers: Headers = (),  # type: ignore[assignment]
+        headers: Headers = (),  # type: ignore[assignment]  # an immutable empty default for a list-typed parameter; never mutated
         body: BodyStream | None = None,
         content_length: int | None = None,
     ) -> dict[str, Any]:
@@ -194,7 +194,7 @@ class WSGIDriver:
         method: str,
         target: str,
         *,
-        headers: Headers = (),  # type: ignore[assignment]
+        headers: Headers = (),  # type: ignore[assignment]  # an immutable empty default for a list-typed parameter; never mutated
         body: bytes | Iterable[bytes] = b"",
         content_length: int | None = None,
         chunked: bool = False,
@@ -285,7 +285,7 @@ class ASGIDriver:
         return self.lifespan.messages
 
     def _call(self, coro: Awaitable[Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout)  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout)  # type: ignore[arg-type]  # callers pass coroutines, which run_coroutine_threadsafe requires
 
     # -- lifespan (ASGI lifespan spec), as the servers run it ---------------------
 
@@ -301,7 +301,7 @@ class ASGIDriver:
 
     # -- HTTP (ASGI HTTP connection scope) ---------------------------------------
 
-    def scope(self, method: str, target: str, headers: Headers = ()) -> dict[str, Any]:  # type: ignore[assignment]
+    def scope(self, method: str, target: str, headers: Headers = ()) -> dict[str, Any]:  # type: ignore[assignment]  # an immutable empty default for a list-typed parameter; never mutated
         """The servers' ``http_scope`` for this request, with a copy of the lifespan state."""
         state = self.state if self.lifespan_supported else None
         return http_scope(request_head(method, target, headers), server=SERVER, client=CLIENT, state=state)
@@ -311,7 +311,7 @@ class ASGIDriver:
         method: str,
         target: str,
         *,
-        headers: Headers = (),  # type: ignore[assignment]
+        headers: Headers = (),  # type: ignore[assignment]  # an immutable empty default for a list-typed parameter; never mutated
         body: bytes | Iterable[bytes] = b"",
         content_length: int | None = None,
         chunked: bool = False,

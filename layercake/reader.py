@@ -365,7 +365,7 @@ def render_diff(console: Console, a: Target, b: Target, figures: Figures | None 
     table.add_column(a.name, ratio=1, overflow="fold")
     table.add_column(b.name, ratio=1, overflow="fold")
     for left, right in align(blocks(source_a), blocks(source_b)):
-        key = (left or right).key  # type: ignore[union-attr]
+        key = (left or right).key  # type: ignore[union-attr]  # an aligned pair always has at least one side
         table.add_row(Text(key, style="bold magenta"), Text(key, style="bold magenta"))
         cells = [
             code_renderable(blk.lines if comments else blk.code, half - 8)

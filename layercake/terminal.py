@@ -107,7 +107,7 @@ def banded(
         )
         key_column(table, key_header, style="bold")
         for index in band:
-            table.add_column(headers[index], no_wrap=True, overflow="ignore", justify=justify)  # type: ignore[arg-type]
+            table.add_column(headers[index], no_wrap=True, overflow="ignore", justify=justify)  # type: ignore[arg-type]  # justify is one of rich's literals, chosen by the caller
         for row, _ in enumerate(keys):
             table.add_row(keys[row], *(cell(row, index) for index in band))
         tables.append(table)

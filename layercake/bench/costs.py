@@ -148,7 +148,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 _THIS_FILE = str(Path(__file__).resolve())
 # Where threading calls a new thread's run(): a run() of code outside the stdlib called from
 # here is a worker thread starting, not a job handed to it (see _Hooks.profile).
-_THREAD_START = threading.Thread._bootstrap_inner.__code__  # type: ignore[attr-defined]
+_THREAD_START = threading.Thread._bootstrap_inner.__code__  # type: ignore[attr-defined]  # a private CPython method, not in typeshed: the frame every thread starts in
 _STDLIB = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])
 _APP_ROOT = os.environ.get("LAYERCAKE_APP_ROOT", "")  # --app's own code: a directory ending in "/" or a file
 _SITE = ("site-packages", "dist-packages")
@@ -274,6 +274,23 @@ class _Hooks:
         self._segment_counted = True
         self._jobs = {}
         self.profiling = True
+
+    # The brackets around one counted request (see _SyncBracket / _AsyncBracket): on, then off.
+    def arm_profile(self) -> None:
+        self.start_profiling()
+        sys.setprofile(self.profile)
+
+    def disarm_profile(self) -> None:
+        sys.setprofile(None)
+        self.profiling = False
+
+    def arm_trace(self) -> None:
+        self.tracing = True
+        sys.settrace(self.trace)
+
+    def disarm_trace(self) -> None:
+        sys.settrace(None)
+        self.tracing = False
 
     def _package(self, filename: str) -> str:
         pkg = self._file_package.get(filename)
@@ -543,6 +560,7 @@ class _Runner:
         """One request under each counter in turn: profile, trace, tracemalloc."""
         hooks.counts = Counts()
         run = self.call_for(endpoint)
+        bracket: _SyncBracket | _AsyncBracket
         if self.loop is None:
             bracket = _SyncBracket(run, settle=self.bridged)
         else:
@@ -556,14 +574,8 @@ class _Runner:
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(100.0)
         try:
-            bracket.run(
-                lambda: (hooks.start_profiling(), sys.setprofile(hooks.profile)),
-                lambda: (sys.setprofile(None), setattr(hooks, "profiling", False)),
-            )
-            bracket.run(
-                lambda: (setattr(hooks, "tracing", True), sys.settrace(hooks.trace)),
-                lambda: (sys.settrace(None), setattr(hooks, "tracing", False)),
-            )
+            bracket.run(hooks.arm_profile, hooks.disarm_profile)
+            bracket.run(hooks.arm_trace, hooks.disarm_trace)
             tracemalloc.start()
             try:
                 marks: dict[str, int] = {}
@@ -636,7 +648,8 @@ def time_requests(run: Callable[[int], int], seconds: float, batch: int = 50, cp
     as ``"cpu": {median, min, max}`` -- on a shared machine it moves much less than the
     wall clock, which also counts the time other processes had the CPU.
     """
-    samples, cpu_samples = [], []
+    samples: list[float] = []
+    cpu_samples: list[float] = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(samples) < 3:
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -698,8 +711,8 @@ def measure_layer(
             counters = runner.counted(endpoint, hooks).to_dict() if count else {}
             results.append(EndpointCost(layer_name, endpoint.name, status, {}, counters))
         hooks.armed = False  # from here each thread's hooks remove themselves at their next event
-        threading.setprofile(None)  # type: ignore[arg-type]
-        threading.settrace(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
+        threading.settrace(None)
         for result, endpoint in zip(results, measured, strict=True) if timed else ():
             result.us_per_request = time_requests(runner.call_for(endpoint), seconds, cpu=cpu)
     finally:

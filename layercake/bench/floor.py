@@ -95,7 +95,7 @@ class FloorProtocol(asyncio.Protocol):
     """One connection: split heads out of the stream, skip bodies, write fixed bytes."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]  # create_server makes TCP transports
         self.buffer = b""
         self.skip = 0  # body bytes of the current request still to discard
 

@@ -107,12 +107,12 @@ _BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 
 
 def _duration_us(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text).groups()  # type: ignore[union-attr]
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text).groups()  # type: ignore[union-attr]  # wrk prints only these units; a mismatch should raise
     return float(number) * _UNITS_US[unit]
 
 
 def _bytes(text: str) -> int:
-    number, unit = re.fullmatch(r"([\d.]+)([KMGT]?B)", text).groups()  # type: ignore[union-attr]
+    number, unit = re.fullmatch(r"([\d.]+)([KMGT]?B)", text).groups()  # type: ignore[union-attr]  # wrk prints only these units; a mismatch should raise
     return int(float(number) * _BYTES[unit])
 
 
@@ -176,7 +176,7 @@ def choose_generator(preferred: str = "auto") -> Generator:
     if preferred == "wrk" and not wrk_path():
         raise LayercakeError("--generator wrk: wrk is not installed (apt install wrk, or use --generator builtin)")
     if preferred in ("wrk", "builtin"):
-        return preferred  # type: ignore[return-value]
+        return preferred  # type: ignore[return-value]  # narrowed to the two literals by the test above
     return "wrk" if wrk_path() else "builtin"
 
 

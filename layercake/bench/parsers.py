@@ -82,8 +82,8 @@ def _cycle(name: str) -> Callable[[], None] | None:
         conn.receive_data(REQUEST)
         conn.next_event()  # the RequestHead
         writer = conn.writer
-        writer.start(200, RESPONSE_HEADERS)  # type: ignore[union-attr]
-        writer.body(BODY, last=True)  # type: ignore[union-attr]
+        writer.start(200, RESPONSE_HEADERS)  # type: ignore[union-attr]  # the connection made this cycle's writer with its head
+        writer.body(BODY, last=True)  # type: ignore[union-attr]  # the connection made this cycle's writer with its head
         while conn.next_event() is not NEED_DATA:  # EndOfMessage, then the connection waits for the next head
             pass
 

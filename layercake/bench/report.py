@@ -304,7 +304,7 @@ def ladder_table(doc: dict[str, Any]) -> Table:
         ("× baseline", "right"),
         ("errors", "right"),
     ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]  # justify is one of rich's literals, from the column table
     for r in doc["results"]:
         median, spread = _spread(r["rps"])
         errors = f"[bold red]{r['errors']} ⚠[/]" if r["flagged"] else "0"
@@ -530,9 +530,9 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[Table, list[str]]:
         return table, warnings
     for name in ("target", "endpoint", "c", "req/s A", "req/s B", "Δ", "overlap"):
         table.add_column(name, justify="left" if name in ("target", "endpoint") else "right")
-    old = {(r["target"], r["endpoint"], r["concurrency"]): r for r in a["results"]}
+    before = {(r["target"], r["endpoint"], r["concurrency"]): r for r in a["results"]}
     for r in b["results"]:
-        o = old.get((r["target"], r["endpoint"], r["concurrency"]))
+        o = before.get((r["target"], r["endpoint"], r["concurrency"]))
         if o is None:
             continue
         ra, rb = o["rps"], r["rps"]
@@ -683,13 +683,13 @@ def charts(doc: dict[str, Any], directory: str | Path) -> list[Path]:
                 series = sorted((r["concurrency"], r) for r in results if r["target"] == t and r["endpoint"] == e)
                 if len(series) < 2:
                     continue
-                label = t if len(endpoints) == 1 else f"{t} {e}"
-                ax1.plot([c for c, _ in series], [r["rps"]["median"] for _, r in series], marker="o", label=label)
+                name = t if len(endpoints) == 1 else f"{t} {e}"
+                ax1.plot([c for c, _ in series], [r["rps"]["median"] for _, r in series], marker="o", label=name)
                 ax2.plot(
                     [c for c, _ in series],
                     [r["latency_us"]["p99"]["median"] / 1000 for _, r in series],
                     marker="o",
-                    label=label,
+                    label=name,
                 )
         for ax, ylabel in ((ax1, "requests/s (median)"), (ax2, "p99 latency, ms")):
             ax.set_xscale("log", base=2)

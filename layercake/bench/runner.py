@@ -583,7 +583,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None, command: st
                         cpu=loadgen_cpu,
                     )
                     env["generator"]["ceiling_rps"] = round(ceiling.rps)
-                for rnd, (target, endpoint, conc) in interleave(batch_cells, config.repeat):  # type: ignore[misc]
+                for rnd, (target, endpoint, conc) in interleave(batch_cells, config.repeat):
                     if target.id in live:
                         note(f"{target.id} {endpoint} c{conc} (round {rnd + 1}/{config.repeat})", done, total_runs)
                         try:

@@ -21,6 +21,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+Cell = TypeVar("Cell")  # whatever a benchmark cell is: interleave keeps its type
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def ratio(value: float | None, reference: float | None) -> float | None:
     return value / reference
 
 
-def interleave(cells: Sequence[object], rounds: int) -> list[tuple[int, object]]:
+def interleave(cells: Sequence[Cell], rounds: int) -> list[tuple[int, Cell]]:
     """The run order: every cell once per round, rounds one after another (A B C A B C ...).
 
     Returns (round, cell) pairs.  Within a round the order alternates direction
@@ -68,7 +71,7 @@ def interleave(cells: Sequence[object], rounds: int) -> list[tuple[int, object]]
     server that is slow to cool down after a heavy load then penalises both of its
     neighbours equally over the rounds.
     """
-    order: list[tuple[int, object]] = []
+    order: list[tuple[int, Cell]] = []
     for r in range(rounds):
         sequence = cells if r % 2 == 0 else list(reversed(cells))
         order.extend((r, cell) for cell in sequence)

@@ -489,7 +489,7 @@ def _run_lab(
         task = bar.add_task("starting", total=None)
 
         def progress(what: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None, **({"description": what} if what else {}))
+            bar.update(task, completed=done, total=total or None, description=what or None)  # None: unchanged
 
         # SIGTERM (a CI timeout, `kill`) ends the run as Ctrl-C does: the servers are stopped, what was
         # measured is written and marked partial.  Without this, Python dies at once and the servers --

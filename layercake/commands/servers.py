@@ -110,7 +110,7 @@ def servers_cmd(notes: bool) -> None:
 def _options(
     host: str, port: int, workers: int | None, threads: int | None, http: str | None, loop: str | None, **extra: object
 ) -> ServerOptions:
-    return ServerOptions(host=host, port=port, workers=workers, threads=threads, http=http, loop=loop, **extra)  # type: ignore[arg-type]
+    return ServerOptions(host=host, port=port, workers=workers, threads=threads, http=http, loop=loop, **extra)  # type: ignore[arg-type]  # extra holds only ServerOptions fields, built above
 
 
 def _server_flags(f: click.decorators.FC) -> click.decorators.FC:
@@ -176,7 +176,7 @@ def serve_cmd(
 
     target = app_or_layer(layer, app, interface)
     # --app: the server imports the user's module from the user's directory
-    env = target.env() if is_user_app(target) else None  # type: ignore[attr-defined]
+    env = target.env() if is_user_app(target) else None  # type: ignore[attr-defined]  # is_user_app() says it is a UserApp, which has env()
     opts = _options(host, port, workers, threads, http, loop, access_log=access_log, capture_output=False, env=env)
     raise SystemExit(serve(target, server, opts, echo=lambda line: click.echo(line), seconds=seconds))
 

@@ -87,7 +87,7 @@ def expect_422(resp: Response, what: str) -> list[dict[str, Any]]:
     data = expect_json(resp, 422, what)
     detail = data.get("detail") if isinstance(data, dict) else None
     check(isinstance(detail, list) and len(detail) > 0, f"{what}: 422 detail must be a non-empty list, got {detail!r}")
-    for err in detail:  # type: ignore[union-attr]
+    for err in detail:  # type: ignore[union-attr]  # check() above raised unless detail is a non-empty list
         check(
             isinstance(err, dict)
             and isinstance(err.get("loc"), list)
@@ -95,7 +95,7 @@ def expect_422(resp: Response, what: str) -> list[dict[str, Any]]:
             and isinstance(err.get("type"), str),
             f"{what}: each error needs loc (list), msg and type: {err!r}",
         )
-    return detail  # type: ignore[return-value]
+    return detail  # type: ignore[return-value]  # each item was just checked to be an error dict
 
 
 # --------------------------------------------------------------------------- the cases

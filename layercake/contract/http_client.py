@@ -50,7 +50,7 @@ class HTTPClient:
         method: str,
         target: str,
         *,
-        headers: Headers = (),  # type: ignore[assignment]
+        headers: Headers = (),  # type: ignore[assignment]  # an immutable empty default for a list-typed parameter; never mutated
         body: bytes | Iterable[bytes] = b"",
         content_length: int | None = None,
         chunked: bool = False,

@@ -420,7 +420,7 @@ def diff_pairs(project: Path = PROJECT) -> list[tuple[str, str, Path, Path]]:
                 pairs.append((layer.below, layer.name, a, b))
     servers = [_server_file(name, project) for name in SCRATCH_SERVERS]
     if all(p is not None and p.is_file() for p in servers):
-        pairs.append(("scratch-wsgi", "scratch-asgi", servers[0], servers[1]))  # type: ignore[arg-type]
+        pairs.append(("scratch-wsgi", "scratch-asgi", servers[0], servers[1]))  # type: ignore[arg-type]  # not None: all() above checked both
     return pairs
 
 
@@ -471,7 +471,7 @@ def write_diff_page(site: Site, a: str, b: str, path_a: Path, path_b: Path, proj
     rows = []
     page_a, page_b = "../" + source_page(path_a, project), "../" + source_page(path_b, project)
     for left, right in align(blocks(source_a), blocks(source_b)):
-        key = (left or right).key  # type: ignore[union-attr]
+        key = (left or right).key  # type: ignore[union-attr]  # an aligned pair always has at least one side
         links = " ".join(
             f'<a class="note" href="{esc(page)}#{esc(key)}">{esc(name)} source</a>'
             for blk, page, name in ((left, page_a, a), (right, page_b, b))
@@ -558,7 +558,8 @@ def ladder_chart(figures: Figures) -> str:
     room = panel - 150  # the longest bar leaves room for its label
     width = left + panel + gap + panel + 20
     height = top + row * len(rungs) + 12
-    us = {r.name: (figures.cost(r.name).us if figures.cost(r.name) else None) for r in rungs}
+    costs = {r.name: figures.cost(r.name) for r in rungs}
+    us = {name: (cost.us if cost is not None else None) for name, cost in costs.items()}
     rps = {r.name: figures.rps(r.name) for r in rungs}
     us_max = max((v for v in us.values() if v), default=0) or 1
     rps_max = max((t.rps_max or t.rps for t in rps.values() if t), default=0) or 1
@@ -684,11 +685,15 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
         )
     server_rows = []
     for name in SCRATCH_SERVERS:
-        path = _server_file(name, project)
-        if path is None:
+        server_path = _server_file(name, project)
+        if server_path is None:
             server_rows.append(f'<tr><td class="name">{esc(name)}</td><td colspan="4">(not written yet)</td></tr>')
             continue
-        files = [path] if path.is_file() else [p for p in annotated_files(project) if path in p.parents]
+        files = (
+            [server_path]
+            if server_path.is_file()
+            else [p for p in annotated_files(project) if server_path in p.parents]
+        )
         srcs = [parse(p) for p in files]
         link = source_page(files[0], project) if files else ""
         measured = figures.server_rps(name)

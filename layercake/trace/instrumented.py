@@ -98,7 +98,7 @@ def _app_from_environment() -> Layer | None:
     target = os.environ.get(APP_ENV)
     if not target:
         return None
-    return Layer(target, os.environ.get(APP_INTERFACE_ENV, "asgi"), target, None, "your application")  # type: ignore[arg-type]
+    return Layer(target, os.environ.get(APP_INTERFACE_ENV, "asgi"), target, None, "your application")  # type: ignore[arg-type]  # the environment variable holds 'wsgi' or 'asgi', set by trace/run.py
 
 
 def _load(target: str) -> Any:

@@ -117,7 +117,7 @@ def observe_h11(emit: Emit) -> None:
         return data
 
     # Replacing the class's methods is the point: every connection the server makes is observed.
-    conn_cls.receive_data, conn_cls.next_event, conn_cls.send = receive_data, next_event, send  # type: ignore[method-assign]
+    conn_cls.receive_data, conn_cls.next_event, conn_cls.send = receive_data, next_event, send  # type: ignore[method-assign]  # replaced on purpose: every instance the server makes is observed
 
 
 def observe_head_reader(emit: Emit) -> None:
@@ -171,7 +171,7 @@ def observe_head_reader(emit: Emit) -> None:
             }
         )
 
-    HeadReader.feed = feed  # type: ignore[method-assign]
+    HeadReader.feed = feed  # type: ignore[method-assign]  # replaced on purpose: every head the server reads is observed
 
 
 def observe_response_writer(emit: Emit) -> None:
@@ -222,7 +222,7 @@ def observe_response_writer(emit: Emit) -> None:
         report(self, "ResponseWriter.end", produced=lambda: preview(out))
         return out
 
-    ResponseWriter.start, ResponseWriter.body, ResponseWriter.end = start, body, end  # type: ignore[method-assign]
+    ResponseWriter.start, ResponseWriter.body, ResponseWriter.end = start, body, end  # type: ignore[method-assign]  # replaced on purpose: every response the server writes is observed
 
 
 def _ws_event(event: Any) -> dict[str, Any]:
@@ -456,4 +456,4 @@ def observe_http_server(emit: Emit) -> None:
             }
         )
 
-    BaseHTTPRequestHandler.parse_request = parse_request  # type: ignore[method-assign]
+    BaseHTTPRequestHandler.parse_request = parse_request  # type: ignore[method-assign]  # replaced on purpose: http.server's parser is observed

@@ -85,7 +85,7 @@ HANDOFFS = frozenset(
 )
 MAX_HOP_WORK = 3  # functions named per hop: the first it ran outside the stdlib, then the job's own
 HOP_MACHINERY = frozenset({"asgiref", "anyio", "bridge"})  # the hand-off's wrappers, named once per hop
-_THREAD_START = threading.Thread._bootstrap_inner.__code__  # type: ignore[attr-defined]
+_THREAD_START = threading.Thread._bootstrap_inner.__code__  # type: ignore[attr-defined]  # a private CPython method, not in typeshed: the frame every thread starts in
 
 #: Code objects whose calls (and everything they call) the profiler leaves out: the
 #: recorder's bookkeeping, which is not the request's work.  Added with :func:`hidden`.

@@ -274,7 +274,7 @@ class _RecordingIterable:
 
 class _SizedRecordingIterable(_RecordingIterable):
     def __len__(self) -> int:
-        return len(self._result)  # type: ignore[arg-type]
+        return len(self._result)  # type: ignore[arg-type]  # only made for results that have a length (see the factory above)
 
 
 class RecordingWSGI:

@@ -339,7 +339,7 @@ def traced_server(
         PROFILE_ENV: "1" if profile else "0",
     }
     if is_user_app(layer):  # --app: the server imports the user's module, from the user's directory
-        env |= {APP_ENV: layer.target, APP_INTERFACE_ENV: layer.interface, **layer.env()}  # type: ignore[attr-defined]
+        env |= {APP_ENV: layer.target, APP_INTERFACE_ENV: layer.interface, **layer.env()}  # type: ignore[attr-defined]  # is_user_app() has just said it is a UserApp, which has env()
     # The registry sees a layer of the server's own interface: the target does the bridging.
     as_served = replace(layer, interface=spec.interface, target=TARGET)
     opts = ServerOptions(app_target=TARGET, env=env, http=http)

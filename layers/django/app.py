@@ -252,7 +252,7 @@ class Route(View):
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            return super().dispatch(request, *args, **kwargs)  # type: ignore[no-any-return]
+            return super().dispatch(request, *args, **kwargs)
         except ValidationFailed as exc:
             return json_response(exc.detail(), 422)
         except BodyTooLarge:
@@ -267,7 +267,8 @@ class Route(View):
 def route(**handlers: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """The view for one path: a ``Route`` subclass with a handler per method, as ``as_view()``."""
     name = "_".join(h.__name__ for h in handlers.values())
-    view = type(f"Route_{name}", (Route,), {method: staticmethod(h) for method, h in handlers.items()}).as_view()
+    route: type[Route] = type(f"Route_{name}", (Route,), {m: staticmethod(h) for m, h in handlers.items()})
+    view = route.as_view()
     # No route of an API without cookie sessions needs the CSRF check, which with the
     # default middleware on would answer 403 to every POST (no token) and to a DELETE
     # before its 405.  csrf_exempt on every view, as Django REST framework's

@@ -275,7 +275,7 @@ class Route(View):
         # With async handlers View.dispatch returns their coroutine: awaited here, so the
         # errors they raise are caught here, on the event loop -- no thread hop.
         try:
-            return await super().dispatch(request, *args, **kwargs)  # type: ignore[no-any-return]
+            return await super().dispatch(request, *args, **kwargs)
         except ValidationFailed as exc:
             return json_response(exc.detail(), 422)
         except BodyTooLarge:
@@ -295,7 +295,8 @@ def route(**handlers: Callable[..., Awaitable[HttpResponse]]) -> Callable[..., A
     view here would be run through ``sync_to_async``, one more hop per request.
     """
     name = "_".join(h.__name__ for h in handlers.values())
-    view = type(f"Route_{name}", (Route,), {method: staticmethod(h) for method, h in handlers.items()}).as_view()
+    route: type[Route] = type(f"Route_{name}", (Route,), {m: staticmethod(h) for m, h in handlers.items()})
+    view = route.as_view()
     # No route of an API without cookie sessions needs the CSRF check, which with the
     # default middleware on would answer 403 to every POST (no token) and to a DELETE
     # before its 405.  csrf_exempt on every view, as Django REST framework's

@@ -252,7 +252,7 @@ def http_error(exc: HTTPException) -> Response:
     response = exc.get_response()
     response.set_data(dumps({"detail": exc.name}))
     response.mimetype = "application/json"
-    return response  # type: ignore[return-value]
+    return response  # type: ignore[return-value]  # werkzeug's get_response is typed as its own Response; Flask serves it as is
 
 
 @app.errorhandler(ValidationFailed)

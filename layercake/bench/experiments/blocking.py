@@ -196,7 +196,7 @@ def table(doc: dict[str, Any]) -> Table:
         ("timeouts", "right"),
         ("blockers req/s", "right"),
     ):
-        t.add_column(col, justify=just)
+        t.add_column(col, justify="right" if just == "right" else "left")
     for p in doc["points"]:
         b = p["bystander"]
         red = p["variant"] == "async-time-sleep"

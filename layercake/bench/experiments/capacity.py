@@ -473,7 +473,7 @@ def table(doc: dict[str, Any]) -> Table:
         ("fds", "right"),
         ("new client", "right"),
     ):
-        t.add_column(col, justify=just)
+        t.add_column(col, justify="right" if just == "right" else "left")
     for p in doc["points"]:
         verdict = _verdict(p)
         t.add_row(

@@ -330,7 +330,7 @@ def sweep(
     from layercake.bench.stats import interleave
 
     cells = [(t, c) for c in concurrency for t in live]
-    for rnd, (target, c) in interleave(cells, rounds):  # type: ignore[misc]
+    for rnd, (target, c) in interleave(cells, rounds):
         if target in failed:
             steps.advance()
             continue
@@ -575,7 +575,7 @@ class Bystander:
                     self._drop(sel, asks, sock)
                 wait = max(0.0, min(next_due - time.perf_counter(), 0.05))
                 for key, _ in sel.select(timeout=wait):
-                    self._step(sel, asks, key.fileobj, request)  # type: ignore[arg-type]
+                    self._step(sel, asks, key.fileobj, request)  # type: ignore[arg-type]  # every registered object is a socket
         finally:
             for sock in list(asks):
                 self._drop(sel, asks, sock)
