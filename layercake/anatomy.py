@@ -315,7 +315,7 @@ def call_once(interface: str, app: Any, request: Request) -> tuple[int, str, byt
 
     endpoint = Endpoint("check", request, 200, lambda b: None, "")
     if interface == "wsgi":
-        from wsgiref.validate import validator
+        from layercake.inprocess import validator  # wsgiref.validate, told about wsgi.input_terminated
 
         call = WSGICall(app, endpoint)
         environ = dict(call.environ, **{"wsgi.input": io.BytesIO(request.body)})

@@ -161,6 +161,46 @@ def request_head(method: str, target: str, headers: Headers = ()) -> RequestHead
 # --------------------------------------------------------------------------- WSGI
 
 
+def validator(app: Callable[..., Any]) -> Callable[..., Any]:
+    """``wsgiref.validate.validator``, told about ``wsgi.input_terminated``.
+
+    PEP 3333 spells the input's method ``read(size)``, and wsgiref's checker insists on the
+    argument.  But our servers set ``wsgi.input_terminated`` (as gunicorn and mod_wsgi do):
+    the input ends exactly where the request body ends, so an application may read it to
+    the end with ``read()`` -- Werkzeug's form parser does.  The drivers build the servers'
+    environ, so the checker must accept what the servers promise: a ``read()`` with no size
+    when the flag is set, every other check unchanged.  The checker looks its input wrapper
+    up by name when a request starts, so the wrapper is swapped for that moment, under a lock.
+    """
+    from wsgiref import validate
+
+    class TerminatedInput(validate.InputWrapper):
+        def read(self, *args: int) -> bytes:
+            if args:
+                return super().read(*args)
+            data = self.input.read()
+            if type(data) is not bytes:  # the check wsgiref makes of every read
+                raise AssertionError(f"wsgi.input.read() must return bytes, got {type(data).__name__}")
+            return data
+
+    lint = validate.validator(app)
+
+    def checked(environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("wsgi.input_terminated"):
+            return lint(environ, start_response)
+        with _VALIDATE_LOCK:
+            original, validate.InputWrapper = validate.InputWrapper, TerminatedInput  # type: ignore[misc]  # swapped back below
+            try:
+                return lint(environ, start_response)  # wraps wsgi.input first thing, before the app runs
+            finally:
+                validate.InputWrapper = original  # type: ignore[misc]  # restored
+
+    return checked
+
+
+_VALIDATE_LOCK = threading.Lock()
+
+
 class WSGIDriver:
     """Call a WSGI application the way a server would, one request at a time."""
 
@@ -168,8 +208,6 @@ class WSGIDriver:
 
     def __init__(self, app: Callable[..., Any], *, validate: bool = True) -> None:
         if validate:
-            from wsgiref.validate import validator
-
             app = validator(app)
         self.app = app
 
