@@ -22,7 +22,9 @@ What it decides, and where in this file:
 * **Keep-alive, decided before the response head is written** (``_may_persist``, called by the writer): a
   response promises another request only if the connection can keep that promise whatever the application does
   next -- the request body is complete, or what is left of it is known and small enough to discard
-  (``Limits.max_drain_bytes``).  Otherwise the head says ``Connection: close`` (RFC 9112 §9.6).
+  (``Limits.max_drain_bytes``).  Otherwise the head says ``Connection: close`` (RFC 9112 §9.6).  A chunked body's
+  rest is unknown: keep-alive is promised (an echo answers while it reads), and kept unless the unread rest
+  turns out too large to drain.
 * **What happens to an unread body after the response** (``_response_complete``): drained, within that bound, so
   the next request starts at the right byte (Go's ``net/http`` discards up to 256 KiB the same way); else a
   lingering close.  Never left paused: a complete response always moves the connection on.
@@ -542,8 +544,14 @@ class ServerConnection:
             return True
         # The body is not complete.  A client holding its body back for a 100 Continue we never sent may or may
         # not send it now (RFC 9110 §10.1.1), so where the next request would begin is unknowable: close.
-        if self._waiting_for_continue or self._body_failed or self._content_length is None:
+        if self._waiting_for_continue or self._body_failed:
             return False
+        if self._content_length is None:
+            # Chunked, its rest unknown: an application that streams its answer while it reads (an echo) starts
+            # responding long before the body ends, and will read the rest.  Promise keep-alive; if the rest is
+            # left unread and turns out larger than max_drain_bytes, the connection closes after the response
+            # (RFC 9112 §9.6 lets a server close at any time; a client retries an idempotent request, §9.3.1).
+            return True
         return self._content_length - self._body_received <= self.limits.max_drain_bytes
 
     def _response_complete(self) -> None:

@@ -55,8 +55,8 @@ def test_verify_strict_fails_on_known_gaps() -> None:
         (["--servers", "uvicorn", "--loop", "trio"], "--loop 'trio' is not a choice of any server in this run"),
         (["--servers", "waitress", "--workers", "2"], "waitress runs a single process and has no --workers"),
         (
-            ["--servers", "scratch-wsgi", "--http", "h11"],
-            "none of this run's servers (scratch-wsgi) has a --http choice",
+            ["--servers", "waitress", "--http", "h11"],
+            "none of this run's servers (waitress) has a --http choice",
         ),
         (["--in-process", "--http", "h11"], "--in-process measures without sockets and takes no --http"),
         (["--in-process", "--workers", "2"], "takes no --workers"),

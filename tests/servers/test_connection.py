@@ -198,10 +198,17 @@ def test_unread_large_body_closes_with_connection_close(parser: str) -> None:
     assert conn.handle_timeout() is CLOSED and conn.state is State.CLOSED
 
 
-def test_unread_chunked_body_closes(parser: str) -> None:
-    conn, _ = make(parser)
+def test_unread_chunked_body_is_drained_or_closes_when_too_large(parser: str) -> None:
+    conn, _ = make(parser, Limits(max_drain_bytes=100))
     events(conn, b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
-    assert b"connection: close" in respond(conn) and conn.state is State.LINGER
+    assert b"connection: close" not in respond(conn) and conn.state is State.DRAIN  # its rest is unknown: drain
+    evs = events(conn, b"2\r\nde\r\n0\r\n\r\n" + GET)
+    assert type(evs[0]) is RequestHead  # drained: the next request is served
+    conn, _ = make(parser, Limits(max_drain_bytes=100))
+    events(conn, b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    respond(conn)
+    conn.receive_data(b"c8\r\n" + b"x" * 200 + b"\r\n")
+    assert conn.next_event() is NEED_DATA and conn.state is State.LINGER  # more than max_drain_bytes: close
 
 
 def test_body_already_received_counts_as_read(parser: str) -> None:

@@ -21,15 +21,23 @@ CORPUS = load_corpus()
 
 
 #: Each scratch server with each parser (and scratch-asgi's fast pair on uvloop): the corpus must hold for all.
-MODES = [
-    (name, flags)
-    for name in sorted(SCRATCH)
-    for flags in [(), ("--http", "httptools"), ("--http", "h11-mypyc")]
-    + ([("--http", "httptools", "--loop", "uvloop")] if name == "scratch-asgi" else [])
-]
+#: The default run takes each server's readable mode (h11) and its fast one (httptools; on scratch-asgi with
+#: uvloop); the other combinations -- h11-mypyc, httptools on asyncio -- run with ``-m full``.
+def _modes() -> list[object]:
+    modes = []
+    for name in sorted(SCRATCH):
+        fast = ("--http", "httptools", "--loop", "uvloop") if name == "scratch-asgi" else ("--http", "httptools")
+        others = [("--http", "h11-mypyc")] + ([("--http", "httptools")] if name == "scratch-asgi" else [])
+        for flags, full in [((), False), (fast, False), *((f, True) for f in others)]:
+            marks = [pytest.mark.full] if full else []
+            modes.append(pytest.param((name, flags), id=" ".join((name, *flags)), marks=marks))
+    return modes
 
 
-@pytest.fixture(scope="module", params=MODES, ids=[" ".join((n, *f)) for n, f in MODES])
+MODES = _modes()
+
+
+@pytest.fixture(scope="module", params=MODES)
 def server(request: pytest.FixtureRequest) -> Iterator[Served]:
     name, flags = request.param
     for flag, value in zip(flags[::2], flags[1::2], strict=True):
