@@ -355,17 +355,18 @@ class Connection(asyncio.Protocol):
     # =============================================================================================================
 
     def _drive(self) -> None:
-        """Act on the connection's events until it needs bytes (read) or says PAUSED (stop reading)."""
+        """Act on the connection's events until it needs bytes (read) or says PAUSED (stop reading).  The
+        checks are ``type(...) is`` and ordered by how often they hold: this runs twice per request."""
         conn = self.conn
         while True:
             event = conn.next_event()
             cycle = self.cycle
-            if isinstance(event, Data) and cycle is not None:
-                cycle.on_body(event.data)
-            elif isinstance(event, EndOfMessage) and cycle is not None:
-                cycle.on_body_end()
-            elif isinstance(event, RequestHead):
+            if type(event) is RequestHead:
                 self._start(event)
+            elif type(event) is EndOfMessage and cycle is not None:
+                cycle.on_body_end()
+            elif type(event) is Data and cycle is not None:
+                cycle.on_body(event.data)
             elif event is NEED_DATA:
                 if cycle is None or len(cycle.body) <= HIGH_WATER:
                     self.flow.resume_reading()
@@ -375,9 +376,9 @@ class Connection(asyncio.Protocol):
             elif event is PAUSED:
                 self.flow.pause_reading()  # a pipelined request waits for the current response
                 break
-            elif isinstance(event, BodyError) and cycle is not None:
+            elif type(event) is BodyError and cycle is not None:
                 cycle.on_body_error(event)
-            elif isinstance(event, WebSocketRequest):
+            elif type(event) is WebSocketRequest:
                 self.websocket = WebSocketCycle(self, event.head)
                 self._run(self.websocket.run())
                 self.flow.pause_reading()  # until accepted, frames have nowhere to go

@@ -367,7 +367,7 @@ class ServerConnection:
         except ParseError as exc:  # a malformed chunk
             self._body_failed = True
             return BodyError(exc.status, exc.reason)
-        if isinstance(event, Data):
+        if type(event) is Data:
             if self._body_wanted and self._rate is not None:
                 self._rate.pause(self.clock())  # the app has its piece: time until it asks again is not the client's
             self._body_wanted = False
@@ -415,7 +415,7 @@ class ServerConnection:
         try:
             while True:
                 event = self._parser.next_event()
-                if isinstance(event, Data):
+                if type(event) is Data:
                     self._body_received += len(event.data)
                     if self._body_received - self._drain_start > self.limits.max_drain_bytes:
                         break
@@ -584,7 +584,7 @@ class ServerConnection:
         try:
             while True:
                 event = self._parser.next_event()
-                if isinstance(event, Data):
+                if type(event) is Data:
                     self._body_received += len(event.data)
                 elif type(event) is EndOfMessage:
                     self._end_of_body()

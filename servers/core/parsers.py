@@ -115,11 +115,12 @@ class H11Parser:
             event = self._h11.next_event()
         except lib.RemoteProtocolError as exc:  # a malformed chunk, or a head h11 refuses although the gate did not
             raise ParseError(exc.error_status_hint, str(exc)) from None
-        if isinstance(event, lib.Data):
+        kind = type(event)  # one type() and identity checks: this runs for every event of every request
+        if kind is lib.Data:
             return Data(bytes(event.data))
-        if isinstance(event, lib.EndOfMessage):
+        if kind is lib.EndOfMessage:
             return _END
-        if isinstance(event, lib.Request):
+        if kind is lib.Request:
             # list(): iterating h11's Headers object is slow, and every consumer iterates it at least once.
             return RequestHead(event.method, event.target, event.http_version, list(event.headers))
         return NEED_DATA  # NEED_DATA, or PAUSED once the message is complete: either way, nothing to parse now
