@@ -105,8 +105,8 @@ class ResponseWriter:
         persist: Callable[[], bool] | None = None,
         on_end: Callable[[], None] | None = None,
     ) -> None:
-        """``persist``: asked once, as the head is built, whether the connection can carry another request after
-        this response (the connection's rule about unread bodies); ``on_end``: told when the response is complete."""
+        """``persist``: asked once, as the head goes out (the first ``body()``), whether the connection can carry
+        another request after this response (the connection's rule about unread bodies); ``on_end``: told when the response is complete."""
         self._persist = persist
         self._on_end = on_end
         self.method_head = method == b"HEAD"
@@ -178,8 +178,6 @@ class ResponseWriter:
             out.append((b"date", self.date.value()))
         if not has_server:
             out.append((b"server", self.server_header))
-        if self.keep_alive and self._persist is not None and not self._persist():
-            self.keep_alive = False
         if not self.keep_alive:
             out.append((b"connection", b"close"))
         self._head = serialize_head(status, out, reason)
@@ -191,6 +189,12 @@ class ResponseWriter:
         out = b""
         if not self.head_sent:
             out, self._head, self.head_sent = self._head, b"", True
+            # Persistence is asked of the connection now, as the head goes out, not when it was built: an app may
+            # start its response and then read the body (an echo), which changes the answer (a 100 Continue sent,
+            # the body's rest known).  The field goes before the head's final empty line.
+            if self.keep_alive and self._persist is not None and not self._persist():
+                self.keep_alive = False
+                out = out[:-2] + b"connection: close\r\n\r\n"
         framing = self._framing
         if data and framing != "none":
             self.body_bytes += len(data)

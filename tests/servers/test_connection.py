@@ -235,6 +235,22 @@ def test_no_100_continue_when_the_body_came_anyway(parser: str) -> None:
     assert conn.want_body() == b""
 
 
+def test_an_echo_that_starts_its_answer_before_reading_keeps_the_connection(parser: str) -> None:
+    # The head is built at http.response.start, but keep-alive is decided when it goes out with the first body
+    # chunk: by then the app has asked for the body (100 Continue sent) and read part of it.
+    conn, _ = make(parser)
+    events(conn, b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    conn.writer.start(200, [(b"transfer-encoding", b"chunked")])  # type: ignore[union-attr]  # made with the head
+    assert conn.want_body() == CONTINUE
+    evs = events(conn, b"h")
+    out = conn.writer.body(body_of(evs))  # type: ignore[union-attr]  # made with the head
+    assert b"connection: close" not in out
+    conn.receive_data(b"i")
+    pull(conn)
+    conn.writer.body(b"i", last=True)  # type: ignore[union-attr]  # made with the head
+    assert conn.state is State.IDLE
+
+
 def test_refusing_without_reading_a_held_back_body_closes(parser: str) -> None:
     conn, _ = make(parser)
     events(conn, b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
