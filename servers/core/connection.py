@@ -421,7 +421,7 @@ class ServerConnection:
                         break
                 elif type(event) is EndOfMessage:
                     self._input_after_end = True  # whatever came after the drained body is the next request
-                    self._next_cycle("the body ends")
+                    self._next_cycle("the body ends", "the body ends, a pipelined head is waiting")
                     return self.next_event()
                 else:
                     return NEED_DATA
@@ -561,7 +561,9 @@ class ServerConnection:
             self._to(S.CLOSED, "the response completes after the client closed its side")
         elif state is S.DONE:
             if self.writer is not None and self.writer.keep_alive:
-                self._next_cycle("the response completes, keep-alive")
+                self._next_cycle(
+                    "the response completes, keep-alive", "the response completes, a pipelined head is waiting"
+                )
             elif self._input_after_end:
                 self._to(S.LINGER, "the response completes with Connection: close, input is unread")
             else:
@@ -595,18 +597,19 @@ class ServerConnection:
             self._body_failed = True
             return False
 
-    def _next_cycle(self, why: str) -> None:
+    def _next_cycle(self, idle: str, pipelined: str) -> None:
         """Start over with the bytes the parser did not use: the next, pipelined, request if any (``next_event``
-        acts on it: this may run inside the writer, whose last bytes are not written yet)."""
+        acts on it: this may run inside the writer, whose last bytes are not written yet).  ``idle`` and
+        ``pipelined`` name the transition taken in each case (``TRANSITIONS``)."""
         # Only ask the parser when bytes did come after the request (asking copies its buffer).
         leftover = self._parser.trailing_data if self._parser is not None and self._input_after_end else b""
         self._parser = None
         self.head = self.writer = None
         self._ready = self._reader.feed(leftover) if leftover else None  # the reader reset itself after its last head
         if leftover and (self._ready is not None or self._reader.started):
-            self._to(S.HEAD, why.replace(", keep-alive", "") + ", a pipelined head is waiting")
+            self._to(S.HEAD, pipelined)
         else:
-            self._to(S.IDLE, why)
+            self._to(S.IDLE, idle)
 
     def _reject(self, rejection: Rejection, why: str, headers: list[tuple[bytes, bytes]] | None = None) -> Rejected:
         self._to(S.LINGER, why)
