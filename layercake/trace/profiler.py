@@ -192,9 +192,11 @@ class Profiler:
         self.origin: int | None = None
         self.hops: list[dict[str, Any]] = []
         self.hop_count = 0
-        self._seg_tid: int | None = None
-        self._seg_counted = True
-        self._seg_hop: dict[str, Any] | None = None
+        # The stretch state is kept per thread: this function runs on every thread, and the
+        # interpreter may switch threads in the middle of it, so a shared flag set by one thread
+        # could be read back by another (a hop then went uncounted, one run in a few hundred).
+        self._seg_tid: int | None = None  # the thread whose events came last
+        self._segs: dict[int, list[Any]] = {}  # thread -> [its stretch is accounted for, its hop]
         self._handoff: dict[str, Any] | None = None
         self._jobs: dict[int, tuple[FrameType, dict[str, Any]]] = {}  # thread -> its current hop's first frame
 
@@ -252,8 +254,8 @@ class Profiler:
     # -- thread hops ----------------------------------------------------------------------
 
     def _new_segment(self, tid: int) -> None:
-        self._seg_tid, self._seg_hop = tid, None
-        self._seg_counted = self.origin is None or tid == self.origin
+        self._seg_tid = tid
+        self._segs[tid] = [self.origin is None or tid == self.origin, None]
         if tid == self.origin and self._handoff is not None and self._handoff["ident"] != tid:
             self._handoff = None  # a worker handing its result back: consumed by the return
 
@@ -267,22 +269,23 @@ class Profiler:
                     "by": self._callers(frame.f_back),
                 }
             return
-        hop = self._seg_hop
+        seg = self._segs[tid]
+        hop = seg[1]
         if hop is not None and len(hop["work"]) < MAX_HOP_WORK and info.package not in HOP_MACHINERY:
             label = f"{info.label} ({info.package})"
             if label not in hop["work"]:
                 hop["work"].append(label)  # past the hand-off's own wrappers: the job itself
-        if self._seg_counted or tid == self.origin:  # (the second test: a profile call preempted mid-way)
+        if seg[0] or tid == self.origin:  # (the second test: a profile call preempted mid-way)
             return
         label = f"{info.label} ({info.package})"
-        self._seg_counted = True
+        seg[0] = True
         if frame.f_back is not None and frame.f_back.f_code is _THREAD_START:
             return  # a worker thread's own run() starting up: not a job yet
         job = self._jobs.get(tid)
         if job is not None and self._beneath(frame, job[0]):
             # The same job resumed: the interpreter switched threads in the middle of it
             # (its 5 ms switch interval, or the job waited on a lock).  Not a new hop.
-            self._seg_hop = job[1]
+            seg[1] = job[1]
             return
         handoff, self._handoff = self._handoff, None
         self.hop_count += 1
@@ -295,7 +298,7 @@ class Profiler:
             "handed_by": handoff["by"] if handoff else [],
             "work": [label],
         }
-        self._seg_hop = hop
+        seg[1] = hop
         self._jobs[tid] = (frame, hop)
         if len(self.hops) < MAX_SWITCHES:
             self.hops.append(hop)
