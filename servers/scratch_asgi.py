@@ -277,7 +277,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.conn.connection_lost()
-        self._sync_timer()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = self.timer_at = None
         self.flow.resume_writing()  # release a send() waiting for drain; it will see the disconnect and raise
         if self.cycle is not None:
             self.cycle.on_disconnect()
@@ -312,15 +314,17 @@ class Connection(asyncio.Protocol):
 
     # -- the connection's deadline: one timer --------------------------------------------------------------------
     def _sync_timer(self) -> None:
+        """Keep one timer at or before the connection's deadline.  Lazily: a timer due *earlier* than the deadline
+        is left alone -- when it fires, ``handle_timeout`` finds nothing due and the timer is set again.  A busy
+        keep-alive connection moves its deadline later on every request; this way that costs no timer operation,
+        and the timer fires about once per timeout.  (nginx is lazy in the same direction: ``ngx_add_timer`` leaves
+        a timer alone that would move by less than ``NGX_TIMER_LAZY_DELAY``, 300 ms.)"""
         deadline = self.conn.deadline
-        if deadline == self.timer_at:
+        if deadline is None or (self.timer_at is not None and self.timer_at <= deadline):
             return
         if self.timer is not None:
             self.timer.cancel()
-        self.timer, self.timer_at = (
-            (None if deadline is None else self.loop.call_at(deadline, self._on_timer)),
-            deadline,
-        )
+        self.timer, self.timer_at = self.loop.call_at(deadline, self._on_timer), deadline
 
     def _on_timer(self) -> None:
         self.timer = self.timer_at = None

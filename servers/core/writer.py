@@ -50,19 +50,31 @@ def _bad_value(blob: bytes) -> bool:
     return b"\r" in blob or b"\n" in blob or b"\0" in blob
 
 
+# A head we may send, as one pattern: the status line, then ``token ": " value`` lines whose values hold no CR, LF
+# or NUL, then the empty line.  One C-speed match of the whole head checks every name and value at once (speed,
+# issue 12: a match per name was a tenth of the writer's time); a head that fails is diagnosed field by field.
+_SAFE_HEAD = re.compile(rb"HTTP/1\.1 [0-9]{3} [^\r\n\x00]*\r\n(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+: [^\r\n\x00]*\r\n)*\r\n")
+
+
 def serialize_head(status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None) -> bytes:
     """Status line and header fields, validated; ends with the empty line."""
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, status_phrase(status) if reason is None else reason)]
-    for name, value in headers:
-        if not _TOKEN.fullmatch(name):
-            raise ResponseError(f"header name {name!r} is not a token (RFC 9110 §5.1)")
-        parts.append(name + b": " + value + b"\r\n")
-    parts.append(b"\r\n")
-    head = b"".join(parts)
-    # One scan of everything the app supplied, instead of one per value: CR, LF or NUL anywhere but in our own
-    # line ends means a value smuggled a line break (response splitting, RFC 9110 §5.5).
-    if head.count(b"\r") != head.count(b"\n") or head.count(b"\r\n") != len(headers) + 2 or b"\0" in head:
-        bad = next((n for n, v in headers if _bad_value(v)), b"?")
+    head = b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, status_phrase(status) if reason is None else reason),
+            *[name + b": " + value + b"\r\n" for name, value in headers],
+            b"\r\n",
+        ]
+    )
+    if _SAFE_HEAD.fullmatch(head) is None or head.count(b"\r\n") != len(headers) + 2:
+        # Which rule: a name that is not a token (RFC 9110 §5.1), or CR, LF or NUL in a value -- a value that
+        # smuggles a line break could end our head early and add a response of its choosing (response
+        # splitting, RFC 9110 §5.5).  (The count catches a value holding a whole ``CRLF name: value`` line.)
+        for name, _ in headers:
+            if not _TOKEN.fullmatch(name):
+                raise ResponseError(f"header name {name!r} is not a token (RFC 9110 §5.1)")
+        bad = next((n for n, v in headers if _bad_value(v)), None)
+        if bad is None:
+            raise ResponseError(f"reason phrase {reason!r} has CR, LF or NUL, which would split the response")
         raise ResponseError(f"header {bad!r} has a value with CR, LF or NUL, which would split the response")
     return head
 

@@ -323,6 +323,11 @@ plain_pieces = st.sampled_from(
         b"Host: a\r\n",
         b"Host: a:80\r\n",
         b"Host:\r\n",
+        b"HOST: [::1]:8\r\n",
+        b"host: a b\r\n",
+        b"X-Host: a\r\n",
+        b"Hosts: a\r\n",
+        b"Content-Lengthy: 1\r\n",
         b"X: \t v \xe9\r\n",
         b"X:\x01\r\n",
         b" folded\r\n",
@@ -346,6 +351,20 @@ def test_the_one_regex_path_gives_the_line_by_line_answer(data: bytes, limits: L
         assert check_head(data, limits) == fast
     finally:
         strict._PLAIN_HEAD = original
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=plain_heads, limits=st.one_of(st.just(LIMITS), small_limits))
+def test_a_head_proved_plain_passes_every_rule(data: bytes, limits: Limits) -> None:
+    if strict._plainly_fine(data, limits):
+        assert strict._check_head_fully(data, limits) is None
+
+
+def test_the_usual_requests_take_the_plain_path() -> None:
+    # Without this the test above could pass with a fast path that clears nothing.
+    assert strict._plainly_fine(b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n", LIMITS)
+    assert strict._plainly_fine(b"GET / HTTP/1.1\r\nhost: a\r\nAccept: */*\r\nUser-Agent: curl/8\r\n\r\n", LIMITS)
+    assert not strict._plainly_fine(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n", LIMITS)
 
 
 def test_core_imports_no_io() -> None:
