@@ -76,15 +76,13 @@ from servers.core.writer import ResponseError
 from servers.lifespan import LifespanRunner
 from servers.scratch_common import (
     STARTUP_FAILED,
-    StartupFailed,
     bind,
-    configure_logging,
+    in_thread,
     limits_from,
-    load_app,
     loop_factory,
     parser,
+    run_main,
     run_workers,
-    url_of,
 )
 from servers.scratch_websocket import WebSocketCycle
 
@@ -620,15 +618,14 @@ def running(
     sock = bind("127.0.0.1", 0, config.limits.backlog)
     server = Server(config)
     loop = (loop_factory(loop_name) or asyncio.new_event_loop)()
-    started = threading.Event()
-    thread = threading.Thread(target=lambda: loop.run_until_complete(server.serve(sock, started.set)), daemon=True)
-    thread.start()
-    started.wait(10)
     try:
-        yield url_of(sock)
+        with in_thread(
+            sock,
+            lambda ready: loop.run_until_complete(server.serve(sock, ready)),
+            lambda: loop.call_soon_threadsafe(server.stop),
+        ) as url:
+            yield url
     finally:
-        loop.call_soon_threadsafe(server.stop)
-        thread.join(10)
         loop.close()
 
 
@@ -640,11 +637,10 @@ def main(argv: list[str] | None = None) -> int:
         choices=["auto", "on", "off"],
         help="run the ASGI lifespan protocol (auto: if the app supports it)",
     )
-    args = p.parse_args(argv)
-    configure_logging(args.log_level)
-    try:
-        app = load_app(args.app)
-        return serve(
+    return run_main(
+        p,
+        argv,
+        lambda app, args: serve(
             app,
             args.host,
             args.port,
@@ -654,10 +650,8 @@ def main(argv: list[str] | None = None) -> int:
             lifespan=args.lifespan,
             http=args.http,
             loop=args.loop,
-        )
-    except StartupFailed as exc:
-        print(f"layercake: {exc}", file=sys.stderr)
-        return STARTUP_FAILED
+        ),
+    )
 
 
 if __name__ == "__main__":

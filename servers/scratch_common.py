@@ -51,8 +51,10 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from servers.core.limits import Limits
@@ -189,6 +191,37 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
         raise StartupFailed(f"cannot bind {host}:{port}: {exc.strerror or exc}") from exc
     sock.listen(backlog)  # Limits.backlog; the kernel caps it at net.core.somaxconn
     return sock
+
+
+def run_main(
+    p: argparse.ArgumentParser, argv: list[str] | None, serve: Callable[[Any, argparse.Namespace], int]
+) -> int:
+    """A server's ``main``: parse the command line, set up logging, load the app, ``serve(app, args)``; a startup
+    failure (a bad MODULE:ATTR, a port in use, a failed lifespan startup) is one line and exit code 3."""
+    args = p.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return serve(load_app(args.app), args)
+    except StartupFailed as exc:
+        print(f"layercake: {exc}", file=sys.stderr)
+        return STARTUP_FAILED
+
+
+@contextmanager
+def in_thread(
+    sock: socket.socket, serve: Callable[[Callable[[], None]], object], stop: Callable[[], object]
+) -> Iterator[str]:
+    """For tests: run ``serve(ready)`` in a background thread until it calls ``ready``; yield the base URL; then
+    ``stop()`` and wait for the thread."""
+    started = threading.Event()
+    thread = threading.Thread(target=serve, args=(started.set,), daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield url_of(sock)
+    finally:
+        stop()
+        thread.join(10)
 
 
 def url_of(sock: socket.socket) -> str:

@@ -64,15 +64,12 @@ from servers.core.http import ClientDisconnected, DateHeader, RequestBodyError, 
 from servers.core.limits import Limits
 from servers.core.wsgi import StartResponse, WSGIInput, build_environ, iterate_body
 from servers.scratch_common import (
-    STARTUP_FAILED,
-    StartupFailed,
     bind,
-    configure_logging,
+    in_thread,
     limits_from,
-    load_app,
     parser,
+    run_main,
     run_workers,
-    url_of,
 )
 
 NAME = "scratch-wsgi"
@@ -521,25 +518,16 @@ def running(
     config = Config(app, "127.0.0.1", 0, threads, 1, limits or Limits(), access_log, http)
     sock = bind("127.0.0.1", 0, config.limits.backlog)
     server = Server(config)
-    started = threading.Event()
-    thread = threading.Thread(target=server.serve, args=(sock, started.set), daemon=True)
-    thread.start()
-    started.wait(5)
-    try:
-        yield url_of(sock)
-    finally:
-        server.stop()
-        thread.join(10)
+    with in_thread(sock, lambda ready: server.serve(sock, ready), server.stop) as url:
+        yield url
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser("python -m servers.scratch_wsgi", "scratch-wsgi: a threaded WSGI server", threads=True).parse_args(
-        argv
-    )
-    configure_logging(args.log_level)
-    try:
-        app = load_app(args.app)
-        return serve(
+    p = parser("python -m servers.scratch_wsgi", "scratch-wsgi: a threaded WSGI server", threads=True)
+    return run_main(
+        p,
+        argv,
+        lambda app, args: serve(
             app,
             args.host,
             args.port,
@@ -548,10 +536,8 @@ def main(argv: list[str] | None = None) -> int:
             limits=limits_from(args),
             access_log=args.access_log,
             http=args.http,
-        )
-    except StartupFailed as exc:
-        print(f"layercake: {exc}", file=sys.stderr)
-        return STARTUP_FAILED
+        ),
+    )
 
 
 if __name__ == "__main__":
