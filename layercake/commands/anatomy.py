@@ -142,6 +142,7 @@ def anatomy(
         markdown_path = markdown_path or str(Path(out_dir) / f"{layer}.md")
         chart_path = chart_path or str(Path(out_dir) / f"{layer}.png")
     n = len(ladder.steps)
+    width = max(len(step.key) for step in ladder.steps)  # the step names' column
     console.print(
         f"{layer}: {n} steps, each checked and counted in its own process, then timed interleaved "
         f"(~{2 + n * (0.4 + seconds) + (n * 3 if server else 0):.0f} s on an idle machine)",
@@ -162,7 +163,7 @@ def anatomy(
         calls = row["counters"]["calls"]
         delta = f"{calls - before['counters']['calls']:+d}" if before else ""
         counted.append(row)
-        console.print(f"  {row['index']:>2}/{n} {row['step']:<24} {calls:>5} calls {delta:>6}", highlight=False)
+        console.print(f"  {row['index']:>2}/{n} {row['step']:<{width}} {calls:>5} calls {delta:>6}", highlight=False)
 
     def on_round(done: int, rounds: int) -> None:
         status.update(f"timing, interleaved: round {done + 1 if done < rounds else done}/{rounds}")

@@ -91,15 +91,28 @@ def middleware_choice() -> str:
     return choice
 
 
-def configure() -> str:
-    """Configure Django for this process (once; later calls only check) and return the middleware choice."""
+def configure(apps: bool = False) -> str:
+    """Configure Django for this process (once; later calls only check) and return the middleware choice.
+
+    ``apps``: install the middleware's apps even without their middleware -- for the anatomy
+    (``layers/django/anatomy.py``), which adds the middleware one handler at a time.  Not by
+    default: defining their models makes Django keep a database connection object, and every
+    request then pays ``close_old_connections`` for it (11 Python calls on ``GET /json``),
+    work the other layers do not do."""
     import django
     from django.conf import settings
 
     choice = middleware_choice()
     if settings.configured:
+        from django.apps import apps as registry
+
+        if apps and not registry.is_installed("django.contrib.auth"):
+            # Configured earlier in this process without them (a test run imports both):
+            # Django's own way to change the app registry after setup, the one
+            # override_settings(INSTALLED_APPS=...) uses.
+            registry.set_installed_apps(MIDDLEWARE_APPS)
         return choice
-    with_middleware = choice == "default"
+    with_apps = choice == "default" or apps
     settings.configure(
         # DEBUG off, as in production: with DEBUG on, a 404 or a 500 is Django's technical
         # page (the traceback, settings and all) instead of our handler404/handler500, and
@@ -117,7 +130,7 @@ def configure() -> str:
         MIDDLEWARE=MIDDLEWARE[choice],
         # Nothing is installed unless the middleware need it (the app registry is loaded
         # at django.setup(), once: an app costs startup, not requests).
-        INSTALLED_APPS=MIDDLEWARE_APPS if with_middleware else [],
+        INSTALLED_APPS=MIDDLEWARE_APPS if with_apps else [],
         # Off: no translation machinery.  With it on (Django's default) the 404/500 reason
         # phrases and validation messages could be translated; the contract's are English.
         USE_I18N=False,
