@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -81,29 +82,40 @@ def test_every_command_runs_without_the_servers_extra(minimal_venv: Path) -> Non
     assert probe.returncode != 0, "gunicorn is importable: this is not the minimal install"
 
     hint = "pip install -e '.[servers]'"
-    servers = _run(minimal_venv, "servers", "--no-notes")
+    commands = {
+        "servers": ["servers", "--no-notes"],
+        "grid": ["grid", "--layers", "bare_wsgi", "--servers", "scratch-wsgi,gunicorn-sync,gunicorn-asgi"],
+        # --no-websocket: Autobahn's column runs its suite on every ASGI server (over a minute here); it has its own
+        # test (test_autobahn.py), and what this test asks is that the minimal install runs the probe at all.
+        "probe": ["probe", "--servers", "all", "--case", "valid/get", "--no-websocket"],
+        "bench": ["bench", "--servers", "waitress", "--layers", "bare_wsgi", "--no-floor"],
+        "layers": ["layers"],
+        "verify": ["verify", "bare_asgi", "--server", "uvicorn"],
+        "trace": ["trace", "bare_wsgi", "/json"],
+        "loc": ["loc", "--no-measure"],
+        "lifespan": ["lifespan", "starlette", "--server", "uvicorn"],
+    }
+    # Two at a time (the machine has two cores; every command mostly waits for its imports and servers): the
+    # commands share nothing -- each server they start takes a free port.
+    with ThreadPoolExecutor(2) as pool:
+        ran = dict(zip(commands, pool.map(lambda args: _run(minimal_venv, *args), commands.values()), strict=True))
+
+    servers = ran.pop("servers")
     assert servers.returncode == 0, servers.stderr
     assert "not installed" in servers.stdout and hint in _words(servers.stdout) and "gunicorn-asgi" in servers.stdout
 
-    grid = _run(minimal_venv, "grid", "--layers", "bare_wsgi", "--servers", "scratch-wsgi,gunicorn-sync,gunicorn-asgi")
+    grid = ran.pop("grid")
     assert grid.returncode == 0, grid.stdout + grid.stderr
     assert "not installed: gunicorn-sync, gunicorn-asgi" in _words(grid.stdout) and hint in _words(grid.stdout)
 
-    probe_all = _run(minimal_venv, "probe", "--servers", "all", "--case", "valid/get")
+    probe_all = ran.pop("probe")
     assert "Traceback" not in probe_all.stdout + probe_all.stderr
     assert "waitress: not installed" in probe_all.stdout and hint in _words(probe_all.stdout)
     assert "scratch-wsgi (bare_wsgi): 1/1 as expected" in probe_all.stdout
 
-    bench = _run(minimal_venv, "bench", "--servers", "waitress", "--layers", "bare_wsgi", "--no-floor")
+    bench = ran.pop("bench")
     assert bench.returncode == 1 and "Traceback" not in bench.stderr, bench.stdout + bench.stderr
     assert "not installed" in bench.stdout + bench.stderr
 
-    for args in (
-        ["layers"],
-        ["verify", "bare_asgi", "--server", "uvicorn"],
-        ["trace", "bare_wsgi", "/json"],
-        ["loc", "--no-measure"],
-        ["lifespan", "starlette", "--server", "uvicorn"],
-    ):
-        done = _run(minimal_venv, *args)
-        assert done.returncode == 0 and "Traceback" not in done.stderr, f"{args}: {done.stdout}{done.stderr}"
+    for name, done in ran.items():
+        assert done.returncode == 0 and "Traceback" not in done.stderr, f"{commands[name]}: {done.stdout}{done.stderr}"
