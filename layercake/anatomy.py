@@ -71,6 +71,7 @@ import inspect
 import io
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -531,6 +532,11 @@ class StepHelper:
                 self.proc.wait()
         self.stderr.close()
 
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.stderr.close()
+
     def __enter__(self) -> StepHelper:
         return self
 
@@ -757,7 +763,11 @@ def anatomy_document(
         interrupted = True
     finally:
         if helper is not None:
-            helper.close()
+            try:
+                helper.close()
+            except KeyboardInterrupt:  # another Ctrl-C while the helper ends: stop it now, keep what was measured
+                interrupted = True
+                helper.kill()
     for i, row in enumerate(rows):
         windows = helper.windows.get(row["step"]) if helper is not None else None
         if row.get("problem") is None:
@@ -1016,6 +1026,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
     args = parser.parse_args(argv)
     if args.helper:
+        # Ctrl-C reaches the whole process group.  The parent decides what an interruption keeps, and ends the
+        # helper by closing its stdin: a helper that died of the same SIGINT first would end the parent's
+        # reading with EOF, and the rounds it had measured would be lost with it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         _serve_helper(args.layer)
         return
     if not args.step:

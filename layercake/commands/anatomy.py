@@ -49,7 +49,9 @@ def anatomy_table(doc: dict[str, Any], lines: bool = True) -> Table:
     server = doc["settings"].get("server")
     table = Table(title=f"Anatomy of {doc['layer']}: {doc['request']['method']} {doc['request']['path']}")
     table.add_column("#", justify="right")
-    table.add_column("step: what it adds", overflow="fold", ratio=1)
+    # At least as wide as the longest step name, so a name is never cut mid-word (the titles wrap beneath).
+    widest = max((len(r["step"]) for r in doc["steps"]), default=0)
+    table.add_column("step: what it adds", overflow="fold", ratio=1, min_width=widest)
     for name in ("best µs", "Δ µs", "calls", "Δ calls", "lines", "Δ lines")[: 6 if lines else 4]:
         table.add_column(name, justify="right", no_wrap=True)
     if server:

@@ -13,9 +13,10 @@ The ladder: by hand (the Flask ladder's baseline) -> Django's ``WSGIHandler`` wi
 doing the rest by hand -> the URL resolver (``path()`` with the ``int`` converter) -> the view's tools
 (``request.GET``, ``JsonResponse``) -> then the seven middleware ``django-admin startproject`` writes, one per step,
 in its order: ``SecurityMiddleware``, ``SessionMiddleware``, ``CommonMiddleware``, ``CsrfViewMiddleware``,
-``AuthenticationMiddleware``, ``MessageMiddleware``, ``XFrameOptionsMiddleware``.  None of them is asked to do its
-feature's work here (no session is read, no user, no message), so each step's delta is what a middleware costs a
-request that does not use it -- which is what every request pays once it is in ``settings.MIDDLEWARE``.
+``AuthenticationMiddleware``, ``MessageMiddleware``, ``XFrameOptionsMiddleware``.  Three do their work on every
+response (Security's and XFrameOptions' headers, Common's Host check and ``Content-Length``); the session, the user
+and the messages are never read here, so those steps cost what such a middleware costs a request that does not use
+it -- which is what every request pays once it is in ``settings.MIDDLEWARE``.
 
 How a step gets its own URLconf and middleware in one process: settings are per process
 (``layers/shared/django_project.py`` configures them once), so a step's handler carries its own.  The URLconf goes
@@ -78,9 +79,11 @@ def dumps(value: Any) -> bytes:
 
 @csrf_exempt  # an API view (as in the layer, and as Django REST framework does): no CSRF token on a PUT
 def item_view(request: HttpRequest, item_id: int) -> HttpResponse:
-    """The view every step from the resolver on calls: Django's tools for the query and the answer."""
+    """The view of the steps from ``view_tools`` on: Django's tools for the query and the answer."""
+    if request.method != "PUT":  # as in url_resolver: only the tools change
+        return JsonResponse({"detail": "Method Not Allowed"}, status=405)
     item = json.loads(request.body)
-    answer = {"item_id": item_id, "name": item["name"], "price": item["price"], "q": request.GET["q"]}
+    answer = {"item_id": item_id, "name": item["name"], "price": item["price"], "q": request.GET.get("q", "")}
     return JsonResponse(answer)
 
 
@@ -147,72 +150,72 @@ def view_tools() -> WSGIHandler:
     return handler(ROUTES)
 
 
-def security_middleware() -> WSGIHandler:
+def security() -> WSGIHandler:
     """``SecurityMiddleware``: the security headers (``X-Content-Type-Options``, ``Referrer-Policy``, COOP).
 
     ``process_request`` checks whether to redirect to HTTPS (``SECURE_SSL_REDIRECT``, off);
     ``process_response`` sets ``X-Content-Type-Options: nosniff``, ``Referrer-Policy:
     same-origin`` and ``Cross-Origin-Opener-Policy: same-origin`` by default.
     """
-    return with_middleware(1)
+    return with_middleware(1)  # Security
 
 
-def session_middleware() -> WSGIHandler:
+def sessions() -> WSGIHandler:
     """``SessionMiddleware``: ``request.session``, a lazy ``SessionStore`` nobody reads here.
 
     ``process_request`` makes the session store from the session cookie (none); it is
     loaded only when read.  ``process_response`` asks whether the session was accessed
     or modified (no) and adds ``Vary: Cookie`` only if it was.
     """
-    return with_middleware(2)
+    return with_middleware(2)  # Security, Session
 
 
-def common_middleware() -> WSGIHandler:
+def common() -> WSGIHandler:
     """``CommonMiddleware``: ``DISALLOWED_USER_AGENTS``, ``APPEND_SLASH`` / ``PREPEND_WWW``, and the Host check.
 
     ``process_request`` validates the Host against ``ALLOWED_HOSTS`` (``get_host()``) and
     the user agent; ``process_response`` looks for a 404 to redirect to the slash-ended
     URL, and sets ``Content-Length`` when the response is not streaming.
     """
-    return with_middleware(3)
+    return with_middleware(3)  # Security, Session, Common
 
 
-def csrf_middleware() -> WSGIHandler:
+def csrf() -> WSGIHandler:
     """``CsrfViewMiddleware``: the CSRF check on unsafe methods (this view is ``csrf_exempt``, as an API's is).
 
     ``process_request`` reads the CSRF cookie (none); ``process_view`` sees the view's
     ``csrf_exempt`` mark and lets the PUT through; ``process_response`` sets the cookie
     only if a token was used.
     """
-    return with_middleware(4)
+    return with_middleware(4)  # Security, Session, Common, Csrf
 
 
-def authentication_middleware() -> WSGIHandler:
+def authentication() -> WSGIHandler:
     """``AuthenticationMiddleware``: ``request.user``, a ``SimpleLazyObject`` nobody evaluates here.
 
     It checks that the session middleware is installed and attaches a lazy user (and
     ``request.auser`` for async code); the session and the database are touched only
     when ``request.user`` is read.
     """
-    return with_middleware(5)
+    return with_middleware(5)  # Security, Session, Common, Csrf, Authentication
 
 
-def message_middleware() -> WSGIHandler:
+def messages() -> WSGIHandler:
     """``MessageMiddleware``: ``request._messages``, the cookie-then-session message storage.
 
     ``process_request`` makes a ``FallbackStorage`` (cookie storage, then session
     storage); ``process_response`` stores messages added during the request (none).
     """
-    return with_middleware(6)
+    return with_middleware(6)  # Security, Session, Common, Csrf, Authentication, Message
 
 
-def xframe_middleware() -> WSGIHandler:
+def xframe() -> WSGIHandler:
     """``XFrameOptionsMiddleware``: ``X-Frame-Options: DENY`` on every response (clickjacking).
 
     ``process_response`` sets the header unless the response has one or the view is
     ``xframe_options_exempt``.  With it, the chain is ``startproject``'s seven.
     """
-    return with_middleware(7)
+    return with_middleware(7)  # Security, Session, Common, Csrf, Authentication, Message, XFrameOptions
 
 
 LADDER = Ladder(
@@ -225,13 +228,13 @@ LADDER = Ladder(
         Step(wsgi_handler, adds="django handler"),
         Step(url_resolver, adds="url resolver"),
         Step(view_tools, adds="request.GET and JsonResponse"),
-        Step(security_middleware, adds="SecurityMiddleware"),
-        Step(session_middleware, adds="SessionMiddleware"),
-        Step(common_middleware, adds="CommonMiddleware"),
-        Step(csrf_middleware, adds="CsrfViewMiddleware"),
-        Step(authentication_middleware, adds="AuthenticationMiddleware"),
-        Step(message_middleware, adds="MessageMiddleware"),
-        Step(xframe_middleware, adds="XFrameOptionsMiddleware"),
+        Step(security, adds="SecurityMiddleware"),
+        Step(sessions, adds="SessionMiddleware"),
+        Step(common, adds="CommonMiddleware"),
+        Step(csrf, adds="CsrfViewMiddleware"),
+        Step(authentication, adds="AuthenticationMiddleware"),
+        Step(messages, adds="MessageMiddleware"),
+        Step(xframe, adds="XFrameOptionsMiddleware"),
     ),
     title="Django, piece by piece: from a hand-written WSGI callable to WSGIHandler, the resolver and the middleware.",
 )

@@ -109,7 +109,9 @@ def configure(apps: bool = False) -> str:
         if apps and not registry.is_installed("django.contrib.auth"):
             # Configured earlier in this process without them (a test run imports both):
             # Django's own way to change the app registry after setup, the one
-            # override_settings(INSTALLED_APPS=...) uses.
+            # override_settings(INSTALLED_APPS=...) uses.  For the rest of the process, so
+            # the layers' requests here pay the connection check too (a few calls): the
+            # figures the tools publish are measured in processes of their own, never here.
             registry.set_installed_apps(MIDDLEWARE_APPS)
         return choice
     with_apps = choice == "default" or apps

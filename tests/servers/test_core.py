@@ -405,6 +405,14 @@ def test_http_send_state_machine_happy_path() -> None:
         ([{"type": "http.response.start", "status": 200, "headers": [("a", "b")]}], "must be bytes"),
         ([{"type": "http.response.start", "status": 200, "headers": [(b"a", b"b\r\nc: d")]}], "CR, LF or NUL"),
         ([{"type": "http.response.start", "status": 200, "headers": [(b"a b", b"c")]}], "not a token"),
+        # A name holding ": " would read, once written, as a shorter name and a value: a framing field the
+        # writer never saw (``Transfer-Encoding: gzip: x`` beside our Content-Length).
+        (
+            [{"type": "http.response.start", "status": 200, "headers": [(b"Transfer-Encoding: gzip", b"x")]}],
+            "not a token",
+        ),
+        ([{"type": "http.response.start", "status": 200, "headers": [(b"", b"x")]}], "not a token"),
+        ([{"type": "http.response.start", "status": 200, "headers": [(b"a", b"b\x00")]}], "CR, LF or NUL"),
         (
             [{"type": "http.response.start", "status": 200}, {"type": "http.response.body", "body": "text"}],
             "must be bytes",
