@@ -95,10 +95,17 @@ class Throughput:
     measured_at: str | None = None
     origin: str = ""
     machine: str = ""
+    #: The server's options in a matrix run (``servers/bench_scratch.py``): ``httptools+uvloop``, ``8-threads`` ...
+    variant: str = ""
 
     @property
     def provenance(self) -> str:
         return provenance(self.measured_at, self.origin, self.machine)
+
+    @property
+    def server_label(self) -> str:
+        """The server, with its options when the run compared several."""
+        return f"{self.server} {self.variant}" if self.variant else self.server
 
 
 @dataclass
@@ -331,9 +338,10 @@ def _committed(path: Path) -> str | None:
 
 
 def _server_pairs(data: dict[str, Any], path: Path) -> list[Throughput]:
-    """``servers/bench_scratch.py``'s document: ``{"rps": {server: [req/s per round]}, "args": ...}``,
-    each server serving its interface's bare layer on ``GET /plaintext``.  The file records
-    no time, so the commit that added it stands in (or its modification time), and says so."""
+    """``servers/bench_scratch.py``'s document: ``{"rps": {row: [req/s per round]}, "args": ...}``,
+    each server serving its interface's bare layer on ``GET /plaintext``.  A row is a server, or
+    ``server/options`` in the parser x loop matrix (``scratch-asgi/httptools+uvloop``).  The file
+    records no time, so the commit that added it stands in (or its modification time), and says so."""
     rps, args = data.get("rps"), data.get("args") or {}
     if not isinstance(rps, dict) or not rps or not all(isinstance(v, list) for v in rps.values()):
         return []
@@ -349,8 +357,9 @@ def _server_pairs(data: dict[str, Any], path: Path) -> list[Throughput]:
     )
     errors: dict[str, Any] = data["errors"] if isinstance(data.get("errors"), dict) else {}
     found = []
-    for server, rounds in rps.items():
+    for row, rounds in rps.items():
         values = [float(v) for v in rounds if isinstance(v, int | float) and not isinstance(v, bool)]
+        server, _, variant = row.partition("/")
         spec = SERVERS.get(server) or SERVERS.get(server.split("-")[0])  # "uvicorn-h11" is uvicorn
         if not values or spec is None:
             continue
@@ -367,6 +376,7 @@ def _server_pairs(data: dict[str, Any], path: Path) -> list[Throughput]:
                 when,
                 _display(path),
                 machine_of(_environment(data)),
+                variant,
             )
         )
     return found

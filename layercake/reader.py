@@ -202,7 +202,7 @@ def throughput_lines(target: Target, figures: Figures) -> list[Text]:
     if not rows:
         return [Text.assemble(("req/s: ", "bold"), ("not measured yet — run ", "yellow"), (how, "bold yellow"))]
     parts = "; ".join(
-        f"{t.rps:,.0f} ({t.layer} on {t.server}, {t.endpoint}{f', c{t.concurrency}' if t.concurrency else ''})"
+        f"{t.rps:,.0f} ({t.layer} on {t.server_label}, {t.endpoint}{f', c{t.concurrency}' if t.concurrency else ''})"
         for t in rows
     )
     return [

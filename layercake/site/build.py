@@ -704,10 +704,13 @@ def write_index(site: Site, project: Path, figures: Figures, pairs: list[tuple[s
             for t in figures.servers
             if best is not None and t.origin == best.origin and t.layer == best.layer and t.server != name
         ]
+        if best is not None and any(t.variant == best.variant for t in beside):
+            beside = [t for t in beside if t.variant == best.variant]  # the same parser and loop, where run
         rps_text = (
             f'{best.rps:,.0f}<br><span class="note">{esc(best.layer)} {esc(best.endpoint)}'
+            f"{f' ({esc(best.variant)})' if best.variant else ''}"
             f"{f', c{best.concurrency}' if best.concurrency else ''}<br>{esc(best.provenance)}"
-            + "".join(f"<br>beside {esc(t.server)}: {t.rps:,.0f} ({best.rps / t.rps:.2f}×)" for t in beside)
+            + "".join(f"<br>beside {esc(t.server_label)}: {t.rps:,.0f} ({best.rps / t.rps:.2f}×)" for t in beside)
             + "</span>"
             if best
             else "—"

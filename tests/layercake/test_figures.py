@@ -153,3 +153,26 @@ def test_reads_the_scratch_servers_comparison_apart_from_the_ladder(tmp_path: Pa
     assert figures.server_rps("scratch-wsgi")[0].errors == 1
     assert {t.server for t in figures.servers} == {"scratch-asgi", "uvicorn-h11", "scratch-wsgi"}
     assert best.measured_at and best.measured_at.startswith(("committed", "file dated"))
+
+
+def test_reads_the_parser_by_loop_matrix_rows_as_their_servers(tmp_path: Path):
+    # bench_scratch's matrix names a row "server/options"; the reader and the site ask by server.
+    doc = {
+        "environment": {"cpus": 2},
+        "args": {"rounds": 2, "connections": 64, "rows": "goals"},
+        "rps": {
+            "scratch-asgi/httptools+uvloop": [5300.0, 5400.0],
+            "uvicorn/httptools+uvloop": [9800.0, 9900.0],
+            "scratch-asgi/h11+asyncio": [3700.0, 3800.0],
+            "gunicorn-gthread/8-threads": [2500.0, 2520.0],
+        },
+    }
+    (tmp_path / "scratch-goals.json").write_text(json.dumps(doc))
+    figures = load_figures(tmp_path)
+    rows = figures.server_rps("scratch-asgi")
+    assert [(t.variant, t.rps, t.layer) for t in rows] == [
+        ("httptools+uvloop", 5350.0, "bare_asgi"),
+        ("h11+asyncio", 3750.0, "bare_asgi"),
+    ]
+    assert rows[0].server_label == "scratch-asgi httptools+uvloop"
+    assert figures.server_rps("gunicorn-gthread")[0].layer == "bare_wsgi"
