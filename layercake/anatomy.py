@@ -528,11 +528,12 @@ class StepHelper:
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                self.kill()
+                return
         self.stderr.close()
 
     def kill(self) -> None:
+        """End the helper now (a second Ctrl-C, or a helper that did not end when asked)."""
         self.proc.kill()
         self.proc.wait()
         self.stderr.close()

@@ -130,8 +130,8 @@ def configure(apps: bool = False) -> str:
         SECRET_KEY=secrets.token_urlsafe(50),
         ROOT_URLCONF=__name__,
         MIDDLEWARE=MIDDLEWARE[choice],
-        # Nothing is installed unless the middleware need it (the app registry is loaded
-        # at django.setup(), once: an app costs startup, not requests).
+        # Nothing is installed unless the middleware (or the anatomy, ``apps``) need it:
+        # their models would make every request pay the connection check (see above).
         INSTALLED_APPS=MIDDLEWARE_APPS if with_apps else [],
         # Off: no translation machinery.  With it on (Django's default) the 404/500 reason
         # phrases and validation messages could be translated; the contract's are English.
