@@ -240,13 +240,16 @@ class Connection(asyncio.Protocol):
         self.server = server
         self.limits = server.limits
         self.loop = asyncio.get_running_loop()
+        # asyncio's loop.time() is time.monotonic() behind a Python method, and the connection reads its clock on
+        # every request: where the two are the same, it gets the function itself (uvloop's loop.time is C already).
+        clock = time.monotonic if type(self.loop).time is asyncio.BaseEventLoop.time else self.loop.time
         self.conn = ServerConnection(
             server.limits,
             server_header=SERVER_HEADER,
             date=server.date,
             parser=server.config.http,
             websockets=True,
-            clock=self.loop.time,
+            clock=clock,
         )
         self.cycle: RequestCycle | None = None
         self.websocket: WebSocketCycle | None = None
@@ -371,7 +374,8 @@ class Connection(asyncio.Protocol):
                 cycle.on_body(event.data)
             elif event is NEED_DATA:
                 if cycle is None or len(cycle.body) <= HIGH_WATER:
-                    self.flow.resume_reading()
+                    if self.flow.read_paused:
+                        self.flow.resume_reading()
                 else:
                     self.flow.pause_reading()  # the app is not reading its body fast enough: slow the client down
                 break
@@ -419,6 +423,11 @@ class Connection(asyncio.Protocol):
         """The cycle's last bytes are written: close, linger, or go on to the next request, as the connection says."""
         self.cycle = None
         state = self.conn.state
+        if state is State.IDLE:  # the usual case, and nothing for _drive to do but resume reading
+            if self.flow.read_paused:
+                self.flow.resume_reading()
+            self._sync_timer()
+            return
         if state is State.CLOSED:
             self.transport.close()
         elif state is State.LINGER:
@@ -451,7 +460,8 @@ class RequestCycle:
         self.body_error: RequestBodyError | None = None
         self.disconnected = False
         self.wakeup: asyncio.Event | None = None  # created only when receive() must wait
-        self.started_at = time.perf_counter()
+        self.access_log = server.config.access_log
+        self.started_at = time.perf_counter() if self.access_log else 0.0
 
     # -- from the connection ---------------------------------------------------------------------------------
     def on_body(self, data: bytes) -> None:
@@ -460,7 +470,8 @@ class RequestCycle:
 
     def on_body_end(self) -> None:
         self.body_done = True
-        self._wake()
+        if self.wakeup is not None:
+            self.wakeup.set()
 
     def on_body_error(self, event: BodyError) -> None:
         self.body_error = RequestBodyError(event.status, event.reason)
@@ -516,7 +527,8 @@ class RequestCycle:
             if self.connection.flow.write_paused:  # the transport's buffer is above its high-water mark
                 await self.connection.flow.drain()
         if self.sender.done:
-            self._log()
+            if self.access_log:
+                self._log()
             self.connection.after_response()
 
     # -- the app call -----------------------------------------------------------------------------------------
@@ -551,25 +563,25 @@ class RequestCycle:
             self.conn.abort()  # too late for an error status: cut the connection so the client knows
             self.transport.close()
             return
-        self.sender.state = SendState.DONE
+        self.sender.answered_by_server()
         self.transport.write(self.conn.send_error(status, message))
-        self._log()
+        if self.access_log:
+            self._log()
         self.connection.after_response()
 
     def _log(self) -> None:
-        if self.connection.server.config.access_log:
-            head = self.head
-            access_log.info(
-                access_line(
-                    self.connection.client,
-                    head.method,
-                    head.target,
-                    head.http_version,
-                    self.writer.status,
-                    self.writer.body_bytes,
-                    time.perf_counter() - self.started_at,
-                )
+        head = self.head
+        access_log.info(
+            access_line(
+                self.connection.client,
+                head.method,
+                head.target,
+                head.http_version,
+                self.writer.status,
+                self.writer.body_bytes,
+                time.perf_counter() - self.started_at,
             )
+        )
 
 
 # =================================================================================================================

@@ -42,13 +42,6 @@ class ASGIProtocolError(RuntimeError):
     """The application sent a message that breaks the ASGI message order or shape; it names both."""
 
 
-def _path(raw_path: bytes) -> str:
-    # ASGI HTTP spec, "path": "HTTP request target excluding any query string, with percent-encoded sequences and
-    # UTF-8 byte sequences decoded into characters."  Invalid UTF-8 becomes U+FFFD rather than a crash;
-    # raw_path keeps the exact bytes.
-    return decode_path(raw_path).decode("utf-8", "replace")
-
-
 def http_scope(
     request: RequestHead,
     *,
@@ -64,7 +57,10 @@ def http_scope(
         "http_version": request.http_version.decode("ascii"),
         "method": request.method.decode("ascii"),  # kept as sent; methods are case-sensitive (RFC 9110 §9.1)
         "scheme": "http",
-        "path": _path(raw_path),
+        # ASGI HTTP spec, "path": "HTTP request target excluding any query string, with percent-encoded sequences
+        # and UTF-8 byte sequences decoded into characters."  Invalid UTF-8 becomes U+FFFD rather than a crash;
+        # raw_path keeps the exact bytes.
+        "path": (decode_path(raw_path) if b"%" in raw_path else raw_path).decode("utf-8", "replace"),
         "raw_path": raw_path,
         "query_string": query,
         "root_path": root_path,
@@ -98,12 +94,6 @@ def websocket_scope(
     return scope
 
 
-def _message_type(message: Any) -> str:
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ASGIProtocolError(f"ASGI messages are dicts with a 'type' string, got {message!r:.200}")
-    return message["type"]
-
-
 def check_headers(headers: Any, where: str) -> list[tuple[bytes, bytes]]:
     """ASGI: "headers: Iterable[[byte string, byte string]]".  (CR, LF and NUL are refused by the writer.)"""
     try:
@@ -131,15 +121,18 @@ class HTTPSend:
     States: :class:`SendState`, ``START`` → ``BODY`` → ``DONE``.  Serialising is the ``ResponseWriter``'s job.
     """
 
-    __slots__ = ("writer", "state")
+    __slots__ = ("writer", "state", "done")
 
     def __init__(self, writer: ResponseWriter) -> None:
         self.writer = writer
         self.state = SendState.START
+        self.done = False  # state is DONE; an attribute, not a property: the server asks after every message
 
-    @property
-    def done(self) -> bool:
-        return self.state is SendState.DONE
+    def answered_by_server(self) -> None:
+        """The server wrote the response itself (an error status for a failing application): nothing more may be
+        sent."""
+        self.state = SendState.DONE
+        self.done = True
 
     @property
     def started(self) -> bool:
@@ -151,8 +144,28 @@ class HTTPSend:
         return self.writer.status
 
     def message(self, message: Any) -> bytes:
-        kind = _message_type(message)
-        if self.state is SendState.START:
+        try:
+            kind = message["type"]
+        except (TypeError, KeyError, IndexError):
+            kind = None
+        if type(kind) is not str:
+            raise ASGIProtocolError(f"ASGI messages are dicts with a 'type' string, got {message!r:.200}")
+        state = self.state
+        if state is SendState.BODY:  # first: a response's body messages outnumber its start
+            if kind != "http.response.body":
+                raise ASGIProtocolError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                if not isinstance(body, (bytearray, memoryview)):
+                    raise ASGIProtocolError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
+                body = bytes(body)
+            last = not message.get("more_body", False)
+            data = self.writer.body(body, last)  # ResponseError (Content-Length disagrees) aborts the connection
+            if last:
+                self.state = SendState.DONE
+                self.done = True
+            return data
+        if state is SendState.START:
             if kind != "http.response.start":
                 raise ASGIProtocolError(f"Expected ASGI message 'http.response.start', but got {kind!r}.")
             status = message.get("status")
@@ -163,24 +176,21 @@ class HTTPSend:
                     "http.response.start 'trailers': this server does not offer the "
                     "http.response.trailers extension (it is not in scope['extensions'])"
                 )
+            headers = message.get("headers", ())
             try:
                 # ASGI HTTP spec, "Response Start": "the protocol server must not start sending the response to the
                 # client until it has received at least one Response Body event."  The writer builds the head now
-                # and releases it with the first body -- one write for a one-message response.
-                self.writer.start(status, check_headers(message.get("headers", ()), "http.response.start"))
+                # and releases it with the first body -- one write for a one-message response.  It also checks
+                # the header pairs are bytes; only their shape is ASGI's to check.
+                self.writer.start(status, headers if type(headers) is list else check_headers(headers, _START))
+            except (TypeError, ValueError):  # not [name, value] pairs: say so in ASGI's words
+                check_headers(headers, _START)
+                raise
             except ResponseError as exc:
                 raise ASGIProtocolError(f"http.response.start: {exc}") from None
             self.state = SendState.BODY
             return b""
-        if self.state is SendState.BODY:
-            if kind != "http.response.body":
-                raise ASGIProtocolError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
-            body = message.get("body", b"")
-            if not isinstance(body, (bytes, bytearray, memoryview)):
-                raise ASGIProtocolError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
-            last = not message.get("more_body", False)
-            data = self.writer.body(bytes(body), last)  # ResponseError (Content-Length disagrees) aborts the connection
-            if last:
-                self.state = SendState.DONE
-            return data
         raise ASGIProtocolError(f"Unexpected ASGI message {kind!r} sent, after response already completed.")
+
+
+_START = "http.response.start"

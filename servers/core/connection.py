@@ -321,6 +321,7 @@ class ServerConnection:
         self._parser, self.head = parser, head
         self._new_cycle_state()
         upgrade = False
+        options = b""  # the Connection values, for the writer's keep-alive rule (one walk over the headers)
         for name, value in head.headers:
             if name == b"content-length":
                 self._content_length = int(value)  # the gate made sure it is one valid 1*DIGIT
@@ -332,6 +333,8 @@ class ServerConnection:
                 self._waiting_for_continue = True  # the gate refused any other expectation (417)
             elif name == b"upgrade":
                 upgrade = True  # speed (issue 12): only then is the full handshake check below worth its cost
+            elif name == b"connection":
+                options += b"," + value
         if rest:
             self._waiting_for_continue = False
             if self._chunks is not None:
@@ -339,7 +342,9 @@ class ServerConnection:
         self.writer = ResponseWriter(
             head.method,
             head.http_version,
-            head.headers,
+            None,
+            connection_options=options,
+            upgrade=upgrade,
             date=self.date,
             server_header=self.server_header,
             closing=self._closing,

@@ -87,12 +87,12 @@ def imf_fixdate(seconds: float) -> bytes:
     ).encode("ascii")
 
 
-_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
 
 def status_phrase(status: int) -> bytes:
     """The reason phrase (RFC 9112 §4: informational only; clients ignore it); empty for an unregistered code."""
-    return _PHRASES.get(status, b"")
+    return PHRASES.get(status, b"")
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:

@@ -250,6 +250,9 @@ _CONTENT_LENGTH = re.compile(rb"[0-9]+")
 # (unreserved / pct-encoded / sub-delims).  The empty reg-name is valid (RFC 9112 §3.2).
 _HOST = rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
 _HOST_PORT = re.compile(_HOST + rb"(?::[0-9]*)?")
+# The usual Host -- a reg-name without percent-encoding, or an IPv4 address, and a port: a subset of _HOST_PORT in
+# half its time (one character class instead of an alternation per byte), for _plainly_fine's proof of innocence.
+_PLAIN_HOST_PORT = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=]*(?::[0-9]*)?")
 _AUTHORITY_FORM = re.compile(rb"(?!:)" + _HOST + rb":[0-9]+")  # the host may not be empty here
 # http(s)://authority[path-abempty]["?" query]: the authority is checked by _HOST_PORT.
 _ABSOLUTE_FORM = re.compile(rb"(?i:https?)://([^/?]*)([/?].*)?", re.DOTALL)
@@ -407,17 +410,20 @@ def _plainly_fine(head: bytes, limits: Limits) -> bool:
     message field present, the message rules reduce to "Host is a valid host[:port]".  A proof of innocence only:
     False means "look closer", and :func:`_check_head_fully` finds and names the rule broken.  (A test checks that
     every head this clears, the full check clears too.)"""
+    size = len(head)
     if (
-        len(head) <= limits.max_request_line
-        and len(head) <= limits.max_header_line
-        and len(head) <= limits.max_head_bytes
+        size <= limits.max_request_line
+        and size <= limits.max_header_line
+        and size <= limits.max_head_bytes
         and head.count(b"\n") <= limits.max_header_count + 2
         and _PLAIN_HEAD.fullmatch(head)
         and not head.startswith(b"CONNECT ")
     ):
         found = _MESSAGE_FIELDS.findall(head)
         return (
-            len(found) == 1 and len(found[0][0]) == 4 and _HOST_PORT.fullmatch(found[0][1].strip(_SP_HTAB)) is not None
+            len(found) == 1
+            and len(found[0][0]) == 4
+            and _PLAIN_HOST_PORT.fullmatch(found[0][1].strip(_SP_HTAB)) is not None
         )
     return False
 
