@@ -50,11 +50,9 @@ def _bad_value(blob: bytes) -> bool:
     return b"\r" in blob or b"\n" in blob or b"\0" in blob
 
 
-# What we may send, as two C-speed matches instead of one per field (speed, issue 12): every name a token, joined by
-# NUL (which no token holds); the status line and every field line free of CR, LF and NUL but for their own CRLF.
+# Every name a token, in one C-speed match over the names joined by NUL, which no token holds (speed, issue 12).
 # The names are matched apart from the lines: within a line, ``X: y: z`` would read as the token ``X`` and a value.
 _TOKENS = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+(?:\x00[-!#$%&'*+.^_`|~0-9A-Za-z]+)*")
-_SAFE_LINES = re.compile(rb"HTTP/1\.1 [1-9][0-9]{2} [^\r\n\x00]*\r\n(?:[^\r\n\x00]*\r\n)*\r\n")
 
 
 def serialize_head(status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None) -> bytes:
@@ -65,23 +63,33 @@ def serialize_head(status: int, headers: list[tuple[bytes, bytes]], reason: byte
 
 
 def _assemble(status: int, names: list[bytes], lines: list[bytes], reason: bytes | None) -> bytes:
-    """The head from its field lines (each ``name: value CRLF``), checked in two C-speed matches."""
-    if not 100 <= status <= 999:
-        raise ResponseError(f"status {status} is not three digits (RFC 9110 §15)")
-    phrase = PHRASES.get(status, b"") if reason is None else reason
-    head = b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, phrase, b"".join(lines))
+    """The head from its field lines (each ``name: value CRLF``), checked by counting bytes in C.
+
+    Each line ends in the CRLF we put there, so a field has CR, LF or NUL in its value exactly when the block of
+    lines holds more CRs or LFs than lines, or any NUL: three C-speed counts instead of a pattern over the whole
+    head (speed, issue 12).  A value that smuggles a line break could end our head early and add a response of
+    its choosing (response splitting, RFC 9110 §5.5)."""
+    status_line = _STATUS_LINES.get(status) if reason is None else None
+    if status_line is None:
+        if not 100 <= status <= 999:
+            raise ResponseError(f"status {status} is not three digits (RFC 9110 §15)")
+        phrase = PHRASES.get(status, b"") if reason is None else reason
+        if _bad_value(phrase):
+            raise ResponseError(f"reason phrase {reason!r} has CR, LF or NUL, which would split the response")
+        status_line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+    block = b"".join(lines)
+    count = len(lines)
+    if block.count(b"\r") != count or block.count(b"\n") != count or b"\0" in block:
+        splitting = next(line.partition(b": ")[0] for line in lines if _bad_value(line[:-2]))
+        raise ResponseError(f"header {splitting!r} has a value with CR, LF or NUL, which would split the response")
     if names and _TOKENS.fullmatch(b"\x00".join(names)) is None:
         bad = next(name for name in names if not _TOKEN.fullmatch(name))
         raise ResponseError(f"header name {bad!r} is not a token (RFC 9110 §5.1)")
-    if _SAFE_LINES.fullmatch(head) is None or head.count(b"\r\n") != len(lines) + 2:
-        # CR, LF or NUL in a value: a value that smuggles a line break could end our head early and add a response
-        # of its choosing (response splitting, RFC 9110 §5.5).  (The count catches a value holding a whole
-        # ``CRLF name: value`` line.)
-        splitting = next((line.partition(b": ")[0] for line in lines if _bad_value(line[:-2])), None)
-        if splitting is None:
-            raise ResponseError(f"reason phrase {reason!r} has CR, LF or NUL, which would split the response")
-        raise ResponseError(f"header {splitting!r} has a value with CR, LF or NUL, which would split the response")
-    return head
+    return status_line + block + b"\r\n"
+
+
+#: The status line of every registered status, made once.
+_STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, phrase) for status, phrase in PHRASES.items()}
 
 
 def _drop(names: list[bytes], lines: list[bytes], field: bytes) -> None:
