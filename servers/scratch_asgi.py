@@ -70,7 +70,7 @@ from servers.core.events import (
     RequestHead,
     WebSocketRequest,
 )
-from servers.core.http import ClientDisconnected, DateHeader, RequestBodyError, access_line
+from servers.core.http import ClientDisconnected, DateHeader, RequestBodyError
 from servers.core.limits import Limits
 from servers.core.writer import ResponseError
 from servers.lifespan import LifespanRunner
@@ -79,6 +79,7 @@ from servers.scratch_common import (
     bind,
     in_thread,
     limits_from,
+    log_access,
     loop_factory,
     parser,
     run_main,
@@ -93,7 +94,6 @@ SERVER_HEADER = NAME.encode()
 HIGH_WATER = 65536
 
 log = logging.getLogger("layercake.server")
-access_log = logging.getLogger("layercake.access")
 
 
 @dataclass
@@ -123,8 +123,7 @@ class Server:
         self.app = config.app
         self.date = DateHeader()
         self.connections: set[Connection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()  # running app calls
-        self.in_flight = 0
+        self.tasks: set[asyncio.Task[None]] = set()  # running app calls: the requests in flight
         self.should_exit = False
         self.force_exit = False  # a second signal: stop waiting for in-flight requests
         self.close_code = 1012  # for WebSockets at shutdown; 1001 after SIGINT (see _on_signal)
@@ -136,18 +135,15 @@ class Server:
         self._exit = asyncio.Event()
         self.server_address = sock.getsockname()[:2]
         lifespan = LifespanRunner(self.app, "on" if self.config.lifespan == "on" else "auto")
-        if self.config.lifespan == "off":
-            self.state = None  # no lifespan: no "state" key in scopes (ASGI lifespan spec, "Lifespan State")
-        else:
+        self.state = None  # no lifespan, no "state" key in scopes (ASGI lifespan spec, "Lifespan State")
+        if self.config.lifespan != "off":
             outcome = await lifespan.startup()
             if outcome.failed is not None:
                 print(f"layercake: application startup failed: {outcome.failed}", file=sys.stderr, flush=True)
                 return STARTUP_FAILED
-            if outcome.supported:
-                self.state = lifespan.state
-            else:
+            if not outcome.supported:
                 log.info("ASGI 'lifespan' protocol appears unsupported; continuing without it")
-                self.state = None  # no lifespan: no "state" key in scopes
+            self.state = lifespan.state if outcome.supported else None
         server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=self.limits.backlog)
         if threading.current_thread() is threading.main_thread():
             loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
@@ -264,11 +260,8 @@ class Connection(asyncio.Protocol):
         self.flow = FlowControl(self.transport)
         peer = transport.get_extra_info("peername")
         self.client = tuple(peer[:2]) if peer else None
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # asyncio already sets TCP_NODELAY on TCP transports; said here because it matters: responses are
-            # written whole, and Nagle would hold the last segment back waiting for a delayed ACK (~40 ms).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # No TCP_NODELAY here: asyncio and uvloop both set it on every TCP transport (scratch-wsgi sets its own).
+        # It matters: responses are written whole, and Nagle would hold the last segment back for a delayed ACK.
         self.server.connections.add(self)
         if self.server.should_exit:
             self.transport.close()
@@ -402,22 +395,16 @@ class Connection(asyncio.Protocol):
 
     def _start(self, head: RequestHead) -> None:
         server = self.server
-        if server.limits.max_concurrency and server.in_flight >= server.limits.max_concurrency:
+        if server.limits.max_concurrency and len(server.tasks) >= server.limits.max_concurrency:
             self._act(self.conn.refuse(OVERLOADED))
             return
         self.cycle = RequestCycle(self, head)
         self._run(self.cycle.run())
 
     def _run(self, coro: Any) -> None:
-        server = self.server
-        server.in_flight += 1
         task = self.loop.create_task(coro)
-        server.tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self.server.in_flight -= 1
-        self.server.tasks.discard(task)
+        self.server.tasks.add(task)
+        task.add_done_callback(self.server.tasks.discard)
 
     def after_response(self) -> None:
         """The cycle's last bytes are written: close, linger, or go on to the next request, as the connection says."""
@@ -528,7 +515,7 @@ class RequestCycle:
                 await self.connection.flow.drain()
         if self.sender.done:
             if self.access_log:
-                self._log()
+                log_access(self.connection.client, self.head, self.writer, self.started_at)
             self.connection.after_response()
 
     # -- the app call -----------------------------------------------------------------------------------------
@@ -566,22 +553,8 @@ class RequestCycle:
         self.sender.answered_by_server()
         self.transport.write(self.conn.send_error(status, message))
         if self.access_log:
-            self._log()
+            log_access(self.connection.client, self.head, self.writer, self.started_at)
         self.connection.after_response()
-
-    def _log(self) -> None:
-        head = self.head
-        access_log.info(
-            access_line(
-                self.connection.client,
-                head.method,
-                head.target,
-                head.http_version,
-                self.writer.status,
-                self.writer.body_bytes,
-                time.perf_counter() - self.started_at,
-            )
-        )
 
 
 # =================================================================================================================

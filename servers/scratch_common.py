@@ -57,13 +57,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from servers.core.events import RequestHead
+from servers.core.http import access_line
 from servers.core.limits import Limits
 from servers.core.parsers import PARSERS, MissingParserPackage, parser_class
+from servers.core.writer import ResponseWriter
 
 log = logging.getLogger("layercake.server")
+access_log = logging.getLogger("layercake.access")
 
 # Exit code when the application cannot start (bad MODULE:ATTR, lifespan startup.failed); uvicorn uses 3 too.
 STARTUP_FAILED = 3
+
+
+def log_access(client: tuple[str, int] | None, head: RequestHead, writer: ResponseWriter, started_at: float) -> None:
+    """One access-log line for a finished request cycle, the same from both servers."""
+    elapsed = time.perf_counter() - started_at
+    access_log.info(
+        access_line(client, head.method, head.target, head.http_version, writer.status, writer.body_bytes, elapsed)
+    )
 
 
 class StartupFailed(Exception):

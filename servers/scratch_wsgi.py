@@ -60,13 +60,14 @@ from typing import Any
 
 from servers.core.connection import OVERLOADED, ServerConnection, State
 from servers.core.events import CLOSED, NEED_DATA, BodyError, Data, EndOfMessage, Event, Rejected, RequestHead
-from servers.core.http import ClientDisconnected, DateHeader, RequestBodyError, access_line
+from servers.core.http import ClientDisconnected, DateHeader, RequestBodyError
 from servers.core.limits import Limits
 from servers.core.wsgi import StartResponse, WSGIInput, build_environ, iterate_body
 from servers.scratch_common import (
     bind,
     in_thread,
     limits_from,
+    log_access,
     parser,
     run_main,
     run_workers,
@@ -77,7 +78,6 @@ SERVER_HEADER = NAME.encode()
 RECV_SIZE = 65536  # one read; a typical head is a few hundred bytes, a body comes in pieces of this size
 
 log = logging.getLogger("layercake.server")
-access_log = logging.getLogger("layercake.access")
 
 
 @dataclass
@@ -462,17 +462,7 @@ class RequestCycle:
         if not writer.finished and self.conn.state is not State.CLOSED:
             self.conn.abort()  # an app error after the head went out: cutting the connection is all that is left
         if server.config.access_log:
-            access_log.info(
-                access_line(
-                    connection.client,
-                    head.method,
-                    head.target,
-                    head.http_version,
-                    writer.status,
-                    writer.body_bytes,
-                    time.perf_counter() - started_at,
-                )
-            )
+            log_access(connection.client, head, writer, started_at)
 
     def fail(self, start: StartResponse, status: int, message: str) -> None:
         if start.headers_sent:
