@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from servers.core.asgi import HTTPSend, SendState, http_scope
-from servers.core.connection import OVERLOADED, ServerConnection, State
+from servers.core.connection import OVERLOADED, S, ServerConnection
 from servers.core.events import (
     CLOSED,
     NEED_DATA,
@@ -410,14 +410,14 @@ class Connection(asyncio.Protocol):
         """The cycle's last bytes are written: close, linger, or go on to the next request, as the connection says."""
         self.cycle = None
         state = self.conn.state
-        if state is State.IDLE:  # the usual case, and nothing for _drive to do but resume reading
+        if state is S.IDLE:  # the usual case, and nothing for _drive to do but resume reading
             if self.flow.read_paused:
                 self.flow.resume_reading()
             self._sync_timer()
             return
-        if state is State.CLOSED:
+        if state is S.CLOSED:
             self.transport.close()
-        elif state is State.LINGER:
+        elif state is S.LINGER:
             self.linger()
         self._drive()
 

@@ -58,7 +58,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from servers.core.connection import OVERLOADED, ServerConnection, State
+from servers.core.connection import OVERLOADED, S, ServerConnection
 from servers.core.events import CLOSED, NEED_DATA, BodyError, Data, EndOfMessage, Event, Rejected, RequestHead
 from servers.core.http import ClientDisconnected, DateHeader, RequestBodyError
 from servers.core.limits import Limits
@@ -351,10 +351,10 @@ class Connection:
                 RequestCycle(self, head).run()
             finally:
                 server._done()
-            if conn.state is State.CLOSED or server.should_exit and conn.shutdown():
+            if conn.state is S.CLOSED or server.should_exit and conn.shutdown():
                 self.close()
                 return
-            if conn.state is State.LINGER:
+            if conn.state is S.LINGER:
                 self.linger()
             event = conn.next_event()
             if type(event) is not RequestHead:
@@ -459,7 +459,7 @@ class RequestCycle:
                     result.close()
                 except Exception:
                     log.exception("error in the response iterable's close()")
-        if not writer.finished and self.conn.state is not State.CLOSED:
+        if not writer.finished and self.conn.state is not S.CLOSED:
             self.conn.abort()  # an app error after the head went out: cutting the connection is all that is left
         if server.config.access_log:
             log_access(connection.client, head, writer, started_at)

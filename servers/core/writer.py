@@ -77,14 +77,14 @@ def _assemble(status: int, names: list[bytes], lines: list[bytes], reason: bytes
         if _bad_value(phrase):
             raise ResponseError(f"reason phrase {reason!r} has CR, LF or NUL, which would split the response")
         status_line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+    if names and _TOKENS.fullmatch(b"\x00".join(names)) is None:
+        bad = next(name for name in names if not _TOKEN.fullmatch(name))
+        raise ResponseError(f"header name {bad!r} is not a token (RFC 9110 §5.1)")
     block = b"".join(lines)
     count = len(lines)
     if block.count(b"\r") != count or block.count(b"\n") != count or b"\0" in block:
         splitting = next(line.partition(b": ")[0] for line in lines if _bad_value(line[:-2]))
         raise ResponseError(f"header {splitting!r} has a value with CR, LF or NUL, which would split the response")
-    if names and _TOKENS.fullmatch(b"\x00".join(names)) is None:
-        bad = next(name for name in names if not _TOKEN.fullmatch(name))
-        raise ResponseError(f"header name {bad!r} is not a token (RFC 9110 §5.1)")
     return status_line + block + b"\r\n"
 
 
