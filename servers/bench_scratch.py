@@ -31,7 +31,8 @@ Every server is started through the registry (``servers/registry.py``), so the c
   fraction of what this socket can do at all.
 
 Then, in process, what the parser costs (``layercake/bench/parsers.py``): µs and Python calls to parse one request
-and to answer it, per parser backend.
+and to answer it, per parser backend; and what a whole request costs scratch-asgi and uvicorn with the socket left
+out (``layercake/bench/request_cost.py``): their protocol classes on a real loop, a transport that only counts.
 
 The access logs are off on every server (uvicorn's is on by default; writing a log line per request would
 dominate).  The environment (CPU, package versions, load average) is printed with the result, because numbers from
@@ -42,7 +43,7 @@ Usage::
     python -m servers.bench_scratch                          # every row, 3 rounds of 3 s (about 4 minutes)
     python -m servers.bench_scratch --rows goals             # only the rows the goals need (about 2 minutes)
     python -m servers.bench_scratch --rows scratch-asgi/httptools+uvloop,uvicorn/httptools+uvloop --rounds 5
-    python -m servers.bench_scratch --parsers                # only the in-process parser table
+    python -m servers.bench_scratch --parsers                # only the two in-process tables
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -236,13 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--rows", default="all", help="all (default), goals, or comma-separated row labels")
-    p.add_argument("--parsers", action="store_true", help="only the in-process parser table")
+    p.add_argument("--parsers", action="store_true", help="only the in-process tables: the parser, a whole request")
     p.add_argument("--json", metavar="FILE", help="also write the results here")
     args = p.parse_args(argv)
+    from layercake.bench import request_cost
     from layercake.bench.parsers import parser_costs, render
 
     if args.parsers:
         print(render(parser_costs()))
+        print()
+        print(request_cost.render(request_cost.request_costs()))
         return 0
     if not shutil.which("wrk"):
         print("wrk is not installed (apt install wrk)", file=sys.stderr)
@@ -309,9 +314,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{ours:28} / {theirs:28} {a / b:5.2f}x  (per-round {paired:.2f}x, by CPU/request {by_cpu:.2f}x; "
             f"goal >= {minimum}, aim {aim}: {verdict})"
         )
-    costs = parser_costs()
-    print()
-    print(render(costs))
+    costs: list[Any] = []
+    requests: list[Any] = []
+    try:  # the in-process tables after the sockets: an interruption here keeps the rounds (and writes the JSON)
+        costs = parser_costs()
+        print()
+        print(render(costs))
+        requests = request_cost.request_costs()
+        print()
+        print(request_cost.render(requests))
+    except KeyboardInterrupt:
+        print("interrupted: the in-process tables are left out", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -323,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                     "errors": errors,
                     "ratios": summary,
                     "parser_costs": [c.to_dict() for c in costs],
+                    "request_costs": [r.to_dict() for r in requests],
                 },
                 indent=2,
             )

@@ -182,7 +182,8 @@ def parser_costs(seconds: float = 0.3) -> list[ParserCost]:
 def render(rows: list[ParserCost]) -> str:
     """A plain-text table (the bench script prints it; ``layercake bench --experiment parsers`` shows it too)."""
     lines = [
-        "what the parser costs, in process (one GET /plaintext; cycle = gate + parser + response writer):",
+        "what the parser costs, in process (one GET /plaintext;",
+        "cycle = head reader + strict gate + parser + response writer):",
         f"  {'backend':16} {'what':6} {'µs/request':>11} {'Python calls':>13} {'C calls':>8}",
     ]
     for r in rows:
