@@ -134,16 +134,19 @@ def start(row: Row, cpu: str) -> tuple[subprocess.Popen[bytes], str]:
         command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"http://127.0.0.1:{port}/plaintext"
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit(f"{row.label} exited during startup: {' '.join(command)}") from None
-            time.sleep(0.1)
-    stop(proc)
-    raise SystemExit(f"{row.label} did not listen within 20 s")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return proc, f"http://127.0.0.1:{port}/plaintext"
+            except OSError:
+                if proc.poll() is not None:
+                    raise SystemExit(f"{row.label} exited during startup: {' '.join(command)}") from None
+                time.sleep(0.1)
+        raise SystemExit(f"{row.label} did not listen within 20 s")
+    except BaseException:  # a failed start, or Ctrl-C while waiting: the server is in its own session, so stop it
+        stop(proc)
+        raise
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -268,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[float]] = {r.label: [] for r in rows}
     cpu_us: dict[str, list[float]] = {r.label: [] for r in rows}
     errors: dict[str, int] = dict.fromkeys(results, 0)
+    interrupted = False  # Ctrl-C: summarise and write what was measured, then exit 130 as the shell expects
     try:
         for round_number in range(args.rounds):
             order = rows if round_number % 2 == 0 else rows[::-1]  # alternate who goes first
@@ -282,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     except KeyboardInterrupt:
+        interrupted = True
         print("interrupted: the rounds measured so far are summarised", file=sys.stderr)
         results = {k: v for k, v in results.items() if v}
     medians = {label: statistics.median(v) for label, v in results.items() if v}
@@ -317,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     costs: list[Any] = []
     requests: list[Any] = []
     try:  # the in-process tables after the sockets: an interruption here keeps the rounds (and writes the JSON)
+        if interrupted:
+            raise KeyboardInterrupt
         costs = parser_costs()
         print()
         print(render(costs))
@@ -324,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(request_cost.render(requests))
     except KeyboardInterrupt:
+        interrupted = True
         print("interrupted: the in-process tables are left out", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(
@@ -341,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                 indent=2,
             )
         )
-    return 0
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":
