@@ -149,11 +149,8 @@ class HTTPSend:
         return self.writer.status
 
     def message(self, message: Any) -> bytes:
-        try:
-            kind = message["type"]
-        except (TypeError, KeyError, IndexError):
-            kind = None
-        if type(kind) is not str:
+        kind = message.get("type") if type(message) is dict or isinstance(message, dict) else None
+        if type(kind) is not str and not isinstance(kind, str):  # type() first: the usual case, at C speed
             raise ASGIProtocolError(f"ASGI messages are dicts with a 'type' string, got {message!r:.200}")
         state = self.state
         if state is _BODY:  # first: a response's body messages outnumber its start
@@ -161,7 +158,7 @@ class HTTPSend:
                 raise ASGIProtocolError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
             body = message.get("body", b"")
             if type(body) is not bytes:
-                if not isinstance(body, (bytearray, memoryview)):
+                if not isinstance(body, (bytes, bytearray, memoryview)):
                     raise ASGIProtocolError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
                 body = bytes(body)
             last = not message.get("more_body", False)

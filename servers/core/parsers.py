@@ -162,10 +162,8 @@ class H11MypycParser(H11Parser):
 #   has one, at its end, so this is one ``feed_data`` per read; data that happens to contain ``CRLF CRLF`` costs one
 #   call more per occurrence.
 #
-# Whatever is left is the next request, held back for ``trailing_data``.  As a guard, a second ``on_url`` -- llhttp
-# starting a message we did not mean to feed it -- is an error, never a parse.  (A guard in ``on_message_begin``
-# would say the same a callback earlier, but costs a Python call per request: llhttp calls only the callbacks its
-# protocol object has.)  Measured (``python -m
+# Whatever is left is the next request, held back for ``trailing_data``.  As a guard, a second ``on_message_begin``
+# -- llhttp starting a message we did not mean to feed it -- is an error, never a parse.  Measured (``python -m
 # layercake.bench.parsers``): stopping costs one ``bytes.find`` per read, a C scan; what this class adds to llhttp
 # alone is the Python around it -- 13 Python calls for a GET (our callbacks, the events) against llhttp's 4 bare
 # callbacks, and 87 for h11.
@@ -221,6 +219,7 @@ class HttptoolsParser:
         "_url",
         "_headers",
         "_head_sent",
+        "_begun",
         "_body_bytes",
     )
 
@@ -240,6 +239,7 @@ class HttptoolsParser:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_sent = False
+        self._begun = False
         self._body_bytes = 0  # what on_body delivered (only for the 431 bound)
 
     # --- the RequestParser interface --------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ class HttptoolsParser:
             # llhttp knows a fixed table of methods; h11 (and RFC 9110 §9.1) any token.  The method does not
             # change how llhttp frames a request body, so it parses the same head with GET in its place.
             self._llhttp = parser = httptools.HttpRequestParser(self)
-            self._url = b""
+            self._begun = False
             self._execute(b"GET" + head[len(self._method) :])
         if self._state is _DONE:
             return  # no body: llhttp completed the message with the head
@@ -358,9 +358,12 @@ class HttptoolsParser:
 
     # --- llhttp's callbacks -----------------------------------------------------------------------------------------
 
-    def on_url(self, url: bytes) -> None:
-        if self._head_sent:  # llhttp started a second message: we fed it too much (see "How llhttp is made to stop")
+    def on_message_begin(self) -> None:
+        if self._begun:  # llhttp started a second message: we fed it too much (see "How llhttp is made to stop")
             raise ParseError(400, "parser read past the end of the message")
+        self._begun = True
+
+    def on_url(self, url: bytes) -> None:
         self._url += url  # llhttp may deliver a URL in pieces (not here: we feed whole heads)
 
     def on_header(self, name: bytes, value: bytes) -> None:

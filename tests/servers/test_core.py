@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import io
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -418,6 +419,11 @@ def test_http_send_state_machine_happy_path() -> None:
             "must be bytes",
         ),
         (["not a dict"], "dicts with a 'type'"),
+        ([types.MappingProxyType({"type": "http.response.start", "status": 200})], "dicts with a 'type'"),
+        ([{"type": 1}], "dicts with a 'type'"),
+        ([{"type": "http.response.start", "status": 200, "headers": [(b"ab",)]}], "byte pairs"),
+        ([{"type": "http.response.start", "status": 200, "headers": [b"ab"]}], "must be bytes"),  # 97, 98
+        ([{"type": "http.response.start", "status": 200, "headers": [(b"a", bytearray(b"b"))]}], "must be bytes"),
     ],
 )
 def test_http_send_state_machine_errors(messages: list, match: str) -> None:
@@ -425,6 +431,23 @@ def test_http_send_state_machine_errors(messages: list, match: str) -> None:
     with pytest.raises(ASGIProtocolError, match=match):
         for message in messages:
             s.message(message)
+
+
+class Text(str):
+    pass
+
+
+class Blob(bytes):
+    pass
+
+
+def test_http_send_takes_subclasses_and_bytes_likes_where_the_spec_says_bytes() -> None:
+    """A ``str`` subclass is a str and a ``bytes`` subclass, bytearray or memoryview body is bytes: sent as given."""
+    for body in (Blob(b"hi"), bytearray(b"hi"), memoryview(b"hi")):
+        s = sender()
+        s.message({"type": Text("http.response.start"), "status": 200, "headers": [(b"content-length", b"2")]})
+        data = s.message({"type": "http.response.body", "body": body})
+        assert data.endswith(b"\r\n\r\nhi") and s.done
 
 
 # --- WebSocket session ----------------------------------------------------------------------------------------------
