@@ -59,6 +59,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -211,7 +212,9 @@ def environment() -> dict[str, object]:
         except PackageNotFoundError:
             return None
 
-    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    wrk_version = ""  # --parsers runs without wrk
+    if shutil.which("wrk"):
+        wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     return {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -231,15 +234,16 @@ def _rows(spec: str) -> list[Row]:
     names = GOAL_ROWS if spec == "goals" else [n.strip() for n in spec.split(",") if n.strip()]
     unknown = [n for n in names if n not in ROWS]
     if unknown:
-        raise SystemExit(f"unknown row {', '.join(unknown)}; rows: {', '.join(ROWS)} (or all, goals)")
+        choices = textwrap.fill(", ".join([*ROWS, "all", "goals"]), 78, initial_indent="  ", subsequent_indent="  ")
+        raise SystemExit(f"bench_scratch: unknown row {', '.join(unknown)}; the rows are:\n{choices}")
     return [ROWS[n] for n in names]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=3)
+    p = argparse.ArgumentParser(prog="python -m servers.bench_scratch", description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=3, help="measurements of every row, interleaved (default 3)")
     p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
-    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--connections", type=int, default=64, help="wrk's open connections (default 64)")
     p.add_argument("--rows", default="all", help="all (default), goals, or comma-separated row labels")
     p.add_argument("--parsers", action="store_true", help="only the in-process tables: the parser, a whole request")
     p.add_argument("--json", metavar="FILE", help="also write the results here")
@@ -248,9 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     from layercake.bench.parsers import parser_costs, render
 
     if args.parsers:
-        print(render(parser_costs()))
+        costs, requests = parser_costs(), request_cost.request_costs()
+        print(render(costs))
         print()
-        print(request_cost.render(request_cost.request_costs()))
+        print(request_cost.render(requests))
+        if args.json:
+            doc = {
+                "environment": environment(),
+                "args": vars(args),
+                "parser_costs": [c.to_dict() for c in costs],
+                "request_costs": [r.to_dict() for r in requests],
+            }
+            Path(args.json).write_text(json.dumps(doc, indent=2))
         return 0
     if not shutil.which("wrk"):
         print("wrk is not installed (apt install wrk)", file=sys.stderr)

@@ -338,7 +338,8 @@ class Connection(asyncio.Protocol):
 
     def reject(self, rejection: Rejected) -> None:
         """Write a refusal and start the lingering close the connection asked for."""
-        log.info("%s rejected %d (%s: %s)", self.client, rejection.status, rejection.rule, rejection.reason)
+        who = f"{self.client[0]}:{self.client[1]}" if self.client else "-"  # as scratch-wsgi and the access log
+        log.info("%s rejected %d (%s: %s)", who, rejection.status, rejection.rule, rejection.reason)
         self.transport.write(rejection.data)
         self.linger()
 

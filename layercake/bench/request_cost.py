@@ -14,7 +14,8 @@ as in production, minus the system calls.
 Rows, for each parser and loop pair both servers offer:
 
 * **floor** -- a protocol that answers every ``data_received`` with fixed bytes: the loop and the measuring
-  harness alone (the in-process twin of the socket floor);
+  harness (the in-process twin of the socket floor).  Not all of the harness: it resumes twice per request for the
+  floor and four times for a server, and each resumption is a Python call, so "less floor" keeps a few of them;
 * **uvicorn** and **scratch-asgi** -- the same bare ASGI application (``layers/bare_asgi``), lifespan off, access
   log off, an empty lifespan state copied into each scope by both.
 
@@ -249,7 +250,7 @@ def render(rows: list[RequestCost]) -> str:
     floors = {(r.http, r.loop): r for r in rows if r.server == "floor"}
     lines = [
         "what one request costs in process, the socket left out (GET /plaintext, bare",
-        "ASGI app); less floor = without the loop and the harness: the server + the app",
+        "ASGI app); less floor = less the loop and most of the harness: server + app",
         f"  {'server':22} {'pair':17} {'µs/req':>7} {'calls':>6} {'less floor':>10} {'calls':>6}",
     ]
     for r in rows:

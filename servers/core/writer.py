@@ -83,8 +83,11 @@ def _assemble(status: int, names: list[bytes], lines: list[bytes], reason: bytes
     block = b"".join(lines)
     count = len(lines)
     if block.count(b"\r") != count or block.count(b"\n") != count or b"\0" in block:
-        splitting = next(line.partition(b": ")[0] for line in lines if _bad_value(line[:-2]))
-        raise ResponseError(f"header {splitting!r} has a value with CR, LF or NUL, which would split the response")
+        for name, line in zip(names, lines, strict=True):  # which one, and where (a NUL may be in a name)
+            if _bad_value(name):
+                raise ResponseError(f"header name {name!r} is not a token (RFC 9110 §5.1)")
+            if _bad_value(line[:-2]):
+                raise ResponseError(f"header {name!r} has a value with CR, LF or NUL, which would split the response")
     return status_line + block + b"\r\n"
 
 
