@@ -252,16 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     from layercake.bench.parsers import parser_costs, render
 
     if args.parsers:
-        costs, requests = parser_costs(), request_cost.request_costs()
-        print(render(costs))
+        parser_rows, request_rows = parser_costs(), request_cost.request_costs()
+        print(render(parser_rows))
         print()
-        print(request_cost.render(requests))
+        print(request_cost.render(request_rows))
         if args.json:
             doc = {
                 "environment": environment(),
                 "args": vars(args),
-                "parser_costs": [c.to_dict() for c in costs],
-                "request_costs": [r.to_dict() for r in requests],
+                "parser_costs": [c.to_dict() for c in parser_rows],
+                "request_costs": [r.to_dict() for r in request_rows],
             }
             Path(args.json).write_text(json.dumps(doc, indent=2))
         return 0
