@@ -70,7 +70,7 @@ from servers.core.events import (
     RequestHead,
     WebSocketRequest,
 )
-from servers.core.http import ClientDisconnected, DateHeader, RequestBodyError
+from servers.core.http import ClientDisconnected, DateHeader, RequestBodyError, peer
 from servers.core.limits import Limits
 from servers.core.writer import ResponseError
 from servers.lifespan import LifespanRunner
@@ -338,8 +338,7 @@ class Connection(asyncio.Protocol):
 
     def reject(self, rejection: Rejected) -> None:
         """Write a refusal and start the lingering close the connection asked for."""
-        who = f"{self.client[0]}:{self.client[1]}" if self.client else "-"  # as scratch-wsgi and the access log
-        log.info("%s rejected %d (%s: %s)", who, rejection.status, rejection.rule, rejection.reason)
+        log.info("%s rejected %d (%s: %s)", peer(self.client), rejection.status, rejection.rule, rejection.reason)
         self.transport.write(rejection.data)
         self.linger()
 
@@ -524,7 +523,7 @@ class RequestCycle:
         try:
             await self.connection.server.app(self.scope, self.receive, self.send)
         except ClientDisconnected as exc:
-            log.debug("%s %s", self.connection.client, exc)
+            log.debug("%s %s", peer(self.connection.client), exc)
         except RequestBodyError as exc:  # the client's fault, found while reading the body: 413, 400, 408
             self.fail(exc.status, exc.reason)
         except ResponseError as exc:  # e.g. more body than the declared Content-Length: the response is broken

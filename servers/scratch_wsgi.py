@@ -60,7 +60,7 @@ from typing import Any
 
 from servers.core.connection import OVERLOADED, S, ServerConnection
 from servers.core.events import CLOSED, NEED_DATA, BodyError, Data, EndOfMessage, Event, Rejected, RequestHead
-from servers.core.http import ClientDisconnected, DateHeader, RequestBodyError
+from servers.core.http import ClientDisconnected, DateHeader, RequestBodyError, peer
 from servers.core.limits import Limits
 from servers.core.wsgi import StartResponse, WSGIInput, build_environ, iterate_body
 from servers.scratch_common import (
@@ -320,7 +320,7 @@ class Connection:
         """Send a refusal and start the lingering close the connection asked for: stop writing (the client sees EOF
         after our answer) but keep reading and discarding until its deadline.  The answer is a few hundred bytes
         into an empty socket buffer, so one non-blocking ``send`` does it, even from the selector thread."""
-        log.info("%s:%d rejected %d (%s: %s)", *self.client, rejection.status, rejection.rule, rejection.reason)
+        log.info("%s rejected %d (%s: %s)", peer(self.client), rejection.status, rejection.rule, rejection.reason)
         try:
             self.sock.send(rejection.data)
         except OSError:
@@ -440,7 +440,7 @@ class RequestCycle:
             result = server.app(environ, start)
             iterate_body(result, start)
         except ClientDisconnected as exc:
-            log.debug("%s:%d %s", *connection.client, exc)
+            log.debug("%s %s", peer(connection.client), exc)
             self.conn.abort()
         except RequestBodyError as exc:  # the client's fault, found while the app read the body: 413, 400, 408
             self.fail(start, exc.status, exc.reason)

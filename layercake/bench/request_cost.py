@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from layercake.bench.parsers import REQUEST
+from servers.core.asgi import http_scope
+from servers.core.events import RequestHead
 
 #: The (parser, loop) pairs both servers offer, fastest first; a pair whose packages are missing is skipped.
 PAIRS = (("httptools", "uvloop"), ("h11", "asyncio"))
@@ -163,21 +165,9 @@ async def _measure(server: str, http: str, loop: str, app: Any, seconds: float) 
 
 async def _measure_app(app: Any, seconds: float) -> RequestCost:
     """The bare application alone: a scope, a receive and a send that do nothing."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/plaintext",
-        "raw_path": b"/plaintext",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1:8000")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
+    # The scope scratch-asgi builds for wrk's request (the core's builder), with an empty lifespan state.
+    head = RequestHead(b"GET", b"/plaintext", b"1.1", [(b"host", b"127.0.0.1:8000")])
+    scope = http_scope(head, server=("127.0.0.1", 8000), client=("127.0.0.1", 50000), state={})
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}

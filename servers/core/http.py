@@ -31,6 +31,7 @@ __all__ = [
     "access_line",
     "rejection_response",
     "split_target",
+    "peer",
     "status_phrase",
 ]
 
@@ -144,6 +145,11 @@ def rejection_response(
     )
 
 
+def peer(client: tuple[str, int] | None) -> str:
+    """``host:port`` of a client for a log line, ``-`` when the socket had no peer address."""
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
 def access_line(
     client: tuple[str, int] | None,
     method: bytes,
@@ -154,8 +160,7 @@ def access_line(
     duration: float,
 ) -> str:
     """One access-log line, shaped like uvicorn's and gunicorn's so a reader recognises it."""
-    who = f"{client[0]}:{client[1]}" if client else "-"
     return (
-        f'{who} - "{method.decode("latin-1")} {target.decode("latin-1")} HTTP/{http_version.decode()}" '
+        f'{peer(client)} - "{method.decode("latin-1")} {target.decode("latin-1")} HTTP/{http_version.decode()}" '
         f"{status} {size} {duration * 1000:.1f}ms"
     )
