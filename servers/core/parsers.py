@@ -252,6 +252,13 @@ class HttptoolsParser:
             except ParseError as exc:
                 self._error = exc
                 self._state = _DONE
+            if self._state is _DONE:
+                # llhttp holds our bound callbacks and we hold llhttp: a reference cycle, which only the cyclic
+                # garbage collector can free.  Left for it, one per request, it ran a collection every ~70
+                # requests -- 7% of scratch-asgi's CPU under wrk (py-spy --native), where uvicorn, whose parser
+                # lives as long as its connection, ran none.  The message is over: let go of llhttp now.  (A parser
+                # abandoned mid-message, when a connection breaks, is left to the collector: that is rare.)
+                self._llhttp = None
 
     def next_event(self) -> RequestHead | Data | EndOfMessage | Sentinel:
         if self._events:

@@ -4,6 +4,7 @@ for both servers; tests/servers/test_scratch_common.py checks the same behaviour
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -115,6 +116,29 @@ def test_get_then_keep_alive(parser: str, how: str) -> None:
     out = respond(conn)
     assert out.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close" not in out
     assert conn.state is State.IDLE and conn.next_event() is NEED_DATA
+
+
+@pytest.mark.parametrize(
+    "request_bytes", [GET, post(b"hello world"), chunked(b"hello", b"world")], ids=["get", "post", "chunked"]
+)
+def test_a_request_cycle_leaves_no_cyclic_garbage(parser: str, request_bytes: bytes) -> None:
+    """Everything a finished request cycle made is freed by reference counting alone.  A reference cycle per
+    request (llhttp held our callbacks, we held llhttp) made the garbage collector run every ~70 requests -- 7% of
+    a server's CPU under load, which uvicorn does not pay."""
+    conn, _ = make(parser)
+    for _ in range(3):  # warm up: caches, the Date header
+        events(conn, request_bytes)
+        respond(conn)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            events(conn, request_bytes)
+            respond(conn)
+        assert conn.state is State.IDLE
+        assert gc.collect() == 0  # nothing was left that only the collector could free
+    finally:
+        gc.enable()
 
 
 @HOW
