@@ -50,20 +50,38 @@ def _bad_value(blob: bytes) -> bool:
     return b"\r" in blob or b"\n" in blob or b"\0" in blob
 
 
-# Every name a token, in one C-speed match over the names joined by NUL, which no token holds (speed, issue 12).
-# The names are matched apart from the lines: within a line, ``X: y: z`` would read as the token ``X`` and a value.
-_TOKENS = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+(?:\x00[-!#$%&'*+.^_`|~0-9A-Za-z]+)*")
+#: Header names already proved tokens, each with its lowercase.  An application sends the same few names on every
+#: response, so the token check and the lowercasing run once per name rather than once per header per response
+#: (speed, issue 12).  Bounded: past ``_NAMES_MAX`` distinct names a new one is still checked, just not remembered.
+#: (Node's http keeps a table of common field names for the same reason; Go's net/http one of canonical keys.)
+_NAMES: dict[bytes, bytes] = {}
+_NAMES_MAX = 512
+
+
+def _token_lower(name: object) -> bytes:
+    """``name`` lowercased, once it is proved a token (RFC 9110 §5.1: field-name = token); remembered in ``_NAMES``.
+    A name holding ``": "`` would read, once written, as a shorter name and a value: every byte is checked."""
+    if type(name) is not bytes:
+        raise ResponseError(f"header names and values must be bytes, got {name!r}")
+    if not _TOKEN.fullmatch(name):
+        raise ResponseError(f"header name {name!r} is not a token (RFC 9110 §5.1)")
+    lname = name.lower()
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[name] = lname
+    return lname
 
 
 def serialize_head(status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None) -> bytes:
     """Status line and header fields, validated; ends with the empty line."""
-    return _assemble(
-        status, [name for name, _ in headers], [name + b": " + value + b"\r\n" for name, value in headers], reason
-    )
+    for name, _ in headers:
+        if type(name) is not bytes or name not in _NAMES:
+            _token_lower(name)
+    return _assemble(status, [name + b": " + value + b"\r\n" for name, value in headers], reason)
 
 
-def _assemble(status: int, names: list[bytes], lines: list[bytes], reason: bytes | None) -> bytes:
-    """The head from its field lines (each ``name: value CRLF``), checked by counting bytes in C.
+def _assemble(status: int, lines: list[bytes], reason: bytes | None) -> bytes:
+    """The head from its field lines (each ``name: value CRLF``, every name already proved a token), checked by
+    counting bytes in C.
 
     Each line ends in the CRLF we put there, so a field has CR, LF or NUL in its value exactly when the block of
     lines holds more CRs or LFs than lines, or any NUL: three C-speed counts instead of a pattern over the whole
@@ -77,16 +95,12 @@ def _assemble(status: int, names: list[bytes], lines: list[bytes], reason: bytes
         if _bad_value(phrase):
             raise ResponseError(f"reason phrase {reason!r} has CR, LF or NUL, which would split the response")
         status_line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
-    if names and _TOKENS.fullmatch(b"\x00".join(names)) is None:
-        bad = next(name for name in names if not _TOKEN.fullmatch(name))
-        raise ResponseError(f"header name {bad!r} is not a token (RFC 9110 §5.1)")
     block = b"".join(lines)
     count = len(lines)
     if block.count(b"\r") != count or block.count(b"\n") != count or b"\0" in block:
-        for name, line in zip(names, lines, strict=True):  # which one, and where (a NUL may be in a name)
-            if _bad_value(name):
-                raise ResponseError(f"header name {name!r} is not a token (RFC 9110 §5.1)")
+        for line in lines:  # which one: a token holds no colon, so the name is what comes before the first
             if _bad_value(line[:-2]):
+                name = line.partition(b":")[0]
                 raise ResponseError(f"header {name!r} has a value with CR, LF or NUL, which would split the response")
     return status_line + block + b"\r\n"
 
@@ -95,11 +109,9 @@ def _assemble(status: int, names: list[bytes], lines: list[bytes], reason: bytes
 _STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, phrase) for status, phrase in PHRASES.items()}
 
 
-def _drop(names: list[bytes], lines: list[bytes], field: bytes) -> None:
+def _drop(lines: list[bytes], field: bytes) -> None:
     """Remove every ``field`` line (case-insensitively) from a head being built."""
-    keep = [i for i, name in enumerate(names) if name.lower() != field]
-    names[:] = [names[i] for i in keep]
-    lines[:] = [lines[i] for i in keep]
+    lines[:] = [line for line in lines if line.partition(b":")[0].lower() != field]
 
 
 class ResponseWriter:
@@ -180,12 +192,13 @@ class ResponseWriter:
         tenth of a plaintext request's CPU)."""
         length = None
         has_date = has_server = chunked = False
-        names: list[bytes] = []
         lines: list[bytes] = []
         for name, value in headers:
-            if type(name) is not bytes or type(value) is not bytes:
+            lname = _NAMES.get(name) if type(name) is bytes else None
+            if lname is None:
+                lname = _token_lower(name)  # a name not seen before: prove it a token, or refuse it
+            if type(value) is not bytes:
                 raise ResponseError(f"header names and values must be bytes, got {name!r}: {value!r}")
-            lname = name.lower()
             if lname == b"content-length":
                 try:
                     length = int(value)
@@ -206,33 +219,28 @@ class ResponseWriter:
                 has_date = True
             elif lname == b"server":
                 has_server = True
-            names.append(name)
             lines.append(name + b": " + value + b"\r\n")
         if self.method_head or status < 200 or status in (204, 304):
             self._framing = "none"  # RFC 9112 §6.3 ¶1: no content, whatever the headers say
             if length is not None and (status < 200 or status == 204):  # RFC 9110 §8.6: "MUST NOT send
-                _drop(names, lines, b"content-length")  # Content-Length" in these
+                _drop(lines, b"content-length")  # Content-Length" in these
         elif length is not None and not chunked:
             self._framing, self._remaining = "length", length
         elif not self.http_10:
             self._framing = "chunked"
             if length is not None:
-                _drop(names, lines, b"content-length")
-            names.append(b"transfer-encoding")
+                _drop(lines, b"content-length")
             lines.append(b"transfer-encoding: chunked\r\n")
         else:
             self._framing = "close"  # RFC 9112 §6.3 ¶8: a 1.0 client reads until the connection closes
             self.keep_alive = False
         if not has_date:
-            names.append(b"date")
             lines.append(b"date: " + self.date.value() + b"\r\n")
         if not has_server:
-            names.append(b"server")
             lines.append(b"server: " + self.server_header + b"\r\n")
         if not self.keep_alive:
-            names.append(b"connection")
             lines.append(b"connection: close\r\n")
-        self._head = _assemble(status, names, lines, reason)
+        self._head = _assemble(status, lines, reason)
         self.status = status
         self.started = True
 

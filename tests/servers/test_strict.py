@@ -313,15 +313,23 @@ def test_fast_path_never_hides_a_violation(data: bytes, limits: Limits) -> None:
         assert strict._framing(data, limits) is None
 
 
-# Heads built from plausible pieces, so that many of them are plain enough for the one-regex path.
-plain_pieces = st.sampled_from(
+# Heads built from plausible pieces, so that many of them are plain enough for the one-regex paths: a request line,
+# then field lines.  (A field line first, or none, is a malformed head: some of those too.)
+request_lines = st.sampled_from(
     [
         b"GET /plaintext HTTP/1.1\r\n",
         b"POST /echo HTTP/1.0\r\n",
         b"CONNECT /x HTTP/1.1\r\n",
         b"get /a?b=|{} HTTP/1.1\r\n",
+    ]
+)
+field_lines = st.sampled_from(
+    [
         b"Host: a\r\n",
         b"Host: a:80\r\n",
+        b"Host: \t a.b:80 \t\r\n",
+        b"Host: a:b\r\n",
+        b"host:%41\r\n",
         b"Host:\r\n",
         b"HOST: [::1]:8\r\n",
         b"host: a b\r\n",
@@ -338,19 +346,23 @@ plain_pieces = st.sampled_from(
         b"Expect: nope\r\n",
     ]
 )
-plain_heads = st.lists(plain_pieces, min_size=1, max_size=6).map(lambda parts: b"".join(parts) + b"\r\n")
+plain_heads = st.one_of(
+    st.tuples(request_lines, st.lists(field_lines, max_size=5)).map(lambda t: t[0] + b"".join(t[1]) + b"\r\n"),
+    st.lists(st.one_of(request_lines, field_lines), min_size=1, max_size=6).map(lambda p: b"".join(p) + b"\r\n"),
+)
 
 
 @settings(max_examples=400, deadline=None)
 @given(data=plain_heads, limits=st.one_of(st.just(LIMITS), small_limits))
 def test_the_one_regex_path_gives_the_line_by_line_answer(data: bytes, limits: Limits) -> None:
     fast = check_head(data, limits)
-    original = strict._PLAIN_HEAD
-    strict._PLAIN_HEAD = re.compile(rb"(?!)")  # matches nothing: every head takes the line-by-line path
+    originals = strict._PLAIN_HEAD, strict._PLAIN_REQUEST
+    # Both match nothing: every head takes the line-by-line path.
+    strict._PLAIN_HEAD = strict._PLAIN_REQUEST = re.compile(rb"(?!)")
     try:
         assert check_head(data, limits) == fast
     finally:
-        strict._PLAIN_HEAD = original
+        strict._PLAIN_HEAD, strict._PLAIN_REQUEST = originals
 
 
 @settings(max_examples=400, deadline=None)
@@ -358,6 +370,25 @@ def test_the_one_regex_path_gives_the_line_by_line_answer(data: bytes, limits: L
 def test_a_head_proved_plain_passes_every_rule(data: bytes, limits: Limits) -> None:
     if strict._plainly_fine(data, limits):
         assert strict._check_head_fully(data, limits) is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        b"Host: a\r\nExpect: nope\r\n",
+        b"Expect: 100-continue\r\nHost: a\r\n",
+        b"Host: a\r\nhost: a\r\n",
+        b"Host: a\r\nContent-Length: 5\r\n",
+        b"Transfer-Encoding: chunked\r\nHost: a\r\n",
+        b"Host: a b\r\n",
+        b"Host: [::1]\r\n",
+        b"X-Host: a\r\n",
+        b"",
+    ],
+)
+def test_the_plain_path_leaves_the_message_rules_to_the_full_check(fields: bytes) -> None:
+    """Heads one message rule reads (a second Host, a body, an Expect, an unusual Host) are not proved plain."""
+    assert not strict._plainly_fine(b"GET / HTTP/1.1\r\n" + fields + b"\r\n", LIMITS)
 
 
 def test_the_usual_requests_take_the_plain_path() -> None:
