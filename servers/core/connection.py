@@ -119,11 +119,13 @@ class S:
 TRANSITIONS: dict[tuple[State, str], State] = {
     (S.IDLE, "a byte of a head arrives"): S.HEAD,
     (S.IDLE, "the client closes"): S.CLOSED,
+    (S.IDLE, "the socket fails"): S.CLOSED,
     (S.IDLE, "keepalive_timeout passes"): S.CLOSED,
     (S.HEAD, "the head is complete and passes the gate"): S.BODY,
     (S.HEAD, "the head is refused (4xx/5xx)"): S.LINGER,
     (S.HEAD, "header_timeout passes (408)"): S.LINGER,  # or the head came slower than min_rate
     (S.HEAD, "the client closes"): S.CLOSED,
+    (S.HEAD, "the socket fails"): S.CLOSED,
     (S.BODY, "the body ends"): S.DONE,
     (S.BODY, "the request is refused (503, bad handshake)"): S.LINGER,
     (S.BODY, "the response completes, the rest is small enough to drain"): S.DRAIN,
@@ -131,6 +133,7 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     (S.BODY, "a WebSocket is accepted"): S.UPGRADED,
     (S.BODY, "the response completes after the client closed its side"): S.CLOSED,
     (S.BODY, "the client closes"): S.CLOSED,
+    (S.BODY, "the socket fails"): S.CLOSED,
     (S.BODY, "the response is aborted"): S.CLOSED,
     (S.DONE, "the response completes, keep-alive"): S.IDLE,
     (S.DONE, "the response completes, a pipelined head is waiting"): S.HEAD,
@@ -141,13 +144,16 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     (S.DONE, "a WebSocket is accepted"): S.UPGRADED,
     (S.DONE, "the response is aborted"): S.CLOSED,
     (S.DONE, "the client closes"): S.CLOSED,
+    (S.DONE, "the socket fails"): S.CLOSED,
     (S.DRAIN, "the body ends"): S.IDLE,
     (S.DRAIN, "the body ends, a pipelined head is waiting"): S.HEAD,
     (S.DRAIN, "the body is malformed or over max_drain_bytes"): S.LINGER,
     (S.DRAIN, "body_timeout passes"): S.CLOSED,
     (S.DRAIN, "the client closes"): S.CLOSED,
+    (S.DRAIN, "the socket fails"): S.CLOSED,
     (S.LINGER, "linger_timeout passes"): S.CLOSED,
     (S.LINGER, "the client closes"): S.CLOSED,
+    (S.LINGER, "the socket fails"): S.CLOSED,
 }
 
 #: state -> (the Limits field that bounds it, from when it counts).  No entry: no timer runs.
@@ -483,6 +489,13 @@ class ServerConnection:
         """The response broke after its head was sent: the only way left to tell the client is to cut the
         connection (no terminating chunk, or fewer bytes than the Content-Length)."""
         self._to(S.CLOSED, "the response is aborted")
+
+    def broken(self) -> None:
+        """The socket failed under the server -- a send or a receive raised, e.g. for a client that stopped reading
+        until the send timed out: close, whatever was in progress.  The connection may have counted the response
+        complete (its bytes are made before they are written) and be waiting for the next head."""
+        if self.state is not S.CLOSED:
+            self._to(S.CLOSED, "the socket fails")
 
     def accept_websocket(self, message: dict[str, Any]) -> tuple[bytes, bytes]:
         """The application accepted the handshake: ``(the 101 response, the bytes already received after the head)``

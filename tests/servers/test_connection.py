@@ -118,6 +118,21 @@ def test_get_then_keep_alive(parser: str, how: str) -> None:
     assert conn.state is State.IDLE and conn.next_event() is NEED_DATA
 
 
+@pytest.mark.parametrize("after", ["head", "response"])
+def test_a_broken_socket_closes_in_any_state(parser: str, after: str) -> None:
+    # A server's send can fail after the connection counted the response complete (its bytes are made before they
+    # are written): broken() must close from there as from the middle of a request, and again harmlessly.
+    conn, _ = make(parser)
+    events(conn, GET + GET[:5])  # a pipelined head has begun, too
+    if after == "response":
+        respond(conn)
+        assert conn.state is State.HEAD
+    conn.broken()
+    assert conn.state is State.CLOSED and conn.next_event() is CLOSED
+    conn.broken()
+    assert conn.state is State.CLOSED
+
+
 @pytest.mark.parametrize(
     "request_bytes", [GET, post(b"hello world"), chunked(b"hello", b"world")], ids=["get", "post", "chunked"]
 )

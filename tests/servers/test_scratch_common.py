@@ -74,6 +74,25 @@ def test_keep_alive_and_pipelining(url: str) -> None:
     sock.close()
 
 
+def test_a_response_larger_than_the_socket_buffers_reaches_a_slow_reader(url: str) -> None:
+    # More than the kernel buffers hold on both sides: the server's first send takes what fits and the rest must
+    # wait for the client to read (scratch-wsgi: transmit's timeout-mode sendall; scratch-asgi: the transport's
+    # buffer and drain).  The connection then serves the next request as usual.
+    body = bytes(range(256)) * (16 << 12)  # 16 MiB of every byte value: more than loopback's buffers hold
+    sock = connect(url)
+    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    while b"\r\n\r\n" not in sock.buf:
+        sock.buf += sock.sock.recv(4096)
+    while len(sock.buf) < len(body):  # read slowly: the server's send buffer stays full for a while
+        sock.buf += sock.sock.recv(65536)
+        time.sleep(0.002)
+    response = read_response(sock)
+    assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(body)
+    sock.sendall(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_response(sock).endswith(b"GET /after")
+    sock.close()
+
+
 def test_pipelined_bytes_split_across_the_body(url: str) -> None:
     sock = connect(url)
     data = (

@@ -5,6 +5,7 @@ differently of scratch-asgi; what both scratch servers must do alike runs for ea
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import wsgiref.validate
@@ -89,6 +90,20 @@ def test_header_timeout_closes_a_slow_client_while_others_are_served() -> None:
         assert httpx.get(base + "/fast").text == "GET /fast"
         data = read_until_closed(slow)
         assert data.startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_frees_its_worker(caplog: pytest.LogCaptureFixture) -> None:
+    # The response's bytes are made (and the connection counts it complete) before they are written; the write
+    # then waits for a client that never reads, until header_timeout.  The worker must close that connection as
+    # a broken socket -- not fail on it as a bug -- and go on serving.
+    body = b"x" * (32 << 20)  # more than loopback's socket buffers hold on both sides
+    with running(scratch_apps.wsgi_app, threads=1, limits=Limits(header_timeout=0.5)) as base:
+        stalled = connect(base)
+        stalled.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        # and never reads: the only worker is held until the send times out, then serves the next client
+        assert httpx.get(base + "/after", timeout=10).text == "GET /after"
+        stalled.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 def test_idle_keep_alive_connection_is_closed() -> None:
