@@ -13,8 +13,9 @@ waits for what?
   defence: a client that trickles its headers (slowloris) costs a buffer and a deadline, never a worker thread.
 * **A bounded pool of worker threads** (``--threads``, default 8) runs the request cycle: it builds the environ,
   lets the app read the body (``wsgi.input`` reads the socket on demand, waiting up to ``body_timeout``), sends
-  the response (waiting, when the client reads slowly, up to ``header_timeout`` per send) and calls ``close()``.  If the client pipelined another complete request, the same thread
-  serves it next; otherwise the connection goes back to the selector thread.
+  the response (a client that reads slowly gets ``header_timeout`` in all for each write, a total deadline as
+  ``socket.sendall``'s timeout is) and calls ``close()``.  If the client pipelined another complete request, the
+  same thread serves it next; otherwise the connection goes back to the selector thread.
 
 This is the model of gunicorn's ``gthread`` worker, and of waitress (which goes further: its I/O thread also
 buffers whole responses).  The alternative, a thread per connection (werkzeug's dev server, the standard library's
@@ -414,7 +415,7 @@ class Connection:
             conn.receive_data(data)
 
     def transmit(self, data: bytes) -> None:
-        """Send all of ``data``, waiting up to ``header_timeout`` at a time for a client that reads slowly.
+        """Send all of ``data``, within ``header_timeout`` in all for a client that reads slowly.
 
         The socket stays non-blocking, as the selector thread needs it, and the first ``send`` is tried as it is:
         a usual response fits the kernel's socket buffer whole.  Only the rest of a response that does not fit is

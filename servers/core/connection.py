@@ -175,6 +175,7 @@ TIMERS: dict[State, tuple[str, str]] = {
 _NEXT: dict[str, dict[State, State]] = {}
 for (_state, _why), _next in TRANSITIONS.items():
     _NEXT.setdefault(_why, {})[_state] = _next
+del _state, _why, _next
 _TIMED_ON_ENTRY = frozenset(TIMERS) - {S.BODY}
 _NOWHERE: dict[State, State] = {}
 
@@ -502,8 +503,9 @@ class ServerConnection:
 
     def broken(self) -> None:
         """The socket failed under the server -- a send or a receive raised, e.g. for a client that stopped reading
-        until the send timed out: close, whatever was in progress.  The connection may have counted the response
-        complete (its bytes are made before they are written) and be waiting for the next head."""
+        until the send timed out: close, whatever HTTP was in progress (an upgraded connection is the WebSocket's).
+        The connection may have counted the response complete (its bytes are made before they are written) and be
+        waiting for the next head."""
         if self.state is not S.CLOSED:
             self._to(S.CLOSED, "the socket fails")
 
