@@ -386,7 +386,8 @@ class Connection(asyncio.Protocol):
             else:
                 self._act(event)
                 break
-        self._sync_timer()
+        if conn.state is not S.DONE:  # the usual state here, a request read and its response due: DONE has no timer
+            self._sync_timer()
 
     def _act(self, event: Event) -> None:
         if isinstance(event, Rejected):

@@ -360,7 +360,7 @@ def observe_scratch_httptools(emit: Emit) -> None:
     """Report llhttp's callbacks into our servers' ``HttptoolsParser``, as :func:`observe_uvicorn_httptools` does
     for uvicorn's protocol: the same op names (``httptools.on_url``, ...), so a trace reads the same on both.
 
-    httptools looks the callbacks up on the parser object when it creates its llhttp (one per request cycle), so
+    httptools looks the callbacks up on the parser object when it creates its llhttp (one per connection), so
     wrapping them on the class before any connection shows every parse.  ``httptools.receive_data`` is the bytes
     the connection handed over, reported before the callbacks they cause.
     """

@@ -11,8 +11,8 @@ drive every rule below with plain bytes and a fake clock, and both servers apply
 What it decides, and where in this file:
 
 * **Finding and checking heads** (``_next_head``): a :class:`~servers.core.head.HeadReader` finds the end of each
-  head and runs the strict gate (``strict.py``) on it; only then does a fresh parser (``parsers.py``, one per
-  request cycle) see it.  A refused head becomes a ``Rejected`` event carrying the complete response.
+  head and runs the strict gate (``strict.py``) on it; only then does the parser (``parsers.py``) see it -- one
+  request cycle at a time: the last cycle's parser renewed where it can be (llhttp), else a fresh one (h11).  A refused head becomes a ``Rejected`` event carrying the complete response.
 * **Admission**: the server counts requests in flight (that is its concurrency model); when it is full it calls
   :meth:`refuse` with :data:`OVERLOADED` and writes the 503 it gets back (uvicorn's ``--limit-concurrency``).
 * **100 Continue** (:meth:`want_body`): sent the first time the application asks for a body the client is holding
@@ -342,7 +342,9 @@ class ServerConnection:
         if isinstance(ready, Rejection):
             return self._reject(ready, "the head is refused (4xx/5xx)")
         head_bytes, rest = ready
-        parser = self._parser_class(self.limits)
+        parser = self._parser
+        if parser is None or not parser.renew():  # the last cycle's parser, if it can take the next head
+            parser = self._parser_class(self.limits)
         parser.receive_data(head_bytes + rest if rest else head_bytes)
         try:
             head = parser.next_event()

@@ -9,8 +9,11 @@ and it yields events:
     RequestHead, then Data* , then EndOfMessage        (or raises ParseError)
 
 and, once the message is complete, gives back the bytes it did not parse (``trailing_data``): the start of the next,
-pipelined request, which goes back through the strict gate before any parser sees it.  That is why a parser lives for
-one cycle only: no parser ever reads a head our checks have not seen.
+pipelined request, which goes back through the strict gate before any parser sees it -- no parser ever reads a head
+our checks have not seen.  So a parser serves one request cycle at a time: for the next one the connection asks it to
+``renew()`` itself, and makes a fresh parser when it cannot (h11's server-side ``Connection`` only starts a new cycle
+once it has sent the response too, which ours never sends through it; llhttp starts the next message by itself after
+a keep-alive one, as uvicorn relies on).
 
 A parser is small on purpose, so that two of them can be compared line by line:
 
@@ -88,6 +91,11 @@ class RequestParser(Protocol):
     @property
     def trailing_data(self) -> bytes: ...
 
+    def renew(self) -> bool:
+        """Be ready for the next request cycle's head, the last message being complete; False if this parser cannot
+        (the connection then makes a fresh one)."""
+        ...
+
 
 class H11Parser:
     """h11 as a request parser.
@@ -130,6 +138,9 @@ class H11Parser:
     @property
     def trailing_data(self) -> bytes:
         return bytes(self._h11.trailing_data[0])
+
+    def renew(self) -> bool:
+        return False  # h11.Connection.start_next_cycle() needs our side DONE too, and responses bypass h11
 
 
 _END = EndOfMessage()
@@ -221,14 +232,18 @@ class HttptoolsParser:
         "_head_sent",
         "_begun",
         "_body_bytes",
+        "_reusable",
     )
 
     def __init__(self, limits: Limits) -> None:
         if httptools is None:
             raise MissingParserPackage("httptools")
         self._limits = limits
-        self._llhttp: Any = None  # created when the head is complete
+        self._llhttp: Any = None  # created when the first head is complete; kept for the next ones (renew)
         self._events: deque[RequestHead | Data | EndOfMessage] = deque()
+        self._new_message()
+
+    def _new_message(self) -> None:
         self._buffer = b""  # received and not yet fed to llhttp
         self._state = _HEAD
         self._remaining = 0  # Content-Length bytes still to feed
@@ -241,6 +256,7 @@ class HttptoolsParser:
         self._head_sent = False
         self._begun = False
         self._body_bytes = 0  # what on_body delivered (only for the 431 bound)
+        self._reusable = False  # llhttp may parse the next message: it ended keep-alive, not upgraded, no error
 
     # --- the RequestParser interface --------------------------------------------------------------------------------
 
@@ -252,12 +268,14 @@ class HttptoolsParser:
             except ParseError as exc:
                 self._error = exc
                 self._state = _DONE
-            if self._state is _DONE:
+                self._reusable = False
+            if self._state is _DONE and not self._reusable:
                 # llhttp holds our bound callbacks and we hold llhttp: a reference cycle, which only the cyclic
                 # garbage collector can free.  Left for it, one per request, it ran a collection every ~70
-                # requests -- 7% of scratch-asgi's CPU under wrk (py-spy --native), where uvicorn, whose parser
-                # lives as long as its connection, ran none.  The message is over: let go of llhttp now.  (A parser
-                # abandoned mid-message, when a connection breaks, is left to the collector: that is rare.)
+                # requests -- 7% of scratch-asgi's CPU under wrk (py-spy --native).  One per keep-alive
+                # connection is uvicorn's price too (its protocol and its llhttp hold each other); a message
+                # after which llhttp will parse nothing more lets go of it now.  (A parser abandoned mid-message,
+                # when a connection breaks, is left to the collector: that is rare.)
                 self._llhttp = None
 
     def next_event(self) -> RequestHead | Data | EndOfMessage | Sentinel:
@@ -270,6 +288,15 @@ class HttptoolsParser:
     @property
     def trailing_data(self) -> bytes:
         return self._buffer if self._state is _DONE else b""
+
+    def renew(self) -> bool:
+        # Speed (issue 12): one llhttp per connection, as uvicorn has, not one per request -- making one costs
+        # about as much as parsing a GET with it (0.8 us, timeit).  After a keep-alive message llhttp begins the
+        # next one by itself; it is fed nothing until the connection has the next head through the gate.
+        if not self._reusable or self._state is not _DONE or self._events:
+            return False
+        self._new_message()
+        return True
 
     # --- feeding llhttp exactly one message -------------------------------------------------------------------------
 
@@ -296,9 +323,12 @@ class HttptoolsParser:
             self._feed_chunked()
 
     def _start(self, head: bytes) -> None:
-        """Feed the complete head to a new llhttp and decide how the body is framed."""
+        """Feed the complete head to llhttp (the first head on this connection: to a new one) and decide how the
+        body is framed."""
         self._method = head[: head.find(b" ")]
-        self._llhttp = parser = httptools.HttpRequestParser(self)
+        parser = self._llhttp
+        if parser is None:
+            self._llhttp = parser = httptools.HttpRequestParser(self)
         try:
             self._execute(head)
         except _UnknownMethod:
@@ -389,8 +419,14 @@ class HttptoolsParser:
         self._events.append(
             RequestHead(self._method, self._url, _VERSIONS.get(version) or version.encode(), self._headers)
         )
-        if parser.should_upgrade() and _framing_of(self._headers) != b"0":
-            self._state = _UPGRADE  # llhttp will skip the body and call on_message_complete: not the end for us
+        if parser.should_upgrade():
+            # llhttp stops parsing at an upgrade (or CONNECT): to it, what follows is the new protocol.
+            if _framing_of(self._headers) != b"0":
+                self._state = _UPGRADE  # llhttp will skip the body and call on_message_complete: not the end for us
+        else:
+            # Asked now: llhttp clears a message's flags as it completes.  After a closing message (Connection:
+            # close, HTTP/1.0 without keep-alive) it refuses further bytes -- the connection closes then anyway.
+            self._reusable = parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)

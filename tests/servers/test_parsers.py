@@ -49,10 +49,10 @@ class Outcome:
     error: int | None = None
 
 
-def parse(name: str, data: bytes, step: int | None = None) -> Outcome:
-    """Feed ``data`` to a new parser called ``name`` in pieces of ``step`` bytes (None: whole) until the message
-    ends; then collect the bytes it did not parse (plus those never fed)."""
-    parser = PARSERS[name](LIMITS)
+def parse(name: str, data: bytes, step: int | None = None, parser: parsers.RequestParser | None = None) -> Outcome:
+    """Feed ``data`` to ``parser`` (None: a new parser called ``name``) in pieces of ``step`` bytes (None: whole)
+    until the message ends; then collect the bytes it did not parse (plus those never fed)."""
+    parser = parser or PARSERS[name](LIMITS)
     pieces = [data] if step is None else [data[i : i + step] for i in range(0, len(data), step)] or [b""]
     out = Outcome()
     for index, piece in enumerate(pieces):
@@ -235,6 +235,44 @@ def test_unknown_and_missing_parsers_say_what_to_do(monkeypatch: pytest.MonkeyPa
     with pytest.raises(MissingParserPackage, match=r"--http httptools needs .*layercake\[servers\]"):
         parser_class("httptools")
     assert parser_class("h11") is parsers.H11Parser
+
+
+FINE = [m for m, (_, expected) in MESSAGES.items() if isinstance(expected, bytes)]
+
+
+@pytest.mark.parametrize("first", FINE)
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_renewed_parser_reads_the_next_message_as_a_fresh_one_does(name: str, first: str) -> None:
+    """The connection asks the last cycle's parser to ``renew()`` before it makes a fresh one: whatever came first, a
+    parser that says yes must give every next message exactly a fresh parser's events and errors."""
+    for second, (data, _) in MESSAGES.items():
+        parser = PARSERS[name](LIMITS)
+        assert parse(name, MESSAGES[first][0], parser=parser).ended
+        if not parser.renew():
+            continue
+        assert parse(name, data + NEXT, parser=parser) == parse(name, data + NEXT), (first, second)
+
+
+@pytest.mark.parametrize("name", [b for b in BACKENDS if b.values[0] == "httptools"])
+def test_httptools_keeps_one_llhttp_across_keep_alive_messages_only(name: str) -> None:
+    """Reuse is the point (one llhttp per connection, as uvicorn); after a message llhttp will not follow -- a
+    closing one, an upgrade -- or an error, the connection gets a fresh parser."""
+    renews = {}
+    for message in ("get", "chunked", "unknown-method", "http10", "upgrade-with-body", "chunk-size-not-hex"):
+        parser = PARSERS[name](LIMITS)
+        parse(name, MESSAGES[message][0], parser=parser)
+        renews[message] = parser.renew()
+    assert renews == {
+        "get": True,
+        "chunked": True,
+        "unknown-method": True,
+        "http10": False,  # HTTP/1.0 without keep-alive: llhttp refuses bytes after it
+        "upgrade-with-body": False,  # llhttp stops at an upgrade; the body came through a second one
+        "chunk-size-not-hex": False,
+    }
+    parser = PARSERS[name](LIMITS)
+    parse(name, head(b"GET / HTTP/1.1", b"Connection: close"), parser=parser)
+    assert not parser.renew()
 
 
 # --- the raw corpus: the strict gate, then every parser -------------------------------------------------------------
