@@ -6,7 +6,7 @@ The socket benchmark says how fast a server is; this says how much of one reques
 no server, no application: for each backend in ``servers/core/parsers.py`` ``PARSERS`` it measures, on the request
 wrk sends (``GET /plaintext`` with a ``Host`` header and nothing else),
 
-* **parse** -- a fresh parser (one per request cycle, as the connection makes them) fed the whole request, asked for
+* **parse** -- a fresh parser (as the connection makes for a connection's first request) fed the whole request, asked for
   events until ``EndOfMessage``;
 * **cycle** -- the same through the sans-I/O connection (``servers/core/connection.py``): the head reader, the strict
   gate, the parser, then the response writer building ``200 Hello, World!`` with its ``Date`` and ``Server``, on one

@@ -12,7 +12,8 @@ What it decides, and where in this file:
 
 * **Finding and checking heads** (``_next_head``): a :class:`~servers.core.head.HeadReader` finds the end of each
   head and runs the strict gate (``strict.py``) on it; only then does the parser (``parsers.py``) see it -- one
-  request cycle at a time: the last cycle's parser renewed where it can be (llhttp), else a fresh one (h11).  A refused head becomes a ``Rejected`` event carrying the complete response.
+  request cycle at a time: the last cycle's parser renewed where it can be (llhttp), else a fresh one (h11).  A
+  refused head becomes a ``Rejected`` event carrying the complete response.
 * **Admission**: the server counts requests in flight (that is its concurrency model); when it is full it calls
   :meth:`refuse` with :data:`OVERLOADED` and writes the 503 it gets back (uvicorn's ``--limit-concurrency``).
 * **100 Continue** (:meth:`want_body`): sent the first time the application asks for a body the client is holding
